@@ -1,0 +1,43 @@
+//! The command line: one file per subcommand. Errors leave here as `anyhow` with context; a
+//! `crate::Error` anywhere in the chain means the user's input was at fault (exit code 2).
+
+mod format;
+mod hw;
+mod predict;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpucost",
+    version,
+    about = "What a transformer costs on a GPU: training step, time to first token, time per token, memory, energy, dollars."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Predict training and inference cost of a model on a GPU.
+    Predict(predict::PredictArgs),
+    /// The hardware catalog.
+    #[command(subcommand)]
+    Hw(hw::HwCommand),
+}
+
+/// Output format shared by every subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Predict(args) => predict::run(args),
+        Command::Hw(cmd) => hw::run(cmd),
+    }
+}

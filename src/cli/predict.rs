@@ -1,0 +1,263 @@
+//! `gpucost predict`: the cost of one architecture on one GPU.
+
+use super::Format;
+use super::format::{bytes, count, percent, seconds, si};
+use crate::cost::Roofline;
+use crate::dtype::DType;
+use crate::workload::estimate::{Estimate, Options, estimate};
+use crate::workload::{InferenceSetup, Parallelism, Recompute, TrainingSetup};
+use crate::{Error, arch, hw};
+use anyhow::Result;
+use clap::Args;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A Hugging Face config.json, a native .toml, or a short name (llama-3-8b, mixtral-8x7b, gpt2, …).
+    #[arg(long)]
+    model: String,
+    /// A catalog GPU (see `gpucost hw list`) or a profile .toml.
+    #[arg(long)]
+    hw: String,
+    /// Matmul dtype: fp32, tf32, fp16, bf16, fp8-e4m3, fp8-e5m2, int8, int4.
+    #[arg(long, default_value = "bf16")]
+    dtype: String,
+    /// KV-cache dtype (default: the attention dtype).
+    #[arg(long)]
+    kv_dtype: Option<String>,
+    /// Sequences per training step, and concurrent sequences when serving.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    batch: i64,
+    /// Training sequence length.
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
+    seq: i64,
+    /// Prompt tokens per sequence when serving.
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
+    prompt: i64,
+    /// Generated tokens per sequence when serving.
+    #[arg(long = "gen", default_value_t = 256, allow_negative_numbers = true)]
+    generate: i64,
+    /// Activation recomputation in training.
+    #[arg(long, value_enum, default_value_t = Recompute::None)]
+    recompute: Recompute,
+    /// Model unfused attention (scores written to memory) instead of a flash-style kernel.
+    #[arg(long)]
+    no_fused_attention: bool,
+    /// Price per GPU-hour in USD (overrides the profile's).
+    #[arg(long)]
+    price_per_hour: Option<f64>,
+    /// List every op with its time, FLOPs, bytes and bound.
+    #[arg(long)]
+    breakdown: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+fn dtype_flag(flag: &str, value: &str) -> Result<DType, Error> {
+    value
+        .parse()
+        .map_err(|e| Error::Unknown(format!("--{flag}: {e}")))
+}
+
+fn size_flag(flag: &str, value: i64) -> Result<u64, Error> {
+    u64::try_from(value)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| Error::Unsupported(format!("--{flag} must be positive, got {value}")))
+}
+
+pub fn run(a: PredictArgs) -> Result<()> {
+    let dtype = dtype_flag("dtype", &a.dtype)?;
+    let kv_dtype = match &a.kv_dtype {
+        Some(s) => dtype_flag("kv-dtype", s)?,
+        None => crate::workload::attention_dtype(dtype),
+    };
+    if let Some(p) = a.price_per_hour
+        && !(p.is_finite() && p >= 0.0)
+    {
+        return Err(Error::Unsupported(format!(
+            "--price-per-hour must be a non-negative number, got {p}"
+        ))
+        .into());
+    }
+    let model = arch::load(&a.model)?;
+    let hardware = hw::load(&a.hw)?;
+    let batch = size_flag("batch", a.batch)?;
+    let fused = !a.no_fused_attention;
+    let train = TrainingSetup {
+        batch,
+        seq: size_flag("seq", a.seq)?,
+        dtype,
+        recompute: a.recompute,
+        fused_attention: fused,
+        parallelism: Parallelism::default(),
+    };
+    let infer = InferenceSetup {
+        batch,
+        prompt: size_flag("prompt", a.prompt)?,
+        generate: size_flag("gen", a.generate)?,
+        dtype,
+        kv_dtype,
+        fused_attention: fused,
+        parallelism: Parallelism::default(),
+    };
+    let origin =
+        if hw::catalog_names().contains(&hardware.name.as_str()) && !a.hw.ends_with(".toml") {
+            format!("{} (embedded catalog)", hardware.name)
+        } else {
+            format!("{} (file {})", hardware.name, a.hw)
+        };
+    let opts = Options {
+        price_usd_per_hour: a.price_per_hour,
+        breakdown: a.breakdown,
+        hardware_origin: origin,
+    };
+    let e = estimate(&model, &train, &infer, &hardware, &Roofline, &opts)?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+        Format::Table => print_tables(&e),
+    }
+    Ok(())
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".into())
+}
+
+fn key_values(rows: &[(&str, String)]) -> String {
+    let mut b = Builder::default();
+    for (k, v) in rows {
+        b.push_record([k.to_string(), v.clone()]);
+    }
+    b.build()
+        .with(Style::rounded().remove_horizontals())
+        .to_string()
+}
+
+fn print_tables(e: &Estimate) {
+    let (t, i) = (&e.training, &e.inference);
+    let (ts, is) = (&e.training_setup, &e.inference_setup);
+    let p = &e.params;
+    println!(
+        "{} on {} ({}; {})",
+        e.model.name, e.hardware.display_name, ts.dtype, e.provenance.cost_model
+    );
+    println!(
+        "parameters: {} total, {} active, {} non-embedding",
+        count(p.total),
+        count(p.active),
+        count(p.non_embedding)
+    );
+    println!(
+        "\ntraining step: batch {} x seq {} = {} tokens, recompute {}",
+        ts.batch,
+        ts.seq,
+        t.tokens_per_step,
+        format!("{:?}", ts.recompute).to_lowercase()
+    );
+    let usd = |v: f64| format!("${v:.2}");
+    println!(
+        "{}",
+        key_values(&[
+            ("step time", seconds(t.step_time_s)),
+            ("tokens/s", format!("{:.0}", t.tokens_per_s)),
+            ("MFU", percent(t.mfu)),
+            (
+                "model FLOPs/token",
+                format!("{}FLOP", si(t.model_flops_per_token))
+            ),
+            (
+                "energy/token",
+                opt(t.energy_j_per_token, |j| format!("{j:.3} J"))
+            ),
+            ("$ per 1M tokens", opt(t.usd_per_million_tokens, usd)),
+        ])
+    );
+    println!(
+        "\ninference: batch {}, prompt {}, generate {}, kv-cache {}",
+        is.batch, is.prompt, is.generate, is.kv_dtype
+    );
+    println!(
+        "{}",
+        key_values(&[
+            ("time to first token", seconds(i.ttft_s)),
+            ("time per output token", seconds(i.tpot_s)),
+            ("decode tokens/s", format!("{:.0}", i.decode_tokens_per_s)),
+            ("prefill tokens/s", format!("{:.0}", i.prefill_tokens_per_s)),
+            ("request latency", seconds(i.request_latency_s)),
+            (
+                "energy/output token",
+                opt(i.energy_j_per_output_token, |j| format!("{j:.3} J"))
+            ),
+            (
+                "$ per 1M output tokens",
+                opt(i.usd_per_million_output_tokens, usd)
+            ),
+        ])
+    );
+    let (mt, mi) = (&e.memory.training, &e.memory.inference);
+    let mut b = Builder::default();
+    b.push_record(["memory", "training", "inference"]);
+    b.push_record([
+        "weights".into(),
+        bytes(mt.weights_bytes),
+        bytes(mi.weights_bytes),
+    ]);
+    b.push_record(["gradients".into(), bytes(mt.gradients_bytes), "-".into()]);
+    b.push_record([
+        "optimizer (Adam)".into(),
+        bytes(mt.optimizer_bytes),
+        "-".into(),
+    ]);
+    b.push_record([
+        "activations".into(),
+        bytes(mt.activations_bytes),
+        bytes(mi.activations_bytes),
+    ]);
+    b.push_record(["KV cache".into(), "-".into(), bytes(mi.kv_cache_bytes)]);
+    b.push_record(["total".into(), bytes(mt.total_bytes), bytes(mi.total_bytes)]);
+    let fits = |f: bool, cap: f64| {
+        format!(
+            "{} ({} on the GPU)",
+            if f { "yes" } else { "NO" },
+            bytes(cap)
+        )
+    };
+    b.push_record([
+        "fits".into(),
+        fits(mt.fits, mt.capacity_bytes),
+        fits(mi.fits, mi.capacity_bytes),
+    ]);
+    println!("\n{}", b.build().with(Style::rounded()));
+    println!("energy: {}", e.provenance.energy_basis);
+    if let Some(ops) = &e.breakdown {
+        let mut b = Builder::default();
+        b.push_record([
+            "phase",
+            "op",
+            "shape",
+            "count",
+            "time each",
+            "time total",
+            "FLOPs",
+            "bytes",
+            "bound",
+        ]);
+        for o in ops {
+            b.push_record([
+                format!("{:?}", o.phase).to_lowercase(),
+                o.label.clone(),
+                o.op.clone(),
+                o.count.to_string(),
+                seconds(o.seconds_each),
+                seconds(o.seconds_total),
+                si(o.flops_total),
+                bytes(o.bytes_total),
+                o.bound.name().to_string(),
+            ]);
+        }
+        println!("\nper-op breakdown (training step, prefill, first decode step):");
+        println!("{}", b.build().with(Style::rounded()));
+    }
+}
