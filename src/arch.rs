@@ -161,7 +161,7 @@ impl Architecture {
         let window = self.sliding_window.and_then(|w| {
             let applies = match w.layers {
                 WindowLayers::All => true,
-                WindowLayers::Even => index % 2 == 0,
+                WindowLayers::Even => index.is_multiple_of(2),
                 WindowLayers::From(first) => index >= first,
             };
             applies.then_some(w.size)
@@ -261,7 +261,7 @@ impl Architecture {
                 return Err(Error::field(file, field, "must be positive, got 0"));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::field(
                 file,
                 "num_kv_heads",
@@ -464,8 +464,43 @@ pub fn from_hf_config(file: &str, text: &str) -> Result<Architecture> {
             ));
         }
     };
-    arch.validate(file)?;
+    arch.validate(file)
+        .map_err(|e| hf_field_names(e, model_type))?;
     Ok(arch)
+}
+
+/// Renames a validation error's field from gpucost's name to the config.json key it came from.
+fn hf_field_names(e: Error, model_type: &str) -> Error {
+    let Error::Field {
+        file,
+        field,
+        message,
+    } = e
+    else {
+        return e;
+    };
+    let renamed = match (model_type, field.as_str()) {
+        ("gpt2", "hidden_size") => "n_embd",
+        ("gpt2", "num_layers") => "n_layer",
+        ("gpt2", "num_heads" | "num_kv_heads") => "n_head",
+        ("gpt2", "intermediate_size") => "n_inner",
+        ("gpt2", "max_position_embeddings") => "n_positions",
+        (_, "num_layers") => "num_hidden_layers",
+        (_, "num_heads") => "num_attention_heads",
+        (_, "num_kv_heads") => "num_key_value_heads",
+        ("mixtral", "moe.num_experts") => "num_local_experts",
+        ("mixtral", "moe.expert_intermediate_size") => "intermediate_size",
+        (_, "moe.num_experts") => "num_experts",
+        (_, "moe.top_k") => "num_experts_per_tok",
+        (_, "moe.expert_intermediate_size") => "moe_intermediate_size",
+        (_, "moe.shared_intermediate_size") => "shared_expert_intermediate_size",
+        (_, other) => other,
+    };
+    Error::Field {
+        file,
+        field: renamed.to_string(),
+        message,
+    }
 }
 
 fn gpt2(f: &Fields, name: String) -> Result<Architecture> {

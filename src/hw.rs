@@ -181,52 +181,44 @@ impl HwProfile {
 
     /// Every figure with its dotted field name, for display and validation.
     pub fn figures(&self) -> Vec<(String, f64, &str)> {
-        let mut out: Vec<(String, f64, &str)> = vec![
-            (
-                "compute_units".into(),
-                f64::from(self.compute_units.value),
-                &self.compute_units.source,
-            ),
-            (
-                "boost_clock_hz".into(),
-                self.boost_clock_hz.value,
-                &self.boost_clock_hz.source,
-            ),
-            (
-                "memory_bytes".into(),
-                self.memory_bytes.value,
-                &self.memory_bytes.source,
-            ),
-            (
-                "memory_bandwidth_bytes_per_s".into(),
-                self.memory_bandwidth_bytes_per_s.value,
-                &self.memory_bandwidth_bytes_per_s.source,
-            ),
-            (
-                "l2_bytes".into(),
-                self.l2_bytes.value,
-                &self.l2_bytes.source,
-            ),
-        ];
         let p = &self.peak_flops;
         let i = &self.interconnect;
-        let optional = [
-            ("tdp_w", &self.tdp_w),
-            ("price_usd_per_hour", &self.price_usd_per_hour),
-            ("peak_flops.tf32", &p.tf32),
-            ("peak_flops.fp16", &p.fp16),
-            ("peak_flops.bf16", &p.bf16),
-            ("peak_flops.fp8", &p.fp8),
-            ("peak_flops.int8", &p.int8),
-            ("peak_flops.int4", &p.int4),
-            ("interconnect.nvlink_bytes_per_s", &i.nvlink_bytes_per_s),
-            ("interconnect.pcie_bytes_per_s", &i.pcie_bytes_per_s),
-            ("interconnect.network_bytes_per_s", &i.network_bytes_per_s),
+        // compute_units is the one integer figure; the rest are f64, some optional.
+        let rest: [(&str, Option<&Sourced<f64>>); 16] = [
+            ("boost_clock_hz", Some(&self.boost_clock_hz)),
+            ("memory_bytes", Some(&self.memory_bytes)),
+            (
+                "memory_bandwidth_bytes_per_s",
+                Some(&self.memory_bandwidth_bytes_per_s),
+            ),
+            ("l2_bytes", Some(&self.l2_bytes)),
+            ("tdp_w", self.tdp_w.as_ref()),
+            ("price_usd_per_hour", self.price_usd_per_hour.as_ref()),
+            ("peak_flops.fp32", Some(&p.fp32)),
+            ("peak_flops.tf32", p.tf32.as_ref()),
+            ("peak_flops.fp16", p.fp16.as_ref()),
+            ("peak_flops.bf16", p.bf16.as_ref()),
+            ("peak_flops.fp8", p.fp8.as_ref()),
+            ("peak_flops.int8", p.int8.as_ref()),
+            ("peak_flops.int4", p.int4.as_ref()),
+            (
+                "interconnect.nvlink_bytes_per_s",
+                i.nvlink_bytes_per_s.as_ref(),
+            ),
+            ("interconnect.pcie_bytes_per_s", i.pcie_bytes_per_s.as_ref()),
+            (
+                "interconnect.network_bytes_per_s",
+                i.network_bytes_per_s.as_ref(),
+            ),
         ];
-        out.push(("peak_flops.fp32".into(), p.fp32.value, &p.fp32.source));
-        for (name, figure) in optional {
+        let mut out = vec![(
+            "compute_units".to_string(),
+            f64::from(self.compute_units.value),
+            self.compute_units.source.as_str(),
+        )];
+        for (name, figure) in rest {
             if let Some(f) = figure {
-                out.push((name.to_string(), f.value, &f.source));
+                out.push((name.to_string(), f.value, f.source.as_str()));
             }
         }
         out

@@ -40,9 +40,10 @@ pub fn run(cmd: HwCommand) -> Result<()> {
 
 fn list(format: Format) -> Result<()> {
     let all = hw::catalog().context("embedded hardware catalog")?;
+    let mut out = String::new();
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
-        return Ok(());
+        outln!(out, "{}", serde_json::to_string_pretty(&all)?);
+        return super::emit(&out);
     }
     let mut b = Builder::default();
     b.push_record([
@@ -78,22 +79,28 @@ fn list(format: Format) -> Result<()> {
                 .unwrap_or_else(|| "-".into()),
         ]);
     }
-    println!("{}", b.build().with(Style::rounded()));
-    println!(
+    outln!(out, "{}", b.build().with(Style::rounded()));
+    outln!(
+        out,
         "Dense peaks (no sparsity). `gpucost hw show NAME` gives every figure with its source."
     );
-    Ok(())
+    super::emit(&out)
 }
 
 fn show(name: &str, format: Format) -> Result<()> {
     let p = hw::load(name)?;
+    let mut out = String::new();
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
-        return Ok(());
+        outln!(out, "{}", serde_json::to_string_pretty(&p)?);
+        return super::emit(&out);
     }
-    println!(
+    outln!(
+        out,
         "{} ({}, {} {})",
-        p.display_name, p.name, p.vendor, p.architecture
+        p.display_name,
+        p.name,
+        p.vendor,
+        p.architecture
     );
     let mut b = Builder::default();
     b.push_record(["figure", "value", "source"]);
@@ -111,9 +118,10 @@ fn show(name: &str, format: Format) -> Result<()> {
         };
         b.push_record([field, shown, source.to_string()]);
     }
-    println!("{}", b.build().with(Style::rounded()));
+    outln!(out, "{}", b.build().with(Style::rounded()));
     let m = &p.model;
-    println!(
+    outln!(
+        out,
         "Cost-model defaults (not datasheet figures): matmul efficiency {:.2}, attention {:.2}, memory {:.2}, collective {:.2}, launch latency {} us, matmul tiles {:?}",
         m.matmul_efficiency,
         m.attention_efficiency,
@@ -122,5 +130,5 @@ fn show(name: &str, format: Format) -> Result<()> {
         m.launch_latency_s * 1e6,
         m.matmul_tiles
     );
-    Ok(())
+    super::emit(&out)
 }

@@ -1,6 +1,14 @@
 //! The command line: one file per subcommand. Errors leave here as `anyhow` with context; a
 //! `crate::Error` anywhere in the chain means the user's input was at fault (exit code 2).
 
+/// `writeln!` into a String, which cannot fail.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 mod format;
 mod hw;
 mod predict;
@@ -33,6 +41,16 @@ pub enum Format {
     #[default]
     Table,
     Json,
+}
+
+/// Writes a command's output to stdout. A closed pipe (`gpucost ... | head`) is not an error.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

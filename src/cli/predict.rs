@@ -114,11 +114,12 @@ pub fn run(a: PredictArgs) -> Result<()> {
         hardware_origin: origin,
     };
     let e = estimate(&model, &train, &infer, &hardware, &Roofline, &opts)?;
+    let mut out = String::new();
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&e)?),
-        Format::Table => print_tables(&e),
+        Format::Json => outln!(out, "{}", serde_json::to_string_pretty(&e)?),
+        Format::Table => out = render_tables(&e),
     }
-    Ok(())
+    super::emit(&out)
 }
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
@@ -135,21 +136,28 @@ fn key_values(rows: &[(&str, String)]) -> String {
         .to_string()
 }
 
-fn print_tables(e: &Estimate) {
+fn render_tables(e: &Estimate) -> String {
+    let mut out = String::new();
     let (t, i) = (&e.training, &e.inference);
     let (ts, is) = (&e.training_setup, &e.inference_setup);
     let p = &e.params;
-    println!(
+    outln!(
+        out,
         "{} on {} ({}; {})",
-        e.model.name, e.hardware.display_name, ts.dtype, e.provenance.cost_model
+        e.model.name,
+        e.hardware.display_name,
+        ts.dtype,
+        e.provenance.cost_model
     );
-    println!(
+    outln!(
+        out,
         "parameters: {} total, {} active, {} non-embedding",
         count(p.total),
         count(p.active),
         count(p.non_embedding)
     );
-    println!(
+    outln!(
+        out,
         "\ntraining step: batch {} x seq {} = {} tokens, recompute {}",
         ts.batch,
         ts.seq,
@@ -157,7 +165,8 @@ fn print_tables(e: &Estimate) {
         format!("{:?}", ts.recompute).to_lowercase()
     );
     let usd = |v: f64| format!("${v:.2}");
-    println!(
+    outln!(
+        out,
         "{}",
         key_values(&[
             ("step time", seconds(t.step_time_s)),
@@ -174,11 +183,16 @@ fn print_tables(e: &Estimate) {
             ("$ per 1M tokens", opt(t.usd_per_million_tokens, usd)),
         ])
     );
-    println!(
+    outln!(
+        out,
         "\ninference: batch {}, prompt {}, generate {}, kv-cache {}",
-        is.batch, is.prompt, is.generate, is.kv_dtype
+        is.batch,
+        is.prompt,
+        is.generate,
+        is.kv_dtype
     );
-    println!(
+    outln!(
+        out,
         "{}",
         key_values(&[
             ("time to first token", seconds(i.ttft_s)),
@@ -229,8 +243,8 @@ fn print_tables(e: &Estimate) {
         fits(mt.fits, mt.capacity_bytes),
         fits(mi.fits, mi.capacity_bytes),
     ]);
-    println!("\n{}", b.build().with(Style::rounded()));
-    println!("energy: {}", e.provenance.energy_basis);
+    outln!(out, "\n{}", b.build().with(Style::rounded()));
+    outln!(out, "energy: {}", e.provenance.energy_basis);
     if let Some(ops) = &e.breakdown {
         let mut b = Builder::default();
         b.push_record([
@@ -257,7 +271,11 @@ fn print_tables(e: &Estimate) {
                 o.bound.name().to_string(),
             ]);
         }
-        println!("\nper-op breakdown (training step, prefill, first decode step):");
-        println!("{}", b.build().with(Style::rounded()));
+        outln!(
+            out,
+            "\nper-op breakdown (training step, prefill, first decode step):"
+        );
+        outln!(out, "{}", b.build().with(Style::rounded()));
     }
+    out
 }

@@ -1,0 +1,61 @@
+//! Helpers shared by the integration tests: run the real binary, parse its JSON.
+
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+pub fn gpucost() -> Command {
+    assert_cmd::cargo_bin_cmd!("gpucost")
+}
+
+/// Path of a file under tests/fixtures or models/, relative to the crate root.
+pub fn path(rel: &str) -> String {
+    format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `gpucost predict ... --format json` and returns the document.
+pub fn predict_json(args: &[&str]) -> Value {
+    let out = gpucost()
+        .arg("predict")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run gpucost");
+    assert!(
+        out.status.success(),
+        "gpucost predict {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+/// A value at a dotted path, as f64.
+pub fn num(doc: &Value, path: &str) -> f64 {
+    let mut v = doc;
+    for key in path.split('.') {
+        v = v
+            .get(key)
+            .unwrap_or_else(|| panic!("missing key {path} in {doc}"));
+    }
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {v}"))
+}
+
+/// Runs gpucost with `args`, expects exit code 2 and one line of stderr; returns that line.
+pub fn user_error(args: &[&str]) -> String {
+    let out = gpucost().args(args).output().expect("run gpucost");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2 for {args:?}, stderr: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "expected one line of stderr for {args:?}, got: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr.trim_end().to_string()
+}

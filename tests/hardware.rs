@@ -1,0 +1,81 @@
+//! `gpucost hw list` and `gpucost hw show` as a user runs them.
+
+mod common;
+use common::gpucost;
+
+const CATALOG: [&str; 8] = [
+    "h100-sxm",
+    "h100-pcie",
+    "h200-sxm",
+    "a100-sxm-80gb",
+    "a100-sxm-40gb",
+    "l40s",
+    "rtx-4090",
+    "lavapipe",
+];
+
+fn stdout(args: &[&str]) -> String {
+    let out = gpucost().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn list_names_every_catalog_gpu() {
+    let table = stdout(&["hw", "list"]);
+    for name in CATALOG {
+        assert!(table.contains(name), "{name} missing from:\n{table}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&["hw", "list", "--format", "json"])).unwrap();
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, CATALOG);
+}
+
+#[test]
+fn show_gives_each_figure_with_its_source() {
+    let table = stdout(&["hw", "show", "a100-sxm-40gb"]);
+    assert!(
+        table.contains("NVIDIA A100 Tensor Core GPU datasheet, SXM 40GB: 1,555 GB/s"),
+        "{table}"
+    );
+    assert!(table.contains("peak_flops.int4"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&["hw", "show", "h200-sxm", "--format", "json"])).unwrap();
+    assert_eq!(json["memory_bandwidth_bytes_per_s"]["value"], 4.8e12);
+    assert!(
+        json["peak_flops"]["bf16"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("H200")
+    );
+}
+
+#[test]
+fn a_profile_file_works_like_a_catalog_name() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("my-gpu.toml");
+    let text = std::fs::read_to_string(common::path("hw_profiles/h100-sxm.toml"))
+        .unwrap()
+        .replace("name = \"h100-sxm\"", "name = \"my-gpu\"");
+    std::fs::write(&file, text).unwrap();
+    let table = stdout(&["hw", "show", file.to_str().unwrap()]);
+    assert!(table.contains("my-gpu"), "{table}");
+    let p = common::predict_json(&["--model", "gpt2", "--hw", file.to_str().unwrap()]);
+    assert_eq!(p["hardware"]["name"], "my-gpu");
+    assert!(
+        p["provenance"]["hardware_profile"]
+            .as_str()
+            .unwrap()
+            .contains("file")
+    );
+}
