@@ -5,12 +5,15 @@
 //! arch, workload, …); `error` is shared by all and `cli` sits on top.
 
 pub mod arch;
+pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod cost;
 pub mod dtype;
 pub mod error;
 pub mod hw;
 pub mod ops;
+pub mod results;
 pub mod workload;
 
 pub use error::{Error, Result};

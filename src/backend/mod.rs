@@ -1,0 +1,89 @@
+//! Device backends: something that can run a kernel variant on a device and time it on the
+//! device's clock. `cpu` is the f64 reference used to check results (not a contender); `wgpu`
+//! runs the WGSL kernels on any GPU, or on the CPU through Mesa's lavapipe. A CUDA backend plugs
+//! in through the same trait.
+
+pub mod cpu;
+pub mod wgpu;
+
+use crate::ops::Op;
+use serde::{Deserialize, Serialize};
+
+/// Errors a backend reports. Kernel and device failures are not the user's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("device error: {0}")]
+    Device(String),
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// Which clock a timing came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    /// Timestamps written by the device around the kernel.
+    DeviceTimestamp,
+    /// Host wall clock around submit-and-wait: includes submission overhead. A labelled fallback.
+    WallClock,
+}
+
+/// What a backend knows of its device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub backend: String,
+    pub name: String,
+    pub vendor: String,
+    pub driver: String,
+    pub device_type: String,
+    pub memory_bytes: Option<u64>,
+    pub compute_units: Option<u32>,
+    /// Nanoseconds per timestamp tick, where the device has timestamps.
+    pub timer_resolution_ns: Option<f64>,
+    pub clock: Clock,
+    pub supports_f16: bool,
+}
+
+impl DeviceInfo {
+    /// A file-system-safe name for the results folder: "llvmpipe-llvm-15-0-6-256-bits".
+    pub fn slug(&self) -> String {
+        let mut s: String = self
+            .name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        while s.contains("--") {
+            s = s.replace("--", "-");
+        }
+        s.trim_matches('-').to_string()
+    }
+}
+
+/// One kernel implementation of an op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub name: &'static str,
+    /// One line: the idea of the kernel.
+    pub idea: &'static str,
+}
+
+/// A device that runs kernel variants.
+///
+/// Usage: `load` a problem with its input sets (host values already rounded to the op's dtype),
+/// then `run` a variant on one set and read the output back, or `time` it over the sets.
+pub trait Backend {
+    fn device(&self) -> &DeviceInfo;
+    /// Variants that can run `op` (its shape kind and dtype) on this device.
+    fn variants(&self, op: &Op) -> Vec<Variant>;
+    /// Uploads the problem: `sets[i]` holds the input tensors of set i (matmul: A, B).
+    fn load(&mut self, op: &Op, sets: &[Vec<Vec<f32>>]) -> Result<()>;
+    /// Fills the output with NaN, runs `variant` once on input set `set`, returns the output.
+    fn run(&mut self, variant: &str, set: usize) -> Result<Vec<f32>>;
+    /// Runs `variant` `runs` times, rotating over the input sets, returning each run's seconds.
+    fn time(&mut self, variant: &str, runs: usize) -> Result<Vec<f64>>;
+}

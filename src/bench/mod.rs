@@ -1,0 +1,245 @@
+//! The measurement harness: seeded inputs, a correctness check against the f64 reference (a
+//! variant that fails gets no time), then timing on the device's clock with warm-up, rotated input
+//! sets and a noise-based stopping rule.
+
+pub mod shapes;
+pub mod stats;
+
+use crate::backend::{Backend, BackendError};
+use crate::dtype::DType;
+use crate::ops::{Matmul, Op};
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use stats::Summary;
+use std::time::{Duration, Instant};
+
+/// Stopping rule and budget for one timed variant.
+#[derive(Debug, Clone, Copy)]
+pub struct TimingPlan {
+    pub warmup_runs: usize,
+    pub min_samples: usize,
+    pub max_samples: usize,
+    /// Stop once the coefficient of variation of the samples falls below this.
+    pub target_cv: f64,
+    /// Stop sampling after this long regardless.
+    pub budget: Duration,
+    /// Input sets are rotated over at least this many bytes so caches do not flatter.
+    pub rotate_bytes: f64,
+}
+
+impl Default for TimingPlan {
+    fn default() -> Self {
+        TimingPlan {
+            warmup_runs: 2,
+            min_samples: 5,
+            max_samples: 200,
+            target_cv: 0.02,
+            budget: Duration::from_secs(2),
+            rotate_bytes: 0.0,
+        }
+    }
+}
+
+/// The outcome of checking a variant against the reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Correctness {
+    /// max |out − ref| / max |ref|.
+    pub max_rel_error: f64,
+    pub tolerance: f64,
+    pub pass: bool,
+    /// Why it failed, when it did (NaN left in the output, an error from the device).
+    pub error: Option<String>,
+}
+
+/// Normwise tolerance for a dtype: output rounding of the dtype plus fp32 accumulation over `k`.
+pub fn tolerance(dtype: DType, k: u64) -> f64 {
+    let accumulate = 2.0f64.powi(-23) * (k as f64).sqrt() * 4.0;
+    let output = match dtype {
+        DType::Fp16 => 2.0f64.powi(-10),
+        DType::Bf16 => 2.0f64.powi(-7),
+        _ => 2.0f64.powi(-22),
+    };
+    accumulate + 2.0 * output
+}
+
+/// Seeded uniform values in [−1, 1), rounded to what `dtype` can hold.
+pub fn random_tensor(n: usize, dtype: DType, seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let v: f32 = rng.random_range(-1.0..1.0);
+            match dtype {
+                DType::Fp16 => half::f16::from_f32(v).to_f32(),
+                DType::Bf16 => half::bf16::from_f32(v).to_f32(),
+                _ => v,
+            }
+        })
+        .collect()
+}
+
+/// Input tensors of a matmul for one set.
+pub fn matmul_inputs(mm: &Matmul, seed: u64) -> Vec<Vec<f32>> {
+    let b = mm.batch as usize;
+    vec![
+        random_tensor(b * (mm.m * mm.k) as usize, mm.input, seed),
+        random_tensor(
+            b * (mm.k * mm.n) as usize,
+            mm.input,
+            seed ^ 0x9e37_79b9_7f4a_7c15,
+        ),
+    ]
+}
+
+/// Compares an output with the reference.
+pub fn compare(out: &[f32], reference: &[f64], tolerance: f64) -> Correctness {
+    if out.len() != reference.len() {
+        return Correctness {
+            max_rel_error: f64::INFINITY,
+            tolerance,
+            pass: false,
+            error: Some(format!(
+                "output has {} elements, expected {}",
+                out.len(),
+                reference.len()
+            )),
+        };
+    }
+    let scale = reference
+        .iter()
+        .fold(0.0f64, |m, r| m.max(r.abs()))
+        .max(1e-30);
+    let mut worst = 0.0f64;
+    let mut nans = 0usize;
+    for (o, r) in out.iter().zip(reference) {
+        if !o.is_finite() {
+            nans += 1;
+            continue;
+        }
+        worst = worst.max((f64::from(*o) - r).abs() / scale);
+    }
+    let error = (nans > 0).then(|| format!("{nans} outputs are NaN or infinite (left unwritten?)"));
+    Correctness {
+        max_rel_error: if nans > 0 { f64::INFINITY } else { worst },
+        tolerance,
+        pass: nans == 0 && worst <= tolerance,
+        error,
+    }
+}
+
+/// A checked, and if correct timed, variant.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub variant: String,
+    pub correctness: Correctness,
+    pub samples_s: Vec<f64>,
+    pub warmup_runs: usize,
+    pub summary: Option<Summary>,
+}
+
+/// The f64 reference output for `op` on `inputs`.
+pub fn reference(op: &Op, inputs: &[Vec<f32>]) -> Result<Vec<f64>, BackendError> {
+    match op {
+        Op::Matmul(mm) => Ok(crate::backend::cpu::matmul(mm, &inputs[0], &inputs[1])),
+        other => Err(BackendError::Unsupported(format!(
+            "no reference implementation for {other}"
+        ))),
+    }
+}
+
+/// Checks then times each variant of `op` on `backend`.
+pub fn measure(
+    backend: &mut dyn Backend,
+    op: &Op,
+    variants: &[&str],
+    plan: &TimingPlan,
+    seed: u64,
+) -> Result<Vec<Measurement>, BackendError> {
+    let Op::Matmul(mm) = op else {
+        return Err(BackendError::Unsupported(format!(
+            "cannot measure {op} yet"
+        )));
+    };
+    let set_bytes = mm.min_bytes();
+    let n_sets = ((plan.rotate_bytes / set_bytes).ceil() as usize).clamp(1, 8);
+    let sets: Vec<Vec<Vec<f32>>> = (0..n_sets)
+        .map(|i| matmul_inputs(mm, seed.wrapping_add(i as u64)))
+        .collect();
+    let expected = reference(op, &sets[0])?;
+    let tol = tolerance(mm.output, mm.k);
+    backend.load(op, &sets)?;
+    let mut out = Vec::new();
+    for &variant in variants {
+        let correctness = match backend.run(variant, 0) {
+            Ok(result) => compare(&result, &expected, tol),
+            Err(e) => Correctness {
+                max_rel_error: f64::INFINITY,
+                tolerance: tol,
+                pass: false,
+                error: Some(e.to_string()),
+            },
+        };
+        let mut m = Measurement {
+            variant: variant.to_string(),
+            correctness,
+            samples_s: Vec::new(),
+            warmup_runs: 0,
+            summary: None,
+        };
+        if m.correctness.pass {
+            backend.time(variant, plan.warmup_runs)?;
+            m.warmup_runs = plan.warmup_runs;
+            m.samples_s = sample(backend, variant, plan)?;
+            m.summary = Summary::of(&m.samples_s);
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Takes samples in growing batches until the noise target, the sample cap or the budget.
+fn sample(
+    backend: &mut dyn Backend,
+    variant: &str,
+    plan: &TimingPlan,
+) -> Result<Vec<f64>, BackendError> {
+    let start = Instant::now();
+    let mut samples = backend.time(variant, plan.min_samples)?;
+    while samples.len() < plan.max_samples && start.elapsed() < plan.budget {
+        if Summary::of(&samples).is_some_and(|s| s.cv <= plan.target_cv) {
+            break;
+        }
+        let more = samples.len().min(plan.max_samples - samples.len());
+        samples.extend(backend.time(variant, more)?);
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisoned_outputs_fail() {
+        let c = compare(&[1.0, f32::NAN], &[1.0, 2.0], 1e-3);
+        assert!(!c.pass && c.error.unwrap().contains("1 outputs are NaN"));
+        let c = compare(&[1.0, 2.001], &[1.0, 2.0], 1e-3);
+        assert!(c.pass && (c.max_rel_error - 0.0005).abs() < 1e-6);
+        let c = compare(&[1.0, 2.1], &[1.0, 2.0], 1e-3);
+        assert!(!c.pass);
+    }
+
+    #[test]
+    fn inputs_are_seeded_random_and_rounded() {
+        let a = random_tensor(1000, DType::Fp16, 7);
+        assert_eq!(a, random_tensor(1000, DType::Fp16, 7));
+        assert_ne!(a, random_tensor(1000, DType::Fp16, 8));
+        assert!(a.iter().all(|v| half::f16::from_f32(*v).to_f32() == *v));
+        assert!(a.iter().filter(|v| **v == 0.0).count() < 5);
+    }
+
+    #[test]
+    fn tolerances_scale_with_dtype() {
+        assert!(tolerance(DType::Fp32, 4096) < 1e-5);
+        assert!(tolerance(DType::Fp16, 4096) > 1e-3);
+    }
+}

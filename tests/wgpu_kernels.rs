@@ -1,0 +1,68 @@
+//! Every WGSL kernel variant, in every dtype, checked against the f64 reference on a real wgpu
+//! adapter (Mesa's lavapipe in CI). Without an adapter the test says why it skipped — except under
+//! CI=true, where a missing adapter is a failure.
+
+use gpucost::backend::wgpu::WgpuBackend;
+use gpucost::backend::{Backend, BackendError};
+use gpucost::bench::{self, TimingPlan};
+use gpucost::dtype::DType;
+use gpucost::ops::Op;
+
+fn open() -> Option<WgpuBackend> {
+    match WgpuBackend::open(0) {
+        Ok(b) => Some(b),
+        Err(BackendError::Unavailable(why)) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping wgpu kernel tests: {why}");
+            None
+        }
+        Err(e) => panic!("wgpu adapter required (CI=true): {e}"),
+    }
+}
+
+#[test]
+fn every_matmul_variant_matches_the_reference_on_smoke_shapes() {
+    let Some(mut backend) = open() else { return };
+    eprintln!("adapter: {:?}", backend.device());
+    let plan = TimingPlan {
+        warmup_runs: 1,
+        min_samples: 2,
+        max_samples: 2,
+        ..TimingPlan::default()
+    };
+    for dtype in [DType::Fp32, DType::Fp16] {
+        if dtype == DType::Fp16 && !backend.device().supports_f16 {
+            eprintln!("adapter has no shader-f16: fp16 variants not checked");
+            continue;
+        }
+        for mm in bench::shapes::matmul_shapes("smoke", dtype, f64::INFINITY).unwrap() {
+            let op = Op::Matmul(mm.clone());
+            let variants: Vec<&str> = backend.variants(&op).iter().map(|v| v.name).collect();
+            assert_eq!(variants, ["naive", "tiled", "regblock"]);
+            for m in bench::measure(&mut backend, &op, &variants, &plan, 42).unwrap() {
+                assert!(
+                    m.correctness.pass,
+                    "{op} {}: {:?}",
+                    m.variant, m.correctness
+                );
+                assert_eq!(m.samples_s.len(), 2);
+                assert!(m.samples_s.iter().all(|s| *s > 0.0), "{:?}", m.samples_s);
+            }
+        }
+    }
+}
+
+/// The harness must refuse a wrong kernel: feed it a problem whose reference differs.
+#[test]
+fn a_wrong_answer_is_reported_failed_and_not_timed() {
+    let Some(mut backend) = open() else { return };
+    let mm = gpucost::ops::Matmul::new(1, 16, 16, 16, DType::Fp32);
+    let op = Op::Matmul(mm.clone());
+    let sets = vec![bench::matmul_inputs(&mm, 1)];
+    backend.load(&op, &sets).unwrap();
+    let out = backend.run("regblock", 0).unwrap();
+    // Reference computed from different inputs: the comparison must fail.
+    let other = bench::matmul_inputs(&mm, 2);
+    let wrong_ref = bench::reference(&op, &other).unwrap();
+    let c = bench::compare(&out, &wrong_ref, bench::tolerance(DType::Fp32, 16));
+    assert!(!c.pass);
+}
