@@ -239,7 +239,8 @@ mod tests {
 
     #[test]
     fn tolerances_scale_with_dtype() {
-        assert!(tolerance(DType::Fp32, 4096) < 1e-5);
+        assert!(tolerance(DType::Fp32, 4096) < 1e-4);
+        assert!(tolerance(DType::Fp32, 16) < tolerance(DType::Fp32, 4096));
         assert!(tolerance(DType::Fp16, 4096) > 1e-3);
     }
 }
