@@ -51,6 +51,36 @@ fn every_matmul_variant_matches_the_reference_on_smoke_shapes() {
     }
 }
 
+#[test]
+fn every_attention_variant_matches_the_reference_on_smoke_shapes() {
+    let Some(mut backend) = open() else { return };
+    let plan = TimingPlan {
+        warmup_runs: 1,
+        min_samples: 2,
+        max_samples: 2,
+        ..TimingPlan::default()
+    };
+    for dtype in [DType::Fp32, DType::Fp16] {
+        if dtype == DType::Fp16 && !backend.device().supports_f16 {
+            eprintln!("adapter has no shader-f16: fp16 variants not checked");
+            continue;
+        }
+        for a in bench::shapes::attention_shapes("smoke", dtype, f64::INFINITY).unwrap() {
+            let op = Op::Attention(a);
+            let variants: Vec<&str> = backend.variants(&op).iter().map(|v| v.name).collect();
+            assert_eq!(variants, ["naive", "fused"]);
+            for m in bench::measure(&mut backend, &op, &variants, &plan, 7).unwrap() {
+                assert!(
+                    m.correctness.pass,
+                    "{op} {}: {:?}",
+                    m.variant, m.correctness
+                );
+                assert!(m.samples_s.iter().all(|s| *s > 0.0));
+            }
+        }
+    }
+}
+
 /// The harness must refuse a wrong kernel: feed it a problem whose reference differs.
 #[test]
 fn a_wrong_answer_is_reported_failed_and_not_timed() {

@@ -1,6 +1,6 @@
 //! The f64 reference: what every kernel's output is checked against. Slow and exact enough.
 
-use crate::ops::Matmul;
+use crate::ops::{Attention, Matmul};
 
 /// C[z] = A[z] · B[z] in f64, row-major, from inputs given as f32 (already rounded to the dtype).
 pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32]) -> Vec<f64> {
@@ -25,6 +25,58 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32]) -> Vec<f64> {
     c
 }
 
+/// Attention forward in f64: softmax(scale·QKᵀ + mask)·V per (batch, query head), GQA by head
+/// groups, queries at the last `q_len` positions. Layouts as the kernels: Q [b, hq, q, d],
+/// K [b, hkv, kv, d], V [b, hkv, kv, dv], output [b, hq, q, dv].
+pub fn attention(a: &Attention, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f64> {
+    let (hq, hkv) = (a.q_heads as usize, a.kv_heads as usize);
+    let (sq, skv) = (a.q_len as usize, a.kv_len as usize);
+    let (d, dv) = (a.qk_head_dim as usize, a.v_head_dim as usize);
+    let scale = 1.0 / (d as f64).sqrt();
+    let group = hq / hkv;
+    let mut out = vec![0.0f64; a.batch as usize * hq * sq * dv];
+    let mut scores = vec![0.0f64; skv];
+    for b in 0..a.batch as usize {
+        for h in 0..hq {
+            let hk = h / group;
+            let kv_base = (b * hkv + hk) * skv;
+            for i in 0..sq {
+                let pos = skv - sq + i;
+                let qrow = &q[((b * hq + h) * sq + i) * d..][..d];
+                let mut max = f64::NEG_INFINITY;
+                for (j, s) in scores.iter_mut().enumerate() {
+                    let visible =
+                        !a.causal || (j <= pos && a.window.is_none_or(|w| pos - j < w as usize));
+                    *s = if visible {
+                        let krow = &k[(kv_base + j) * d..][..d];
+                        qrow.iter()
+                            .zip(krow)
+                            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                            .sum::<f64>()
+                            * scale
+                    } else {
+                        f64::NEG_INFINITY
+                    };
+                    max = max.max(*s);
+                }
+                let mut sum = 0.0;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                let o = &mut out[((b * hq + h) * sq + i) * dv..][..dv];
+                for (j, p) in scores.iter().enumerate() {
+                    let vrow = &v[(kv_base + j) * dv..][..dv];
+                    for (oc, vc) in o.iter_mut().zip(vrow) {
+                        *oc += p / sum * f64::from(*vc);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +89,33 @@ mod tests {
         let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
         let c = matmul(&mm, &a, &b);
         assert_eq!(c, vec![4.0, 5.0, 10.0, 11.0, 2.0, 3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn causal_first_query_copies_the_first_value() {
+        let a = Attention {
+            batch: 1,
+            q_heads: 2,
+            kv_heads: 1,
+            q_len: 2,
+            kv_len: 2,
+            qk_head_dim: 1,
+            v_head_dim: 1,
+            causal: true,
+            window: None,
+            dtype: DType::Fp32,
+            kv_dtype: DType::Fp32,
+            fused: true,
+            pass: crate::ops::Pass::Forward,
+        };
+        let (q, k, v) = ([1.0, 1.0, 2.0, 2.0], [0.0, 1.0], [3.0, 5.0]);
+        let o = attention(&a, &q, &k, &v);
+        assert_eq!(o[0], 3.0);
+        // Second query sees both keys: softmax([0, 1]) · [3, 5].
+        let w = 1.0f64.exp() / (1.0 + 1.0f64.exp());
+        assert!((o[1] - (3.0 * (1.0 - w) + 5.0 * w)).abs() < 1e-12);
+        // Head 1 (same kv head) with q = 2: softmax([0, 2]).
+        let w2 = 2.0f64.exp() / (1.0 + 2.0f64.exp());
+        assert!((o[3] - (3.0 * (1.0 - w2) + 5.0 * w2)).abs() < 1e-12);
     }
 }

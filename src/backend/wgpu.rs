@@ -4,7 +4,7 @@
 
 use super::{Backend, BackendError, Clock, DeviceInfo, Result, Variant};
 use crate::dtype::DType;
-use crate::ops::{Matmul, Op};
+use crate::ops::{Attention, Op};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,11 +13,19 @@ use wgpu::util::DeviceExt;
 const MATMUL_NAIVE: &str = include_str!("../../kernels/wgsl/matmul_naive.wgsl");
 const MATMUL_TILED: &str = include_str!("../../kernels/wgsl/matmul_tiled.wgsl");
 const MATMUL_REGBLOCK: &str = include_str!("../../kernels/wgsl/matmul_regblock.wgsl");
+const ATTN_SCORES: &str = include_str!("../../kernels/wgsl/attention_naive_scores.wgsl");
+const ATTN_SOFTMAX: &str = include_str!("../../kernels/wgsl/attention_naive_softmax.wgsl");
+const ATTN_PV: &str = include_str!("../../kernels/wgsl/attention_naive_pv.wgsl");
+const ATTN_FUSED: &str = include_str!("../../kernels/wgsl/attention_fused.wgsl");
 
 /// Tile edge of the shared-memory kernel.
 const TILE: u32 = 16;
 /// Register-blocked kernel: block BM×BN, K step BK, micro-tile TM×TN per invocation.
 const RB: [u32; 5] = [64, 64, 8, 4, 4];
+/// Fused attention: query rows per workgroup.
+const ATTN_BR: u32 = 64;
+/// Largest head dimension the attention kernels take.
+const MAX_HEAD_DIM: u64 = 256;
 
 pub const MATMUL_VARIANTS: [Variant; 3] = [
     Variant {
@@ -34,57 +42,217 @@ pub const MATMUL_VARIANTS: [Variant; 3] = [
     },
 ];
 
+pub const ATTENTION_VARIANTS: [Variant; 2] = [
+    Variant {
+        name: "naive",
+        idea: "three passes: scores, softmax and PV through a materialized score matrix",
+    },
+    Variant {
+        name: "fused",
+        idea: "online softmax over K/V blocks in workgroup memory; scores stay on chip",
+    },
+];
+
 fn device_err(e: impl std::fmt::Display) -> BackendError {
     BackendError::Device(e.to_string())
 }
 
-/// WGSL source of a matmul variant for an element type, after the template step.
-pub fn matmul_source(variant: &str, dtype: DType) -> Result<String> {
-    let elem = match dtype {
-        DType::Fp32 => "f32",
-        DType::Fp16 => "f16",
-        d => {
-            return Err(BackendError::Unsupported(format!(
-                "wgpu matmul runs fp32 and fp16, not {d}"
-            )));
-        }
-    };
-    let [bm, bn, bk, tm, tn] = RB;
-    let threads = (bm / tm) * (bn / tn);
-    let body = match variant {
-        "naive" => MATMUL_NAIVE.to_string(),
-        "tiled" => MATMUL_TILED
-            .replace("TILE_SQ", &(TILE * TILE).to_string())
-            .replace("TILEu", &format!("{TILE}u"))
-            .replace("TILE", &TILE.to_string()),
-        "regblock" => MATMUL_REGBLOCK
-            .replace("BM_u", &format!("{bm}u"))
-            .replace("BN_u", &format!("{bn}u"))
-            .replace("BK_u", &format!("{bk}u"))
-            .replace("TM_u", &format!("{tm}u"))
-            .replace("TN_u", &format!("{tn}u"))
-            .replace("THREADS_LIT", &threads.to_string())
-            .replace("A_VEC4S", &(bk * bm / 4).to_string())
-            .replace("B_VEC4S", &(bk * bn / 4).to_string()),
-        other => {
-            return Err(BackendError::Unsupported(format!(
-                "no wgpu matmul variant '{other}' (have: naive, tiled, regblock)"
-            )));
-        }
-    };
-    let body = body.replace("ELEM", elem);
+fn elem(dtype: DType) -> Result<&'static str> {
+    match dtype {
+        DType::Fp32 => Ok("f32"),
+        DType::Fp16 => Ok("f16"),
+        d => Err(BackendError::Unsupported(format!(
+            "wgpu kernels run fp32 and fp16, not {d}"
+        ))),
+    }
+}
+
+/// Applies the template step: substitutes `(token, value)` pairs and the element type.
+fn template(source: &str, dtype: DType, subs: &[(&str, String)]) -> Result<String> {
+    let mut s = source.to_string();
+    for (token, value) in subs {
+        s = s.replace(token, value);
+    }
+    let s = s.replace("ELEM", elem(dtype)?);
     Ok(if dtype == DType::Fp16 {
-        format!("enable f16;\n{body}")
+        format!("enable f16;\n{s}")
     } else {
-        body
+        s
     })
 }
 
-fn workgroups(variant: &str, mm: &Matmul) -> [u32; 3] {
-    let (m, n, b) = (mm.m as u32, mm.n as u32, mm.batch as u32);
+/// WGSL source of a matmul variant for an element type, after the template step.
+pub fn matmul_source(variant: &str, dtype: DType) -> Result<String> {
+    let [bm, bn, bk, tm, tn] = RB;
     match variant {
-        "regblock" => [n.div_ceil(RB[1]), m.div_ceil(RB[0]), b],
-        _ => [n.div_ceil(16), m.div_ceil(16), b],
+        "naive" => template(MATMUL_NAIVE, dtype, &[]),
+        "tiled" => template(
+            MATMUL_TILED,
+            dtype,
+            &[
+                ("TILE_SQ", (TILE * TILE).to_string()),
+                ("TILEu", format!("{TILE}u")),
+                ("TILE", TILE.to_string()),
+            ],
+        ),
+        "regblock" => template(
+            MATMUL_REGBLOCK,
+            dtype,
+            &[
+                ("BM_u", format!("{bm}u")),
+                ("BN_u", format!("{bn}u")),
+                ("BK_u", format!("{bk}u")),
+                ("TM_u", format!("{tm}u")),
+                ("TN_u", format!("{tn}u")),
+                ("THREADS_LIT", ((bm / tm) * (bn / tn)).to_string()),
+                ("A_VEC4S", (bk * bm / 4).to_string()),
+                ("B_VEC4S", (bk * bn / 4).to_string()),
+            ],
+        ),
+        other => Err(BackendError::Unsupported(format!(
+            "no wgpu matmul variant '{other}' (have: naive, tiled, regblock)"
+        ))),
+    }
+}
+
+/// Keys per block of the fused attention kernel: K and V tiles stay within 8 KiB of workgroup
+/// memory together.
+fn attention_bc(d: u64, dv: u64) -> u32 {
+    (1024 / d.max(dv)).max(1) as u32
+}
+
+/// WGSL sources of an attention variant's stages, after the template step.
+pub fn attention_sources(variant: &str, a: &Attention) -> Result<Vec<String>> {
+    let (d, dv) = (a.qk_head_dim, a.v_head_dim);
+    let dims = [("DV_u", format!("{dv}u")), ("D_u", format!("{d}u"))];
+    match variant {
+        "naive" => Ok(vec![
+            template(ATTN_SCORES, a.dtype, &dims)?,
+            template(ATTN_SOFTMAX, DType::Fp32, &[])?,
+            template(ATTN_PV, a.dtype, &dims)?,
+        ]),
+        "fused" => {
+            let bc = attention_bc(d, dv);
+            let mut subs = dims.to_vec();
+            subs.extend([
+                ("BR_LIT", ATTN_BR.to_string()),
+                ("BR_u", format!("{ATTN_BR}u")),
+                ("BC_u", format!("{bc}u")),
+                ("K_TILE", (u64::from(bc) * d).to_string()),
+                ("V_TILE", (u64::from(bc) * dv).to_string()),
+            ]);
+            Ok(vec![template(ATTN_FUSED, a.dtype, &subs)?])
+        }
+        other => Err(BackendError::Unsupported(format!(
+            "no wgpu attention variant '{other}' (have: naive, fused)"
+        ))),
+    }
+}
+
+/// Where a stage's binding points.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Input(usize),
+    Output,
+    Scratch,
+    Params,
+}
+
+/// One dispatch of a variant.
+struct Stage {
+    key: String,
+    source: String,
+    slots: Vec<Slot>,
+    groups: [u32; 3],
+}
+
+/// A variant ready to dispatch: its stages, their pipelines, and bind groups per input set.
+struct Prepared {
+    stages: Vec<Stage>,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    groups: Vec<Vec<wgpu::BindGroup>>,
+}
+
+/// Splits a 1-D count of workgroups over x and y (each at most 65535).
+fn split_groups(n: u64) -> [u32; 2] {
+    let x = n.min(65535);
+    [x as u32, n.div_ceil(65535).max(1) as u32]
+}
+
+fn stages(op: &Op, variant: &str) -> Result<Vec<Stage>> {
+    match op {
+        Op::Matmul(mm) => {
+            let (m, n, b) = (mm.m as u32, mm.n as u32, mm.batch as u32);
+            let groups = match variant {
+                "regblock" => [n.div_ceil(RB[1]), m.div_ceil(RB[0]), b],
+                _ => [n.div_ceil(16), m.div_ceil(16), b],
+            };
+            Ok(vec![Stage {
+                key: format!("matmul-{variant}-{}", mm.input),
+                source: matmul_source(variant, mm.input)?,
+                slots: vec![Slot::Input(0), Slot::Input(1), Slot::Output, Slot::Params],
+                groups,
+            }])
+        }
+        Op::Attention(a) => {
+            let sources = attention_sources(variant, a)?;
+            let key = |stage: &str| {
+                format!(
+                    "attention-{variant}-{stage}-{}-d{}-dv{}",
+                    a.dtype, a.qk_head_dim, a.v_head_dim
+                )
+            };
+            let bh = (a.batch * a.q_heads) as u32;
+            let (q, kv) = (a.q_len as u32, a.kv_len as u32);
+            let mut sources = sources.into_iter();
+            let mut next = || sources.next().unwrap_or_default();
+            Ok(match variant {
+                "naive" => {
+                    let rows = a.batch * a.q_heads * a.q_len;
+                    let [rx, ry] = split_groups(rows);
+                    vec![
+                        Stage {
+                            key: key("scores"),
+                            source: next(),
+                            slots: vec![
+                                Slot::Input(0),
+                                Slot::Input(1),
+                                Slot::Scratch,
+                                Slot::Params,
+                            ],
+                            groups: [kv.div_ceil(16), q.div_ceil(16), bh],
+                        },
+                        Stage {
+                            key: key("softmax"),
+                            source: next(),
+                            slots: vec![Slot::Scratch, Slot::Params],
+                            groups: [rx, ry, 1],
+                        },
+                        Stage {
+                            key: key("pv"),
+                            source: next(),
+                            slots: vec![Slot::Scratch, Slot::Input(2), Slot::Output, Slot::Params],
+                            groups: [(a.v_head_dim as u32).div_ceil(16), q.div_ceil(16), bh],
+                        },
+                    ]
+                }
+                _ => vec![Stage {
+                    key: key("fused"),
+                    source: next(),
+                    slots: vec![
+                        Slot::Input(0),
+                        Slot::Input(1),
+                        Slot::Input(2),
+                        Slot::Output,
+                        Slot::Params,
+                    ],
+                    groups: [q.div_ceil(ATTN_BR), bh, 1],
+                }],
+            })
+        }
+        other => Err(BackendError::Unsupported(format!(
+            "wgpu backend has no kernels for {other}"
+        ))),
     }
 }
 
@@ -126,22 +294,26 @@ fn describe(adapter: &wgpu::Adapter, timer_ns: Option<f64>) -> DeviceInfo {
     }
 }
 
-/// The loaded problem: buffers for every input set, the output and the read-back staging.
+/// The loaded problem: input buffers for every set, the output, scratch space and parameters.
 struct Problem {
-    mm: Matmul,
-    buffers: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    op: Op,
+    dtype: DType,
+    inputs: Vec<Vec<wgpu::Buffer>>,
     out: wgpu::Buffer,
-    dims: wgpu::Buffer,
-    staging: wgpu::Buffer,
+    out_elems: usize,
     out_bytes: u64,
+    scratch: Option<wgpu::Buffer>,
+    params: wgpu::Buffer,
+    staging: wgpu::Buffer,
 }
 
 pub struct WgpuBackend {
     info: DeviceInfo,
     device: wgpu::Device,
     queue: wgpu::Queue,
+    limits: wgpu::Limits,
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
-    pipelines: HashMap<(String, DType), wgpu::ComputePipeline>,
+    pipelines: HashMap<String, wgpu::ComputePipeline>,
     problem: Option<Problem>,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -165,10 +337,11 @@ impl WgpuBackend {
         let adapter = all.swap_remove(index);
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
         let features = adapter.features() & wanted;
+        let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpucost"),
             required_features: features,
-            required_limits: adapter.limits(),
+            required_limits: limits.clone(),
             ..Default::default()
         }))
         .map_err(device_err)?;
@@ -205,6 +378,7 @@ impl WgpuBackend {
             info,
             device,
             queue,
+            limits,
             timestamps,
             pipelines: HashMap::new(),
             problem: None,
@@ -223,22 +397,21 @@ impl WgpuBackend {
         }
     }
 
-    fn pipeline(&mut self, variant: &str, dtype: DType) -> Result<wgpu::ComputePipeline> {
-        let key = (variant.to_string(), dtype);
-        if let Some(p) = self.pipelines.get(&key) {
+    /// The compiled pipeline of a stage, compiled once and cached.
+    fn pipeline(&mut self, stage: &Stage) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.pipelines.get(&stage.key) {
             return Ok(p.clone());
         }
-        let source = matmul_source(variant, dtype)?;
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(variant),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
+                label: Some(&stage.key),
+                source: wgpu::ShaderSource::Wgsl(stage.source.as_str().into()),
             });
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(variant),
+                label: Some(&stage.key),
                 layout: None,
                 module: &module,
                 entry_point: Some("main"),
@@ -247,7 +420,7 @@ impl WgpuBackend {
             });
         self.wait()?;
         self.take_error()?;
-        self.pipelines.insert(key, pipeline.clone());
+        self.pipelines.insert(stage.key.clone(), pipeline.clone());
         Ok(pipeline)
     }
 
@@ -280,52 +453,66 @@ impl WgpuBackend {
         Ok(data)
     }
 
-    fn bind_group(&self, pipeline: &wgpu::ComputePipeline, set: usize) -> Result<wgpu::BindGroup> {
-        let p = self.problem()?;
-        let (a, b) = p
-            .buffers
-            .get(set)
-            .ok_or_else(|| BackendError::Device(format!("no input set {set}")))?;
-        Ok(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: a.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: b.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: p.out.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: p.dims.as_entire_binding(),
-                },
-            ],
-        }))
-    }
-
     fn problem(&self) -> Result<&Problem> {
         self.problem
             .as_ref()
             .ok_or_else(|| BackendError::Device("no problem loaded".into()))
     }
 
-    /// Records one dispatch of `variant` on `set`, optionally between timestamps.
+    /// Pipelines and, per input set, bind groups for every stage of `variant`.
+    fn prepare(&mut self, variant: &str) -> Result<Prepared> {
+        let op = self.problem()?.op.clone();
+        let stages = stages(&op, variant)?;
+        let pipelines = stages
+            .iter()
+            .map(|s| self.pipeline(s))
+            .collect::<Result<Vec<_>>>()?;
+        let p = self.problem()?;
+        let mut groups = Vec::new();
+        for set in &p.inputs {
+            let mut per_stage = Vec::new();
+            for (stage, pipeline) in stages.iter().zip(&pipelines) {
+                let mut entries = Vec::new();
+                for (binding, slot) in stage.slots.iter().enumerate() {
+                    let buffer = match slot {
+                        Slot::Input(i) => set.get(*i).ok_or_else(|| {
+                            BackendError::Device(format!("stage {} needs input {i}", stage.key))
+                        })?,
+                        Slot::Output => &p.out,
+                        Slot::Params => &p.params,
+                        Slot::Scratch => p.scratch.as_ref().ok_or_else(|| {
+                            BackendError::Device(format!("stage {} needs scratch", stage.key))
+                        })?,
+                    };
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: binding as u32,
+                        resource: buffer.as_entire_binding(),
+                    });
+                }
+                per_stage.push(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                }));
+            }
+            groups.push(per_stage);
+        }
+        self.take_error()?;
+        Ok(Prepared {
+            stages,
+            pipelines,
+            groups,
+        })
+    }
+
+    /// Records every stage of a variant in one compute pass, optionally between timestamps.
     fn encode(
         &self,
-        pipeline: &wgpu::ComputePipeline,
-        group: &wgpu::BindGroup,
-        variant: &str,
+        stages: &[Stage],
+        pipelines: &[wgpu::ComputePipeline],
+        groups: &[wgpu::BindGroup],
         timed: bool,
-    ) -> Result<wgpu::CommandEncoder> {
-        let p = self.problem()?;
-        let [x, y, z] = workgroups(variant, &p.mm);
+    ) -> wgpu::CommandEncoder {
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
@@ -339,29 +526,46 @@ impl WgpuBackend {
                 _ => None,
             };
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(variant),
+                label: None,
                 timestamp_writes: writes,
             });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(x, y, z);
+            for ((stage, pipeline), group) in stages.iter().zip(pipelines).zip(groups) {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, group, &[]);
+                let [x, y, z] = stage.groups;
+                pass.dispatch_workgroups(x, y, z);
+            }
         }
         if let (Some((set, resolve, read)), true) = (&self.timestamps, timed) {
             encoder.resolve_query_set(set, 0..2, resolve, 0);
             encoder.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
         }
-        Ok(encoder)
+        encoder
     }
 
-    fn upload(&self, values: &[f32], dtype: DType, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    fn upload(&self, values: &[f32], dtype: DType) -> wgpu::Buffer {
         let mut bytes = to_bytes(values, dtype);
         bytes.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
                 contents: &bytes,
-                usage,
+                usage: wgpu::BufferUsages::STORAGE,
             })
+    }
+
+    fn storage_buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.div_ceil(4).max(1) * 4,
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Bytes of the largest buffer a problem needs, to refuse shapes the device cannot bind.
+    fn fits(&self, bytes: u64) -> bool {
+        bytes <= self.limits.max_storage_buffer_binding_size && bytes <= self.limits.max_buffer_size
     }
 }
 
@@ -390,105 +594,154 @@ fn from_bytes(bytes: &[u8], dtype: DType, n: usize) -> Vec<f32> {
     }
 }
 
+/// Element count of the output and (for unfused attention) the f32 score matrix.
+fn output_and_scratch(op: &Op) -> (u64, u64) {
+    match op {
+        Op::Matmul(mm) => (mm.batch * mm.m * mm.n, 0),
+        Op::Attention(a) => (
+            a.batch * a.q_heads * a.q_len * a.v_head_dim,
+            a.batch * a.q_heads * a.q_len * a.kv_len,
+        ),
+        _ => (0, 0),
+    }
+}
+
 impl Backend for WgpuBackend {
     fn device(&self) -> &DeviceInfo {
         &self.info
     }
 
     fn variants(&self, op: &Op) -> Vec<Variant> {
+        let dtype_ok = |d: DType| d == DType::Fp32 || (d == DType::Fp16 && self.info.supports_f16);
         match op {
-            Op::Matmul(mm)
-                if mm.input == DType::Fp32
-                    || (mm.input == DType::Fp16 && self.info.supports_f16) =>
-            {
+            Op::Matmul(mm) if dtype_ok(mm.input) && mm.input == mm.output => {
                 MATMUL_VARIANTS.to_vec()
+            }
+            Op::Attention(a)
+                if dtype_ok(a.dtype)
+                    && a.kv_dtype == a.dtype
+                    && a.pass == crate::ops::Pass::Forward
+                    && a.qk_head_dim <= MAX_HEAD_DIM
+                    && a.v_head_dim <= MAX_HEAD_DIM =>
+            {
+                let (_, scores) = output_and_scratch(op);
+                ATTENTION_VARIANTS
+                    .into_iter()
+                    // The naive kernel needs the whole score matrix in one buffer.
+                    .filter(|v| v.name != "naive" || self.fits(scores * 4))
+                    .collect()
             }
             _ => Vec::new(),
         }
     }
 
     fn load(&mut self, op: &Op, sets: &[Vec<Vec<f32>>]) -> Result<()> {
-        let Op::Matmul(mm) = op else {
-            return Err(BackendError::Unsupported(format!(
-                "wgpu backend has no kernels for {op}"
-            )));
+        let (dtype, n_inputs, params): (DType, usize, Vec<u32>) = match op {
+            Op::Matmul(mm) => (
+                mm.input,
+                2,
+                vec![mm.m as u32, mm.n as u32, mm.k as u32, mm.batch as u32],
+            ),
+            Op::Attention(a) => {
+                if a.q_len > a.kv_len || a.q_heads % a.kv_heads.max(1) != 0 {
+                    return Err(BackendError::Unsupported(format!(
+                        "{op}: needs q_len <= kv_len and kv heads dividing query heads"
+                    )));
+                }
+                let scale = 1.0f32 / (a.qk_head_dim as f32).sqrt();
+                (
+                    a.dtype,
+                    3,
+                    vec![
+                        a.batch as u32,
+                        a.q_heads as u32,
+                        a.kv_heads as u32,
+                        a.q_len as u32,
+                        a.kv_len as u32,
+                        u32::from(a.causal),
+                        a.window.unwrap_or(0) as u32,
+                        scale.to_bits(),
+                    ],
+                )
+            }
+            other => {
+                return Err(BackendError::Unsupported(format!(
+                    "wgpu backend has no kernels for {other}"
+                )));
+            }
         };
-        let dtype = mm.input;
-        let storage = wgpu::BufferUsages::STORAGE;
-        let mut buffers = Vec::new();
+        let mut inputs = Vec::new();
         for (i, set) in sets.iter().enumerate() {
-            let [a, b] = set.as_slice() else {
+            if set.len() != n_inputs {
                 return Err(BackendError::Device(format!(
-                    "input set {i} needs 2 tensors, has {}",
+                    "input set {i} needs {n_inputs} tensors, has {}",
                     set.len()
                 )));
-            };
-            buffers.push((
-                self.upload(a, dtype, storage),
-                self.upload(b, dtype, storage),
-            ));
+            }
+            inputs.push(set.iter().map(|t| self.upload(t, dtype)).collect());
         }
-        let out_elems = (mm.batch * mm.m * mm.n) as usize;
-        let out_bytes = (dtype.bytes_for(out_elems as u64)).div_ceil(4) * 4;
-        let out = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("c"),
-            size: out_bytes,
-            usage: storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("c-read"),
-            size: out_bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let dims_words = [mm.m as u32, mm.n as u32, mm.k as u32, mm.batch as u32];
-        let dims = self
+        let (out_elems, scratch_elems) = output_and_scratch(op);
+        let out_bytes = dtype.bytes_for(out_elems).div_ceil(4) * 4;
+        let out = self.storage_buffer(
+            "out",
+            out_bytes,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        );
+        let staging = self.storage_buffer(
+            "out-read",
+            out_bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        let scratch = (scratch_elems > 0 && self.fits(scratch_elems * 4))
+            .then(|| self.storage_buffer("scores", scratch_elems * 4, wgpu::BufferUsages::STORAGE));
+        let params = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("dims"),
-                contents: bytemuck::cast_slice(&dims_words),
+                label: Some("params"),
+                contents: bytemuck::cast_slice(&params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
         self.problem = Some(Problem {
-            mm: mm.clone(),
-            buffers,
+            op: op.clone(),
+            dtype,
+            inputs,
             out,
-            dims,
-            staging,
+            out_elems: out_elems as usize,
             out_bytes,
+            scratch,
+            params,
+            staging,
         });
         self.take_error()
     }
 
     fn run(&mut self, variant: &str, set: usize) -> Result<Vec<f32>> {
-        let dtype = self.problem()?.mm.input;
-        let pipeline = self.pipeline(variant, dtype)?;
-        let group = self.bind_group(&pipeline, set)?;
+        let prep = self.prepare(variant)?;
         let p = self.problem()?;
+        let group = prep
+            .groups
+            .get(set)
+            .ok_or_else(|| BackendError::Device(format!("no input set {set}")))?;
         // Poison the output so a kernel that skips elements cannot pass.
-        let n = (p.mm.batch * p.mm.m * p.mm.n) as usize;
-        let mut poison = to_bytes(&vec![f32::NAN; n], dtype);
+        let mut poison = to_bytes(&vec![f32::NAN; p.out_elems], p.dtype);
         poison.resize(p.out_bytes as usize, 0);
         self.queue.write_buffer(&p.out, 0, &poison);
-        let mut encoder = self.encode(&pipeline, &group, variant, false)?;
+        let mut encoder = self.encode(&prep.stages, &prep.pipelines, group, false);
         encoder.copy_buffer_to_buffer(&p.out, 0, &p.staging, 0, p.out_bytes);
         self.queue.submit([encoder.finish()]);
         let bytes = self.read_buffer(&p.staging, p.out_bytes)?;
         self.take_error()?;
-        Ok(from_bytes(&bytes, dtype, n))
+        Ok(from_bytes(&bytes, p.dtype, p.out_elems))
     }
 
     fn time(&mut self, variant: &str, runs: usize) -> Result<Vec<f64>> {
-        let dtype = self.problem()?.mm.input;
-        let pipeline = self.pipeline(variant, dtype)?;
-        let sets = self.problem()?.buffers.len();
-        let groups = (0..sets)
-            .map(|s| self.bind_group(&pipeline, s))
-            .collect::<Result<Vec<_>>>()?;
+        let prep = self.prepare(variant)?;
         let mut out = Vec::with_capacity(runs);
         for i in 0..runs {
-            let encoder = self.encode(&pipeline, &groups[i % sets], variant, true)?;
+            let group = &prep.groups[i % prep.groups.len()];
+            let encoder = self.encode(&prep.stages, &prep.pipelines, group, true);
             let start = Instant::now();
             self.queue.submit([encoder.finish()]);
             match &self.timestamps {
@@ -526,22 +779,71 @@ mod tests {
             }
         }
         assert!(matmul_source("magic", DType::Fp32).is_err());
+        for a in attention_cases() {
+            for v in ATTENTION_VARIANTS {
+                for src in attention_sources(v.name, &a).unwrap() {
+                    for token in ["ELEM", "D_u", "DV_u", "BR_", "BC_u", "_TILE"] {
+                        assert!(!src.contains(token), "{}: {token} left", v.name);
+                    }
+                }
+            }
+        }
         assert!(matmul_source("naive", DType::Bf16).is_err());
+    }
+
+    fn attention_cases() -> Vec<Attention> {
+        let mut out = Vec::new();
+        for dtype in [DType::Fp32, DType::Fp16] {
+            for d in [64, 128] {
+                out.push(Attention {
+                    batch: 1,
+                    q_heads: 4,
+                    kv_heads: 2,
+                    q_len: 8,
+                    kv_len: 8,
+                    qk_head_dim: d,
+                    v_head_dim: d,
+                    causal: true,
+                    window: None,
+                    dtype,
+                    kv_dtype: dtype,
+                    fused: true,
+                    pass: crate::ops::Pass::Forward,
+                });
+            }
+        }
+        out
+    }
+
+    fn validate(name: &str, src: &str) {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
     }
 
     #[test]
     fn every_variant_parses_and_validates_with_naga() {
         for v in MATMUL_VARIANTS {
             for d in [DType::Fp32, DType::Fp16] {
-                let src = matmul_source(v.name, d).unwrap();
-                let module = naga::front::wgsl::parse_str(&src)
-                    .unwrap_or_else(|e| panic!("{} {d}: {}", v.name, e.emit_to_string(&src)));
-                naga::valid::Validator::new(
-                    naga::valid::ValidationFlags::all(),
-                    naga::valid::Capabilities::all(),
-                )
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{} {d}: {e:?}", v.name));
+                validate(
+                    &format!("matmul {} {d}", v.name),
+                    &matmul_source(v.name, d).unwrap(),
+                );
+            }
+        }
+        for a in attention_cases() {
+            for v in ATTENTION_VARIANTS {
+                for src in attention_sources(v.name, &a).unwrap() {
+                    validate(
+                        &format!("attention {} {} d{}", v.name, a.dtype, a.qk_head_dim),
+                        &src,
+                    );
+                }
             }
         }
     }

@@ -90,6 +90,32 @@ pub fn matmul_inputs(mm: &Matmul, seed: u64) -> Vec<Vec<f32>> {
     ]
 }
 
+/// Input tensors of one set for any op the harness measures (matmul: A, B; attention: Q, K, V).
+pub fn inputs(op: &Op, seed: u64) -> Result<Vec<Vec<f32>>, BackendError> {
+    match op {
+        Op::Matmul(mm) => Ok(matmul_inputs(mm, seed)),
+        Op::Attention(a) => {
+            let n = |heads: u64, len: u64, dim: u64| (a.batch * heads * len * dim) as usize;
+            Ok(vec![
+                random_tensor(n(a.q_heads, a.q_len, a.qk_head_dim), a.dtype, seed),
+                random_tensor(n(a.kv_heads, a.kv_len, a.qk_head_dim), a.dtype, seed ^ 0x51),
+                random_tensor(n(a.kv_heads, a.kv_len, a.v_head_dim), a.dtype, seed ^ 0xa3),
+            ])
+        }
+        other => Err(BackendError::Unsupported(format!("cannot measure {other}"))),
+    }
+}
+
+/// The tolerance a correct kernel for `op` meets.
+pub fn op_tolerance(op: &Op) -> f64 {
+    match op {
+        Op::Matmul(mm) => tolerance(mm.output, mm.k),
+        // Scores accumulate over the head dim, outputs over the keys; exp adds a little.
+        Op::Attention(a) => 2.0 * tolerance(a.dtype, a.qk_head_dim.max(a.kv_len)),
+        other => tolerance(other.dtype(), 1),
+    }
+}
+
 /// Compares an output with the reference.
 pub fn compare(out: &[f32], reference: &[f64], tolerance: f64) -> Correctness {
     if out.len() != reference.len() {
@@ -140,6 +166,9 @@ pub struct Measurement {
 pub fn reference(op: &Op, inputs: &[Vec<f32>]) -> Result<Vec<f64>, BackendError> {
     match op {
         Op::Matmul(mm) => Ok(crate::backend::cpu::matmul(mm, &inputs[0], &inputs[1])),
+        Op::Attention(a) => Ok(crate::backend::cpu::attention(
+            a, &inputs[0], &inputs[1], &inputs[2],
+        )),
         other => Err(BackendError::Unsupported(format!(
             "no reference implementation for {other}"
         ))),
@@ -154,18 +183,13 @@ pub fn measure(
     plan: &TimingPlan,
     seed: u64,
 ) -> Result<Vec<Measurement>, BackendError> {
-    let Op::Matmul(mm) = op else {
-        return Err(BackendError::Unsupported(format!(
-            "cannot measure {op} yet"
-        )));
-    };
-    let set_bytes = mm.min_bytes();
+    let set_bytes = op.min_bytes();
     let n_sets = ((plan.rotate_bytes / set_bytes).ceil() as usize).clamp(1, 8);
-    let sets: Vec<Vec<Vec<f32>>> = (0..n_sets)
-        .map(|i| matmul_inputs(mm, seed.wrapping_add(i as u64)))
-        .collect();
+    let sets = (0..n_sets)
+        .map(|i| inputs(op, seed.wrapping_add(i as u64)))
+        .collect::<Result<Vec<_>, _>>()?;
     let expected = reference(op, &sets[0])?;
-    let tol = tolerance(mm.output, mm.k);
+    let tol = op_tolerance(op);
     backend.load(op, &sets)?;
     let mut out = Vec::new();
     for &variant in variants {

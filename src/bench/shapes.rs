@@ -3,7 +3,7 @@
 
 use crate::dtype::DType;
 use crate::error::{Error, Result, parse_toml};
-use crate::ops::Matmul;
+use crate::ops::{Attention, Matmul, Pass};
 use serde::Deserialize;
 
 /// Small, odd-sized shapes: every edge case of tiling, fast enough for lavapipe in CI.
@@ -50,11 +50,67 @@ fn matmul_sweep(max_bytes: f64, elem: f64) -> Vec<[u64; 4]> {
     v
 }
 
+/// Attention shapes: (batch, q heads, kv heads, q len, kv len, head dim, causal, window).
+type AttnDims = (u64, u64, u64, u64, u64, u64, bool, Option<u64>);
+
+/// Causal and not, GQA and MQA, head dims 64 and 128, odd lengths, decode (one query), a window.
+fn attention_smoke() -> Vec<AttnDims> {
+    vec![
+        (1, 2, 2, 1, 1, 64, true, None),
+        (1, 4, 2, 17, 17, 64, true, None),
+        (2, 4, 4, 33, 33, 64, false, None),
+        (1, 8, 1, 65, 65, 128, true, None),
+        (1, 4, 2, 100, 100, 128, false, None),
+        (2, 4, 2, 1, 37, 128, true, None),
+        (1, 2, 1, 70, 70, 64, true, Some(16)),
+    ]
+}
+
+/// The calibration grid for attention: prefill (q = kv) causal and not from 128 to 32k, and
+/// decode (q = 1) over long caches, for both head dims, capped by `max_bytes` of Q, K, V and O.
+fn attention_sweep(max_bytes: f64, elem: f64) -> Vec<AttnDims> {
+    let mut v = Vec::new();
+    for d in [64u64, 128] {
+        let heads = 4096 / d / 2; // a 4k-wide model's heads, halved to keep the grid quick
+        for seq in [128u64, 256, 512, 1000, 1024, 2048, 4096, 8192, 16384, 32768] {
+            let batch = (16384 / seq).max(1);
+            for causal in [true, false] {
+                v.push((batch, heads, heads, seq, seq, d, causal, None));
+            }
+            v.push((batch, heads, heads / 4, seq, seq, d, true, None)); // GQA 4:1
+        }
+        for ctx in [1024u64, 4096, 16384, 32768] {
+            v.push((8, heads, heads / 4, 1, ctx, d, true, None));
+        }
+    }
+    v.retain(|&(b, hq, hkv, q, kv, d, _, _)| {
+        ((b * d * (2 * hq * q + 2 * hkv * kv)) as f64) * elem <= max_bytes
+    });
+    v
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ShapeFile {
     #[serde(default)]
     matmul: Vec<MatmulShape>,
+    #[serde(default)]
+    attention: Vec<AttentionShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttentionShape {
+    #[serde(default = "one")]
+    batch: u64,
+    heads: u64,
+    kv_heads: Option<u64>,
+    seq_q: u64,
+    seq_kv: Option<u64>,
+    head_dim: u64,
+    #[serde(default)]
+    causal: bool,
+    window: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -91,7 +147,7 @@ pub fn matmul_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<M
                 v.push([s.batch, s.m, s.n, s.k]);
             }
             if v.is_empty() {
-                return Err(Error::field(path, "matmul", "no shapes"));
+                return Err(Error::field(path, "matmul", "no matmul shapes"));
             }
             v
         }
@@ -99,6 +155,61 @@ pub fn matmul_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<M
     Ok(dims
         .into_iter()
         .map(|[b, m, n, k]| Matmul::new(b, m, n, k, dtype))
+        .collect())
+}
+
+/// Attention shapes for a preset name or a TOML file with `[[attention]]` entries.
+pub fn attention_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<Attention>> {
+    let dims = match preset {
+        "smoke" => attention_smoke(),
+        "sweep" => attention_sweep(max_bytes, dtype.bytes()),
+        path => {
+            let text = crate::error::read_to_string(std::path::Path::new(path))?;
+            let file: ShapeFile = parse_toml(path, &text)?;
+            let mut v = Vec::new();
+            for (i, s) in file.attention.iter().enumerate() {
+                let kv_heads = s.kv_heads.unwrap_or(s.heads);
+                let seq_kv = s.seq_kv.unwrap_or(s.seq_q);
+                let field = format!("attention[{i}]");
+                if [s.batch, s.heads, kv_heads, s.seq_q, seq_kv, s.head_dim].contains(&0) {
+                    return Err(Error::field(path, &field, "sizes must be positive"));
+                }
+                if !s.heads.is_multiple_of(kv_heads) || s.seq_q > seq_kv {
+                    return Err(Error::field(
+                        path,
+                        &field,
+                        "kv_heads must divide heads and seq_q must not exceed seq_kv",
+                    ));
+                }
+                v.push((
+                    s.batch, s.heads, kv_heads, s.seq_q, seq_kv, s.head_dim, s.causal, s.window,
+                ));
+            }
+            if v.is_empty() {
+                return Err(Error::field(path, "attention", "no shapes"));
+            }
+            v
+        }
+    };
+    Ok(dims
+        .into_iter()
+        .map(
+            |(batch, q_heads, kv_heads, q_len, kv_len, d, causal, window)| Attention {
+                batch,
+                q_heads,
+                kv_heads,
+                q_len,
+                kv_len,
+                qk_head_dim: d,
+                v_head_dim: d,
+                causal,
+                window,
+                dtype,
+                kv_dtype: dtype,
+                fused: true,
+                pass: Pass::Forward,
+            },
+        )
         .collect())
 }
 

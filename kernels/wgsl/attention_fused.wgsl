@@ -1,0 +1,143 @@
+// Fused attention forward with an online softmax (FlashAttention-style): a workgroup owns BR
+// query rows of one (batch, head), streams K and V through workgroup memory BC keys at a time,
+// and keeps each row's running max, running sum and output accumulator in registers. Scores never
+// leave the workgroup, so memory traffic is Q, K, V and O once each (K/V once per row block):
+// expect it to beat the naive three-pass kernel by the score matrix's round trips, most at long
+// sequences.
+//
+// Layout as the naive kernels. Causal masking and sliding windows skip whole key blocks no row of
+// the workgroup can see. D, DV, BR, BC and ELEM are substituted by the template step.
+
+struct Params {
+    batch: u32, q_heads: u32, kv_heads: u32, q_len: u32,
+    kv_len: u32, causal: u32, window: u32, scale: f32,
+}
+
+@group(0) @binding(0) var<storage, read> q: array<ELEM>;
+@group(0) @binding(1) var<storage, read> k: array<ELEM>;
+@group(0) @binding(2) var<storage, read> v: array<ELEM>;
+@group(0) @binding(3) var<storage, read_write> o: array<ELEM>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+const D: u32 = D_u;
+const DV: u32 = DV_u;
+const BR: u32 = BR_u;
+const BC: u32 = BC_u;
+
+var<workgroup> k_tile: array<f32, K_TILE>;
+var<workgroup> v_tile: array<f32, V_TILE>;
+
+@compute @workgroup_size(BR_LIT, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let bh = wg.y;
+    let b = bh / p.q_heads;
+    let h = bh % p.q_heads;
+    let hk = h / (p.q_heads / p.kv_heads);
+    let i = wg.x * BR + t;
+    let row_ok = i < p.q_len;
+    let offset = p.kv_len - p.q_len;
+    let pos = offset + i;
+
+    // Keys this row sees: [lo, hi).
+    var lo: u32 = 0u;
+    var hi: u32 = p.kv_len;
+    if (p.causal != 0u) {
+        hi = pos + 1u;
+        if (p.window != 0u && pos + 1u > p.window) {
+            lo = pos + 1u - p.window;
+        }
+    }
+    // Keys any row of this workgroup sees (uniform across the workgroup).
+    let first_pos = offset + wg.x * BR;
+    let last_pos = min(first_pos + BR - 1u, p.kv_len - 1u);
+    var wg_lo: u32 = 0u;
+    var wg_hi: u32 = p.kv_len;
+    if (p.causal != 0u) {
+        wg_hi = last_pos + 1u;
+        if (p.window != 0u && first_pos + 1u > p.window) {
+            wg_lo = first_pos + 1u - p.window;
+        }
+    }
+
+    var q_row: array<f32, D>;
+    var acc: array<f32, DV>;
+    if (row_ok) {
+        let qb = (bh * p.q_len + i) * D;
+        for (var c: u32 = 0u; c < D; c = c + 1u) {
+            q_row[c] = f32(q[qb + c]) * p.scale;
+        }
+    }
+    for (var c: u32 = 0u; c < DV; c = c + 1u) {
+        acc[c] = 0.0;
+    }
+    var m: f32 = -3.0e38;
+    var l: f32 = 0.0;
+
+    let kv_base = (b * p.kv_heads + hk) * p.kv_len;
+    let start = (wg_lo / BC) * BC;
+    for (var kb: u32 = start; kb < wg_hi; kb = kb + BC) {
+        for (var e: u32 = t; e < BC * D; e = e + BR) {
+            let j = kb + e / D;
+            var x: f32 = 0.0;
+            if (j < p.kv_len) {
+                x = f32(k[(kv_base + j) * D + e % D]);
+            }
+            k_tile[e] = x;
+        }
+        for (var e: u32 = t; e < BC * DV; e = e + BR) {
+            let j = kb + e / DV;
+            var x: f32 = 0.0;
+            if (j < p.kv_len) {
+                x = f32(v[(kv_base + j) * DV + e % DV]);
+            }
+            v_tile[e] = x;
+        }
+        workgroupBarrier();
+        if (row_ok) {
+            var s: array<f32, BC>;
+            var block_max: f32 = -3.0e38;
+            var any_visible = false;
+            for (var jj: u32 = 0u; jj < BC; jj = jj + 1u) {
+                let j = kb + jj;
+                var score: f32 = -3.0e38;
+                if (j >= lo && j < hi) {
+                    var dot: f32 = 0.0;
+                    for (var c: u32 = 0u; c < D; c = c + 1u) {
+                        dot = dot + q_row[c] * k_tile[jj * D + c];
+                    }
+                    score = dot;
+                    any_visible = true;
+                    block_max = max(block_max, score);
+                }
+                s[jj] = score;
+            }
+            if (any_visible) {
+                let m_new = max(m, block_max);
+                let correction = exp(m - m_new);
+                l = l * correction;
+                for (var c: u32 = 0u; c < DV; c = c + 1u) {
+                    acc[c] = acc[c] * correction;
+                }
+                for (var jj: u32 = 0u; jj < BC; jj = jj + 1u) {
+                    let j = kb + jj;
+                    if (j >= lo && j < hi) {
+                        let pj = exp(s[jj] - m_new);
+                        l = l + pj;
+                        for (var c: u32 = 0u; c < DV; c = c + 1u) {
+                            acc[c] = acc[c] + pj * v_tile[jj * DV + c];
+                        }
+                    }
+                }
+                m = m_new;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (row_ok) {
+        let ob = (bh * p.q_len + i) * DV;
+        let inv = 1.0 / l;
+        for (var c: u32 = 0u; c < DV; c = c + 1u) {
+            o[ob + c] = ELEM(acc[c] * inv);
+        }
+    }
+}
