@@ -306,6 +306,31 @@ pub fn catalog_names() -> Vec<&'static str> {
     CATALOG.iter().map(|(n, _)| *n).collect()
 }
 
+/// The catalog profile that describes a device, from the name its driver reports.
+pub fn profile_for_device(device_name: &str) -> Option<&'static str> {
+    let n = device_name.to_ascii_lowercase();
+    let name = if n.contains("llvmpipe") {
+        "lavapipe"
+    } else if n.contains("h100") && n.contains("pcie") {
+        "h100-pcie"
+    } else if n.contains("h100") {
+        "h100-sxm"
+    } else if n.contains("h200") {
+        "h200-sxm"
+    } else if n.contains("a100") && n.contains("40gb") {
+        "a100-sxm-40gb"
+    } else if n.contains("a100") {
+        "a100-sxm-80gb"
+    } else if n.contains("l40s") {
+        "l40s"
+    } else if n.contains("4090") {
+        "rtx-4090"
+    } else {
+        return None;
+    };
+    Some(name)
+}
+
 /// Parses and validates a profile from TOML text; `file` names it in errors.
 pub fn parse_profile(file: &str, text: &str) -> Result<HwProfile> {
     let profile: HwProfile = parse_toml(file, text)?;
@@ -372,6 +397,21 @@ mod tests {
             e,
             "x.toml: memory_bytes.source: every figure needs a source"
         );
+    }
+
+    #[test]
+    fn device_names_map_to_profiles() {
+        assert_eq!(
+            profile_for_device("llvmpipe (LLVM 15.0.6, 256 bits)"),
+            Some("lavapipe")
+        );
+        assert_eq!(
+            profile_for_device("NVIDIA H100 80GB HBM3"),
+            Some("h100-sxm")
+        );
+        assert_eq!(profile_for_device("NVIDIA H100 PCIe"), Some("h100-pcie"));
+        assert_eq!(profile_for_device("NVIDIA H200"), Some("h200-sxm"));
+        assert_eq!(profile_for_device("AMD Radeon RX 7900"), None);
     }
 
     #[test]

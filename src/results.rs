@@ -149,3 +149,77 @@ pub fn host() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Clock;
+    use crate::dtype::DType;
+    use crate::ops::{Matmul, Op};
+
+    fn record(variant: &str) -> Record {
+        Record {
+            schema_version: RECORD_SCHEMA_VERSION,
+            unix_time_s: 1.0,
+            git_revision: "abc".into(),
+            host: "h".into(),
+            device: DeviceInfo {
+                backend: "wgpu/vulkan".into(),
+                name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+                vendor: "0x10005".into(),
+                driver: "Mesa".into(),
+                device_type: "Cpu".into(),
+                memory_bytes: None,
+                compute_units: None,
+                timer_resolution_ns: Some(1.0),
+                clock: Clock::DeviceTimestamp,
+                supports_f16: true,
+            },
+            op: Op::Matmul(Matmul::new(1, 2, 3, 4, DType::Fp32)),
+            variant: variant.into(),
+            vendor_library: false,
+            correctness: Correctness {
+                max_rel_error: 1e-7,
+                tolerance: 1e-5,
+                pass: true,
+                error: None,
+            },
+            timing: None,
+            telemetry: None,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_a_torn_last_line_is_reported() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut w = Writer::create(dir.path(), "llvmpipe", "run").unwrap();
+        w.append(&record("naive")).unwrap();
+        w.append(&record("tiled")).unwrap();
+        let path = w.path().to_path_buf();
+        assert!(path.ends_with("llvmpipe/run.jsonl"));
+        // An existing run file is never overwritten.
+        assert!(Writer::create(dir.path(), "llvmpipe", "run").is_err());
+        drop(w);
+        let back = read(&path).unwrap();
+        assert_eq!(back.records, vec![record("naive"), record("tiled")]);
+        assert_eq!(back.truncated_last_line, None);
+        // Simulate a write interrupted mid-record.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let line = serde_json::to_string(&record("regblock")).unwrap();
+        text.push_str(&line[..line.len() / 2]);
+        std::fs::write(&path, &text).unwrap();
+        let back = read(&path).unwrap();
+        assert_eq!(back.records.len(), 2);
+        assert_eq!(back.truncated_last_line, Some(3));
+        // A damaged line in the middle is an error naming it.
+        let damaged = text.replacen("\"naive\"", "\"naive", 1);
+        std::fs::write(&path, damaged).unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn device_slug_is_file_system_safe() {
+        assert_eq!(record("x").device.slug(), "llvmpipe-llvm-15-0-6-256-bits");
+    }
+}

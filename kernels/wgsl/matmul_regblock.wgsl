@@ -20,6 +20,7 @@ const BN: u32 = BN_u;
 const BK: u32 = BK_u;
 const TM: u32 = TM_u;
 const TN: u32 = TN_u;
+const TN4: u32 = TN_u / 4u;
 const THREADS_X: u32 = BN / TN;
 const THREADS: u32 = (BM / TM) * (BN / TN);
 
@@ -40,10 +41,11 @@ fn main(
     let a_base = z * dims.m * dims.k;
     let b_base = z * dims.k * dims.n;
 
-    var acc: array<array<f32, TN>, TM>;
+    // TM rows of TN/4 vec4 accumulators.
+    var acc: array<array<vec4<f32>, TN4>, TM>;
     for (var i: u32 = 0u; i < TM; i = i + 1u) {
-        for (var j: u32 = 0u; j < TN; j = j + 1u) {
-            acc[i][j] = 0.0;
+        for (var j: u32 = 0u; j < TN4; j = j + 1u) {
+            acc[i][j] = vec4<f32>(0.0);
         }
     }
 
@@ -54,14 +56,17 @@ fn main(
         for (var v: u32 = tid; v < BK * (BM / 4u); v = v + THREADS) {
             let kk = v / (BM / 4u);
             let r4 = (v % (BM / 4u)) * 4u;
-            var q = vec4<f32>(0.0);
             let gk = k0 + kk;
+            let gr = row0 + r4;
+            var q = vec4<f32>(0.0);
             if (gk < dims.k) {
-                for (var e: u32 = 0u; e < 4u; e = e + 1u) {
-                    let gr = row0 + r4 + e;
-                    if (gr < dims.m) {
-                        q[e] = f32(a[a_base + gr * dims.k + gk]);
-                    }
+                let base = a_base + gr * dims.k + gk;
+                if (gr + 3u < dims.m) {
+                    q = vec4<f32>(f32(a[base]), f32(a[base + dims.k]), f32(a[base + 2u * dims.k]), f32(a[base + 3u * dims.k]));
+                } else {
+                    if (gr < dims.m) { q.x = f32(a[base]); }
+                    if (gr + 1u < dims.m) { q.y = f32(a[base + dims.k]); }
+                    if (gr + 2u < dims.m) { q.z = f32(a[base + 2u * dims.k]); }
                 }
             }
             a_tile[v] = q;
@@ -70,39 +75,34 @@ fn main(
         for (var v: u32 = tid; v < BK * (BN / 4u); v = v + THREADS) {
             let kk = v / (BN / 4u);
             let c4 = (v % (BN / 4u)) * 4u;
-            var q = vec4<f32>(0.0);
             let gk = k0 + kk;
+            let gc = col0 + c4;
+            var q = vec4<f32>(0.0);
             if (gk < dims.k) {
-                for (var e: u32 = 0u; e < 4u; e = e + 1u) {
-                    let gc = col0 + c4 + e;
-                    if (gc < dims.n) {
-                        q[e] = f32(b[b_base + gk * dims.n + gc]);
-                    }
+                let base = b_base + gk * dims.n + gc;
+                if (gc + 3u < dims.n) {
+                    q = vec4<f32>(f32(b[base]), f32(b[base + 1u]), f32(b[base + 2u]), f32(b[base + 3u]));
+                } else {
+                    if (gc < dims.n) { q.x = f32(b[base]); }
+                    if (gc + 1u < dims.n) { q.y = f32(b[base + 1u]); }
+                    if (gc + 2u < dims.n) { q.z = f32(b[base + 2u]); }
                 }
             }
             b_tile[v] = q;
         }
         workgroupBarrier();
         for (var kk: u32 = 0u; kk < BK; kk = kk + 1u) {
-            var a_reg: array<f32, TM>;
-            var b_reg: array<f32, TN>;
-            for (var i: u32 = 0u; i < TM / 4u; i = i + 1u) {
-                let q = a_tile[kk * (BM / 4u) + ty * (TM / 4u) + i];
-                a_reg[i * 4u] = q.x;
-                a_reg[i * 4u + 1u] = q.y;
-                a_reg[i * 4u + 2u] = q.z;
-                a_reg[i * 4u + 3u] = q.w;
+            var b_reg: array<vec4<f32>, TN4>;
+            for (var j: u32 = 0u; j < TN4; j = j + 1u) {
+                b_reg[j] = b_tile[kk * (BN / 4u) + tx * TN4 + j];
             }
-            for (var j: u32 = 0u; j < TN / 4u; j = j + 1u) {
-                let q = b_tile[kk * (BN / 4u) + tx * (TN / 4u) + j];
-                b_reg[j * 4u] = q.x;
-                b_reg[j * 4u + 1u] = q.y;
-                b_reg[j * 4u + 2u] = q.z;
-                b_reg[j * 4u + 3u] = q.w;
-            }
-            for (var i: u32 = 0u; i < TM; i = i + 1u) {
-                for (var j: u32 = 0u; j < TN; j = j + 1u) {
-                    acc[i][j] = fma(a_reg[i], b_reg[j], acc[i][j]);
+            for (var i4: u32 = 0u; i4 < TM / 4u; i4 = i4 + 1u) {
+                let a4 = a_tile[kk * (BM / 4u) + ty * (TM / 4u) + i4];
+                for (var j: u32 = 0u; j < TN4; j = j + 1u) {
+                    acc[i4 * 4u][j] = fma(vec4<f32>(a4.x), b_reg[j], acc[i4 * 4u][j]);
+                    acc[i4 * 4u + 1u][j] = fma(vec4<f32>(a4.y), b_reg[j], acc[i4 * 4u + 1u][j]);
+                    acc[i4 * 4u + 2u][j] = fma(vec4<f32>(a4.z), b_reg[j], acc[i4 * 4u + 2u][j]);
+                    acc[i4 * 4u + 3u][j] = fma(vec4<f32>(a4.w), b_reg[j], acc[i4 * 4u + 3u][j]);
                 }
             }
         }
@@ -116,7 +116,7 @@ fn main(
             for (var j: u32 = 0u; j < TN; j = j + 1u) {
                 let col = col0 + tx * TN + j;
                 if (col < dims.n) {
-                    c[c_base + r * dims.n + col] = ELEM(acc[i][j]);
+                    c[c_base + r * dims.n + col] = ELEM(acc[i][j / 4u][j % 4u]);
                 }
             }
         }

@@ -9,6 +9,8 @@ macro_rules! outln {
     }};
 }
 
+mod bench;
+mod devices;
 mod format;
 mod hw;
 mod predict;
@@ -33,6 +35,10 @@ pub enum Command {
     /// The hardware catalog.
     #[command(subcommand)]
     Hw(hw::HwCommand),
+    /// Every backend and adapter, and why a missing one is missing.
+    Devices(devices::DevicesArgs),
+    /// Check, then time, kernel variants over a shape set; write the results.
+    Bench(bench::BenchArgs),
 }
 
 /// Output format shared by every subcommand.
@@ -57,5 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Predict(args) => predict::run(args),
         Command::Hw(cmd) => hw::run(cmd),
+        Command::Devices(args) => devices::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

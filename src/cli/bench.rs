@@ -1,0 +1,278 @@
+//! `gpucost bench`: check, then time, every kernel variant over a set of shapes, write each result
+//! to the results store as it is measured, and summarise.
+
+use super::Format;
+use super::format::{percent, seconds};
+use crate::backend::Backend;
+use crate::backend::wgpu::WgpuBackend;
+use crate::bench::{self, Measurement, TimingPlan};
+use crate::cost::{CostModel, Roofline};
+use crate::dtype::DType;
+use crate::error::Error;
+use crate::hw::{self, HwProfile};
+use crate::ops::Op;
+use crate::results::{self, Record, Timing, Writer};
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendName {
+    Wgpu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OpName {
+    Matmul,
+    Attention,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = BackendName::Wgpu)]
+    backend: BackendName,
+    /// Adapter index (see `gpucost devices`).
+    #[arg(long, default_value_t = 0)]
+    adapter: usize,
+    #[arg(long, value_enum)]
+    op: OpName,
+    /// f32 (fp32) or f16 (fp16).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Only these variants (repeat or comma-separate); default all.
+    #[arg(long, value_delimiter = ',')]
+    variant: Vec<String>,
+    /// `smoke` (CI-sized), `sweep` (the calibration grid) or a TOML file of shapes.
+    #[arg(long, default_value = "smoke")]
+    shapes: String,
+    /// Results folder; records go to DIR/<device>/<op>-<dtype>-<time>.jsonl.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Do not write a results file.
+    #[arg(long)]
+    no_save: bool,
+    /// Hardware profile for the roofline fraction (default: the catalog profile matching the device).
+    #[arg(long)]
+    hw: Option<String>,
+    /// Seconds of sampling per variant and shape at most.
+    #[arg(long, default_value_t = 2.0)]
+    budget_s: f64,
+    /// Stop sampling once the coefficient of variation is below this.
+    #[arg(long, default_value_t = 0.02)]
+    target_cv: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+fn shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<Vec<Op>, Error> {
+    Ok(match a.op {
+        OpName::Matmul => bench::shapes::matmul_shapes(&a.shapes, dtype, max_bytes)?
+            .into_iter()
+            .map(Op::Matmul)
+            .collect(),
+        OpName::Attention => bench::shapes::attention_shapes(&a.shapes, dtype, max_bytes)?
+            .into_iter()
+            .map(Op::Attention)
+            .collect(),
+    })
+}
+
+fn record(backend: &dyn Backend, op: &Op, m: &Measurement, profile: Option<&HwProfile>) -> Record {
+    let timing = m.summary.map(|summary| {
+        let t = summary.median_s;
+        let roofline_fraction = profile
+            .and_then(|p| Roofline.predict(op, p).ok())
+            .map(|pred| pred.seconds / t);
+        Timing {
+            clock: backend.device().clock,
+            warmup_runs: m.warmup_runs,
+            summary,
+            samples_s: m.samples_s.clone(),
+            flops_per_s: op.flops() / t,
+            bytes_per_s: op.min_bytes() / t,
+            roofline_fraction,
+        }
+    });
+    Record {
+        schema_version: results::RECORD_SCHEMA_VERSION,
+        unix_time_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        git_revision: results::git_revision(),
+        host: results::host(),
+        device: backend.device().clone(),
+        op: op.clone(),
+        variant: m.variant.clone(),
+        vendor_library: false,
+        correctness: m.correctness.clone(),
+        timing,
+        telemetry: None,
+    }
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let dtype: DType = a
+        .dtype
+        .parse()
+        .map_err(|e| Error::Unknown(format!("--dtype: {e}")))?;
+    if !(a.budget_s > 0.0 && a.target_cv > 0.0) {
+        return Err(
+            Error::Unsupported("--budget-s and --target-cv must be positive".into()).into(),
+        );
+    }
+    // Read the shapes before touching the device, so a bad shape file fails fast and alone.
+    let mut ops = shapes(&a, dtype, f64::INFINITY)?;
+    let mut backend = match a.backend {
+        BackendName::Wgpu => WgpuBackend::open(a.adapter).context("wgpu")?,
+    };
+    let device = backend.device().clone();
+    let profile = match &a.hw {
+        Some(h) => Some(hw::load(h)?),
+        None => hw::profile_for_device(&device.name).and_then(|n| hw::load(n).ok()),
+    };
+    if a.shapes == "sweep" {
+        // Keep the sweep's operands within a quarter of the device's memory.
+        let max_bytes = profile
+            .as_ref()
+            .map(|p| p.memory_bytes.value / 4.0)
+            .unwrap_or(1e9);
+        ops = shapes(&a, dtype, max_bytes)?;
+    }
+    let plan = TimingPlan {
+        budget: Duration::from_secs_f64(a.budget_s),
+        target_cv: a.target_cv,
+        rotate_bytes: profile.as_ref().map_or(0.0, |p| 3.0 * p.l2_bytes.value),
+        ..TimingPlan::default()
+    };
+    let mut writer = if a.no_save {
+        None
+    } else {
+        let stem = format!(
+            "{}-{}-{}",
+            format!("{:?}", a.op).to_lowercase(),
+            dtype,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        );
+        Some(Writer::create(&a.out, &device.slug(), &stem)?)
+    };
+    let progress = indicatif::ProgressBar::new(ops.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut records = Vec::new();
+    for op in &ops {
+        progress.set_message(op.to_string());
+        let available: Vec<&str> = backend.variants(op).iter().map(|v| v.name).collect();
+        if available.is_empty() {
+            progress.println(format!(
+                "skipped {op}: no {} variant runs it here",
+                device.backend
+            ));
+            progress.inc(1);
+            continue;
+        }
+        let chosen: Vec<&str> = if a.variant.is_empty() {
+            available.clone()
+        } else {
+            for v in &a.variant {
+                if !available.contains(&v.as_str()) {
+                    return Err(Error::Unknown(format!(
+                        "--variant: '{v}' does not run {op} (available: {})",
+                        available.join(", ")
+                    ))
+                    .into());
+                }
+            }
+            a.variant.iter().map(String::as_str).collect()
+        };
+        let measured = bench::measure(&mut backend, op, &chosen, &plan, a.seed)
+            .with_context(|| format!("measuring {op}"))?;
+        for m in &measured {
+            let r = record(&backend, op, m, profile.as_ref());
+            if let Some(w) = writer.as_mut() {
+                w.append(&r)?;
+            }
+            records.push(r);
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+
+    let mut out = String::new();
+    if a.format == Format::Json {
+        outln!(out, "{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        outln!(
+            out,
+            "{} ({}), {} {:?}, profile {}",
+            device.name,
+            device.backend,
+            dtype,
+            a.op,
+            profile.as_ref().map_or("none", |p| p.name.as_str())
+        );
+        outln!(out, "{}", summary_table(&records));
+    }
+    if let Some(w) = &writer {
+        outln!(
+            out,
+            "wrote {} records to {}",
+            records.len(),
+            w.path().display()
+        );
+    }
+    super::emit(&out)
+}
+
+fn summary_table(records: &[Record]) -> String {
+    let mut b = Builder::default();
+    b.push_record([
+        "variant",
+        "shape",
+        "median",
+        "p10-p90",
+        "TFLOP/s",
+        "% of roofline",
+        "max rel err",
+        "status",
+    ]);
+    for r in records {
+        let (median, spread, rate, roof) = match &r.timing {
+            Some(t) => (
+                seconds(t.summary.median_s),
+                format!("{}-{}", seconds(t.summary.p10_s), seconds(t.summary.p90_s)),
+                format!("{:.4}", t.flops_per_s / 1e12),
+                t.roofline_fraction
+                    .map(percent)
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let status = if r.correctness.pass {
+            "ok".to_string()
+        } else {
+            format!("FAILED {}", r.correctness.error.clone().unwrap_or_default())
+        };
+        b.push_record([
+            r.variant.clone(),
+            r.op.to_string(),
+            median,
+            spread,
+            rate,
+            roof,
+            format!("{:.1e}", r.correctness.max_rel_error),
+            status,
+        ]);
+    }
+    b.build().with(Style::rounded()).to_string()
+}

@@ -1,0 +1,98 @@
+//! `gpucost devices`: every backend, every adapter, and for what is missing, why.
+
+use super::Format;
+use crate::backend::{Clock, DeviceInfo, wgpu as wgpu_backend};
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, Serialize)]
+struct BackendReport {
+    backend: &'static str,
+    available: bool,
+    /// Why the backend has no device, where it has none.
+    reason: Option<String>,
+    devices: Vec<DeviceInfo>,
+}
+
+fn reports() -> Vec<BackendReport> {
+    let adapters = wgpu_backend::adapters();
+    vec![
+        BackendReport {
+            backend: "cpu",
+            available: true,
+            reason: Some("f64 reference for correctness checks, never timed as a contender".into()),
+            devices: Vec::new(),
+        },
+        BackendReport {
+            backend: "wgpu",
+            available: !adapters.is_empty(),
+            reason: adapters.is_empty().then(|| {
+                "no adapter: no Vulkan driver found (without a GPU: apt-get install mesa-vulkan-drivers libvulkan1 for lavapipe)".to_string()
+            }),
+            devices: adapters,
+        },
+        BackendReport {
+            backend: "cuda",
+            available: false,
+            reason: Some("not in this build: the CUDA backend (cudarc, cuBLAS, NVML) is not implemented yet".into()),
+            devices: Vec::new(),
+        },
+    ]
+}
+
+pub fn run(a: DevicesArgs) -> Result<()> {
+    let reports = reports();
+    let mut out = String::new();
+    if a.format == Format::Json {
+        outln!(out, "{}", serde_json::to_string_pretty(&reports)?);
+        return super::emit(&out);
+    }
+    let mut b = Builder::default();
+    b.push_record([
+        "backend", "#", "device", "type", "driver", "timer", "f16", "note",
+    ]);
+    for r in &reports {
+        if r.devices.is_empty() {
+            b.push_record([
+                r.backend.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                r.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        for (i, d) in r.devices.iter().enumerate() {
+            let timer = match (d.clock, d.timer_resolution_ns) {
+                (Clock::DeviceTimestamp, Some(ns)) => format!("timestamps ({ns} ns/tick)"),
+                (Clock::DeviceTimestamp, None) => "timestamps".into(),
+                (Clock::WallClock, _) => "wall clock (no timestamps)".into(),
+            };
+            b.push_record([
+                d.backend.clone(),
+                i.to_string(),
+                d.name.clone(),
+                d.device_type.clone(),
+                d.driver.clone(),
+                timer,
+                if d.supports_f16 { "yes" } else { "no" }.into(),
+                crate::hw::profile_for_device(&d.name)
+                    .map(|p| format!("profile {p}"))
+                    .unwrap_or_else(|| "no catalog profile".into()),
+            ]);
+        }
+    }
+    outln!(out, "{}", b.build().with(Style::rounded()));
+    super::emit(&out)
+}

@@ -1,0 +1,122 @@
+//! `gpucost devices` and `gpucost bench` as a user runs them, on lavapipe (or any adapter).
+
+mod common;
+use common::gpucost;
+
+fn have_adapter() -> bool {
+    let ok = gpucost::backend::wgpu::WgpuBackend::open(0).is_ok();
+    if !ok {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI=true needs a wgpu adapter"
+        );
+        eprintln!("skipping: no wgpu adapter");
+    }
+    ok
+}
+
+#[test]
+fn devices_lists_every_backend_and_why_one_is_missing() {
+    let out = gpucost()
+        .args(["devices", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cpu", "wgpu", "cuda"]);
+    for b in v.as_array().unwrap() {
+        if !b["available"].as_bool().unwrap() {
+            assert!(!b["reason"].as_str().unwrap().is_empty());
+        }
+    }
+}
+
+#[test]
+fn bench_writes_one_record_per_variant_and_shape() {
+    if !have_adapter() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let shapes = dir.path().join("shapes.toml");
+    std::fs::write(&shapes, "[[attention]]\nbatch = 1\nheads = 4\nkv_heads = 2\nseq_q = 9\nhead_dim = 64\ncausal = true\n").unwrap();
+    let out = gpucost()
+        .args([
+            "bench",
+            "--op",
+            "attention",
+            "--dtype",
+            "f32",
+            "--budget-s",
+            "0.2",
+            "--shapes",
+        ])
+        .arg(&shapes)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("fused") && stdout.contains("naive") && stdout.contains("wrote 2 records"),
+        "{stdout}"
+    );
+    let files: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert_eq!(files.len(), 1);
+    let read = gpucost::results::read(&files[0]).unwrap();
+    assert_eq!(read.records.len(), 2);
+    for r in &read.records {
+        assert!(r.correctness.pass);
+        let t = r.timing.as_ref().unwrap();
+        assert!(t.summary.median_s > 0.0 && t.flops_per_s > 0.0 && !t.samples_s.is_empty());
+        assert!(t.roofline_fraction.is_some());
+    }
+}
+
+#[test]
+fn bench_rejects_bad_flags_with_one_line() {
+    let e = common::user_error(&["bench", "--op", "matmul", "--dtype", "bf17"]);
+    assert!(e.contains("--dtype: unknown dtype 'bf17'"), "{e}");
+    let dir = tempfile::TempDir::new().unwrap();
+    let shapes = dir.path().join("s.toml");
+    std::fs::write(&shapes, "[[matmul]]\nm = 0\nn = 1\nk = 1\n").unwrap();
+    let e = common::user_error(&[
+        "bench",
+        "--op",
+        "matmul",
+        "--no-save",
+        "--shapes",
+        shapes.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("matmul[0]: m, n, k and batch must be positive"),
+        "{e}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
