@@ -4,6 +4,7 @@
 //! in through the same trait.
 
 pub mod cpu;
+pub mod cuda;
 pub mod wgpu;
 
 use crate::ops::Op;

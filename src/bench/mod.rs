@@ -57,24 +57,71 @@ pub fn tolerance(dtype: DType, k: u64) -> f64 {
     let output = match dtype {
         DType::Fp16 => 2.0f64.powi(-10),
         DType::Bf16 => 2.0f64.powi(-7),
+        DType::Fp8E4m3 => 2.0f64.powi(-3),
+        DType::Fp8E5m2 => 2.0f64.powi(-2),
         _ => 2.0f64.powi(-22),
     };
     accumulate + 2.0 * output
 }
 
-/// Seeded uniform values in [−1, 1), rounded to what `dtype` can hold.
+/// Seeded random values that `dtype` holds exactly: uniform in [−1, 1) rounded to the dtype for
+/// floating types, uniform integers in [−127, 127] for int8 (and [−7, 7] for int4).
 pub fn random_tensor(n: usize, dtype: DType, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..n)
-        .map(|_| {
-            let v: f32 = rng.random_range(-1.0..1.0);
-            match dtype {
-                DType::Fp16 => half::f16::from_f32(v).to_f32(),
-                DType::Bf16 => half::bf16::from_f32(v).to_f32(),
-                _ => v,
-            }
+        .map(|_| match dtype {
+            DType::Int8 => rng.random_range(-127i32..=127) as f32,
+            DType::Int4 => rng.random_range(-7i32..=7) as f32,
+            _ => round_to(dtype, rng.random_range(-1.0f32..1.0)),
         })
         .collect()
+}
+
+/// Rounds `v` to the nearest value `dtype` can hold (ties to even; tf32 ties away, as
+/// `cvt.rna.tf32.f32` does).
+pub fn round_to(dtype: DType, v: f32) -> f32 {
+    match dtype {
+        DType::Fp16 => half::f16::from_f32(v).to_f32(),
+        DType::Bf16 => half::bf16::from_f32(v).to_f32(),
+        DType::Tf32 => f32::from_bits(v.to_bits().wrapping_add(0x1000) & 0xffff_e000),
+        DType::Fp8E4m3 => round_minifloat(v, 3, -6, 448.0),
+        DType::Fp8E5m2 => round_minifloat(v, 2, -14, 57344.0),
+        DType::Int8 | DType::Int4 => v.round(),
+        DType::Fp32 => v,
+    }
+}
+
+/// Rounds to a float with `mantissa` bits, smallest normal exponent `min_exp`, saturating at
+/// `max` (the fp8 formats).
+fn round_minifloat(v: f32, mantissa: i32, min_exp: i32, max: f32) -> f32 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let e = (v.abs().log2().floor() as i32).max(min_exp);
+    let quantum = 2f32.powi(e - mantissa);
+    let r = (v / quantum).round_ties_even() * quantum;
+    r.clamp(-max, max)
+}
+
+/// The fp8 bit pattern of a value already rounded to `dtype` (e4m3 or e5m2).
+pub fn fp8_bits(dtype: DType, v: f32) -> u8 {
+    let (mantissa, bias) = match dtype {
+        DType::Fp8E5m2 => (2, 15),
+        _ => (3, 7),
+    };
+    let sign = if v.is_sign_negative() { 0x80u8 } else { 0 };
+    let a = v.abs();
+    if a == 0.0 {
+        return sign;
+    }
+    let e = a.log2().floor() as i32;
+    if e + bias <= 0 {
+        // Subnormal: exponent field 0, value = mant · 2^(1 − bias − mantissa).
+        let m = (a / 2f32.powi(1 - bias - mantissa)).round() as u8;
+        return sign | m;
+    }
+    let m = ((a / 2f32.powi(e) - 1.0) * (1 << mantissa) as f32).round() as u8;
+    sign | (((e + bias) as u8) << mantissa) | m
 }
 
 /// Input tensors of a matmul for one set.
@@ -259,6 +306,22 @@ mod tests {
         assert_ne!(a, random_tensor(1000, DType::Fp16, 8));
         assert!(a.iter().all(|v| half::f16::from_f32(*v).to_f32() == *v));
         assert!(a.iter().filter(|v| **v == 0.0).count() < 5);
+    }
+
+    #[test]
+    fn fp8_rounding_and_encoding() {
+        assert_eq!(round_to(DType::Fp8E4m3, 0.3), 0.3125); // 1.25 · 2^-2
+        assert_eq!(round_to(DType::Fp8E4m3, 1000.0), 448.0);
+        assert_eq!(fp8_bits(DType::Fp8E4m3, 1.0), 0x38);
+        assert_eq!(fp8_bits(DType::Fp8E4m3, -0.3125), 0x80 | (5 << 3) | 2);
+        assert_eq!(fp8_bits(DType::Fp8E4m3, 2f32.powi(-9)), 0x01); // smallest subnormal
+        assert_eq!(fp8_bits(DType::Fp8E5m2, 1.0), 0x3c);
+        for v in random_tensor(1000, DType::Fp8E4m3, 3) {
+            assert_eq!(round_to(DType::Fp8E4m3, v), v);
+        }
+        let ints = random_tensor(1000, DType::Int8, 3);
+        assert!(ints.iter().all(|v| v.fract() == 0.0 && v.abs() <= 127.0));
+        assert_eq!(round_to(DType::Tf32, 1.0 + 2f32.powi(-12)), 1.0);
     }
 
     #[test]

@@ -1,0 +1,183 @@
+// Fused attention forward, FlashAttention-2 style, on tensor cores (mma.sync m16n8k16, f32
+// accumulate): a block of 4 warps owns 64 query rows of one (batch, head), 16 rows per warp, with
+// Q held in registers as MMA fragments. K and V stream through shared memory 64 keys at a time;
+// S = QKᵀ stays in registers, the online softmax rescales the running output, and the
+// probabilities are repacked in registers as the A operand of P·V. Causal blocks past the last
+// query are skipped. Expect a large fraction of PyTorch SDPA (FA2) at long sequences; no
+// cp.async/ldmatrix pipelining yet.
+// Layout: Q [b, hq, sq, D], K/V [b, hkv, skv, D], O [b, hq, sq, D]; D = 64 or 128.
+// Grid (ceil(sq/64), b·hq), block 128; shared memory 2·64·(D+8) halves.
+
+#define BR 64
+#define BC 64
+
+__device__ __forceinline__ unsigned pack2(float lo, float hi, __half) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&h);
+}
+__device__ __forceinline__ unsigned pack2(float lo, float hi, __nv_bfloat16) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&h);
+}
+__device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1, __half) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1, __nv_bfloat16) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <typename T, int D>
+__device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                          T* __restrict__ o, int hq, int hkv, int sq, int skv, int causal,
+                          int window, float scale) {
+    const int SROW = D + 8;  // halves per shared row (padding breaks bank conflicts)
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T* ks = reinterpret_cast<T*>(smem_raw);
+    T* vs = ks + BC * SROW;
+    const int bh = blockIdx.y, b = bh / hq, h = bh % hq, hk = h / (hq / hkv);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int q0 = blockIdx.x * BR + warp * 16;  // this warp's first query row
+    const int offset = skv - sq;
+    const float sl2 = scale * 1.4426950408889634f;  // scale · log2(e): softmax in base 2
+
+    const T* qb = q + (size_t)bh * sq * D;
+    const T* kb = k + ((size_t)b * hkv + hk) * skv * D;
+    const T* vb = v + ((size_t)b * hkv + hk) * skv * D;
+
+    // Q fragments for the warp's 16 rows, D/16 k-chunks.
+    unsigned qf[D / 16][4];
+    const int r_lo = q0 + g, r_hi = q0 + g + 8;
+    for (int kc = 0; kc < D / 16; ++kc) {
+        const int c0 = kc * 16 + 2 * t;
+        auto get = [&](int r, int c) -> unsigned {
+            if (r >= sq) return 0u;
+            return *reinterpret_cast<const unsigned*>(qb + (size_t)r * D + c);
+        };
+        qf[kc][0] = get(r_lo, c0);
+        qf[kc][1] = get(r_hi, c0);
+        qf[kc][2] = get(r_lo, c0 + 8);
+        qf[kc][3] = get(r_hi, c0 + 8);
+    }
+
+    float oacc[D / 8][4] = {};
+    float m_lo = NEG_INF, m_hi = NEG_INF, l_lo = 0.f, l_hi = 0.f;
+    const int pos_lo = offset + r_lo, pos_hi = offset + r_hi;
+
+    // Key range any row of the block can see.
+    const int block_last = min(offset + (int)blockIdx.x * BR + BR - 1, skv - 1);
+    const int block_first = offset + blockIdx.x * BR;
+    int kv_end = causal ? block_last + 1 : skv;
+    int kv_start = (causal && window > 0) ? max(0, block_first + 1 - window) : 0;
+    kv_start = (kv_start / BC) * BC;
+
+    for (int j0 = kv_start; j0 < kv_end; j0 += BC) {
+        // Stage K and V tiles: BC rows × D halves, 16 bytes per thread per step.
+        for (int c = threadIdx.x; c < BC * D / 8; c += 128) {
+            int r = c / (D / 8), col = (c % (D / 8)) * 8;
+            uint4 kz = make_uint4(0, 0, 0, 0), vz = make_uint4(0, 0, 0, 0);
+            if (j0 + r < skv) {
+                kz = *reinterpret_cast<const uint4*>(kb + (size_t)(j0 + r) * D + col);
+                vz = *reinterpret_cast<const uint4*>(vb + (size_t)(j0 + r) * D + col);
+            }
+            *reinterpret_cast<uint4*>(ks + r * SROW + col) = kz;
+            *reinterpret_cast<uint4*>(vs + r * SROW + col) = vz;
+        }
+        __syncthreads();
+
+        // S = Q Kᵀ for 16 rows × 64 keys: 8 n-tiles.
+        float s[BC / 8][4] = {};
+        for (int nt = 0; nt < BC / 8; ++nt) {
+            const T* krow = ks + (nt * 8 + g) * SROW;
+            for (int kc = 0; kc < D / 16; ++kc) {
+                unsigned b0 = *reinterpret_cast<const unsigned*>(krow + kc * 16 + 2 * t);
+                unsigned b1 = *reinterpret_cast<const unsigned*>(krow + kc * 16 + 2 * t + 8);
+                mma16816(s[nt], qf[kc], b0, b1, T());
+            }
+        }
+        // Mask and scale; row maxima over this tile.
+        float tmax_lo = NEG_INF, tmax_hi = NEG_INF;
+        for (int nt = 0; nt < BC / 8; ++nt) {
+            for (int e = 0; e < 4; ++e) {
+                int key = j0 + nt * 8 + 2 * t + (e & 1);
+                int pos = e < 2 ? pos_lo : pos_hi;
+                bool ok = key < skv && (!causal || (key <= pos && (window == 0 || pos - key < window)));
+                s[nt][e] = ok ? s[nt][e] * sl2 : NEG_INF;
+            }
+            tmax_lo = fmaxf(tmax_lo, fmaxf(s[nt][0], s[nt][1]));
+            tmax_hi = fmaxf(tmax_hi, fmaxf(s[nt][2], s[nt][3]));
+        }
+        for (int sh = 1; sh <= 2; sh *= 2) {
+            tmax_lo = fmaxf(tmax_lo, __shfl_xor_sync(0xffffffff, tmax_lo, sh));
+            tmax_hi = fmaxf(tmax_hi, __shfl_xor_sync(0xffffffff, tmax_hi, sh));
+        }
+        const float mn_lo = fmaxf(m_lo, tmax_lo), mn_hi = fmaxf(m_hi, tmax_hi);
+        // Rows that have seen no key yet keep a finite reference to avoid inf − inf.
+        const float ref_lo = mn_lo == NEG_INF ? 0.f : mn_lo;
+        const float ref_hi = mn_hi == NEG_INF ? 0.f : mn_hi;
+        const float corr_lo = exp2f(m_lo - ref_lo), corr_hi = exp2f(m_hi - ref_hi);
+        m_lo = mn_lo;
+        m_hi = mn_hi;
+        l_lo *= corr_lo;
+        l_hi *= corr_hi;
+        for (int dn = 0; dn < D / 8; ++dn) {
+            oacc[dn][0] *= corr_lo; oacc[dn][1] *= corr_lo;
+            oacc[dn][2] *= corr_hi; oacc[dn][3] *= corr_hi;
+        }
+        for (int nt = 0; nt < BC / 8; ++nt) {
+            s[nt][0] = exp2f(s[nt][0] - ref_lo); s[nt][1] = exp2f(s[nt][1] - ref_lo);
+            s[nt][2] = exp2f(s[nt][2] - ref_hi); s[nt][3] = exp2f(s[nt][3] - ref_hi);
+            l_lo += s[nt][0] + s[nt][1];
+            l_hi += s[nt][2] + s[nt][3];
+        }
+        // O += P V: P as A fragments (k = keys), V from shared (k = key, n = d).
+        for (int kc = 0; kc < BC / 16; ++kc) {
+            unsigned pa[4];
+            pa[0] = pack2(s[2 * kc][0], s[2 * kc][1], T());
+            pa[1] = pack2(s[2 * kc][2], s[2 * kc][3], T());
+            pa[2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1], T());
+            pa[3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3], T());
+            const T* v0 = vs + (kc * 16 + 2 * t) * SROW;
+            for (int dn = 0; dn < D / 8; ++dn) {
+                const int col = dn * 8 + g;
+                unsigned short x0 = *reinterpret_cast<const unsigned short*>(v0 + col);
+                unsigned short x1 = *reinterpret_cast<const unsigned short*>(v0 + SROW + col);
+                unsigned short x8 = *reinterpret_cast<const unsigned short*>(v0 + 8 * SROW + col);
+                unsigned short x9 = *reinterpret_cast<const unsigned short*>(v0 + 9 * SROW + col);
+                unsigned b0 = (unsigned)x0 | ((unsigned)x1 << 16);
+                unsigned b1 = (unsigned)x8 | ((unsigned)x9 << 16);
+                mma16816(oacc[dn], pa, b0, b1, T());
+            }
+        }
+        __syncthreads();
+    }
+    for (int sh = 1; sh <= 2; sh *= 2) {
+        l_lo += __shfl_xor_sync(0xffffffff, l_lo, sh);
+        l_hi += __shfl_xor_sync(0xffffffff, l_hi, sh);
+    }
+    const float inv_lo = l_lo > 0.f ? 1.f / l_lo : 0.f, inv_hi = l_hi > 0.f ? 1.f / l_hi : 0.f;
+    T* ob = o + (size_t)bh * sq * D;
+    for (int dn = 0; dn < D / 8; ++dn) {
+        const int col = dn * 8 + 2 * t;
+        if (r_lo < sq)
+            *reinterpret_cast<unsigned*>(ob + (size_t)r_lo * D + col) =
+                pack2(oacc[dn][0] * inv_lo, oacc[dn][1] * inv_lo, T());
+        if (r_hi < sq)
+            *reinterpret_cast<unsigned*>(ob + (size_t)r_hi * D + col) =
+                pack2(oacc[dn][2] * inv_hi, oacc[dn][3] * inv_hi, T());
+    }
+}
+
+#define FLASH(NAME, T, D)                                                                         \
+    extern "C" __global__ void __launch_bounds__(128)                                            \
+        attn_flash_##NAME##_d##D(const T* q, const T* k, const T* v, T* o, int hq, int hkv,     \
+                                 int sq, int skv, int causal, int window, float scale) {         \
+        flash_fwd<T, D>(q, k, v, o, hq, hkv, sq, skv, causal, window, scale);                     \
+    }
+FLASH(f16, __half, 64)
+FLASH(f16, __half, 128)
+FLASH(bf16, __nv_bfloat16, 64)
+FLASH(bf16, __nv_bfloat16, 128)
