@@ -141,8 +141,8 @@ pub fn attention_sources(variant: &str, a: &Attention) -> Result<Vec<String>> {
                 ("BR_LIT", ATTN_BR.to_string()),
                 ("BR_u", format!("{ATTN_BR}u")),
                 ("BC_u", format!("{bc}u")),
-                ("K_TILE", (u64::from(bc) * d).to_string()),
-                ("V_TILE", (u64::from(bc) * dv).to_string()),
+                ("K_TILE4", (u64::from(bc) * d / 4).to_string()),
+                ("V_TILE4", (u64::from(bc) * dv / 4).to_string()),
             ]);
             Ok(vec![template(ATTN_FUSED, a.dtype, &subs)?])
         }
@@ -625,7 +625,9 @@ impl Backend for WgpuBackend {
                     && a.kv_dtype == a.dtype
                     && a.pass == crate::ops::Pass::Forward
                     && a.qk_head_dim <= MAX_HEAD_DIM
-                    && a.v_head_dim <= MAX_HEAD_DIM =>
+                    && a.v_head_dim <= MAX_HEAD_DIM
+                    && a.qk_head_dim.is_multiple_of(4)
+                    && a.v_head_dim.is_multiple_of(4) =>
             {
                 let (_, scores) = output_and_scratch(op);
                 ATTENTION_VARIANTS
