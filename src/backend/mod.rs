@@ -71,6 +71,21 @@ pub struct Variant {
     pub name: &'static str,
     /// One line: the idea of the kernel.
     pub idea: &'static str,
+    /// A vendor library (cuBLAS, cuBLASLt) rather than one of ours.
+    pub vendor: bool,
+}
+
+/// One reading of a device's sensors (NVML on NVIDIA).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    pub sm_clock_mhz: Option<u32>,
+    pub memory_clock_mhz: Option<u32>,
+    pub power_w: Option<f64>,
+    pub temperature_c: Option<u32>,
+    /// Active reasons the clocks are held down by power or heat; empty when not throttled.
+    pub throttle_reasons: Vec<String>,
+    /// The device's cumulative energy counter.
+    pub energy_j: Option<f64>,
 }
 
 /// A device that runs kernel variants.
@@ -87,4 +102,8 @@ pub trait Backend {
     fn run(&mut self, variant: &str, set: usize) -> Result<Vec<f32>>;
     /// Runs `variant` `runs` times, rotating over the input sets, returning each run's seconds.
     fn time(&mut self, variant: &str, runs: usize) -> Result<Vec<f64>>;
+    /// A sensor reading, where the device has sensors this backend can read.
+    fn telemetry(&self) -> Option<Telemetry> {
+        None
+    }
 }

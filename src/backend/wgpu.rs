@@ -34,14 +34,17 @@ pub const MATMUL_VARIANTS: [Variant; 3] = [
     Variant {
         name: "naive",
         idea: "one invocation per output, operands from global memory",
+        vendor: false,
     },
     Variant {
         name: "tiled",
         idea: "16x16 tiles of A and B staged in workgroup memory",
+        vendor: false,
     },
     Variant {
         name: "regblock",
         idea: "64x128 block per workgroup, 4x8 register micro-tile of vec4 accumulators per invocation",
+        vendor: false,
     },
 ];
 
@@ -49,10 +52,12 @@ pub const ATTENTION_VARIANTS: [Variant; 2] = [
     Variant {
         name: "naive",
         idea: "three passes: scores, softmax and PV through a materialized score matrix",
+        vendor: false,
     },
     Variant {
         name: "fused",
         idea: "online softmax over K/V blocks in workgroup memory; scores stay on chip",
+        vendor: false,
     },
 ];
 

@@ -203,10 +203,23 @@ pub fn compare(out: &[f32], reference: &[f64], tolerance: f64) -> Correctness {
 #[derive(Debug, Clone)]
 pub struct Measurement {
     pub variant: String,
+    pub vendor: bool,
     pub correctness: Correctness,
     pub samples_s: Vec<f64>,
     pub warmup_runs: usize,
     pub summary: Option<Summary>,
+    pub telemetry: Option<MeasuredTelemetry>,
+}
+
+/// Sensor readings around the timed samples of one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredTelemetry {
+    pub before: crate::backend::Telemetry,
+    pub after: crate::backend::Telemetry,
+    /// Energy counter difference ÷ timed runs (includes the time between runs).
+    pub energy_per_run_j: Option<f64>,
+    /// Whether power or heat held the clocks down before or after the samples.
+    pub throttled: bool,
 }
 
 /// The f64 reference output for `op` on `inputs`.
@@ -249,18 +262,39 @@ pub fn measure(
                 error: Some(e.to_string()),
             },
         };
+        let vendor = backend
+            .variants(op)
+            .iter()
+            .any(|v| v.name == variant && v.vendor);
         let mut m = Measurement {
             variant: variant.to_string(),
+            vendor,
             correctness,
             samples_s: Vec::new(),
             warmup_runs: 0,
             summary: None,
+            telemetry: None,
         };
         if m.correctness.pass {
             backend.time(variant, plan.warmup_runs)?;
             m.warmup_runs = plan.warmup_runs;
+            let before = backend.telemetry();
             m.samples_s = sample(backend, variant, plan)?;
+            let after = backend.telemetry();
             m.summary = Summary::of(&m.samples_s);
+            m.telemetry = before.zip(after).map(|(before, after)| {
+                let runs = m.samples_s.len().max(1) as f64;
+                MeasuredTelemetry {
+                    energy_per_run_j: before
+                        .energy_j
+                        .zip(after.energy_j)
+                        .map(|(b, a)| (a - b) / runs),
+                    throttled: !before.throttle_reasons.is_empty()
+                        || !after.throttle_reasons.is_empty(),
+                    before,
+                    after,
+                }
+            });
         }
         out.push(m);
     }

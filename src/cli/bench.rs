@@ -4,6 +4,7 @@
 use super::Format;
 use super::format::{percent, seconds};
 use crate::backend::Backend;
+use crate::backend::cuda::CudaBackend;
 use crate::backend::wgpu::WgpuBackend;
 use crate::bench::{self, Measurement, TimingPlan};
 use crate::cost::{CostModel, Roofline};
@@ -22,6 +23,7 @@ use tabled::settings::Style;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendName {
     Wgpu,
+    Cuda,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,12 +36,13 @@ pub enum OpName {
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = BackendName::Wgpu)]
     backend: BackendName,
-    /// Adapter index (see `gpucost devices`).
+    /// Adapter (wgpu) or GPU ordinal (cuda), as `gpucost devices` numbers them.
     #[arg(long, default_value_t = 0)]
     adapter: usize,
     #[arg(long, value_enum)]
     op: OpName,
-    /// f32 (fp32) or f16 (fp16).
+    /// fp32 or fp16 on wgpu; fp32, tf32, fp16, bf16, fp8-e4m3 or int8 matmuls and fp16 or bf16
+    /// attention on cuda.
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Only these variants (repeat or comma-separate); default all.
@@ -109,10 +112,13 @@ fn record(backend: &dyn Backend, op: &Op, m: &Measurement, profile: Option<&HwPr
         device: backend.device().clone(),
         op: op.clone(),
         variant: m.variant.clone(),
-        vendor_library: false,
+        vendor_library: m.vendor,
         correctness: m.correctness.clone(),
         timing,
-        telemetry: None,
+        telemetry: m
+            .telemetry
+            .as_ref()
+            .and_then(|t| serde_json::to_value(t).ok()),
     }
 }
 
@@ -128,8 +134,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     // Read the shapes before touching the device, so a bad shape file fails fast and alone.
     let mut ops = shapes(&a, dtype, f64::INFINITY)?;
-    let mut backend = match a.backend {
-        BackendName::Wgpu => WgpuBackend::open(a.adapter).context("wgpu")?,
+    let mut backend: Box<dyn Backend> = match a.backend {
+        BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter).context("wgpu")?),
+        BackendName::Cuda => Box::new(CudaBackend::open(a.adapter).context("cuda")?),
     };
     let device = backend.device().clone();
     let profile = match &a.hw {
@@ -195,10 +202,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
             a.variant.iter().map(String::as_str).collect()
         };
-        let measured = bench::measure(&mut backend, op, &chosen, &plan, a.seed)
+        let measured = bench::measure(backend.as_mut(), op, &chosen, &plan, a.seed)
             .with_context(|| format!("measuring {op}"))?;
         for m in &measured {
-            let r = record(&backend, op, m, profile.as_ref());
+            let r = record(backend.as_ref(), op, m, profile.as_ref());
             if let Some(w) = writer.as_mut() {
                 w.append(&r)?;
             }

@@ -1,7 +1,7 @@
 //! `gpucost devices`: every backend, every adapter, and for what is missing, why.
 
 use super::Format;
-use crate::backend::{Clock, DeviceInfo, wgpu as wgpu_backend};
+use crate::backend::{Clock, DeviceInfo, cuda, wgpu as wgpu_backend};
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
@@ -40,13 +40,42 @@ fn reports() -> Vec<BackendReport> {
             }),
             devices: adapters,
         },
-        BackendReport {
-            backend: "cuda",
-            available: false,
-            reason: Some("not in this build: the CUDA backend (cudarc, cuBLAS, NVML) is not implemented yet".into()),
-            devices: Vec::new(),
-        },
+        cuda_report(),
     ]
+}
+
+fn cuda_report() -> BackendReport {
+    let status = cuda::library_status();
+    let missing: Vec<String> = status
+        .iter()
+        .filter_map(|(lib, why)| why.as_ref().map(|w| format!("{lib}: {w}")))
+        .collect();
+    let mut devices = Vec::new();
+    let mut errors = Vec::new();
+    if status
+        .iter()
+        .any(|(lib, why)| *lib == "driver" && why.is_none())
+    {
+        match cudarc::driver::CudaContext::device_count() {
+            Ok(n) => {
+                for i in 0..n.max(0) as usize {
+                    match cuda::CudaBackend::open(i) {
+                        Ok(b) => devices.push(crate::backend::Backend::device(&b).clone()),
+                        Err(e) => errors.push(format!("device {i}: {e}")),
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("{e:?}")),
+        }
+    }
+    let mut notes = missing;
+    notes.extend(errors);
+    BackendReport {
+        backend: "cuda",
+        available: !devices.is_empty(),
+        reason: (!notes.is_empty()).then(|| notes.join("; ")),
+        devices,
+    }
 }
 
 pub fn run(a: DevicesArgs) -> Result<()> {
