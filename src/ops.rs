@@ -159,6 +159,20 @@ impl Matmul {
         }
     }
 
+    /// A matmul whose output is what tensor-core kernels write for this input: bf16 for fp8,
+    /// int32 for int8 and int4 (counted as a 4-byte fp32 output), the input dtype otherwise.
+    pub fn kernel(batch: u64, m: u64, n: u64, k: u64, dtype: DType) -> Self {
+        let output = match dtype {
+            DType::Fp8E4m3 | DType::Fp8E5m2 => DType::Bf16,
+            DType::Int8 | DType::Int4 => DType::Fp32,
+            d => d,
+        };
+        Matmul {
+            output,
+            ..Matmul::new(batch, m, n, k, dtype)
+        }
+    }
+
     pub fn accumulator(&self) -> crate::dtype::Accumulator {
         self.input.accumulator()
     }

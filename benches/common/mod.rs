@@ -37,17 +37,17 @@ pub fn open() -> Option<WgpuBackend> {
 pub fn bench_ops(c: &mut Criterion, group_name: &str, backend: &mut WgpuBackend, ops: &[Op]) {
     let mut group = c.benchmark_group(group_name);
     group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(1));
     for op in ops {
         let variants: Vec<&str> = backend.variants(op).iter().map(|v| v.name).collect();
         let sets = [bench::inputs(op, 1).expect("inputs")];
-        let expected = bench::reference(op, &sets[0]).expect("reference");
+        let expected = bench::expected(op, &sets[0], 1).expect("reference");
         backend.load(op, &sets).expect("load");
         group.throughput(Throughput::Elements(op.flops() as u64));
         for variant in variants {
             let out = backend.run(variant, 0).expect("run");
-            let check = bench::compare(&out, &expected, bench::op_tolerance(op));
+            let check = bench::check(&out, &expected, bench::op_tolerance(op));
             if !check.pass {
                 eprintln!("{variant} {op}: FAILED {check:?}, not timed");
                 continue;

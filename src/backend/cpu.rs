@@ -29,52 +29,68 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32]) -> Vec<f64> {
 /// groups, queries at the last `q_len` positions. Layouts as the kernels: Q [b, hq, q, d],
 /// K [b, hkv, kv, d], V [b, hkv, kv, dv], output [b, hq, q, dv].
 pub fn attention(a: &Attention, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f64> {
+    let rows = (a.batch * a.q_heads * a.q_len) as usize;
+    (0..rows)
+        .flat_map(|row| attention_row(a, q, k, v, row))
+        .collect()
+}
+
+/// One output row of `attention`: row index (b·hq + h)·q_len + i.
+pub fn attention_row(a: &Attention, q: &[f32], k: &[f32], v: &[f32], row: usize) -> Vec<f64> {
     let (hq, hkv) = (a.q_heads as usize, a.kv_heads as usize);
     let (sq, skv) = (a.q_len as usize, a.kv_len as usize);
     let (d, dv) = (a.qk_head_dim as usize, a.v_head_dim as usize);
+    let (bh, i) = (row / sq, row % sq);
+    let (b, h) = (bh / hq, bh % hq);
+    let hk = h / (hq / hkv);
+    let kv_base = (b * hkv + hk) * skv;
+    let pos = skv - sq + i;
     let scale = 1.0 / (d as f64).sqrt();
-    let group = hq / hkv;
-    let mut out = vec![0.0f64; a.batch as usize * hq * sq * dv];
-    let mut scores = vec![0.0f64; skv];
-    for b in 0..a.batch as usize {
-        for h in 0..hq {
-            let hk = h / group;
-            let kv_base = (b * hkv + hk) * skv;
-            for i in 0..sq {
-                let pos = skv - sq + i;
-                let qrow = &q[((b * hq + h) * sq + i) * d..][..d];
-                let mut max = f64::NEG_INFINITY;
-                for (j, s) in scores.iter_mut().enumerate() {
-                    let visible =
-                        !a.causal || (j <= pos && a.window.is_none_or(|w| pos - j < w as usize));
-                    *s = if visible {
-                        let krow = &k[(kv_base + j) * d..][..d];
-                        qrow.iter()
-                            .zip(krow)
-                            .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                            .sum::<f64>()
-                            * scale
-                    } else {
-                        f64::NEG_INFINITY
-                    };
-                    max = max.max(*s);
-                }
-                let mut sum = 0.0;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let o = &mut out[((b * hq + h) * sq + i) * dv..][..dv];
-                for (j, p) in scores.iter().enumerate() {
-                    let vrow = &v[(kv_base + j) * dv..][..dv];
-                    for (oc, vc) in o.iter_mut().zip(vrow) {
-                        *oc += p / sum * f64::from(*vc);
-                    }
-                }
-            }
+    let qrow = &q[row * d..][..d];
+    let mut scores = vec![f64::NEG_INFINITY; skv];
+    let mut max = f64::NEG_INFINITY;
+    for (j, s) in scores.iter_mut().enumerate() {
+        let visible = !a.causal || (j <= pos && a.window.is_none_or(|w| pos - j < w as usize));
+        if visible {
+            let krow = &k[(kv_base + j) * d..][..d];
+            *s = qrow
+                .iter()
+                .zip(krow)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum::<f64>()
+                * scale;
+            max = max.max(*s);
         }
     }
-    out
+    let mut sum = 0.0;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let mut o = vec![0.0f64; dv];
+    for (j, p) in scores.iter().enumerate() {
+        if *p == 0.0 {
+            continue;
+        }
+        let vrow = &v[(kv_base + j) * dv..][..dv];
+        for (oc, vc) in o.iter_mut().zip(vrow) {
+            *oc += p / sum * f64::from(*vc);
+        }
+    }
+    o
+}
+
+/// One element of `matmul`: output index (z·m + i)·n + j.
+pub fn matmul_element(mm: &Matmul, a: &[f32], b: &[f32], index: usize) -> f64 {
+    let (m, n, k) = (mm.m as usize, mm.n as usize, mm.k as usize);
+    let (z, rest) = (index / (m * n), index % (m * n));
+    let (i, j) = (rest / n, rest % n);
+    let arow = &a[(z * m + i) * k..][..k];
+    let bz = &b[z * k * n..];
+    arow.iter()
+        .enumerate()
+        .map(|(p, x)| f64::from(*x) * f64::from(bz[p * n + j]))
+        .sum()
 }
 
 #[cfg(test)]

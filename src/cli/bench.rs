@@ -68,6 +68,9 @@ pub struct BenchArgs {
     target_cv: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Skip the slow baseline variants (naive, tiled) on problems above this many FLOPs.
+    #[arg(long, default_value_t = 2e11)]
+    baseline_max_flops: f64,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -161,12 +164,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         None
     } else {
         let stem = format!(
-            "{}-{}-{}",
+            "{}-{}-{}-{}",
+            format!("{:?}", a.backend).to_lowercase(),
             format!("{:?}", a.op).to_lowercase(),
             dtype,
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
+                .map(|d| d.as_millis())
                 .unwrap_or(0)
         );
         Some(Writer::create(&a.out, &device.slug(), &stem)?)
@@ -189,7 +193,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             continue;
         }
         let chosen: Vec<&str> = if a.variant.is_empty() {
-            available.clone()
+            available
+                .iter()
+                .copied()
+                .filter(|v| !(matches!(*v, "naive" | "tiled") && op.flops() > a.baseline_max_flops))
+                .collect()
         } else {
             for v in &a.variant {
                 if !available.contains(&v.as_str()) {
@@ -241,7 +249,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
     super::emit(&out)
 }
 
-fn summary_table(records: &[Record]) -> String {
+/// Median seconds of the fastest correct vendor-library record for the same op, if any.
+fn vendor_median(records: &[Record], op: &Op) -> Option<f64> {
+    records
+        .iter()
+        .filter(|r| r.vendor_library && r.correctness.pass && &r.op == op)
+        .filter_map(|r| r.timing.as_ref().map(|t| t.summary.median_s))
+        .min_by(f64::total_cmp)
+}
+
+/// The summary table: one row per record, with its speed relative to the vendor library on the
+/// same shape and dtype (vendor time ÷ this time: 0.80 = 80% of the vendor's speed).
+pub fn summary_table(records: &[Record]) -> String {
     let mut b = Builder::default();
     b.push_record([
         "variant",
@@ -250,10 +269,16 @@ fn summary_table(records: &[Record]) -> String {
         "p10-p90",
         "TFLOP/s",
         "% of roofline",
+        "vs vendor",
         "max rel err",
         "status",
     ]);
     for r in records {
+        let vs_vendor = match (&r.timing, vendor_median(records, &r.op)) {
+            (Some(_), _) if r.vendor_library => "vendor".to_string(),
+            (Some(t), Some(v)) => format!("{:.2}", v / t.summary.median_s),
+            _ => "-".into(),
+        };
         let (median, spread, rate, roof) = match &r.timing {
             Some(t) => (
                 seconds(t.summary.median_s),
@@ -277,6 +302,7 @@ fn summary_table(records: &[Record]) -> String {
             spread,
             rate,
             roof,
+            vs_vendor,
             format!("{:.1e}", r.correctness.max_rel_error),
             status,
         ]);

@@ -14,6 +14,7 @@ mod devices;
 mod format;
 mod hw;
 mod predict;
+mod report;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -39,6 +40,8 @@ pub enum Command {
     Devices(devices::DevicesArgs),
     /// Check, then time, kernel variants over a shape set; write the results.
     Bench(bench::BenchArgs),
+    /// Summarise results files, each kernel beside the vendor library.
+    Report(report::ReportArgs),
 }
 
 /// Output format shared by every subcommand.
@@ -65,5 +68,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hw(cmd) => hw::run(cmd),
         Command::Devices(args) => devices::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Report(args) => report::run(args),
     }
 }

@@ -217,6 +217,9 @@ fn attention_elem(dtype: DType) -> Option<Elem> {
     }
 }
 
+/// A kernel to launch: file, function, grid, block, dynamic shared memory.
+type KernelLaunch = (&'static str, String, (u32, u32, u32), (u32, u32, u32), u32);
+
 /// The loaded problem.
 struct Problem {
     op: Op,
@@ -381,13 +384,7 @@ impl CudaBackend {
             c,
         };
         let cdiv = |x: i32, d: u32| (x as u32).div_ceil(d);
-        let (file, name, grid, block, smem): (
-            &'static str,
-            String,
-            (u32, u32, u32),
-            (u32, u32, u32),
-            u32,
-        ) = match (mm.input, variant) {
+        let (file, name, grid, block, smem): KernelLaunch = match (mm.input, variant) {
             (_, "cublas") | (_, "cublas-tf32") => {
                 let handle = *self
                     .blas

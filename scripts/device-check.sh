@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The device check: everything worth running on a borrowed H100/H200, in one call.
+#
+#   scripts/device-check.sh prepare   # here: build, stage binaries in .device/ and the Vulkan
+#                                     # loader in .gl/ (both git-ignored, carried to the device)
+#   scripts/device-check.sh run       # there (no Rust, no network): devices, correctness and
+#                                     # timing of every CUDA and wgpu kernel next to cuBLAS /
+#                                     # cuBLASLt / PyTorch SDPA, the criterion matmul bench;
+#                                     # writes $OUT/{device-check.log,report.txt,results.tgz,...}
+#
+# The run keeps each step under its own timeout so the whole finishes in about 8 minutes; an
+# interrupted sweep keeps every record written before the cut.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+
+prepare() {
+  set -e
+  cargo build --release
+  mkdir -p .device/bin
+  cp target/release/gpucost .device/bin/
+  # The criterion bench executables, as `cargo bench --no-run` builds them.
+  cargo bench --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["bench"] and m.get("executable"):
+        print(m["target"]["name"], m["executable"])' \
+    | while read -r name exe; do cp "$exe" ".device/bin/bench-$name"; done
+  strip .device/bin/* 2>/dev/null || true
+  grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+  # Vulkan loader for wgpu on the device (see the device tool's README).
+  if [ ! -d .gl ]; then
+    grep -qx '/.gl/' .git/info/exclude || echo '/.gl/' >> .git/info/exclude
+    mkdir -p .gl /tmp/amd64/partial
+    o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+    apt-get $o update -qq && (cd .gl && apt-get $o download libvulkan1)
+  fi
+  du -sh .device .gl
+}
+
+run() {
+  : "${OUT:?OUT must name the folder results go to}"
+  local log="$OUT/device-check.log" res=/tmp/gpucost-results bin=.device/bin
+  mkdir -p "$res"
+  exec > >(tee -a "$log") 2>&1
+  for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
+  ldconfig
+  export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+  pylib=$(python3 -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))' 2>/dev/null || true)
+  export LD_LIBRARY_PATH="$CUDA_HOME/lib64:${pylib}:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] \
+    && export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  step() { local t=$1; shift; echo "=== [$(date +%T)] $*"; timeout "$t" "$@"; echo "=== exit $?"; }
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
+  step 15 $bin/gpucost devices
+  local fast=(--budget-s 0.25 --target-cv 0.03 --out "$res")
+  # The issue's target shapes first, every dtype, next to the vendor.
+  for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
+    step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
+  done
+  for dt in bf16 fp16; do
+    step 25 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
+  done
+  if [ -n "${QUICK:-}" ]; then
+    # A rerun after a fix: the targets and the vendor attention beside them only.
+    step 45 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
+    $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
+    tar czf "$OUT/results.tgz" -C "$res" .
+    return
+  fi
+  # Correctness of every variant on the odd small shapes.
+  for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
+    step 10 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes smoke "${fast[@]}" --budget-s 0.05
+  done
+  for dt in bf16 fp16; do
+    step 10 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes smoke "${fast[@]}" --budget-s 0.05
+  done
+  # wgpu on the GPU: the WGSL kernels at 4096³.
+  step 25 $bin/gpucost bench --backend wgpu --op matmul --dtype f32 --shapes scripts/targets.toml "${fast[@]}" --baseline-max-flops 1e12
+  step 25 $bin/gpucost bench --backend wgpu --op matmul --dtype f16 --shapes scripts/targets.toml "${fast[@]}" --baseline-max-flops 1e12
+  # PyTorch SDPA beside our attention, appended to the same results files.
+  step 45 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
+  # The calibration sweeps, small shapes first; a timeout keeps what was measured.
+  for dt in bf16 fp16 fp32 tf32 fp8-e4m3 int8; do
+    step 12 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes sweep "${fast[@]}"
+  done
+  for dt in bf16 fp16; do
+    step 15 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes sweep "${fast[@]}"
+  done
+  step 30 $bin/bench-matmul --bench --warm-up-time 0.2 --measurement-time 0.5 > "$OUT/criterion-matmul.txt" 2>&1
+  $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
+  tar czf "$OUT/results.tgz" -C "$res" .
+  ls -la "$OUT"
+}
+
+case "$mode" in
+  prepare) prepare ;;
+  run) run ;;
+  *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac
