@@ -55,6 +55,7 @@ run() {
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
   step 15 $bin/gpucost devices
   local fast=(--budget-s 0.25 --target-cv 0.03 --out "$res")
+  local quick=(--budget-s 0.05 --target-cv 0.03 --out "$res")
   # The target shapes first, every dtype, next to the vendor.
   for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
     step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
@@ -71,10 +72,10 @@ run() {
   fi
   # Correctness of every variant on the odd small shapes.
   for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
-    step 10 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes smoke "${fast[@]}" --budget-s 0.05
+    step 10 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes smoke "${quick[@]}"
   done
   for dt in bf16 fp16; do
-    step 10 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes smoke "${fast[@]}" --budget-s 0.05
+    step 10 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes smoke "${quick[@]}"
   done
   # wgpu on the GPU: the WGSL kernels at 4096³.
   step 25 $bin/gpucost bench --backend wgpu --op matmul --dtype f32 --shapes scripts/targets.toml "${fast[@]}" --baseline-max-flops 1e12

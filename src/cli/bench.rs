@@ -138,8 +138,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // Read the shapes before touching the device, so a bad shape file fails fast and alone.
     let mut ops = shapes(&a, dtype, f64::INFINITY)?;
     let mut backend: Box<dyn Backend> = match a.backend {
-        BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter).context("wgpu")?),
-        BackendName::Cuda => Box::new(CudaBackend::open(a.adapter).context("cuda")?),
+        BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter)?),
+        BackendName::Cuda => Box::new(CudaBackend::open(a.adapter)?),
     };
     let device = backend.device().clone();
     let profile = match &a.hw {
