@@ -34,7 +34,7 @@ for l in sys.stdin:
     grep -qx '/.gl/' .git/info/exclude || echo '/.gl/' >> .git/info/exclude
     mkdir -p .gl /tmp/amd64/partial
     o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
-    apt-get $o update -qq && (cd .gl && apt-get $o download libvulkan1)
+    apt-get $o update -qq && (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
   fi
   du -sh .device .gl
 }
@@ -49,8 +49,11 @@ run() {
   export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
   pylib=$(python3 -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))' 2>/dev/null || true)
   export LD_LIBRARY_PATH="$CUDA_HOME/lib64:${pylib}:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] \
-    && export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  ls /usr/local/nvidia/share/vulkan/icd.d/ /usr/share/vulkan/icd.d/ /etc/vulkan/icd.d/ 2>/dev/null
+  if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+  fi
   step() { local t=$1; shift; echo "=== [$(date +%T)] $*"; timeout "$t" "$@"; echo "=== exit $?"; }
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
   step 15 $bin/gpucost devices
@@ -84,10 +87,10 @@ run() {
   step 45 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
   # The calibration sweeps, small shapes first; a timeout keeps what was measured.
   for dt in bf16 fp16 fp32 tf32 fp8-e4m3 int8; do
-    step 12 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes sweep "${fast[@]}"
+    step 25 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes sweep "${fast[@]}"
   done
   for dt in bf16 fp16; do
-    step 15 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes sweep "${fast[@]}"
+    step 25 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes sweep "${fast[@]}"
   done
   step 30 $bin/bench-matmul --bench --warm-up-time 0.2 --measurement-time 0.5 > "$OUT/criterion-matmul.txt" 2>&1
   $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1

@@ -1,62 +1,86 @@
 // Decode attention: one new query token per (batch, head) against a long KV cache, as serving
 // systems run it. The cache is split across blocks (split-KV, "flash-decoding") so that a batch
-// of a few sequences still fills the GPU: each block reduces its slice of keys to a partial
-// (max, sum, output), and a second kernel merges the partials. Memory-bound by design: expect a
-// large fraction of the HBM bandwidth at long contexts.
+// of a few sequences still fills the GPU: each block reduces its slice of keys (256) to a partial
+// (max, sum, output) with 16-byte coalesced loads, and a second kernel merges the partials.
+// Memory-bound by design: expect a large fraction of the HBM bandwidth at long contexts.
 // Layout: Q [b, hq, 1, D], K/V [b, hkv, skv, D], O [b, hq, 1, D]; partials f32
 // [b·hq, splits, D + 2]. Grid (splits, b·hq), block 128 (4 warps); combine: grid b·hq, block D.
 
 #define WARPS 4
 
+// Eight consecutive 16-bit values (16 bytes) as floats.
+__device__ __forceinline__ void load8(const __half* p, float (&x)[8]) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+    for (int i = 0; i < 4; ++i) {
+        float2 f = __half22float2(h[i]);
+        x[2 * i] = f.x;
+        x[2 * i + 1] = f.y;
+    }
+}
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&x)[8]) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+    for (int i = 0; i < 4; ++i) {
+        float2 f = __bfloat1622float2(h[i]);
+        x[2 * i] = f.x;
+        x[2 * i + 1] = f.y;
+    }
+}
+
+// Each key is read by a group of D/8 lanes, 16 bytes each (coalesced); a warp covers 32/(D/8)
+// keys per step and the block's 4 warps walk the split's keys together.
 template <typename T, int D>
 __device__ void decode_partial(const T* __restrict__ q, const T* __restrict__ k,
                                const T* __restrict__ v, float* __restrict__ part, int hq,
                                int hkv, int skv, int chunk, int window, float scale) {
+    const int G = D / 8, KPW = 32 / G;
     const int split = blockIdx.x, splits = gridDim.x, bh = blockIdx.y;
     const int b = bh / hq, h = bh % hq, hk = h / (hq / hkv);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int PER = D / 32;  // dims per lane
+    const int grp = lane / G, gl = lane % G;
     const int pos = skv - 1;
     const int first = window > 0 ? max(0, pos + 1 - window) : 0;
     const int j_begin = max(first, split * chunk), j_end = min(skv, (split + 1) * chunk);
 
-    float qv[PER];
-    const T* qr = q + (size_t)bh * D;
-    for (int e = 0; e < PER; ++e) qv[e] = to_f32(qr[lane * PER + e]) * scale;
-    const T* kb = k + ((size_t)b * hkv + hk) * skv * D;
-    const T* vb = v + ((size_t)b * hkv + hk) * skv * D;
+    float qv[8];
+    load8(q + (size_t)bh * D + gl * 8, qv);
+    for (int e = 0; e < 8; ++e) qv[e] *= scale;
+    const T* kb = k + ((size_t)b * hkv + hk) * skv * D + gl * 8;
+    const T* vb = v + ((size_t)b * hkv + hk) * skv * D + gl * 8;
 
-    float m = NEG_INF, l = 0.f, acc[PER] = {};
-    for (int j = j_begin + warp; j < j_end; j += WARPS) {
-        const T* kr = kb + (size_t)j * D + lane * PER;
+    float m = NEG_INF, l = 0.f, acc[8] = {};
+    for (int j = j_begin + warp * KPW + grp; j < j_end; j += WARPS * KPW) {
+        float kx[8], vx[8];
+        load8(kb + (size_t)j * D, kx);
+        load8(vb + (size_t)j * D, vx);
         float dot = 0.f;
-        for (int e = 0; e < PER; ++e) dot += qv[e] * to_f32(kr[e]);
-        for (int sh = 16; sh > 0; sh /= 2) dot += __shfl_xor_sync(0xffffffff, dot, sh);
+        for (int e = 0; e < 8; ++e) dot += qv[e] * kx[e];
+        for (int sh = G / 2; sh > 0; sh /= 2) dot += __shfl_xor_sync(0xffffffff, dot, sh);
         const float mn = fmaxf(m, dot);
         const float corr = __expf(m - mn), p = __expf(dot - mn);
         l = l * corr + p;
-        const T* vr = vb + (size_t)j * D + lane * PER;
-        for (int e = 0; e < PER; ++e) acc[e] = acc[e] * corr + p * to_f32(vr[e]);
+        for (int e = 0; e < 8; ++e) acc[e] = acc[e] * corr + p * vx[e];
         m = mn;
     }
-    // Merge the 4 warps through shared memory.
-    __shared__ float wm[WARPS], wl[WARPS], wacc[WARPS][D];
-    if (lane == 0) { wm[warp] = m; wl[warp] = l; }
-    for (int e = 0; e < PER; ++e) wacc[warp][lane * PER + e] = acc[e];
+    // Merge the WARPS·KPW partial softmaxes of the block through shared memory.
+    __shared__ float sm[WARPS * KPW], sl[WARPS * KPW], sacc[WARPS * KPW][D];
+    const int idx = warp * KPW + grp;
+    if (gl == 0) { sm[idx] = m; sl[idx] = l; }
+    for (int e = 0; e < 8; ++e) sacc[idx][gl * 8 + e] = acc[e];
     __syncthreads();
     float* out = part + ((size_t)bh * splits + split) * (D + 2);
-    if (warp == 0) {
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
         float mm = NEG_INF;
-        for (int w = 0; w < WARPS; ++w) mm = fmaxf(mm, wm[w]);
-        float ll = 0.f;
-        float o[PER] = {};
-        for (int w = 0; w < WARPS; ++w) {
-            float f = wm[w] == NEG_INF ? 0.f : __expf(wm[w] - mm);
-            ll += wl[w] * f;
-            for (int e = 0; e < PER; ++e) o[e] += wacc[w][lane * PER + e] * f;
+        for (int w = 0; w < WARPS * KPW; ++w) mm = fmaxf(mm, sm[w]);
+        float ll = 0.f, o = 0.f;
+        for (int w = 0; w < WARPS * KPW; ++w) {
+            float f = sm[w] == NEG_INF ? 0.f : __expf(sm[w] - mm);
+            ll += sl[w] * f;
+            o += sacc[w][c] * f;
         }
-        for (int e = 0; e < PER; ++e) out[lane * PER + e] = o[e];
-        if (lane == 0) { out[D] = mm; out[D + 1] = ll; }
+        out[c] = o;
+        if (c == 0) { out[D] = mm; out[D + 1] = ll; }
     }
 }
 

@@ -2,9 +2,9 @@
 // accumulate): a block of 4 warps owns 64 query rows of one (batch, head), 16 rows per warp, with
 // Q held in registers as MMA fragments. K and V stream through shared memory 64 keys at a time;
 // S = QKᵀ stays in registers, the online softmax rescales the running output, and the
-// probabilities are repacked in registers as the A operand of P·V. Causal blocks past the last
-// query are skipped. Expect a large fraction of PyTorch SDPA (FA2) at long sequences; no
-// cp.async/ldmatrix pipelining yet.
+// probabilities are repacked in registers as the A operand of P·V; K and V fragments come from
+// shared memory by ldmatrix. Causal blocks past the last query are skipped. Expect a large
+// fraction of PyTorch SDPA (FA2) at long sequences; K/V loads are not yet pipelined (cp.async).
 // Layout: Q [b, hq, sq, D], K/V [b, hkv, skv, D], O [b, hq, sq, D]; D = 64 or 128.
 // Grid (ceil(sq/64), b·hq), block 128; shared memory 2·64·(D+8) halves.
 
@@ -28,6 +28,17 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], 
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], const void* p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void ldsm_x4_trans(unsigned (&r)[4], const void* p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
 }
 
 template <typename T, int D>
@@ -89,13 +100,16 @@ __device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, cons
         __syncthreads();
 
         // S = Q Kᵀ for 16 rows × 64 keys: 8 n-tiles.
+        // K fragments by ldmatrix: lanes 0-7 / 8-15 / 16-23 / 24-31 address the 8 keys of the
+        // tile at d offsets 0, 8, 16, 24 of a pair of k-chunks.
         float s[BC / 8][4] = {};
         for (int nt = 0; nt < BC / 8; ++nt) {
-            const T* krow = ks + (nt * 8 + g) * SROW;
-            for (int kc = 0; kc < D / 16; ++kc) {
-                unsigned b0 = *reinterpret_cast<const unsigned*>(krow + kc * 16 + 2 * t);
-                unsigned b1 = *reinterpret_cast<const unsigned*>(krow + kc * 16 + 2 * t + 8);
-                mma16816(s[nt], qf[kc], b0, b1, T());
+            const T* kaddr = ks + (nt * 8 + (lane % 8)) * SROW + (lane / 8) * 8;
+            for (int kc = 0; kc < D / 16; kc += 2) {
+                unsigned x[4];
+                ldsm_x4(x, kaddr + kc * 16);
+                mma16816(s[nt], qf[kc], x[0], x[1], T());
+                mma16816(s[nt], qf[kc + 1], x[2], x[3], T());
             }
         }
         // Mask and scale; row maxima over this tile.
@@ -140,16 +154,13 @@ __device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, cons
             pa[1] = pack2(s[2 * kc][2], s[2 * kc][3], T());
             pa[2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1], T());
             pa[3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3], T());
-            const T* v0 = vs + (kc * 16 + 2 * t) * SROW;
-            for (int dn = 0; dn < D / 8; ++dn) {
-                const int col = dn * 8 + g;
-                unsigned short x0 = *reinterpret_cast<const unsigned short*>(v0 + col);
-                unsigned short x1 = *reinterpret_cast<const unsigned short*>(v0 + SROW + col);
-                unsigned short x8 = *reinterpret_cast<const unsigned short*>(v0 + 8 * SROW + col);
-                unsigned short x9 = *reinterpret_cast<const unsigned short*>(v0 + 9 * SROW + col);
-                unsigned b0 = (unsigned)x0 | ((unsigned)x1 << 16);
-                unsigned b1 = (unsigned)x8 | ((unsigned)x9 << 16);
-                mma16816(oacc[dn], pa, b0, b1, T());
+            // V fragments by ldmatrix.trans: 16 keys × two n8 column tiles per instruction.
+            const T* vaddr = vs + (kc * 16 + (lane % 16)) * SROW + (lane / 16) * 8;
+            for (int dn = 0; dn < D / 8; dn += 2) {
+                unsigned x[4];
+                ldsm_x4_trans(x, vaddr + dn * 8);
+                mma16816(oacc[dn], pa, x[0], x[1], T());
+                mma16816(oacc[dn + 1], pa, x[2], x[3], T());
             }
         }
         __syncthreads();

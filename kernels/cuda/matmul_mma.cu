@@ -4,8 +4,9 @@
 // A 128×128 block per 8 warps (2×4), each warp a 64×32 patch as 4×4 m16n8 MMA tiles. Each K step
 // stages 64 bytes of every A row and B column in shared memory through a two-stage cp.async
 // pipeline (the next tile loads while this one multiplies); fragments are read from shared memory
-// per the PTX fragment layouts. Expect well above the SIMT kernels; the ldmatrix and deeper
-// pipelines of cuBLAS are what stand between this and the vendor.
+// with ldmatrix (fp16, bf16) or per the PTX fragment layouts (tf32, int8, fp8). Expect well
+// above the SIMT kernels; deeper pipelines, larger warp tiles and Hopper's wgmma are what stand
+// between this and cuBLAS.
 //
 // Layouts: A row-major m×k. B row-major k×n for 16- and 32-bit types; for 8-bit types B is given
 // as n×k (k contiguous, "TN", as cuBLASLt requires for fp8). C row-major m×n in OUT (fp32 for
@@ -24,6 +25,18 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+// ldmatrix: four 8×8 b16 matrices from shared memory, lane l giving the address of one row.
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const u8* p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const u8* p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
 
 __device__ __forceinline__ unsigned ld32(const u8* p) { return *reinterpret_cast<const unsigned*>(p); }
 __device__ __forceinline__ unsigned pack16(const u8* lo, const u8* hi) {
@@ -241,8 +254,21 @@ __device__ void mma_gemm(const u8* __restrict__ a, const u8* __restrict__ b, Out
         __syncthreads();
         for (int kk = 0; kk < KE; kk += KM) {
             unsigned af[4][4], bf[4][2];
-            for (int i = 0; i < 4; ++i) load_a<Ty>(af[i], as[cur] + (wm + i * 16) * ROWB, g, t, kk * E);
-            for (int j = 0; j < 4; ++j) load_b<Ty>(bf[j], bs[cur], wn + j * 8, g, t, kk);
+            if constexpr (Ty::E == 2) {
+                // 16-bit types: fragments straight from ldmatrix (A as is, B transposed), one
+                // instruction per 16×16 A tile and per pair of n8 B tiles, conflict-free rows.
+                const int r = lane % 16, half = lane / 16;
+                for (int i = 0; i < 4; ++i)
+                    ldmatrix_x4(af[i], as[cur] + (wm + i * 16 + r) * ROWB + kk * 2 + half * 16);
+                for (int j = 0; j < 4; j += 2) {
+                    unsigned x[4];
+                    ldmatrix_x4_trans(x, bs[cur] + (kk + r) * BROWB(2) + (wn + j * 8 + half * 8) * 2);
+                    bf[j][0] = x[0]; bf[j][1] = x[1]; bf[j + 1][0] = x[2]; bf[j + 1][1] = x[3];
+                }
+            } else {
+                for (int i = 0; i < 4; ++i) load_a<Ty>(af[i], as[cur] + (wm + i * 16) * ROWB, g, t, kk * E);
+                for (int j = 0; j < 4; ++j) load_b<Ty>(bf[j], bs[cur], wn + j * 8, g, t, kk);
+            }
             for (int i = 0; i < 4; ++i)
                 for (int j = 0; j < 4; ++j) mma<Ty>(acc[i][j], af[i], bf[j]);
         }

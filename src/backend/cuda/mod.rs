@@ -217,6 +217,9 @@ fn attention_elem(dtype: DType) -> Option<Elem> {
     }
 }
 
+/// Keys per block of the split-KV decode kernel.
+const DECODE_CHUNK: u64 = 256;
+
 /// A kernel to launch: file, function, grid, block, dynamic shared memory.
 type KernelLaunch = (&'static str, String, (u32, u32, u32), (u32, u32, u32), u32);
 
@@ -238,7 +241,6 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     arch: String,
     cc: (i32, i32),
-    sms: u32,
     modules: HashMap<&'static str, Arc<CudaModule>>,
     blas: Option<cudarc::cublas::CudaBlas>,
     lt: Option<(blas::Lt, CudaSlice<u8>)>,
@@ -321,7 +323,6 @@ impl CudaBackend {
             stream,
             arch: nvrtc::arch_for(cc.0, cc.1),
             cc,
-            sms,
             modules: HashMap::new(),
             blas,
             lt,
@@ -561,7 +562,7 @@ impl CudaBackend {
                     "attention_decode.cu",
                     &format!("attn_decode_combine_{suffix}_d{d}"),
                 )?;
-                let chunk = (skv as u32).div_ceil(splits) as i32;
+                let chunk = DECODE_CHUNK as i32;
                 let nsplits = splits as i32;
                 let mut l = self.stream.launch_builder(&f1);
                 l.arg(&q)
@@ -658,11 +659,9 @@ impl Backend for CudaBackend {
                     .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
                 let bh = a.batch * a.q_heads;
                 let out = (bh * a.q_len * a.v_head_dim) as usize;
-                // Decode: enough splits to give every SM two blocks, at least 64 keys each.
+                // Decode: one block per 256 keys of every sequence and head (split-KV).
                 let splits = if a.q_len == 1 {
-                    (u64::from(self.sms) * 2)
-                        .div_ceil(bh)
-                        .clamp(1, a.kv_len.div_ceil(64).max(1)) as u32
+                    a.kv_len.div_ceil(DECODE_CHUNK).max(1) as u32
                 } else {
                     0
                 };
