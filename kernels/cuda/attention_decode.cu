@@ -50,18 +50,26 @@ __device__ void decode_partial(const T* __restrict__ q, const T* __restrict__ k,
     const T* vb = v + ((size_t)b * hkv + hk) * skv * D + gl * 8;
 
     float m = NEG_INF, l = 0.f, acc[8] = {};
-    for (int j = j_begin + warp * KPW + grp; j < j_end; j += WARPS * KPW) {
-        float kx[8], vx[8];
-        load8(kb + (size_t)j * D, kx);
-        load8(vb + (size_t)j * D, vx);
+    // The loop bound is the same for every lane of a warp (the shuffles need all 32 lanes);
+    // groups past the end of the split load nothing and change nothing.
+    for (int j0 = j_begin + warp * KPW; j0 < j_end; j0 += WARPS * KPW) {
+        const int j = j0 + grp;
+        const bool valid = j < j_end;
+        float kx[8] = {}, vx[8] = {};
+        if (valid) {
+            load8(kb + (size_t)j * D, kx);
+            load8(vb + (size_t)j * D, vx);
+        }
         float dot = 0.f;
         for (int e = 0; e < 8; ++e) dot += qv[e] * kx[e];
         for (int sh = G / 2; sh > 0; sh /= 2) dot += __shfl_xor_sync(0xffffffff, dot, sh);
-        const float mn = fmaxf(m, dot);
-        const float corr = __expf(m - mn), p = __expf(dot - mn);
-        l = l * corr + p;
-        for (int e = 0; e < 8; ++e) acc[e] = acc[e] * corr + p * vx[e];
-        m = mn;
+        if (valid) {
+            const float mn = fmaxf(m, dot);
+            const float corr = __expf(m - mn), p = __expf(dot - mn);
+            l = l * corr + p;
+            for (int e = 0; e < 8; ++e) acc[e] = acc[e] * corr + p * vx[e];
+            m = mn;
+        }
     }
     // Merge the WARPS·KPW partial softmaxes of the block through shared memory.
     __shared__ float sm[WARPS * KPW], sl[WARPS * KPW], sacc[WARPS * KPW][D];
