@@ -64,6 +64,7 @@ fn attention_smoke() -> Vec<AttnDims> {
         (1, 4, 2, 100, 100, 128, false, None),
         (2, 4, 2, 1, 37, 128, true, None),
         (1, 2, 1, 70, 70, 64, true, Some(16)),
+        (1, 2, 1, 1, 600, 128, true, None),
     ]
 }
 
