@@ -60,12 +60,15 @@ run() {
   local fast=(--budget-s 0.25 --target-cv 0.03 --out "$res")
   local quick=(--budget-s 0.05 --target-cv 0.03 --out "$res")
   if [ -n "${QUICK:-}" ]; then
-    # A short rerun after a fix: attention (smoke and targets) and the 16-bit matmul targets,
-    # with the vendor attention beside them.
+    # A short rerun after a fix: every matmul dtype on the smoke shapes and the target, the
+    # attention smoke and targets, with the vendor attention beside them.
+    for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
+      step 10 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes smoke "${quick[@]}"
+      step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
+    done
     for dt in bf16 fp16; do
       step 15 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes smoke "${quick[@]}"
       step 25 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
-      step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
     done
     step 45 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1

@@ -19,8 +19,9 @@ fn open() -> Option<WgpuBackend> {
     }
 }
 
-#[test]
-fn every_matmul_variant_matches_the_reference_on_smoke_shapes() {
+/// Checks (and briefly times) every variant the backend offers on every smoke shape of `op`, in
+/// both dtypes; `expected` is the variant list each shape must offer.
+fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
     let Some(mut backend) = open() else { return };
     eprintln!("adapter: {:?}", backend.device());
     let plan = TimingPlan {
@@ -34,10 +35,21 @@ fn every_matmul_variant_matches_the_reference_on_smoke_shapes() {
             eprintln!("adapter has no shader-f16: fp16 variants not checked");
             continue;
         }
-        for mm in bench::shapes::matmul_shapes("smoke", dtype, f64::INFINITY).unwrap() {
-            let op = Op::Matmul(mm.clone());
+        let ops: Vec<Op> = match op_name {
+            "matmul" => bench::shapes::matmul_shapes("smoke", dtype, f64::INFINITY)
+                .unwrap()
+                .into_iter()
+                .map(Op::Matmul)
+                .collect(),
+            _ => bench::shapes::attention_shapes("smoke", dtype, f64::INFINITY)
+                .unwrap()
+                .into_iter()
+                .map(Op::Attention)
+                .collect(),
+        };
+        for op in ops {
             let variants: Vec<&str> = backend.variants(&op).iter().map(|v| v.name).collect();
-            assert_eq!(variants, ["naive", "tiled", "regblock"]);
+            assert_eq!(variants, expected, "{op}");
             for m in bench::measure(&mut backend, &op, &variants, &plan, 42).unwrap() {
                 assert!(
                     m.correctness.pass,
@@ -52,38 +64,18 @@ fn every_matmul_variant_matches_the_reference_on_smoke_shapes() {
 }
 
 #[test]
-fn every_attention_variant_matches_the_reference_on_smoke_shapes() {
-    let Some(mut backend) = open() else { return };
-    let plan = TimingPlan {
-        warmup_runs: 1,
-        min_samples: 2,
-        max_samples: 2,
-        ..TimingPlan::default()
-    };
-    for dtype in [DType::Fp32, DType::Fp16] {
-        if dtype == DType::Fp16 && !backend.device().supports_f16 {
-            eprintln!("adapter has no shader-f16: fp16 variants not checked");
-            continue;
-        }
-        for a in bench::shapes::attention_shapes("smoke", dtype, f64::INFINITY).unwrap() {
-            let op = Op::Attention(a);
-            let variants: Vec<&str> = backend.variants(&op).iter().map(|v| v.name).collect();
-            assert_eq!(variants, ["naive", "fused"]);
-            for m in bench::measure(&mut backend, &op, &variants, &plan, 7).unwrap() {
-                assert!(
-                    m.correctness.pass,
-                    "{op} {}: {:?}",
-                    m.variant, m.correctness
-                );
-                assert!(m.samples_s.iter().all(|s| *s > 0.0));
-            }
-        }
-    }
+fn every_matmul_variant_matches_the_reference_on_smoke_shapes() {
+    check_smoke_shapes("matmul", &["naive", "tiled", "regblock"]);
 }
 
-/// The harness must refuse a wrong kernel: feed it a problem whose reference differs.
 #[test]
-fn a_wrong_answer_is_reported_failed_and_not_timed() {
+fn every_attention_variant_matches_the_reference_on_smoke_shapes() {
+    check_smoke_shapes("attention", &["naive", "fused"]);
+}
+
+/// A real kernel's output, compared with the reference of other inputs, must fail the check.
+#[test]
+fn a_wrong_answer_fails_the_check() {
     let Some(mut backend) = open() else { return };
     let mm = gpucost::ops::Matmul::new(1, 16, 16, 16, DType::Fp32);
     let op = Op::Matmul(mm.clone());

@@ -26,18 +26,6 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 
-// ldmatrix: four 8×8 b16 matrices from shared memory, lane l giving the address of one row.
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const u8* p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const u8* p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-
 __device__ __forceinline__ unsigned ld32(const u8* p) { return *reinterpret_cast<const unsigned*>(p); }
 __device__ __forceinline__ unsigned pack16(const u8* lo, const u8* hi) {
     return (unsigned)*reinterpret_cast<const unsigned short*>(lo) |
@@ -151,70 +139,42 @@ template <> struct KMMA<TF32> { static const int V = 8; };
 template <> struct KMMA<I8> { static const int V = 32; };
 template <> struct KMMA<E4M3> { static const int V = 32; };
 
-// Copies one stage (KBYTES of K) of A and B into shared memory: 16-byte cp.async where the global
-// rows are 16-byte aligned, element loads with zero fill otherwise and at the edges.
+// Copies a tile of `tile_rows` rows × `tile_bytes` bytes, starting at (row0, col0), out of a
+// row-major rows × cols matrix of E-byte elements into shared memory: 16-byte cp.async where the
+// global rows are 16-byte aligned (vec), element loads otherwise; zero fill past the edges.
+__device__ __forceinline__ void load_tile(u8* dst, int dst_row_bytes, const u8* src, int rows,
+                                          int cols, int row0, int col0, int tile_rows,
+                                          int tile_bytes, int E, bool vec) {
+    const int chunks = tile_bytes / 16;
+    for (int c = threadIdx.x; c < tile_rows * chunks; c += 256) {
+        int r = c / chunks, cb = (c % chunks) * 16;
+        int gr = row0 + r, gc = col0 + cb / E;
+        u8* d = dst + r * dst_row_bytes + cb;
+        if (vec) {
+            int valid = gr < rows ? max(0, min(16, (cols - gc) * E)) : 0;
+            const u8* s = src + ((size_t)(gr < rows ? gr : 0) * cols + (valid > 0 ? gc : 0)) * E;
+            cp_async16(d, s, valid);
+        } else {
+            for (int e = 0; e < 16; e += E) {
+                int cc = gc + e / E;
+                bool ok = gr < rows && cc < cols;
+                for (int byte = 0; byte < E; ++byte)
+                    d[e + byte] = ok ? src[((size_t)gr * cols + cc) * E + byte] : 0;
+            }
+        }
+    }
+}
+
+// One stage (KBYTES of K) of A (m×k) and B (k×n, or n×k for 8-bit types) into shared memory.
 template <typename Ty>
 __device__ __forceinline__ void load_stage(u8* as, u8* bs, const u8* a, const u8* b, int m, int n,
                                            int k, int row0, int col0, int k0, bool vec) {
     const int E = Ty::E, KE = KBYTES / E;  // K elements per stage
-    const int tid = threadIdx.x;
-    // A: BM rows × KBYTES → 128 × 4 chunks of 16 bytes = 512 chunks, 2 per thread.
-    for (int c = tid; c < BM * (KBYTES / 16); c += 256) {
-        int r = c / (KBYTES / 16), kb = (c % (KBYTES / 16)) * 16;
-        int gr = row0 + r, gk = k0 + kb / E;
-        u8* dst = as + r * ROWB + kb;
-        if (vec) {
-            int valid = (gr < m) ? max(0, min(16, (k - gk) * E)) : 0;
-            const u8* src = a + ((size_t)(gr < m ? gr : 0) * k + (valid > 0 ? gk : 0)) * E;
-            cp_async16(dst, src, valid);
-        } else {
-            for (int e = 0; e < 16; e += E) {
-                int kk = gk + e / E;
-                bool ok = gr < m && kk < k;
-                for (int byte = 0; byte < E; ++byte)
-                    dst[e + byte] = ok ? a[((size_t)gr * k + kk) * E + byte] : 0;
-            }
-        }
-    }
+    load_tile(as, ROWB, a, m, k, row0, k0, BM, KBYTES, E, vec);
     if (Ty::BT) {
-        // B as n×k: same shape as A.
-        for (int c = tid; c < BN * (KBYTES / 16); c += 256) {
-            int r = c / (KBYTES / 16), kb = (c % (KBYTES / 16)) * 16;
-            int gn = col0 + r, gk = k0 + kb / E;
-            u8* dst = bs + r * ROWB + kb;
-            if (vec) {
-                int valid = (gn < n) ? max(0, min(16, (k - gk) * E)) : 0;
-                const u8* src = b + ((size_t)(gn < n ? gn : 0) * k + (valid > 0 ? gk : 0)) * E;
-                cp_async16(dst, src, valid);
-            } else {
-                for (int e = 0; e < 16; e += E) {
-                    int kk = gk + e / E;
-                    bool ok = gn < n && kk < k;
-                    for (int byte = 0; byte < E; ++byte)
-                        dst[e + byte] = ok ? b[((size_t)gn * k + kk) * E + byte] : 0;
-                }
-            }
-        }
+        load_tile(bs, ROWB, b, n, k, col0, k0, BN, KBYTES, E, vec);
     } else {
-        // B as k×n: KE rows of BN*E bytes.
-        const int chunks_per_row = BN * E / 16;
-        for (int c = tid; c < KE * chunks_per_row; c += 256) {
-            int kr = c / chunks_per_row, nb = (c % chunks_per_row) * 16;
-            int gk = k0 + kr, gn = col0 + nb / E;
-            u8* dst = bs + kr * BROWB(E) + nb;
-            if (vec) {
-                int valid = (gk < k) ? max(0, min(16, (n - gn) * E)) : 0;
-                const u8* src = b + ((size_t)(gk < k ? gk : 0) * n + (valid > 0 ? gn : 0)) * E;
-                cp_async16(dst, src, valid);
-            } else {
-                for (int e = 0; e < 16; e += E) {
-                    int nn = gn + e / E;
-                    bool ok = gk < k && nn < n;
-                    for (int byte = 0; byte < E; ++byte)
-                        dst[e + byte] = ok ? b[((size_t)gk * n + nn) * E + byte] : 0;
-                }
-            }
-        }
+        load_tile(bs, BROWB(E), b, k, n, k0, col0, KE, BN * E, E, vec);
     }
 }
 
@@ -259,10 +219,10 @@ __device__ void mma_gemm(const u8* __restrict__ a, const u8* __restrict__ b, Out
                 // instruction per 16×16 A tile and per pair of n8 B tiles, conflict-free rows.
                 const int r = lane % 16, half = lane / 16;
                 for (int i = 0; i < 4; ++i)
-                    ldmatrix_x4(af[i], as[cur] + (wm + i * 16 + r) * ROWB + kk * 2 + half * 16);
+                    ldsm_x4(af[i], as[cur] + (wm + i * 16 + r) * ROWB + kk * 2 + half * 16);
                 for (int j = 0; j < 4; j += 2) {
                     unsigned x[4];
-                    ldmatrix_x4_trans(x, bs[cur] + (kk + r) * BROWB(2) + (wn + j * 8 + half * 8) * 2);
+                    ldsm_x4_trans(x, bs[cur] + (kk + r) * BROWB(2) + (wn + j * 8 + half * 8) * 2);
                     bf[j][0] = x[0]; bf[j][1] = x[1]; bf[j + 1][0] = x[2]; bf[j + 1][1] = x[3];
                 }
             } else {

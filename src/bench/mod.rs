@@ -432,6 +432,72 @@ mod tests {
         assert!(!c.pass);
     }
 
+    /// A backend whose "right" variant computes the reference and whose "wrong" one is off by a
+    /// little and "lazy" one leaves the output unwritten.
+    struct Fake {
+        info: crate::backend::DeviceInfo,
+        inputs: Vec<Vec<f32>>,
+        op: Option<Op>,
+        timed: Vec<String>,
+    }
+
+    impl Backend for Fake {
+        fn device(&self) -> &crate::backend::DeviceInfo {
+            &self.info
+        }
+        fn variants(&self, _: &Op) -> Vec<crate::backend::Variant> {
+            Vec::new()
+        }
+        fn load(&mut self, op: &Op, sets: &[Vec<Vec<f32>>]) -> Result<(), BackendError> {
+            self.op = Some(op.clone());
+            self.inputs = sets[0].clone();
+            Ok(())
+        }
+        fn run(&mut self, variant: &str, _: usize) -> Result<Vec<f32>, BackendError> {
+            let op = self.op.clone().unwrap();
+            let r = reference(&op, &self.inputs)?;
+            Ok(match variant {
+                "right" => r.iter().map(|v| *v as f32).collect(),
+                "wrong" => r.iter().map(|v| *v as f32 * 1.01).collect(),
+                _ => vec![f32::NAN; r.len()],
+            })
+        }
+        fn time(&mut self, variant: &str, runs: usize) -> Result<Vec<f64>, BackendError> {
+            self.timed.push(variant.to_string());
+            Ok(vec![1e-3; runs])
+        }
+    }
+
+    #[test]
+    fn a_failing_variant_is_reported_and_never_timed() {
+        let mut fake = Fake {
+            info: crate::backend::DeviceInfo {
+                backend: "fake".into(),
+                name: "fake".into(),
+                vendor: "-".into(),
+                driver: "-".into(),
+                device_type: "-".into(),
+                memory_bytes: None,
+                compute_units: None,
+                timer_resolution_ns: None,
+                clock: crate::backend::Clock::WallClock,
+                supports_f16: false,
+            },
+            inputs: Vec::new(),
+            op: None,
+            timed: Vec::new(),
+        };
+        let op = Op::Matmul(Matmul::new(1, 17, 9, 33, DType::Fp32));
+        let plan = TimingPlan::default();
+        let out = measure(&mut fake, &op, &["right", "wrong", "lazy"], &plan, 3).unwrap();
+        assert!(out[0].correctness.pass && out[0].summary.is_some());
+        assert!(
+            !out[1].correctness.pass && out[1].samples_s.is_empty() && out[1].summary.is_none()
+        );
+        assert!(!out[2].correctness.pass && out[2].correctness.error.is_some());
+        assert!(fake.timed.iter().all(|v| v == "right"), "{:?}", fake.timed);
+    }
+
     #[test]
     fn sampled_reference_agrees_with_the_full_one() {
         let mm = Matmul::new(2, 300, 400, 2200, DType::Fp32);
