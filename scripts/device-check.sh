@@ -47,7 +47,7 @@ run() {
   for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
   ldconfig
   export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
-  pylib=$(python3 -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))' 2>/dev/null || true)
+  pylib=$(python3 -c 'import nvidia, os; print(next(os.path.join(p, "cu13", "lib") for p in nvidia.__path__ if os.path.isdir(os.path.join(p, "cu13", "lib"))))' 2>/dev/null || true)
   export LD_LIBRARY_PATH="$CUDA_HOME/lib64:${pylib}:/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   ls /usr/local/nvidia/share/vulkan/icd.d/ /usr/share/vulkan/icd.d/ /etc/vulkan/icd.d/ 2>/dev/null
   if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
