@@ -268,6 +268,7 @@ pub fn summary_table(records: &[Record]) -> String {
         "median",
         "p10-p90",
         "TFLOP/s",
+        "GB/s",
         "% of roofline",
         "vs vendor",
         "max rel err",
@@ -279,16 +280,17 @@ pub fn summary_table(records: &[Record]) -> String {
             (Some(t), Some(v)) => format!("{:.2}", v / t.summary.median_s),
             _ => "-".into(),
         };
-        let (median, spread, rate, roof) = match &r.timing {
+        let (median, spread, rate, bandwidth, roof) = match &r.timing {
             Some(t) => (
                 seconds(t.summary.median_s),
                 format!("{}-{}", seconds(t.summary.p10_s), seconds(t.summary.p90_s)),
                 format!("{:.4}", t.flops_per_s / 1e12),
+                format!("{:.1}", t.bytes_per_s / 1e9),
                 t.roofline_fraction
                     .map(percent)
                     .unwrap_or_else(|| "-".into()),
             ),
-            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
         };
         let status = if r.correctness.pass {
             "ok".to_string()
@@ -301,6 +303,7 @@ pub fn summary_table(records: &[Record]) -> String {
             median,
             spread,
             rate,
+            bandwidth,
             roof,
             vs_vendor,
             format!("{:.1e}", r.correctness.max_rel_error),
