@@ -7,6 +7,7 @@
 pub mod arch;
 pub mod backend;
 pub mod bench;
+pub mod calibrate;
 pub mod cli;
 pub mod cost;
 pub mod dtype;

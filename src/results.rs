@@ -133,6 +133,43 @@ pub fn read(path: &Path) -> Result<ReadOutcome> {
     })
 }
 
+/// Every `.jsonl` file at `path` (a file, or a folder searched recursively), sorted.
+pub fn find_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(out);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| Error::File {
+        file: path.display().to_string(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(find_files(&p)?);
+        } else if p.extension().is_some_and(|e| e == "jsonl") {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `text` to `path` atomically: a temporary file beside it, then a rename.
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let err = |e: std::io::Error| Error::File {
+        file: path.display().to_string(),
+        message: format!("cannot write: {e}"),
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(err)?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
 /// The git revision the binary was built from (set by build.rs), or "unknown".
 pub fn git_revision() -> String {
     option_env!("GPUCOST_GIT_REVISION")

@@ -10,6 +10,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod calibrate;
 mod devices;
 mod format;
 mod hw;
@@ -42,6 +43,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Summarise results files, each kernel beside the vendor library.
     Report(report::ReportArgs),
+    /// Fit the cost model to measured results; write hw_profiles/<device>.calibration.json.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Leave-one-out validation of the calibration against the plain roofline.
+    Validate(calibrate::CalibrateArgs),
 }
 
 /// Output format shared by every subcommand.
@@ -69,5 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Report(args) => report::run(args),
+        Command::Calibrate(args) => calibrate::calibrate(args),
+        Command::Validate(args) => calibrate::validate(args),
     }
 }

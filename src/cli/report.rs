@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::results;
 use anyhow::Result;
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -16,30 +16,8 @@ pub struct ReportArgs {
     results: PathBuf,
 }
 
-fn jsonl_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
-    if path.is_file() {
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    let entries = std::fs::read_dir(path).map_err(|e| Error::File {
-        file: path.display().to_string(),
-        message: format!("cannot read: {e}"),
-    })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            jsonl_files(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "jsonl") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 pub fn run(a: ReportArgs) -> Result<()> {
-    let mut files = Vec::new();
-    jsonl_files(&a.results, &mut files)?;
+    let files = results::find_files(&a.results)?;
     if files.is_empty() {
         return Err(Error::File {
             file: a.results.display().to_string(),

@@ -3,6 +3,8 @@
 //! quantization for matmuls). A calibrated model built from measured kernels implements the same
 //! trait and reports a different `Provenance` and an error bar.
 
+pub mod calibrated;
+
 use crate::error::{Error, Result};
 use crate::hw::HwProfile;
 use crate::ops::{Attention, Collective, Link, Matmul, MemoryOp, Op};

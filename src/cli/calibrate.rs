@@ -1,0 +1,182 @@
+//! `gpucost calibrate` and `gpucost validate`: fit the cost model to measured results, and check
+//! it on shapes it was not fitted to.
+
+use super::Format;
+use super::format::percent;
+use crate::calibrate::{self, ValidationReport};
+use crate::error::Error;
+use crate::results::{self, Record};
+use crate::{hw, hw::HwProfile};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// A results folder (searched recursively) or file.
+    #[arg(long)]
+    results: PathBuf,
+    /// "best" (fastest correct implementation per shape) or one backend:variant, e.g. cuda:mma.
+    #[arg(long = "impl", default_value = "best")]
+    implementation: String,
+    /// Only records whose device name contains this (when the results hold several devices).
+    #[arg(long)]
+    device: Option<String>,
+    /// Hardware profile for speed of light (default: the catalog profile matching the device).
+    #[arg(long)]
+    hw: Option<String>,
+    /// Where to write the calibration (default hw_profiles/<profile>.calibration.json); validate
+    /// writes nothing.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// The records of one device, with its profile and the files they came from.
+fn load(a: &CalibrateArgs) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
+    let files = results::find_files(&a.results)?;
+    let mut records = Vec::new();
+    let mut sources = Vec::new();
+    for f in &files {
+        let read = results::read(f)?;
+        let before = records.len();
+        records.extend(read.records.into_iter().filter(|r| {
+            a.device
+                .as_ref()
+                .is_none_or(|d| r.device.name.contains(d.as_str()))
+        }));
+        if records.len() > before {
+            sources.push(f.display().to_string());
+        }
+    }
+    let mut devices: Vec<&str> = records.iter().map(|r| r.device.name.as_str()).collect();
+    devices.sort();
+    devices.dedup();
+    if devices.len() != 1 {
+        return Err(Error::Unknown(format!(
+            "{}: {} devices in the results ({}); choose one with --device",
+            a.results.display(),
+            devices.len(),
+            devices.join(", ")
+        )));
+    }
+    let profile = match &a.hw {
+        Some(h) => hw::load(h)?,
+        None => {
+            let name = hw::profile_for_device(devices[0]).ok_or_else(|| {
+                Error::Unknown(format!(
+                    "no catalog profile for '{}': pass --hw",
+                    devices[0]
+                ))
+            })?;
+            hw::load(name)?
+        }
+    };
+    Ok((records, profile, sources))
+}
+
+fn report_table(r: &ValidationReport) -> String {
+    let mut b = Builder::default();
+    b.push_record([
+        "group",
+        "n",
+        "median APE",
+        "p90 APE",
+        "max APE",
+        "roofline median",
+        "roofline p90",
+    ]);
+    let row = |name: &str, n: usize, m: f64, p: f64, x: f64, rm: f64, rp: f64| {
+        [
+            name.to_string(),
+            n.to_string(),
+            percent(m),
+            percent(p),
+            percent(x),
+            percent(rm),
+            percent(rp),
+        ]
+    };
+    for g in &r.groups {
+        b.push_record(row(
+            &g.group,
+            g.n,
+            g.median_ape,
+            g.p90_ape,
+            g.max_ape,
+            g.roofline_median_ape,
+            g.roofline_p90_ape,
+        ));
+    }
+    b.push_record(row(
+        "all",
+        r.n,
+        r.median_ape,
+        r.p90_ape,
+        r.max_ape,
+        r.roofline_median_ape,
+        r.roofline_p90_ape,
+    ));
+    b.build().with(Style::rounded()).to_string()
+}
+
+pub fn calibrate(a: CalibrateArgs) -> Result<()> {
+    let (records, profile, sources) = load(&a)?;
+    let cal = calibrate::build(&records, &profile, &a.implementation, sources)?;
+    let path = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("hw_profiles/{}.calibration.json", profile.name)));
+    results::write_atomically(&path, &(serde_json::to_string_pretty(&cal)? + "\n"))?;
+    let report = calibrate::validate(&cal, &profile)?;
+    let mut out = String::new();
+    if a.format == Format::Json {
+        outln!(out, "{}", serde_json::to_string_pretty(&cal)?);
+    } else {
+        outln!(
+            out,
+            "{}: {} groups, {} points from {} files ({}), implementation {}",
+            path.display(),
+            cal.groups.len(),
+            cal.groups.iter().map(|g| g.points.len()).sum::<usize>(),
+            cal.sources.len(),
+            cal.device,
+            cal.implementation
+        );
+        outln!(out, "{}", report_table(&report));
+        let e = &cal.error_pct;
+        let show = |v: Option<f64>| v.map(|x| format!("±{x:.1}%")).unwrap_or_else(|| "-".into());
+        outln!(
+            out,
+            "error bars: measured {}, interpolated {}, extrapolated {}",
+            show(e.measured),
+            show(e.interpolated),
+            show(e.extrapolated)
+        );
+    }
+    super::emit(&out)
+}
+
+pub fn validate(a: CalibrateArgs) -> Result<()> {
+    let (records, profile, sources) = load(&a)?;
+    let cal = calibrate::build(&records, &profile, &a.implementation, sources)?;
+    let report = calibrate::validate(&cal, &profile)?;
+    let mut out = String::new();
+    if a.format == Format::Json {
+        outln!(out, "{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        outln!(
+            out,
+            "{} on {} ({}): {}",
+            cal.implementation,
+            cal.device,
+            profile.name,
+            report.method
+        );
+        outln!(out, "{}", report_table(&report));
+    }
+    super::emit(&out)
+}
