@@ -132,12 +132,13 @@ pub fn build(
             .collect();
         (!v.is_empty()).then(|| percentile(v, 0.9))
     };
+    let noise: Vec<f64> = cal
+        .groups
+        .iter()
+        .flat_map(|g| g.points.iter().map(|p| p.noise * 100.0))
+        .collect();
     cal.error_pct = ErrorBars {
-        measured: cal
-            .groups
-            .iter()
-            .flat_map(|g| g.points.iter().map(|p| p.noise * 100.0))
-            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
+        measured: (!noise.is_empty()).then(|| percentile(noise, 0.9)),
         interpolated: p90(Provenance::Interpolated),
         extrapolated: p90(Provenance::Extrapolated),
     };

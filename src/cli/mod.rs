@@ -15,6 +15,7 @@ mod devices;
 mod format;
 mod hw;
 mod predict;
+mod predict_op;
 mod report;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -34,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Predict training and inference cost of a model on a GPU.
     Predict(predict::PredictArgs),
+    /// Predict the cost of one matmul or attention kernel.
+    PredictOp(predict_op::PredictOpArgs),
     /// The hardware catalog.
     #[command(subcommand)]
     Hw(hw::HwCommand),
@@ -70,6 +73,7 @@ pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Predict(args) => predict::run(args),
+        Command::PredictOp(args) => predict_op::run(args),
         Command::Hw(cmd) => hw::run(cmd),
         Command::Devices(args) => devices::run(args),
         Command::Bench(args) => bench::run(args),

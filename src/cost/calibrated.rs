@@ -96,7 +96,7 @@ pub struct Group {
 }
 
 /// ± relative error in percent per provenance class (p90 of the validation residuals; for
-/// measured shapes, the largest run-to-run noise).
+/// measured shapes, the p90 of the points' run-to-run noise).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBars {
     pub measured: Option<f64>,

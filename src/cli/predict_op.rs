@@ -1,0 +1,224 @@
+//! `gpucost predict-op`: the cost of one kernel, for tools that need it (an autotuner, a compiler,
+//! a scheduler).
+
+use super::Format;
+use super::format::{seconds, si};
+use crate::cost::calibrated::{CalibratedModel, Calibration};
+use crate::cost::{CostModel, Roofline};
+use crate::dtype::DType;
+use crate::error::{Error, parse_json, read_to_string};
+use crate::hw;
+use crate::ops::{Attention, Matmul, Op, Pass};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct PredictOpArgs {
+    #[command(subcommand)]
+    op: OpArgs,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// fp32, tf32, fp16, bf16, fp8-e4m3, fp8-e5m2, int8, int4.
+    #[arg(long)]
+    dtype: String,
+    /// A catalog GPU or a profile .toml.
+    #[arg(long)]
+    hw: String,
+    /// A calibration from `gpucost calibrate` (default: the uncalibrated roofline).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+enum OpArgs {
+    /// C = A·B with A m×k and B k×n, `batch` times.
+    Matmul {
+        #[arg(long, allow_negative_numbers = true)]
+        m: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        n: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        k: i64,
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        batch: i64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Attention forward; queries are the last seq-q positions of a seq-kv context.
+    Attention {
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        batch: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        heads: i64,
+        /// Default: heads (multi-head attention).
+        #[arg(long, allow_negative_numbers = true)]
+        kv_heads: Option<i64>,
+        #[arg(long, allow_negative_numbers = true)]
+        seq_q: i64,
+        /// Default: seq-q.
+        #[arg(long, allow_negative_numbers = true)]
+        seq_kv: Option<i64>,
+        #[arg(long, allow_negative_numbers = true)]
+        head_dim: i64,
+        #[arg(long)]
+        causal: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// The JSON document `predict-op --format json` writes.
+#[derive(Debug, Serialize)]
+struct OpPrediction {
+    op: Op,
+    hardware: String,
+    model: String,
+    seconds: f64,
+    tflops: f64,
+    bound: crate::cost::Bound,
+    provenance: crate::cost::Provenance,
+    error_pct: Option<f64>,
+    flops: f64,
+    bytes: f64,
+    detail: String,
+}
+
+fn positive(flag: &str, v: i64) -> Result<u64, Error> {
+    u64::try_from(v)
+        .ok()
+        .filter(|&x| x > 0)
+        .ok_or_else(|| Error::Unsupported(format!("--{flag} must be positive, got {v}")))
+}
+
+pub fn run(a: PredictOpArgs) -> Result<()> {
+    let (op, common) = match a.op {
+        OpArgs::Matmul {
+            m,
+            n,
+            k,
+            batch,
+            common,
+        } => {
+            let dtype = parse_dtype(&common.dtype)?;
+            let mm = Matmul::kernel(
+                positive("batch", batch)?,
+                positive("m", m)?,
+                positive("n", n)?,
+                positive("k", k)?,
+                dtype,
+            );
+            (Op::Matmul(mm), common)
+        }
+        OpArgs::Attention {
+            batch,
+            heads,
+            kv_heads,
+            seq_q,
+            seq_kv,
+            head_dim,
+            causal,
+            common,
+        } => {
+            let dtype = parse_dtype(&common.dtype)?;
+            let heads = positive("heads", heads)?;
+            let kv_heads = positive("kv-heads", kv_heads.unwrap_or(heads as i64))?;
+            let seq_q = positive("seq-q", seq_q)?;
+            let seq_kv = positive("seq-kv", seq_kv.unwrap_or(seq_q as i64))?;
+            if !heads.is_multiple_of(kv_heads) {
+                return Err(Error::Unsupported(format!(
+                    "--kv-heads {kv_heads} does not divide --heads {heads}"
+                ))
+                .into());
+            }
+            if seq_q > seq_kv {
+                return Err(Error::Unsupported(format!(
+                    "--seq-q {seq_q} exceeds --seq-kv {seq_kv}"
+                ))
+                .into());
+            }
+            let d = positive("head-dim", head_dim)?;
+            let att = Attention {
+                batch: positive("batch", batch)?,
+                q_heads: heads,
+                kv_heads,
+                q_len: seq_q,
+                kv_len: seq_kv,
+                qk_head_dim: d,
+                v_head_dim: d,
+                causal,
+                window: None,
+                dtype,
+                kv_dtype: dtype,
+                fused: true,
+                pass: Pass::Forward,
+            };
+            (Op::Attention(att), common)
+        }
+    };
+    let hardware = hw::load(&common.hw)?;
+    let model: Box<dyn CostModel> = match &common.calibration {
+        Some(path) => {
+            let file = path.display().to_string();
+            let cal: Calibration = parse_json(&file, &read_to_string(path)?)?;
+            if cal.profile != hardware.name {
+                return Err(Error::field(
+                    &file,
+                    "profile",
+                    format!("calibrates '{}', not --hw {}", cal.profile, hardware.name),
+                )
+                .into());
+            }
+            Box::new(CalibratedModel { calibration: cal })
+        }
+        None => Box::new(Roofline),
+    };
+    let p = model.predict(&op, &hardware)?;
+    let doc = OpPrediction {
+        op: op.clone(),
+        hardware: hardware.name.clone(),
+        model: model.describe(&hardware),
+        seconds: p.seconds,
+        tflops: p.flops / p.seconds / 1e12,
+        bound: p.bound,
+        provenance: p.provenance,
+        error_pct: p.error_pct,
+        flops: p.flops,
+        bytes: p.bytes,
+        detail: p.detail.clone(),
+    };
+    let mut out = String::new();
+    if common.format == Format::Json {
+        outln!(out, "{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        outln!(
+            out,
+            "{op} on {}: {}{} ({:.1} TFLOP/s, {} bound, {:?}{})",
+            hardware.name,
+            seconds(p.seconds),
+            p.error_pct
+                .map(|e| format!(" ±{e:.0}%"))
+                .unwrap_or_default(),
+            doc.tflops,
+            p.bound.name(),
+            p.provenance,
+            if p.detail.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", p.detail)
+            }
+        );
+        outln!(out, "model: {}", doc.model);
+    }
+    super::emit(&out)
+}
+
+fn parse_dtype(s: &str) -> Result<DType, Error> {
+    s.parse()
+        .map_err(|e| Error::Unknown(format!("--dtype: {e}")))
+}
