@@ -198,13 +198,13 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
     } else {
         outln!(
             out,
-            "{op} on {}: {}{} ({:.1} TFLOP/s, {} bound, {:?}{})",
+            "{op} on {}: {}{} ({}FLOP/s, {} bound, {:?}{})",
             hardware.name,
             seconds(p.seconds),
             p.error_pct
                 .map(|e| format!(" ±{e:.0}%"))
                 .unwrap_or_default(),
-            doc.tflops,
+            si(p.flops / p.seconds),
             p.bound.name(),
             p.provenance,
             if p.detail.is_empty() {
