@@ -197,3 +197,35 @@ fn predict_op_json_for_matmul_and_attention() {
     ]);
     assert!(e.contains("--m must be positive"), "{e}");
 }
+
+#[test]
+fn predict_uses_the_embedded_lavapipe_calibration_unless_told_not_to() {
+    let args = [
+        "--model", "gpt2", "--hw", "lavapipe", "--dtype", "fp32", "--seq", "128", "--prompt", "32",
+        "--gen", "4",
+    ];
+    let cal = common::predict_json(&args);
+    assert!(
+        cal["provenance"]["cost_model"]
+            .as_str()
+            .unwrap()
+            .starts_with("calibrated")
+    );
+    assert!(cal["training"]["step_time_error_pct"].as_f64().unwrap() > 0.0);
+    assert!(cal["inference"]["tpot_error_pct"].as_f64().is_some());
+    let frac = cal["training"]["calibrated_time_fraction"]
+        .as_f64()
+        .unwrap();
+    assert!(frac > 0.0 && frac <= 1.0, "{frac}");
+    let mut with_flag = args.to_vec();
+    with_flag.push("--roofline");
+    let roof = common::predict_json(&with_flag);
+    assert!(
+        roof["provenance"]["cost_model"]
+            .as_str()
+            .unwrap()
+            .starts_with("roofline")
+    );
+    assert!(roof["training"]["step_time_error_pct"].is_null());
+    assert_eq!(roof["training"]["calibrated_time_fraction"], 0.0);
+}

@@ -2,7 +2,7 @@
 
 use super::Format;
 use super::format::{bytes, count, percent, seconds, si};
-use crate::cost::Roofline;
+use crate::cost::{CostModel, Roofline};
 use crate::dtype::DType;
 use crate::workload::estimate::{Estimate, Options, estimate};
 use crate::workload::{InferenceSetup, Parallelism, Recompute, TrainingSetup};
@@ -47,6 +47,12 @@ pub struct PredictArgs {
     /// Price per GPU-hour in USD (overrides the profile's).
     #[arg(long)]
     price_per_hour: Option<f64>,
+    /// Use the uncalibrated roofline even where a calibration for the GPU exists.
+    #[arg(long, conflicts_with = "calibration")]
+    roofline: bool,
+    /// A calibration file from `gpucost calibrate` (default: the one embedded for the GPU, if any).
+    #[arg(long)]
+    calibration: Option<std::path::PathBuf>,
     /// List every op with its time, FLOPs, bytes and bound.
     #[arg(long)]
     breakdown: bool,
@@ -113,7 +119,15 @@ pub fn run(a: PredictArgs) -> Result<()> {
         breakdown: a.breakdown,
         hardware_origin: origin,
     };
-    let e = estimate(&model, &train, &infer, &hardware, &Roofline, &opts)?;
+    let cost_model = cost_model(&a, &hardware)?;
+    let e = estimate(
+        &model,
+        &train,
+        &infer,
+        &hardware,
+        cost_model.as_ref(),
+        &opts,
+    )?;
     let mut out = String::new();
     match a.format {
         Format::Json => outln!(out, "{}", serde_json::to_string_pretty(&e)?),
@@ -122,8 +136,44 @@ pub fn run(a: PredictArgs) -> Result<()> {
     super::emit(&out)
 }
 
+/// The calibrated model where a calibration applies (a file, or the embedded one for this GPU),
+/// the roofline otherwise or with --roofline.
+fn cost_model(a: &PredictArgs, hardware: &hw::HwProfile) -> Result<Box<dyn CostModel>> {
+    use crate::cost::calibrated::{CalibratedModel, Calibration, embedded};
+    let calibration = match (&a.calibration, a.roofline) {
+        (_, true) => None,
+        (Some(path), _) => {
+            let file = path.display().to_string();
+            let cal: Calibration =
+                crate::error::parse_json(&file, &crate::error::read_to_string(path)?)?;
+            if cal.profile != hardware.name {
+                return Err(Error::field(
+                    &file,
+                    "profile",
+                    format!("calibrates '{}', not --hw {}", cal.profile, hardware.name),
+                )
+                .into());
+            }
+            Some(cal)
+        }
+        (None, false) => embedded(&hardware.name)?,
+    };
+    Ok(match calibration {
+        Some(calibration) => Box::new(CalibratedModel { calibration }),
+        None => Box::new(Roofline),
+    })
+}
+
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".into())
+}
+
+/// "380 ms ±12%" where the model gives an error bar.
+fn with_error(s: f64, error_pct: Option<f64>) -> String {
+    match error_pct {
+        Some(e) => format!("{} ±{e:.0}%", seconds(s)),
+        None => seconds(s),
+    }
 }
 
 fn key_values(rows: &[(&str, String)]) -> String {
@@ -169,7 +219,10 @@ fn render_tables(e: &Estimate) -> String {
         out,
         "{}",
         key_values(&[
-            ("step time", seconds(t.step_time_s)),
+            (
+                "step time",
+                with_error(t.step_time_s, t.step_time_error_pct)
+            ),
             ("tokens/s", format!("{:.0}", t.tokens_per_s)),
             ("MFU", percent(t.mfu)),
             (
@@ -195,8 +248,14 @@ fn render_tables(e: &Estimate) -> String {
         out,
         "{}",
         key_values(&[
-            ("time to first token", seconds(i.ttft_s)),
-            ("time per output token", seconds(i.tpot_s)),
+            (
+                "time to first token",
+                with_error(i.ttft_s, i.ttft_error_pct)
+            ),
+            (
+                "time per output token",
+                with_error(i.tpot_s, i.tpot_error_pct)
+            ),
             ("decode tokens/s", format!("{:.0}", i.decode_tokens_per_s)),
             ("prefill tokens/s", format!("{:.0}", i.prefill_tokens_per_s)),
             ("request latency", seconds(i.request_latency_s)),

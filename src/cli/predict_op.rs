@@ -28,9 +28,12 @@ struct Common {
     /// A catalog GPU or a profile .toml.
     #[arg(long)]
     hw: String,
-    /// A calibration from `gpucost calibrate` (default: the uncalibrated roofline).
+    /// A calibration from `gpucost calibrate` (default: the one embedded for the GPU, if any).
     #[arg(long)]
     calibration: Option<PathBuf>,
+    /// Use the uncalibrated roofline even where a calibration for the GPU exists.
+    #[arg(long, conflicts_with = "calibration")]
+    roofline: bool,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -163,6 +166,10 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
     };
     let hardware = hw::load(&common.hw)?;
     let model: Box<dyn CostModel> = match &common.calibration {
+        None if !common.roofline => match crate::cost::calibrated::embedded(&hardware.name)? {
+            Some(calibration) => Box::new(CalibratedModel { calibration }),
+            None => Box::new(Roofline),
+        },
         Some(path) => {
             let file = path.display().to_string();
             let cal: Calibration = parse_json(&file, &read_to_string(path)?)?;

@@ -59,6 +59,10 @@ pub struct HardwareInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainingCost {
     pub step_time_s: f64,
+    /// ± percent: the time-weighted error bar of the calibrated ops; null under the roofline.
+    pub step_time_error_pct: Option<f64>,
+    /// Share of the step time priced by calibrated ops (the rest by the roofline).
+    pub calibrated_time_fraction: f64,
     pub tokens_per_step: u64,
     pub tokens_per_s: f64,
     /// Model FLOPs utilization: 3 × forward (matmul + attention) FLOPs per token × tokens/s ÷ peak.
@@ -76,9 +80,11 @@ pub struct TrainingCost {
 pub struct InferenceCost {
     /// Prefill of `prompt` tokens for the whole batch: the time to first token.
     pub ttft_s: f64,
+    pub ttft_error_pct: Option<f64>,
     pub prefill_tokens_per_s: f64,
     /// Mean decode-step time over the generated tokens, context growing from the prompt.
     pub tpot_s: f64,
+    pub tpot_error_pct: Option<f64>,
     /// Output tokens per second across the batch: batch ÷ tpot.
     pub decode_tokens_per_s: f64,
     /// Time for the whole request: ttft + (gen − 1) × tpot.
@@ -118,6 +124,8 @@ pub struct OpCost {
     pub bytes_total: f64,
     pub bound: Bound,
     pub provenance: Provenance,
+    /// ± percent, where the cost model has an error bar for this op.
+    pub error_pct: Option<f64>,
 }
 
 /// Inputs that are not the architecture, the setups or the hardware.
@@ -134,13 +142,26 @@ pub struct Options {
 struct Priced {
     seconds: f64,
     flops: f64,
+    /// Σ seconds · error_pct and Σ seconds over the ops that have an error bar.
+    error_weighted: f64,
+    error_seconds: f64,
     costs: Vec<OpCost>,
+}
+
+impl Priced {
+    /// The time-weighted error bar of the ops that have one (errors taken as fully correlated,
+    /// the conservative choice).
+    fn error_pct(&self) -> Option<f64> {
+        (self.error_seconds > 0.0).then(|| self.error_weighted / self.error_seconds)
+    }
 }
 
 fn price(ops: &[OpInstance], model: &dyn CostModel, hw: &HwProfile) -> Result<Priced> {
     let mut out = Priced {
         seconds: 0.0,
         flops: 0.0,
+        error_weighted: 0.0,
+        error_seconds: 0.0,
         costs: Vec::with_capacity(ops.len()),
     };
     for o in ops {
@@ -148,6 +169,10 @@ fn price(ops: &[OpInstance], model: &dyn CostModel, hw: &HwProfile) -> Result<Pr
         let n = o.count as f64;
         out.seconds += p.seconds * n;
         out.flops += p.flops * n;
+        if let Some(e) = p.error_pct {
+            out.error_weighted += e * p.seconds * n;
+            out.error_seconds += p.seconds * n;
+        }
         out.costs.push(OpCost {
             phase: o.phase,
             label: o.label.clone(),
@@ -159,6 +184,7 @@ fn price(ops: &[OpInstance], model: &dyn CostModel, hw: &HwProfile) -> Result<Pr
             bytes_total: p.bytes * n,
             bound: p.bound,
             provenance: p.provenance,
+            error_pct: p.error_pct,
         });
     }
     Ok(out)
@@ -192,6 +218,8 @@ pub fn estimate(
     let tokens_per_s = tokens / t.seconds;
     let training = TrainingCost {
         step_time_s: t.seconds,
+        step_time_error_pct: t.error_pct(),
+        calibrated_time_fraction: t.error_seconds / t.seconds,
         tokens_per_step: train.tokens(),
         tokens_per_s,
         mfu: model_flops_per_token * tokens_per_s / peak,
@@ -206,10 +234,13 @@ pub fn estimate(
     let p = price(&prefill_ops(arch, infer), model, hw)?;
     let contexts = infer.decode_contexts();
     let mut decode_total = 0.0;
+    let (mut decode_err_w, mut decode_err_s) = (0.0, 0.0);
     let mut decode_costs = Vec::new();
     for (i, &ctx) in contexts.iter().enumerate() {
         let d = price(&decode_ops(arch, infer, ctx), model, hw)?;
         decode_total += d.seconds;
+        decode_err_w += d.error_weighted;
+        decode_err_s += d.error_seconds;
         if i == 0 {
             decode_costs = d.costs; // the breakdown shows the first decode step
         }
@@ -218,8 +249,10 @@ pub fn estimate(
     let batch = infer.batch as f64;
     let inference = InferenceCost {
         ttft_s: p.seconds,
+        ttft_error_pct: p.error_pct(),
         prefill_tokens_per_s: batch * infer.prompt as f64 / p.seconds,
         tpot_s: tpot,
+        tpot_error_pct: (decode_err_s > 0.0).then(|| decode_err_w / decode_err_s),
         decode_tokens_per_s: batch / tpot,
         request_latency_s: p.seconds + (infer.generate.saturating_sub(1)) as f64 * tpot,
         energy_j_per_output_token: tdp.map(|w| w * tpot / batch),
