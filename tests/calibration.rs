@@ -229,3 +229,29 @@ fn predict_uses_the_embedded_lavapipe_calibration_unless_told_not_to() {
     assert!(roof["training"]["step_time_error_pct"].is_null());
     assert_eq!(roof["training"]["calibrated_time_fraction"], 0.0);
 }
+
+#[test]
+fn plots_are_svg_files() {
+    let dir = tempfile::TempDir::new().unwrap();
+    for kind in ["roofline", "validation"] {
+        let file = dir.path().join(format!("{kind}.svg"));
+        let out = gpucost()
+            .args(["plot", kind, "--results"])
+            .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
+            .arg("-o")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let svg = std::fs::read_to_string(&file).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{kind}");
+        assert!(
+            svg.matches("<circle").count() >= 10,
+            "{kind}: too few points"
+        );
+    }
+}

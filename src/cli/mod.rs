@@ -14,6 +14,7 @@ mod calibrate;
 mod devices;
 mod format;
 mod hw;
+mod plot;
 mod predict;
 mod predict_op;
 mod report;
@@ -50,6 +51,9 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Leave-one-out validation of the calibration against the plain roofline.
     Validate(calibrate::CalibrateArgs),
+    /// SVG charts of results: the roofline, or held-out predictions against measurements.
+    #[command(subcommand)]
+    Plot(plot::PlotCommand),
 }
 
 /// Output format shared by every subcommand.
@@ -80,5 +84,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report::run(args),
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Validate(args) => calibrate::validate(args),
+        Command::Plot(cmd) => plot::run(cmd),
     }
 }
