@@ -255,3 +255,66 @@ fn plots_are_svg_files() {
         );
     }
 }
+
+/// The whole machinery on a fresh sweep measured now: bench on lavapipe, calibrate, validate.
+#[test]
+fn a_fresh_lavapipe_sweep_calibrates_better_than_the_roofline() {
+    if gpucost::backend::wgpu::WgpuBackend::open(0).is_err() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI=true needs a wgpu adapter"
+        );
+        eprintln!("skipping: no wgpu adapter");
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let shapes = dir.path().join("shapes.toml");
+    let mut text = String::new();
+    for s in [16, 24, 32, 48, 64, 96, 128, 160] {
+        text += &format!("[[matmul]]\nm = {s}\nn = {s}\nk = {s}\n");
+    }
+    std::fs::write(&shapes, text).unwrap();
+    let results = dir.path().join("results");
+    let out = gpucost()
+        .args([
+            "bench",
+            "--op",
+            "matmul",
+            "--dtype",
+            "f32",
+            "--variant",
+            "regblock",
+        ])
+        .args(["--budget-s", "0.2", "--shapes"])
+        .arg(&shapes)
+        .arg("--out")
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gpucost()
+        .args(["validate", "--format", "json", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["n"], 8);
+    let (median, roofline) = (
+        v["median_ape"].as_f64().unwrap(),
+        v["roofline_median_ape"].as_f64().unwrap(),
+    );
+    assert!(
+        median < roofline,
+        "calibrated {median} vs roofline {roofline}"
+    );
+}
