@@ -4,6 +4,17 @@
 mod common;
 use common::{gpucost, path};
 
+/// Runs `gpucost calibrate` on the committed lavapipe results, writing `file`.
+fn calibrate_lavapipe(file: &std::path::Path) -> std::process::Output {
+    gpucost()
+        .args(["calibrate", "--results"])
+        .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
+        .arg("--out")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn validation_json_keeps_its_keys_and_beats_the_roofline_on_lavapipe() {
     let out = gpucost()
@@ -34,13 +45,7 @@ fn validation_json_keeps_its_keys_and_beats_the_roofline_on_lavapipe() {
 fn calibrate_writes_a_calibration_that_records_its_sources() {
     let dir = tempfile::TempDir::new().unwrap();
     let file = dir.path().join("lavapipe.calibration.json");
-    let out = gpucost()
-        .args(["calibrate", "--results"])
-        .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
-        .arg("--out")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = calibrate_lavapipe(&file);
     assert!(
         out.status.success(),
         "{}",
@@ -119,13 +124,7 @@ fn predict_op_json_for_matmul_and_attention() {
     // With a calibration of the committed lavapipe results, a measured shape is `measured`.
     let dir = tempfile::TempDir::new().unwrap();
     let file = dir.path().join("cal.json");
-    let ok = gpucost()
-        .args(["calibrate", "--results"])
-        .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
-        .arg("--out")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let ok = calibrate_lavapipe(&file);
     assert!(ok.status.success());
     let f = file.to_str().unwrap();
     let cal = run(&[

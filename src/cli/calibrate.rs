@@ -9,7 +9,7 @@ use crate::results::{self, Record};
 use crate::{hw, hw::HwProfile};
 use anyhow::Result;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
@@ -35,19 +35,25 @@ pub struct CalibrateArgs {
     format: Format,
 }
 
-/// The records of one device, with its profile and the files they came from.
-fn load(a: &CalibrateArgs) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
-    let files = results::find_files(&a.results)?;
+/// The records of one device under `results`, with its hardware profile (`hw`, else the catalog
+/// profile matching the device) and the files they came from. Shared by calibrate, validate and
+/// plot.
+pub(crate) fn device_records(
+    results_path: &Path,
+    device: Option<&str>,
+    hw: Option<&str>,
+) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
+    let files = results::find_files(results_path)?;
     let mut records = Vec::new();
     let mut sources = Vec::new();
     for f in &files {
         let read = results::read(f)?;
         let before = records.len();
-        records.extend(read.records.into_iter().filter(|r| {
-            a.device
-                .as_ref()
-                .is_none_or(|d| r.device.name.contains(d.as_str()))
-        }));
+        records.extend(
+            read.records
+                .into_iter()
+                .filter(|r| device.is_none_or(|d| r.device.name.contains(d))),
+        );
         if records.len() > before {
             sources.push(f.display().to_string());
         }
@@ -58,12 +64,12 @@ fn load(a: &CalibrateArgs) -> Result<(Vec<Record>, HwProfile, Vec<String>), Erro
     if devices.len() != 1 {
         return Err(Error::Unknown(format!(
             "{}: {} devices in the results ({}); choose one with --device",
-            a.results.display(),
+            results_path.display(),
             devices.len(),
             devices.join(", ")
         )));
     }
-    let profile = match &a.hw {
+    let profile = match hw {
         Some(h) => hw::load(h)?,
         None => {
             let name = hw::profile_for_device(devices[0]).ok_or_else(|| {
@@ -76,6 +82,10 @@ fn load(a: &CalibrateArgs) -> Result<(Vec<Record>, HwProfile, Vec<String>), Erro
         }
     };
     Ok((records, profile, sources))
+}
+
+fn load(a: &CalibrateArgs) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
+    device_records(&a.results, a.device.as_deref(), a.hw.as_deref())
 }
 
 fn report_table(r: &ValidationReport) -> String {

@@ -3,8 +3,8 @@
 use crate::calibrate;
 use crate::dtype::DType;
 use crate::error::Error;
-use crate::hw::{self, HwProfile};
-use crate::results::{self, Record};
+use crate::hw::HwProfile;
+use crate::results::Record;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use plotters::prelude::*;
@@ -35,34 +35,8 @@ pub struct PlotArgs {
 }
 
 fn load(a: &PlotArgs) -> Result<(Vec<Record>, HwProfile), Error> {
-    let mut records = Vec::new();
-    for f in results::find_files(&a.results)? {
-        records.extend(results::read(&f)?.records.into_iter().filter(|r| {
-            a.device
-                .as_ref()
-                .is_none_or(|d| r.device.name.contains(d.as_str()))
-        }));
-    }
-    let mut devices: Vec<&str> = records.iter().map(|r| r.device.name.as_str()).collect();
-    devices.sort();
-    devices.dedup();
-    if devices.len() != 1 {
-        return Err(Error::Unknown(format!(
-            "{}: {} devices in the results ({}); choose one with --device",
-            a.results.display(),
-            devices.len(),
-            devices.join(", ")
-        )));
-    }
-    let profile = match &a.hw {
-        Some(h) => hw::load(h)?,
-        None => hw::load(hw::profile_for_device(devices[0]).ok_or_else(|| {
-            Error::Unknown(format!(
-                "no catalog profile for '{}': pass --hw",
-                devices[0]
-            ))
-        })?)?,
-    };
+    let (records, profile, _) =
+        super::calibrate::device_records(&a.results, a.device.as_deref(), a.hw.as_deref())?;
     Ok((records, profile))
 }
 

@@ -119,7 +119,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         breakdown: a.breakdown,
         hardware_origin: origin,
     };
-    let cost_model = cost_model(&a, &hardware)?;
+    let cost_model = cost_model(a.calibration.as_deref(), a.roofline, &hardware)?;
     let e = estimate(
         &model,
         &train,
@@ -138,9 +138,14 @@ pub fn run(a: PredictArgs) -> Result<()> {
 
 /// The calibrated model where a calibration applies (a file, or the embedded one for this GPU),
 /// the roofline otherwise or with --roofline.
-fn cost_model(a: &PredictArgs, hardware: &hw::HwProfile) -> Result<Box<dyn CostModel>> {
+/// Shared by `predict` and `predict-op`.
+pub(super) fn cost_model(
+    calibration_file: Option<&std::path::Path>,
+    roofline: bool,
+    hardware: &hw::HwProfile,
+) -> Result<Box<dyn CostModel>> {
     use crate::cost::calibrated::{CalibratedModel, Calibration, embedded};
-    let calibration = match (&a.calibration, a.roofline) {
+    let calibration = match (calibration_file, roofline) {
         (_, true) => None,
         (Some(path), _) => {
             let file = path.display().to_string();

@@ -3,10 +3,8 @@
 
 use super::Format;
 use super::format::{seconds, si};
-use crate::cost::calibrated::{CalibratedModel, Calibration};
-use crate::cost::{CostModel, Roofline};
 use crate::dtype::DType;
-use crate::error::{Error, parse_json, read_to_string};
+use crate::error::Error;
 use crate::hw;
 use crate::ops::{Attention, Matmul, Op, Pass};
 use anyhow::Result;
@@ -165,26 +163,8 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
         }
     };
     let hardware = hw::load(&common.hw)?;
-    let model: Box<dyn CostModel> = match &common.calibration {
-        None if !common.roofline => match crate::cost::calibrated::embedded(&hardware.name)? {
-            Some(calibration) => Box::new(CalibratedModel { calibration }),
-            None => Box::new(Roofline),
-        },
-        Some(path) => {
-            let file = path.display().to_string();
-            let cal: Calibration = parse_json(&file, &read_to_string(path)?)?;
-            if cal.profile != hardware.name {
-                return Err(Error::field(
-                    &file,
-                    "profile",
-                    format!("calibrates '{}', not --hw {}", cal.profile, hardware.name),
-                )
-                .into());
-            }
-            Box::new(CalibratedModel { calibration: cal })
-        }
-        None => Box::new(Roofline),
-    };
+    let model =
+        super::predict::cost_model(common.calibration.as_deref(), common.roofline, &hardware)?;
     let p = model.predict(&op, &hardware)?;
     let doc = OpPrediction {
         op: op.clone(),
