@@ -18,16 +18,6 @@ pub fn implementation(r: &Record) -> String {
     format!("{backend}:{}", r.variant)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Builds the calibration for `hw` from `records` (correct, timed ones only). `implementation`
 /// is "best" (fastest correct implementation per shape) or a backend:variant name.
 pub fn build(
@@ -61,7 +51,7 @@ pub fn build(
     // Per op, the fastest implementation (only one is left unless "best").
     let mut best: Vec<(Op, String, f64, f64)> = Vec::new();
     for (op, imp, times, noise) in measured {
-        let t = median(times);
+        let t = percentile(times, 0.5);
         match best.iter_mut().find(|(o, _, _, _)| o == &op) {
             Some(b) if t < b.2 => *b = (op, imp, t, noise),
             Some(_) => {}
@@ -145,11 +135,10 @@ pub fn build(
     Ok(cal)
 }
 
+/// The q-quantile of unsorted values (linear interpolation, as the bench statistics).
 fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
-    let pos = q * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    crate::bench::stats::percentile(&v, q)
 }
 
 /// One held-out prediction.
@@ -181,12 +170,9 @@ pub struct GroupStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct ValidationReport {
     pub method: String,
-    pub n: usize,
-    pub median_ape: f64,
-    pub p90_ape: f64,
-    pub max_ape: f64,
-    pub roofline_median_ape: f64,
-    pub roofline_p90_ape: f64,
+    /// All groups together (`n`, `median_ape`, `p90_ape`, … at the top level of the JSON).
+    #[serde(flatten)]
+    pub overall: GroupStats,
     pub groups: Vec<GroupStats>,
     pub residuals: Vec<Residual>,
 }
@@ -254,15 +240,9 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
         })
         .collect();
     let all: Vec<&Residual> = residuals.iter().collect();
-    let total = stats("all".into(), &all);
     Ok(ValidationReport {
         method: "leave-one-out over each group's measured shapes".into(),
-        n: total.n,
-        median_ape: total.median_ape,
-        p90_ape: total.p90_ape,
-        max_ape: total.max_ape,
-        roofline_median_ape: total.roofline_median_ape,
-        roofline_p90_ape: total.roofline_p90_ape,
+        overall: stats("all".into(), &all),
         groups,
         residuals,
     })

@@ -99,37 +99,17 @@ fn report_table(r: &ValidationReport) -> String {
         "roofline median",
         "roofline p90",
     ]);
-    let row = |name: &str, n: usize, m: f64, p: f64, x: f64, rm: f64, rp: f64| {
-        [
-            name.to_string(),
-            n.to_string(),
-            percent(m),
-            percent(p),
-            percent(x),
-            percent(rm),
-            percent(rp),
-        ]
-    };
-    for g in &r.groups {
-        b.push_record(row(
-            &g.group,
-            g.n,
-            g.median_ape,
-            g.p90_ape,
-            g.max_ape,
-            g.roofline_median_ape,
-            g.roofline_p90_ape,
-        ));
+    for g in r.groups.iter().chain([&r.overall]) {
+        b.push_record([
+            g.group.clone(),
+            g.n.to_string(),
+            percent(g.median_ape),
+            percent(g.p90_ape),
+            percent(g.max_ape),
+            percent(g.roofline_median_ape),
+            percent(g.roofline_p90_ape),
+        ]);
     }
-    b.push_record(row(
-        "all",
-        r.n,
-        r.median_ape,
-        r.p90_ape,
-        r.max_ape,
-        r.roofline_median_ape,
-        r.roofline_p90_ape,
-    ));
     b.build().with(Style::rounded()).to_string()
 }
 

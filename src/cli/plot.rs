@@ -185,7 +185,7 @@ fn validation(a: &PlotArgs) -> Result<()> {
         .fold(f64::INFINITY, |m, (x, y)| m.min(*x).min(*y))
         / 2.0;
     let hi = pts.iter().fold(0.0f64, |m, (x, y)| m.max(*x).max(*y)) * 2.0;
-    let band = report.p90_ape;
+    let band = report.overall.p90_ape;
     let root = SVGBackend::new(&a.out, (900, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(&a.out, e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -193,9 +193,9 @@ fn validation(a: &PlotArgs) -> Result<()> {
             format!(
                 "{}: held-out predictions (median {:.1}%, p90 {:.1}% error; roofline median {:.1}%)",
                 hw.name,
-                report.median_ape * 100.0,
-                report.p90_ape * 100.0,
-                report.roofline_median_ape * 100.0
+                report.overall.median_ape * 100.0,
+                report.overall.p90_ape * 100.0,
+                report.overall.roofline_median_ape * 100.0
             ),
             ("sans-serif", 18),
         )
