@@ -1,9 +1,10 @@
 //! From results records to a `Calibration`, and its held-out validation: leave-one-out over the
-//! measured shapes of each group, beside the plain roofline's error on the same shapes.
+//! measured shapes of each implementation, and of the fastest implementation per shape, beside
+//! the plain roofline's error on the same shapes.
 
 use crate::cost::calibrated::{
-    CALIBRATION_SCHEMA_VERSION, Calibration, ErrorBars, Group, GroupKey, Point, SaturationFit,
-    group_utilization, key_and_features, speed_of_light,
+    CALIBRATION_SCHEMA_VERSION, Calibration, ErrorBars, Group, GroupKey, Point, TimeFit,
+    key_and_features, predict_fastest, speed_of_light,
 };
 use crate::cost::{CostModel, Provenance, Roofline};
 use crate::error::{Error, Result};
@@ -19,14 +20,15 @@ pub fn implementation(r: &Record) -> String {
 }
 
 /// Builds the calibration for `hw` from `records` (correct, timed ones only). `implementation`
-/// is "best" (fastest correct implementation per shape) or a backend:variant name.
+/// is "best" (every implementation, each its own group; predictions take the fastest) or one
+/// backend:variant name.
 pub fn build(
     records: &[Record],
     hw: &HwProfile,
     implementation_filter: &str,
     sources: Vec<String>,
 ) -> Result<Calibration> {
-    // One (op, implementation) → median of its records' medians, and the worst noise.
+    // One (op, implementation) → the median of its records' medians, and the worst noise.
     let mut measured: Vec<(Op, String, Vec<f64>, f64)> = Vec::new();
     for r in records {
         let Some(t) = r.timing.as_ref().filter(|_| r.correctness.pass) else {
@@ -48,40 +50,33 @@ pub fn build(
             None => measured.push((r.op.clone(), imp, vec![t.summary.median_s], noise)),
         }
     }
-    // Per op, the fastest implementation (only one is left unless "best").
-    let mut best: Vec<(Op, String, f64, f64)> = Vec::new();
-    for (op, imp, times, noise) in measured {
-        let t = percentile(times, 0.5);
-        match best.iter_mut().find(|(o, _, _, _)| o == &op) {
-            Some(b) if t < b.2 => *b = (op, imp, t, noise),
-            Some(_) => {}
-            None => best.push((op, imp, t, noise)),
-        }
-    }
     let mut groups: Vec<Group> = Vec::new();
-    for (op, imp, t, noise) in best {
-        let Some((key, features)) = key_and_features(&op) else {
+    for (op, imp, times, noise) in measured {
+        let Some((mut key, features)) = key_and_features(&op) else {
             continue;
         };
         let Ok(sol) = speed_of_light(&op, hw) else {
             continue;
         };
+        let class = key.class;
+        key.implementation = imp;
         let p = Point {
-            op: op.clone(),
+            op,
             features,
             sol_s: sol,
-            measured_s: t,
+            measured_s: percentile(times, 0.5),
             noise,
-            implementation: imp,
         };
         match groups.iter_mut().find(|g| g.key == key) {
             Some(g) => g.points.push(p),
             None => groups.push(Group {
+                tile: crate::backend::output_tile(&key.implementation, class),
                 key,
                 points: vec![p],
-                fit: SaturationFit {
-                    u_max: 1.0,
-                    half_s: 0.0,
+                fit: TimeFit {
+                    launch_s: 0.0,
+                    flops_per_s: None,
+                    bytes_per_s: None,
                 },
             }),
         }
@@ -91,11 +86,12 @@ pub fn build(
             "no correct, timed matmul or attention records for implementation '{implementation_filter}'"
         )));
     }
+    groups.sort_by(|a, b| {
+        (a.key.op_kind(), &a.key.implementation).cmp(&(b.key.op_kind(), &b.key.implementation))
+    });
     for g in &mut groups {
         g.points.sort_by(|a, b| a.sol_s.total_cmp(&b.sol_s));
-        if let Some(f) = SaturationFit::fit(&g.points) {
-            g.fit = f;
-        }
+        g.refit(hw);
     }
     let first = records.first();
     let mut revisions: Vec<String> = records.iter().map(|r| r.git_revision.clone()).collect();
@@ -112,10 +108,11 @@ pub fn build(
         groups,
         error_pct: ErrorBars::default(),
     };
+    // Error bars come from the predictions `predict` makes: the fastest implementation's.
     let report = validate(&cal, hw)?;
     let p90 = |prov: Provenance| -> Option<f64> {
         let v: Vec<f64> = report
-            .residuals
+            .best_residuals
             .iter()
             .filter(|r| r.provenance == prov)
             .map(|r| r.ape * 100.0)
@@ -145,6 +142,9 @@ fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Residual {
     pub group: String,
+    /// The implementation predicted (for the fastest-implementation check: the one predicted
+    /// fastest).
+    pub implementation: String,
     pub shape: String,
     pub measured_s: f64,
     pub predicted_s: f64,
@@ -170,20 +170,16 @@ pub struct GroupStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct ValidationReport {
     pub method: String,
-    /// All groups together (`n`, `median_ape`, `p90_ape`, … at the top level of the JSON).
+    /// The fastest implementation per held-out shape, all op kinds together — what `predict`
+    /// answers (`n`, `median_ape`, `p90_ape`, … at the top level of the JSON).
     #[serde(flatten)]
     pub overall: GroupStats,
+    /// Every implementation's own held-out predictions, all together.
+    pub implementations: GroupStats,
+    /// Per op kind × implementation, then per op kind for the fastest ("… best").
     pub groups: Vec<GroupStats>,
     pub residuals: Vec<Residual>,
-}
-
-fn group_name(k: &GroupKey) -> String {
-    let class = match k.class {
-        crate::ops::OpClass::Matmul => "matmul",
-        crate::ops::OpClass::Attention => "attention",
-        _ => "other",
-    };
-    format!("{class} {} {}", k.dtype, k.kind).trim().to_string()
+    pub best_residuals: Vec<Residual>,
 }
 
 fn stats(group: String, rs: &[&Residual]) -> GroupStats {
@@ -200,50 +196,118 @@ fn stats(group: String, rs: &[&Residual]) -> GroupStats {
     }
 }
 
-/// Leave-one-out: each point of a group with at least three is predicted from the others.
+fn residual(
+    group: String,
+    implementation: &str,
+    op: &Op,
+    measured_s: f64,
+    predicted: (f64, Provenance),
+    hw: &HwProfile,
+) -> Result<Residual> {
+    let roofline_s = Roofline.predict(op, hw)?.seconds;
+    Ok(Residual {
+        group,
+        implementation: implementation.to_string(),
+        shape: op.to_string(),
+        measured_s,
+        predicted_s: predicted.0,
+        roofline_s,
+        ape: (predicted.0 - measured_s).abs() / measured_s,
+        roofline_ape: (roofline_s - measured_s).abs() / measured_s,
+        provenance: predicted.1,
+    })
+}
+
+/// The groups without `op`'s point, refitted.
+fn without(groups: &[&Group], op: &Op, hw: &HwProfile) -> Vec<Group> {
+    groups
+        .iter()
+        .map(|g| {
+            let mut rest = (*g).clone();
+            let before = rest.points.len();
+            rest.points.retain(|p| &p.op != op);
+            if rest.points.len() != before {
+                rest.refit(hw);
+            }
+            rest
+        })
+        .filter(|g| !g.points.is_empty())
+        .collect()
+}
+
+/// Leave-one-out, twice: each implementation's points (groups with at least three) predicted
+/// from the rest of that implementation's; and each shape's fastest measured time predicted as
+/// the fastest of every implementation's prediction with that shape held out of all of them.
 pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
     let mut residuals = Vec::new();
     for g in cal.groups.iter().filter(|g| g.points.len() >= 3) {
-        for (i, p) in g.points.iter().enumerate() {
-            let mut rest = g.clone();
-            rest.points.remove(i);
-            if let Some(f) = SaturationFit::fit(&rest.points) {
-                rest.fit = f;
-            }
-            let (util, provenance) = group_utilization(&rest, &p.features, p.sol_s);
-            let predicted_s = p.sol_s / util.max(1e-9);
-            let roofline_s = Roofline.predict(&p.op, hw)?.seconds;
-            residuals.push(Residual {
-                group: group_name(&g.key),
-                shape: p.op.to_string(),
-                measured_s: p.measured_s,
-                predicted_s,
-                roofline_s,
-                ape: (predicted_s - p.measured_s).abs() / p.measured_s,
-                roofline_ape: (roofline_s - p.measured_s).abs() / p.measured_s,
-                provenance,
-            });
+        for p in &g.points {
+            let rest = without(&[g], &p.op, hw);
+            let Some(predicted) = rest[0].predict_seconds(&p.op, &p.features, hw) else {
+                continue;
+            };
+            let name = format!("{} {}", g.key.op_kind(), g.key.implementation);
+            residuals.push(residual(
+                name,
+                &g.key.implementation,
+                &p.op,
+                p.measured_s,
+                predicted,
+                hw,
+            )?);
         }
     }
-    if residuals.is_empty() {
+    let mut best_residuals = Vec::new();
+    let mut kinds: Vec<GroupKey> = cal.groups.iter().map(|g| g.key.clone()).collect();
+    kinds.dedup_by(|a, b| a.same_op_kind(b));
+    for kind in &kinds {
+        let competing: Vec<&Group> = cal
+            .groups
+            .iter()
+            .filter(|g| g.key.same_op_kind(kind))
+            .collect();
+        let mut shapes: Vec<(&Op, f64)> = Vec::new();
+        for p in competing.iter().flat_map(|g| &g.points) {
+            match shapes.iter_mut().find(|(op, _)| *op == &p.op) {
+                Some((_, t)) => *t = t.min(p.measured_s),
+                None => shapes.push((&p.op, p.measured_s)),
+            }
+        }
+        if shapes.len() < 3 {
+            continue;
+        }
+        for (op, fastest_s) in shapes {
+            let rest = without(&competing, op, hw);
+            let Some((s, provenance, imp)) = predict_fastest(&rest, op, hw) else {
+                continue;
+            };
+            let name = format!("{} best", kind.op_kind());
+            best_residuals.push(residual(name, imp, op, fastest_s, (s, provenance), hw)?);
+        }
+    }
+    if residuals.is_empty() && best_residuals.is_empty() {
         return Err(Error::Unknown(
             "no group has the three measured shapes leave-one-out needs".into(),
         ));
     }
-    let mut names: Vec<String> = residuals.iter().map(|r| r.group.clone()).collect();
-    names.dedup();
-    let groups = names
-        .iter()
-        .map(|n| {
-            let rs: Vec<&Residual> = residuals.iter().filter(|r| &r.group == n).collect();
-            stats(n.clone(), &rs)
-        })
-        .collect();
+    let mut groups = Vec::new();
+    for set in [&residuals, &best_residuals] {
+        let mut names: Vec<String> = set.iter().map(|r| r.group.clone()).collect();
+        names.dedup();
+        for n in names {
+            let rs: Vec<&Residual> = set.iter().filter(|r| r.group == n).collect();
+            groups.push(stats(n, &rs));
+        }
+    }
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
     let all: Vec<&Residual> = residuals.iter().collect();
+    let best: Vec<&Residual> = best_residuals.iter().collect();
     Ok(ValidationReport {
-        method: "leave-one-out over each group's measured shapes".into(),
-        overall: stats("all".into(), &all),
+        method: "leave-one-out over the measured shapes".into(),
+        overall: stats("fastest implementation (what predict uses)".into(), &best),
+        implementations: stats("every implementation".into(), &all),
         groups,
         residuals,
+        best_residuals,
     })
 }

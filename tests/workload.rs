@@ -190,14 +190,20 @@ fn json_keeps_the_documented_keys() {
     }
     assert!(doc["memory"]["training"]["fits"].is_boolean());
     assert!(doc["memory"]["inference"]["fits"].is_boolean());
+    // The H100 calibration is embedded: it prices the matmuls and attention it measured.
+    let model = doc["provenance"]["cost_model"].as_str().unwrap();
+    assert!(model.starts_with("calibrated on NVIDIA H100"), "{model}");
+    let provenance = doc["provenance"]["op_provenance"].as_array().unwrap();
+    assert!(provenance.iter().any(|p| p != "roofline"), "{provenance:?}");
+    let roof = predict_json(&["--model", "llama-3-8b", "--hw", "h100-sxm", "--roofline"]);
     assert!(
-        doc["provenance"]["cost_model"]
+        roof["provenance"]["cost_model"]
             .as_str()
             .unwrap()
             .starts_with("roofline")
     );
     assert_eq!(
-        doc["provenance"]["op_provenance"],
+        roof["provenance"]["op_provenance"],
         serde_json::json!(["roofline"])
     );
     // The breakdown appears only when asked for, and its ops add up to the step time.

@@ -73,6 +73,24 @@ pub struct Variant {
     pub idea: &'static str,
     /// A vendor library (cuBLAS, cuBLASLt) rather than one of ours.
     pub vendor: bool,
+    /// Output rows × columns one workgroup (block) computes; attention: query rows × 1. The
+    /// cost model pads shapes to it (tile quantization). None where unknown (vendor libraries).
+    pub tile: Option<(u32, u32)>,
+}
+
+/// The tile of an implementation ("backend:variant", as results name it) for an op class,
+/// where the backend declares one.
+pub fn output_tile(implementation: &str, class: crate::ops::OpClass) -> Option<(u32, u32)> {
+    use crate::ops::OpClass;
+    let (backend, name) = implementation.split_once(':')?;
+    let candidates: Vec<Variant> = match (backend, class) {
+        ("wgpu", OpClass::Matmul) => wgpu::MATMUL_VARIANTS.to_vec(),
+        ("wgpu", OpClass::Attention) => wgpu::ATTENTION_VARIANTS.to_vec(),
+        ("cuda", OpClass::Matmul) => cuda::MATMUL_VARIANTS.to_vec(),
+        ("cuda", OpClass::Attention) => cuda::ATTENTION_VARIANTS.to_vec(),
+        _ => Vec::new(),
+    };
+    candidates.iter().find(|v| v.name == name)?.tile
 }
 
 /// One reading of a device's sensors (NVML on NVIDIA).

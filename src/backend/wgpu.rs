@@ -35,16 +35,19 @@ pub const MATMUL_VARIANTS: [Variant; 3] = [
         name: "naive",
         idea: "one invocation per output, operands from global memory",
         vendor: false,
+        tile: Some((16, 16)),
     },
     Variant {
         name: "tiled",
         idea: "16x16 tiles of A and B staged in workgroup memory",
         vendor: false,
+        tile: Some((16, 16)),
     },
     Variant {
         name: "regblock",
         idea: "64x128 block per workgroup, 4x8 register micro-tile of vec4 accumulators per invocation",
         vendor: false,
+        tile: Some((64, 128)),
     },
 ];
 
@@ -53,11 +56,13 @@ pub const ATTENTION_VARIANTS: [Variant; 2] = [
         name: "naive",
         idea: "three passes: scores, softmax and PV through a materialized score matrix",
         vendor: false,
+        tile: None,
     },
     Variant {
         name: "fused",
         idea: "online softmax over K/V blocks in workgroup memory; scores stay on chip",
         vendor: false,
+        tile: Some((64, 1)),
     },
 ];
 

@@ -99,7 +99,7 @@ fn report_table(r: &ValidationReport) -> String {
         "roofline median",
         "roofline p90",
     ]);
-    for g in r.groups.iter().chain([&r.overall]) {
+    for g in r.groups.iter().chain([&r.implementations, &r.overall]) {
         b.push_record([
             g.group.clone(),
             g.n.to_string(),

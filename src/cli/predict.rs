@@ -149,8 +149,7 @@ pub(super) fn cost_model(
         (_, true) => None,
         (Some(path), _) => {
             let file = path.display().to_string();
-            let cal: Calibration =
-                crate::error::parse_json(&file, &crate::error::read_to_string(path)?)?;
+            let cal = Calibration::parse(&file, &crate::error::read_to_string(path)?)?;
             if cal.profile != hardware.name {
                 return Err(Error::field(
                     &file,

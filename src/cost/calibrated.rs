@@ -1,22 +1,29 @@
-//! The calibrated cost model: speed-of-light time ÷ a utilization measured on the device.
+//! The calibrated cost model: each implementation's time, fitted to its measurements.
 //!
-//! A `Calibration` holds, per op group (class × dtype × attention kind), the measured points:
-//! each shape's speed-of-light time (datasheet peak and bandwidth, no efficiency, no launch cost)
-//! and its measured time. A prediction looks the shape up: an exact match is `Measured`; inside
-//! the measured grid the utilization is interpolated in log-shape space between the nearest
-//! neighbours (`Interpolated`); outside it a saturating curve fitted to the group gives it
-//! (`Extrapolated`); an op with no group falls back to the roofline (`Roofline`). Each carries the
-//! error bar its provenance class earned in leave-one-out validation.
+//! A `Calibration` holds, per group (op class × dtype × attention kind × implementation), the
+//! measured points and a parametric time model fitted to them:
+//! `t = launch_s + quantized FLOPs ÷ flops_per_s + bytes ÷ bytes_per_s`, where the FLOPs are
+//! padded to the implementation's tile and rounded up to whole waves over the device's compute
+//! units (tile and wave quantization). Its utilization (speed of light ÷ t) saturates with problem
+//! size: the launch cost dominates small problems, the fitted rates large ones.
+//!
+//! A prediction looks the shape up: an exact match is `Measured`; inside the measured grid the
+//! fit is corrected by the log residuals of the nearest measured neighbours in log-shape space
+//! (`Interpolated`); outside it by the nearest one's residual (`Extrapolated`); an op with no
+//! group falls back to the roofline (`Roofline`). With several implementations of an op (the
+//! "best" calibration) the fastest prediction wins, as a framework would pick the fastest kernel.
+//! Each prediction carries the error bar its provenance class earned in leave-one-out validation.
 
 use super::{Bound, CostModel, Prediction, Provenance, Roofline};
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hw::HwProfile;
 use crate::ops::{Op, OpClass};
 use serde::{Deserialize, Serialize};
+use std::f64::consts::LN_2;
 
-/// Version of the calibration file format.
-pub const CALIBRATION_SCHEMA_VERSION: u32 = 1;
+/// Version of the calibration file format (2: one group per implementation, a time model).
+pub const CALIBRATION_SCHEMA_VERSION: u32 = 2;
 
 /// Which measured points can stand for an op.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +32,27 @@ pub struct GroupKey {
     pub dtype: DType,
     /// Attention: head dim and kind ("d128 causal", "d64 full", "d128 decode"); empty otherwise.
     pub kind: String,
+    /// backend:variant, e.g. "cuda:cublas".
+    pub implementation: String,
+}
+
+impl GroupKey {
+    /// Same op class, dtype and kind: implementations that compete for the same op.
+    pub fn same_op_kind(&self, other: &GroupKey) -> bool {
+        self.class == other.class && self.dtype == other.dtype && self.kind == other.kind
+    }
+
+    /// "matmul bf16", "attention fp16 d64 causal".
+    pub fn op_kind(&self) -> String {
+        let class = match self.class {
+            OpClass::Matmul => "matmul",
+            OpClass::Attention => "attention",
+            _ => "other",
+        };
+        format!("{class} {} {}", self.dtype, self.kind)
+            .trim()
+            .to_string()
+    }
 }
 
 /// One measured shape.
@@ -32,67 +60,143 @@ pub struct GroupKey {
 pub struct Point {
     /// The measured op and shape.
     pub op: Op,
-    /// log2 of the shape's dimensions (see `features`).
+    /// log2 of the shape's dimensions (see `key_and_features`).
     pub features: Vec<f64>,
+    /// Speed-of-light time: datasheet peak and bandwidth, no efficiency, no launch cost.
     pub sol_s: f64,
     pub measured_s: f64,
     /// Half the p10–p90 spread relative to the median: the run-to-run noise of this point.
     pub noise: f64,
-    /// Which implementation was measured (backend:variant).
-    pub implementation: String,
 }
 
 impl Point {
+    /// Measured utilization: speed-of-light time ÷ measured time.
     pub fn utilization(&self) -> f64 {
         self.sol_s / self.measured_s
     }
 }
 
-/// utilization(sol) = u_max · sol / (sol + half_s): small problems cannot fill the device.
+/// `t = launch_s + work_flops ÷ flops_per_s + bytes ÷ bytes_per_s`; a term the data does not
+/// support (its fitted coefficient would be negative) is left out (None).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SaturationFit {
-    pub u_max: f64,
-    pub half_s: f64,
+pub struct TimeFit {
+    pub launch_s: f64,
+    /// Achieved rate on tile- and wave-quantized FLOPs.
+    pub flops_per_s: Option<f64>,
+    /// Achieved bandwidth on the op's minimum bytes.
+    pub bytes_per_s: Option<f64>,
 }
 
-impl SaturationFit {
-    pub fn utilization(&self, sol_s: f64) -> f64 {
-        self.u_max * sol_s / (sol_s + self.half_s)
+/// What a time model is a function of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Work {
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+impl TimeFit {
+    pub fn seconds(&self, w: Work) -> f64 {
+        self.launch_s
+            + self.flops_per_s.map_or(0.0, |r| w.flops / r)
+            + self.bytes_per_s.map_or(0.0, |r| w.bytes / r)
     }
 
-    /// Least squares in log space over a grid of half-saturation times.
-    pub fn fit(points: &[Point]) -> Option<SaturationFit> {
-        if points.is_empty() {
-            return None;
-        }
-        let lo = points.iter().map(|p| p.sol_s).fold(f64::INFINITY, f64::min);
-        let hi = points.iter().map(|p| p.sol_s).fold(0.0, f64::max);
-        let mut best: Option<(f64, SaturationFit)> = None;
-        for i in 0..=80 {
-            let half_s = lo / 100.0 * (hi * 100.0 / (lo / 100.0)).powf(f64::from(i) / 80.0);
-            let logs: Vec<(f64, f64)> = points
-                .iter()
-                .map(|p| (p.utilization().ln(), (p.sol_s / (p.sol_s + half_s)).ln()))
-                .collect();
-            let ln_u = logs.iter().map(|(u, g)| u - g).sum::<f64>() / logs.len() as f64;
-            let err: f64 = logs.iter().map(|(u, g)| (u - g - ln_u).powi(2)).sum();
-            let fit = SaturationFit {
-                u_max: ln_u.exp(),
-                half_s,
-            };
-            if best.is_none_or(|(e, _)| err < e) {
-                best = Some((err, fit));
+    /// Non-negative least squares on relative error, Σ ((model − t) ÷ t)², trying every subset of
+    /// the three terms and keeping the best one whose coefficients are all positive.
+    pub fn fit(data: &[(Work, f64)]) -> Option<TimeFit> {
+        let cols = |w: &Work| [1.0, w.flops, w.bytes];
+        // Scale each column to at most 1 so the normal equations are well conditioned.
+        let mut scale = [0.0f64; 3];
+        for (w, t) in data {
+            for (s, c) in scale.iter_mut().zip(cols(w)) {
+                *s = s.max(c / t);
             }
         }
-        best.map(|(_, f)| f)
+        let mut best: Option<(f64, [f64; 3])> = None;
+        // Simplest physical models first, so that an exact fit to one or two points (a tie) is a
+        // rate rather than a constant: flops, bytes, both, then with a launch cost, then launch.
+        for mask in [0b010u8, 0b100, 0b110, 0b011, 0b101, 0b111, 0b001] {
+            let used: Vec<usize> = (0..3)
+                .filter(|i| mask & (1 << i) != 0 && scale[*i] > 0.0)
+                .collect();
+            if used.len() != mask.count_ones() as usize {
+                continue;
+            }
+            let rows: Vec<Vec<f64>> = data
+                .iter()
+                .map(|(w, t)| {
+                    let c = cols(w);
+                    used.iter().map(|&i| c[i] / t / scale[i]).collect()
+                })
+                .collect();
+            let Some(x) = least_squares(&rows) else {
+                continue;
+            };
+            if x.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+                continue;
+            }
+            let mut coef = [0.0; 3];
+            for (j, &i) in used.iter().enumerate() {
+                coef[i] = x[j] / scale[i];
+            }
+            let err: f64 = data
+                .iter()
+                .map(|(w, t)| {
+                    let c = cols(w);
+                    ((c[0] * coef[0] + c[1] * coef[1] + c[2] * coef[2]) / t - 1.0).powi(2)
+                })
+                .sum();
+            if best.is_none_or(|(e, _)| err < e * (1.0 - 1e-9) - 1e-12) {
+                best = Some((err, coef));
+            }
+        }
+        best.map(|(_, c)| TimeFit {
+            launch_s: c[0],
+            flops_per_s: (c[1] > 0.0).then(|| 1.0 / c[1]),
+            bytes_per_s: (c[2] > 0.0).then(|| 1.0 / c[2]),
+        })
     }
+}
+
+/// Least-squares solution of rows · x ≈ 1 (normal equations, Gaussian elimination with
+/// partial pivoting); None when singular.
+fn least_squares(rows: &[Vec<f64>]) -> Option<Vec<f64>> {
+    let n = rows.first()?.len();
+    let mut a = vec![vec![0.0; n + 1]; n];
+    for r in rows {
+        for i in 0..n {
+            for j in 0..n {
+                a[i][j] += r[i] * r[j];
+            }
+            a[i][n] += r[i];
+        }
+    }
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        for row in 0..n {
+            if row != col {
+                let f = a[row][col] / a[col][col];
+                let pivot_row = a[col].clone();
+                for (x, p) in a[row].iter_mut().zip(pivot_row).skip(col) {
+                    *x -= f * p;
+                }
+            }
+        }
+    }
+    Some((0..n).map(|i| a[i][n] / a[i][i]).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     pub key: GroupKey,
+    /// The implementation's output tile (rows × columns; attention: query rows × 1), if known.
+    pub tile: Option<(u32, u32)>,
     pub points: Vec<Point>,
-    pub fit: SaturationFit,
+    pub fit: TimeFit,
 }
 
 /// ± relative error in percent per provenance class (p90 of the validation residuals; for
@@ -112,7 +216,7 @@ pub struct Calibration {
     pub profile: String,
     pub device: String,
     pub driver: String,
-    /// "best" (the fastest correct implementation per shape) or one backend:variant.
+    /// "best" (every correct implementation; predictions take the fastest) or one backend:variant.
     pub implementation: String,
     pub sources: Vec<String>,
     pub git_revisions: Vec<String>,
@@ -120,13 +224,42 @@ pub struct Calibration {
     pub error_pct: ErrorBars,
 }
 
+impl Calibration {
+    /// Reads a calibration file's text; a file of another schema version is an error.
+    pub fn parse(file: &str, text: &str) -> Result<Calibration> {
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: Option<u32>,
+        }
+        let v: Version = crate::error::parse_json(file, text)?;
+        if v.schema_version != Some(CALIBRATION_SCHEMA_VERSION) {
+            return Err(Error::field(
+                file,
+                "schema_version",
+                format!(
+                    "is {}, this gpucost reads {CALIBRATION_SCHEMA_VERSION}: run gpucost calibrate again",
+                    v.schema_version
+                        .map_or_else(|| "missing".to_string(), |x| x.to_string())
+                ),
+            ));
+        }
+        crate::error::parse_json(file, text)
+    }
+}
+
 /// Calibrations built into the binary, by profile name (`gpucost calibrate` writes them into
-/// hw_profiles/; rebuild to embed a new one). The H100's is not embedded yet: from the partial
-/// sweeps it has, its held-out p90 error is worse than the roofline's (see the README).
-const EMBEDDED: &[(&str, &str)] = &[(
-    "lavapipe",
-    include_str!("../../hw_profiles/lavapipe.calibration.json"),
-)];
+/// hw_profiles/; rebuild to embed a new one). The H100's comes from partial sweeps: it beats the
+/// roofline held out, with wide error bars where it extrapolates (see the README).
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "lavapipe",
+        include_str!("../../hw_profiles/lavapipe.calibration.json"),
+    ),
+    (
+        "h100-sxm",
+        include_str!("../../hw_profiles/h100-sxm.calibration.json"),
+    ),
+];
 
 /// The embedded calibration for a profile, if there is one.
 pub fn embedded(profile: &str) -> Result<Option<Calibration>> {
@@ -134,12 +267,13 @@ pub fn embedded(profile: &str) -> Result<Option<Calibration>> {
         .iter()
         .find(|(name, _)| *name == profile)
         .map(|(name, text)| {
-            crate::error::parse_json(&format!("hw_profiles/{name}.calibration.json"), text)
+            Calibration::parse(&format!("hw_profiles/{name}.calibration.json"), text)
         })
         .transpose()
 }
 
-/// Group key and features of an op, where the op kind is calibrated at all.
+/// Group key (implementation left empty) and features of an op, where the op kind is
+/// calibrated at all.
 pub fn key_and_features(op: &Op) -> Option<(GroupKey, Vec<f64>)> {
     let l = |x: u64| (x.max(1) as f64).log2();
     match op {
@@ -148,6 +282,7 @@ pub fn key_and_features(op: &Op) -> Option<(GroupKey, Vec<f64>)> {
                 class: OpClass::Matmul,
                 dtype: m.input,
                 kind: String::new(),
+                implementation: String::new(),
             },
             vec![l(m.batch * m.m), l(m.n), l(m.k)],
         )),
@@ -164,6 +299,7 @@ pub fn key_and_features(op: &Op) -> Option<(GroupKey, Vec<f64>)> {
                     class: OpClass::Attention,
                     dtype: a.dtype,
                     kind: format!("d{} {kind}", a.qk_head_dim),
+                    implementation: String::new(),
                 },
                 vec![
                     l(a.batch * a.q_heads),
@@ -186,6 +322,110 @@ pub fn speed_of_light(op: &Op, hw: &HwProfile) -> Result<f64> {
     Ok((op.flops() / peak).max(op.min_bytes() / hw.memory_bandwidth_bytes_per_s.value))
 }
 
+/// The FLOPs an implementation with output tile `tile` really spends: every tile it launches is
+/// full (tile quantization), and tiles run in whole waves of one per compute unit (wave
+/// quantization). Unknown tile: the op's own FLOPs.
+pub fn quantized_flops(op: &Op, tile: Option<(u32, u32)>, compute_units: u64) -> f64 {
+    let units = compute_units.max(1);
+    let waves_of = |tiles: u64| tiles.div_ceil(units) * units;
+    match (op, tile) {
+        (Op::Matmul(m), Some((tm, tn))) => {
+            let (tm, tn) = (u64::from(tm.max(1)), u64::from(tn.max(1)));
+            let tiles = m.batch * m.m.div_ceil(tm) * m.n.div_ceil(tn);
+            2.0 * waves_of(tiles) as f64 * (tm * tn) as f64 * m.k as f64
+        }
+        (Op::Attention(a), Some((tq, _))) if a.q_len > 0 => {
+            let tq = u64::from(tq.max(1));
+            let tiles = a.batch * a.q_heads * a.q_len.div_ceil(tq);
+            let per_row = op.flops() / (a.batch * a.q_heads * a.q_len) as f64;
+            per_row * waves_of(tiles) as f64 * tq as f64
+        }
+        _ => op.flops(),
+    }
+}
+
+impl Group {
+    pub fn work(&self, op: &Op, hw: &HwProfile) -> Work {
+        Work {
+            flops: quantized_flops(op, self.tile, u64::from(hw.compute_units.value)),
+            bytes: op.min_bytes(),
+        }
+    }
+
+    /// Refits the time model to the group's points (kept as is when they cannot be fitted).
+    pub fn refit(&mut self, hw: &HwProfile) {
+        let data: Vec<(Work, f64)> = self
+            .points
+            .iter()
+            .map(|p| (self.work(&p.op, hw), p.measured_s))
+            .collect();
+        if let Some(f) = TimeFit::fit(&data) {
+            self.fit = f;
+        }
+    }
+
+    /// log(measured ÷ fitted) of a point: what the time model misses there.
+    fn residual(&self, p: &Point, hw: &HwProfile) -> f64 {
+        (p.measured_s / self.fit.seconds(self.work(&p.op, hw))).ln()
+    }
+
+    /// This implementation's predicted time for `op` (with `features`), and how it was obtained.
+    /// None for a group without points.
+    pub fn predict_seconds(
+        &self,
+        op: &Op,
+        features: &[f64],
+        hw: &HwProfile,
+    ) -> Option<(f64, Provenance)> {
+        let mut near: Vec<(f64, &Point)> = self
+            .points
+            .iter()
+            .map(|p| (distance(&p.features, features), p))
+            .collect();
+        near.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (d0, nearest) = *near.first()?;
+        if d0 < 1e-9 {
+            return Some((nearest.measured_s, Provenance::Measured));
+        }
+        let base = self.fit.seconds(self.work(op, hw));
+        let inside = (0..features.len()).all(|i| {
+            let (lo, hi) = self
+                .points
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+                    (l.min(p.features[i]), h.max(p.features[i]))
+                });
+            features[i] >= lo && features[i] <= hi
+        });
+        if inside && near.len() >= 2 {
+            // Inverse-distance weights over the four nearest, on the log residuals.
+            let (mut num, mut den) = (0.0, 0.0);
+            for (d, p) in near.iter().take(4) {
+                let w = 1.0 / (d * d);
+                num += w * self.residual(p, hw);
+                den += w;
+            }
+            return Some((base * (num / den).exp(), Provenance::Interpolated));
+        }
+        // Outside the grid: the nearest point's residual, at most a factor of two either way
+        // (a correction measured far away is not trusted further). Two physical limits: never
+        // faster than speed of light, and a problem larger than every measured one runs at no
+        // lower utilization than the largest measured one (devices fill up as work grows).
+        let r = self.residual(nearest, hw).clamp(-LN_2, LN_2);
+        let sol = speed_of_light(op, hw).ok()?;
+        let mut seconds = base * r.exp();
+        if let Some(largest) = self
+            .points
+            .iter()
+            .max_by(|a, b| a.sol_s.total_cmp(&b.sol_s))
+            && sol > largest.sol_s
+        {
+            seconds = seconds.min(sol / largest.utilization());
+        }
+        Some((seconds.max(sol), Provenance::Extrapolated))
+    }
+}
+
 fn distance(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
@@ -194,52 +434,38 @@ fn distance(a: &[f64], b: &[f64]) -> f64 {
         .sqrt()
 }
 
-/// The utilization a group predicts for `features` at speed-of-light time `sol_s`, and how.
-pub fn group_utilization(group: &Group, features: &[f64], sol_s: f64) -> (f64, Provenance) {
-    let mut near: Vec<(f64, &Point)> = group
-        .points
-        .iter()
-        .map(|p| (distance(&p.features, features), p))
-        .collect();
-    near.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if let Some((d, p)) = near.first()
-        && *d < 1e-9
-    {
-        return (p.utilization(), Provenance::Measured);
+/// How much a provenance is trusted when implementations compete (lower is better).
+fn trust_rank(p: Provenance) -> u8 {
+    match p {
+        Provenance::Measured => 0,
+        Provenance::Interpolated => 1,
+        Provenance::Extrapolated => 2,
+        Provenance::Roofline => 3,
     }
-    let inside = (0..features.len()).all(|i| {
-        let lo = group
-            .points
-            .iter()
-            .map(|p| p.features[i])
-            .fold(f64::INFINITY, f64::min);
-        let hi = group
-            .points
-            .iter()
-            .map(|p| p.features[i])
-            .fold(f64::NEG_INFINITY, f64::max);
-        features[i] >= lo && features[i] <= hi
-    });
-    if inside && near.len() >= 2 {
-        // Inverse-distance weights over the four nearest, on log utilization.
-        let (mut num, mut den) = (0.0, 0.0);
-        for (d, p) in near.iter().take(4) {
-            let w = 1.0 / (d * d);
-            num += w * p.utilization().ln();
-            den += w;
-        }
-        return ((num / den).exp(), Provenance::Interpolated);
-    }
-    // Outside the grid: the nearest measured point's utilization, moved along the fitted curve
-    // by at most a factor of two (a curve fitted to few points is not trusted further).
-    let (_, nearest) = near[0];
-    let ratio = group.fit.utilization(sol_s) / group.fit.utilization(nearest.sol_s);
-    let ratio = if ratio.is_finite() {
-        ratio.clamp(0.5, 2.0)
-    } else {
-        1.0
-    };
-    (nearest.utilization() * ratio, Provenance::Extrapolated)
+}
+
+/// The fastest prediction over `groups` that compete for `op` (same class, dtype and kind):
+/// seconds, provenance, and the implementation. Only the best-supported predictions compete —
+/// measured before interpolated before extrapolated — so that an implementation measured far
+/// from this shape cannot win on an extrapolation.
+pub fn predict_fastest<'a>(
+    groups: impl IntoIterator<Item = &'a Group>,
+    op: &Op,
+    hw: &HwProfile,
+) -> Option<(f64, Provenance, &'a str)> {
+    let (key, features) = key_and_features(op)?;
+    groups
+        .into_iter()
+        .filter(|g| g.key.same_op_kind(&key))
+        .filter_map(|g| {
+            g.predict_seconds(op, &features, hw)
+                .map(|(s, p)| (s, p, g.key.implementation.as_str()))
+        })
+        .min_by(|a, b| {
+            trust_rank(a.1)
+                .cmp(&trust_rank(b.1))
+                .then(a.0.total_cmp(&b.0))
+        })
 }
 
 /// The calibrated model; ops it has no group for are priced by the roofline.
@@ -262,15 +488,12 @@ impl CostModel for CalibratedModel {
     }
 
     fn predict(&self, op: &Op, hw: &HwProfile) -> Result<Prediction> {
-        let Some((key, features)) = key_and_features(op) else {
-            return Roofline.predict(op, hw);
-        };
-        let Some(group) = self.calibration.groups.iter().find(|g| g.key == key) else {
+        let Some((seconds, provenance, implementation)) =
+            predict_fastest(&self.calibration.groups, op, hw)
+        else {
             return Roofline.predict(op, hw);
         };
         let sol = speed_of_light(op, hw)?;
-        let (util, provenance) = group_utilization(group, &features, sol);
-        let seconds = sol / util.max(1e-9);
         let peak = hw.require_peak_flops(op.dtype())?;
         let compute_s = op.flops() / peak;
         let memory_s = op.min_bytes() / hw.memory_bandwidth_bytes_per_s.value;
@@ -294,7 +517,10 @@ impl CostModel for CalibratedModel {
                 Provenance::Extrapolated => e.extrapolated,
                 Provenance::Roofline => None,
             },
-            detail: format!("utilization {:.3} of speed of light", util),
+            detail: format!(
+                "{implementation}, utilization {:.3} of speed of light",
+                sol / seconds
+            ),
         })
     }
 }
@@ -302,16 +528,46 @@ impl CostModel for CalibratedModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::Matmul;
 
-    fn point(sol_s: f64, util: f64, features: Vec<f64>) -> Point {
-        Point {
-            op: Op::Matmul(crate::ops::Matmul::new(1, 1, 1, 1, DType::Bf16)),
-            features,
-            sol_s,
-            measured_s: sol_s / util,
-            noise: 0.01,
-            implementation: "x".into(),
-        }
+    fn lavapipe() -> HwProfile {
+        crate::hw::load("lavapipe").unwrap()
+    }
+
+    /// A group of square fp32 matmuls timed by `time(op)`.
+    fn group(implementation: &str, sizes: &[u64], time: impl Fn(&Op) -> f64) -> Group {
+        let hw = lavapipe();
+        let points = sizes
+            .iter()
+            .map(|&n| {
+                let op = Op::Matmul(Matmul::new(1, n, n, n, DType::Fp32));
+                let (_, features) = key_and_features(&op).unwrap();
+                Point {
+                    sol_s: speed_of_light(&op, &hw).unwrap(),
+                    measured_s: time(&op),
+                    features,
+                    noise: 0.01,
+                    op,
+                }
+            })
+            .collect();
+        let mut g = Group {
+            key: GroupKey {
+                class: OpClass::Matmul,
+                dtype: DType::Fp32,
+                kind: String::new(),
+                implementation: implementation.into(),
+            },
+            tile: None,
+            points,
+            fit: TimeFit {
+                launch_s: 0.0,
+                flops_per_s: None,
+                bytes_per_s: None,
+            },
+        };
+        g.refit(&hw);
+        g
     }
 
     #[test]
@@ -326,45 +582,125 @@ mod tests {
     }
 
     #[test]
-    fn saturation_fit_recovers_its_curve() {
-        let truth = SaturationFit {
-            u_max: 0.8,
-            half_s: 1e-5,
+    fn a_file_of_another_schema_version_is_refused_by_name() {
+        let e = Calibration::parse("old.json", r#"{"schema_version": 1, "groups": []}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("old.json: schema_version: is 1"), "{e}");
+    }
+
+    #[test]
+    fn time_fit_recovers_launch_rate_and_bandwidth() {
+        let truth = TimeFit {
+            launch_s: 5e-6,
+            flops_per_s: Some(1e12),
+            bytes_per_s: Some(1e11),
         };
-        let points: Vec<Point> = [1e-6, 1e-5, 1e-4, 1e-3]
+        let data: Vec<(Work, f64)> = [(1e6, 1e7), (1e9, 1e6), (1e10, 1e9), (1e12, 1e8), (1e7, 1e5)]
             .iter()
-            .map(|&s| point(s, truth.utilization(s), vec![]))
+            .map(|&(flops, bytes)| {
+                let w = Work { flops, bytes };
+                (w, truth.seconds(w))
+            })
             .collect();
-        let fit = SaturationFit::fit(&points).unwrap();
-        for p in &points {
-            let rel = fit.utilization(p.sol_s) / p.utilization() - 1.0;
-            assert!(rel.abs() < 0.05, "{rel}");
-        }
+        let fit = TimeFit::fit(&data).unwrap();
+        assert!((fit.launch_s / 5e-6 - 1.0).abs() < 1e-6, "{fit:?}");
+        assert!(
+            (fit.flops_per_s.unwrap() / 1e12 - 1.0).abs() < 1e-6,
+            "{fit:?}"
+        );
+        assert!(
+            (fit.bytes_per_s.unwrap() / 1e11 - 1.0).abs() < 1e-6,
+            "{fit:?}"
+        );
+    }
+
+    #[test]
+    fn a_term_the_data_contradicts_is_dropped() {
+        // Time falls as bytes grow: no positive bandwidth explains it, so that term goes.
+        let data = [
+            (
+                Work {
+                    flops: 1e9,
+                    bytes: 1e6,
+                },
+                2e-3,
+            ),
+            (
+                Work {
+                    flops: 2e9,
+                    bytes: 1e5,
+                },
+                4e-3,
+            ),
+            (
+                Work {
+                    flops: 4e9,
+                    bytes: 1e4,
+                },
+                8e-3,
+            ),
+        ];
+        let fit = TimeFit::fit(&data).unwrap();
+        assert_eq!(fit.bytes_per_s, None);
+        assert!((fit.flops_per_s.unwrap() / 5e11 - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn tiles_and_waves_pad_the_work() {
+        let op = Op::Matmul(Matmul::new(1, 1, 512, 512, DType::Fp32));
+        // 1×512 output in 64×128 tiles: 4 tiles, two waves of two units, each tile full.
+        let q = quantized_flops(&op, Some((64, 128)), 2);
+        assert_eq!(q, 2.0 * 4.0 * 64.0 * 128.0 * 512.0);
+        // 5 tiles on 2 units take 3 waves: 6 tiles' work.
+        let op5 = Op::Matmul(Matmul::new(1, 64, 640, 8, DType::Fp32));
+        assert_eq!(
+            quantized_flops(&op5, Some((64, 128)), 2),
+            2.0 * 6.0 * 64.0 * 128.0 * 8.0
+        );
+        assert_eq!(quantized_flops(&op, None, 2), op.flops());
     }
 
     #[test]
     fn exact_inside_and_outside_the_grid() {
-        let points = vec![
-            point(1.0, 0.5, vec![0.0, 0.0]),
-            point(1.0, 0.7, vec![2.0, 0.0]),
-            point(1.0, 0.6, vec![0.0, 2.0]),
-            point(1.0, 0.8, vec![2.0, 2.0]),
-        ];
-        let group = Group {
-            key: GroupKey {
-                class: OpClass::Matmul,
-                dtype: DType::Bf16,
-                kind: String::new(),
-            },
-            fit: SaturationFit::fit(&points).unwrap(),
-            points,
+        let hw = lavapipe();
+        let g = group("wgpu:x", &[64, 128, 256, 512], |op| {
+            1e-4 + op.flops() / 5e10
+        });
+        let at = |n: u64| {
+            let op = Op::Matmul(Matmul::new(1, n, n, n, DType::Fp32));
+            let (_, f) = key_and_features(&op).unwrap();
+            (
+                g.predict_seconds(&op, &f, &hw).unwrap(),
+                1e-4 + op.flops() / 5e10,
+            )
         };
-        let (u, p) = group_utilization(&group, &[2.0, 0.0], 1.0);
-        assert_eq!((u, p), (0.7, Provenance::Measured));
-        let (u, p) = group_utilization(&group, &[1.0, 1.0], 1.0);
+        let ((s, p), truth) = at(128);
+        assert_eq!(p, Provenance::Measured);
+        assert_eq!(s, truth);
+        let ((s, p), truth) = at(200);
         assert_eq!(p, Provenance::Interpolated);
-        assert!(u > 0.5 && u < 0.8);
-        let (_, p) = group_utilization(&group, &[5.0, 1.0], 1.0);
+        assert!((s / truth - 1.0).abs() < 1e-6, "{s} {truth}");
+        let ((s, p), truth) = at(2048);
         assert_eq!(p, Provenance::Extrapolated);
+        assert!((s / truth - 1.0).abs() < 1e-6, "{s} {truth}");
+    }
+
+    #[test]
+    fn the_fastest_well_supported_implementation_wins() {
+        let hw = lavapipe();
+        let slow = group("wgpu:slow", &[64, 128, 256, 512], |op| {
+            1e-4 + op.flops() / 1e10
+        });
+        let fast = group("wgpu:fast", &[64, 128, 256, 512], |op| {
+            1e-4 + op.flops() / 4e10
+        });
+        // Measured only on tiny shapes, and apparently very fast there: at 300 it extrapolates,
+        // and must not beat an interpolation.
+        let tiny = group("wgpu:tiny", &[8, 16, 24], |op| 1e-6 + op.flops() / 1e13);
+        let op = Op::Matmul(Matmul::new(1, 300, 300, 300, DType::Fp32));
+        let groups = [slow, fast, tiny];
+        let (_, p, imp) = predict_fastest(&groups, &op, &hw).unwrap();
+        assert_eq!((p, imp), (Provenance::Interpolated, "wgpu:fast"));
     }
 }

@@ -63,57 +63,68 @@ const FP32_VARIANTS: [Variant; 4] = [
         name: "naive",
         idea: "one thread per output, operands from global memory",
         vendor: false,
+        tile: Some((16, 16)),
     },
     Variant {
         name: "tiled",
         idea: "32x32 shared-memory tiles",
         vendor: false,
+        tile: Some((32, 32)),
     },
     Variant {
         name: "regblock",
         idea: "128x128 block, 8x8 register micro-tiles, warp tiling, float4 loads",
         vendor: false,
+        tile: Some((128, 128)),
     },
     Variant {
         name: "cublas",
         idea: "cuBLAS sgemm (plain fp32 math)",
         vendor: true,
+        tile: None,
     },
 ];
 const MMA: Variant = Variant {
     name: "mma",
     idea: "mma.sync tensor cores, 128x128 block, cp.async double buffering",
     vendor: false,
+    tile: Some((128, 128)),
 };
 const CUBLAS: Variant = Variant {
     name: "cublas",
     idea: "cublasGemmStridedBatchedEx",
     vendor: true,
+    tile: None,
 };
 const CUBLAS_TF32: Variant = Variant {
     name: "cublas-tf32",
     idea: "cuBLAS fp32 with TF32 tensor-core math (CUBLAS_COMPUTE_32F_FAST_TF32)",
     vendor: true,
+    tile: None,
 };
 const CUBLASLT: Variant = Variant {
     name: "cublaslt",
     idea: "cuBLASLt fp8 e4m3 matmul, bf16 out",
     vendor: true,
+    tile: None,
 };
 const ATTN_NAIVE: Variant = Variant {
     name: "naive",
     idea: "three kernels through a materialized f32 score matrix",
     vendor: false,
+    tile: None,
 };
 const ATTN_FLASH: Variant = Variant {
     name: "flash",
     idea: "FlashAttention-2-style fused forward on mma.sync, online softmax in registers",
     vendor: false,
+    tile: Some((64, 1)),
 };
 const ATTN_DECODE: Variant = Variant {
     name: "decode",
     idea: "one query token, KV cache split across blocks, partials merged",
     vendor: false,
+    tile: None,
 };
 
 /// The element type a buffer holds on the device.
@@ -218,6 +229,19 @@ fn attention_elem(dtype: DType) -> Option<Elem> {
 }
 
 /// Keys per block of the split-KV decode kernel.
+/// Every matmul and attention variant this backend has (for lookups by name).
+pub const MATMUL_VARIANTS: [Variant; 8] = [
+    FP32_VARIANTS[0],
+    FP32_VARIANTS[1],
+    FP32_VARIANTS[2],
+    FP32_VARIANTS[3],
+    MMA,
+    CUBLAS,
+    CUBLAS_TF32,
+    CUBLASLT,
+];
+pub const ATTENTION_VARIANTS: [Variant; 3] = [ATTN_NAIVE, ATTN_FLASH, ATTN_DECODE];
+
 const DECODE_CHUNK: u64 = 256;
 
 /// A kernel to launch: file, function, grid, block, dynamic shared memory.
