@@ -41,6 +41,11 @@ fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
                 .into_iter()
                 .map(Op::Matmul)
                 .collect(),
+            "memory" => bench::shapes::memory_shapes("smoke", dtype, f64::INFINITY)
+                .unwrap()
+                .into_iter()
+                .map(Op::Memory)
+                .collect(),
             _ => bench::shapes::attention_shapes("smoke", dtype, f64::INFINITY)
                 .unwrap()
                 .into_iter()
@@ -71,6 +76,11 @@ fn every_matmul_variant_matches_the_reference_on_smoke_shapes() {
 #[test]
 fn every_attention_variant_matches_the_reference_on_smoke_shapes() {
     check_smoke_shapes("attention", &["naive", "fused"]);
+}
+
+#[test]
+fn every_memory_kernel_matches_the_reference_on_smoke_shapes() {
+    check_smoke_shapes("memory", &["elementwise"]);
 }
 
 /// A real kernel's output, compared with the reference of other inputs, must fail the check.

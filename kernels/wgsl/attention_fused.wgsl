@@ -5,7 +5,11 @@
 // expect it to beat the naive three-pass kernel by the score matrix's round trips, most at long
 // sequences.
 //
-// Layout as the naive kernels. Causal masking and sliding windows skip whole key blocks no row of
+// Layout: any strided view. Element (batch b, head h, row i, column c) of Q sits at
+// b·q_bs + h·q_hs + i·q_rs + q_off + c, and likewise K, V and O: the benchmark passes the naive
+// kernels' head-major [batch, heads, len, D] layout, a transformer block passes token-major views
+// into its QKV projection output and writes O token-major for the output projection, as
+// FlashAttention reads and writes [batch, len, heads, D]. Causal masking and sliding windows skip whole key blocks no row of
 // the workgroup can see. Rows, tiles and accumulators are vec4s (D and DV multiples of 4): four
 // times fewer loop trips, which also keeps lavapipe under llvmpipe's limit of 65535 loop
 // iterations per invocation (all loops together) up to ~1k keys at D = 128.
@@ -14,6 +18,10 @@
 struct Params {
     batch: u32, q_heads: u32, kv_heads: u32, q_len: u32,
     kv_len: u32, causal: u32, window: u32, scale: f32,
+    q_bs: u32, q_hs: u32, q_rs: u32, q_off: u32,
+    k_bs: u32, k_hs: u32, k_rs: u32, k_off: u32,
+    v_bs: u32, v_hs: u32, v_rs: u32, v_off: u32,
+    o_bs: u32, o_hs: u32, o_rs: u32, o_off: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<ELEM>;
@@ -67,7 +75,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     var q_row: array<vec4<f32>, D4>;
     var acc: array<vec4<f32>, DV4>;
     if (row_ok) {
-        let qb = (bh * p.q_len + i) * D;
+        let qb = b * p.q_bs + h * p.q_hs + i * p.q_rs + p.q_off;
         for (var c: u32 = 0u; c < D4; c = c + 1u) {
             let x = qb + 4u * c;
             q_row[c] = vec4<f32>(f32(q[x]), f32(q[x + 1u]), f32(q[x + 2u]), f32(q[x + 3u])) * p.scale;
@@ -79,14 +87,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     var m: f32 = -3.0e38;
     var l: f32 = 0.0;
 
-    let kv_base = (b * p.kv_heads + hk) * p.kv_len;
+    let k_base = b * p.k_bs + hk * p.k_hs + p.k_off;
+    let v_base = b * p.v_bs + hk * p.v_hs + p.v_off;
     let start = (wg_lo / BC) * BC;
     for (var kb: u32 = start; kb < wg_hi; kb = kb + BC) {
         for (var e: u32 = t; e < BC * D4; e = e + BR) {
             let j = kb + e / D4;
             var x = vec4<f32>(0.0);
             if (j < p.kv_len) {
-                let g = (kv_base + j) * D + 4u * (e % D4);
+                let g = k_base + j * p.k_rs + 4u * (e % D4);
                 x = vec4<f32>(f32(k[g]), f32(k[g + 1u]), f32(k[g + 2u]), f32(k[g + 3u]));
             }
             k_tile[e] = x;
@@ -95,7 +104,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             let j = kb + e / DV4;
             var x = vec4<f32>(0.0);
             if (j < p.kv_len) {
-                let g = (kv_base + j) * DV + 4u * (e % DV4);
+                let g = v_base + j * p.v_rs + 4u * (e % DV4);
                 x = vec4<f32>(f32(v[g]), f32(v[g + 1u]), f32(v[g + 2u]), f32(v[g + 3u]));
             }
             v_tile[e] = x;
@@ -142,7 +151,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         workgroupBarrier();
     }
     if (row_ok) {
-        let ob = (bh * p.q_len + i) * DV;
+        let ob = b * p.o_bs + h * p.o_hs + i * p.o_rs + p.o_off;
         let inv = 1.0 / l;
         for (var c: u32 = 0u; c < DV4; c = c + 1u) {
             let r = acc[c] * inv;

@@ -135,3 +135,101 @@ mod tests {
         assert!((o[3] - (3.0 * (1.0 - w2) + 5.0 * w2)).abs() < 1e-12);
     }
 }
+
+/// Epsilon of the RMSNorm kernels and reference (Llama's 1e-5).
+pub const RMSNORM_EPS: f64 = 1e-5;
+
+/// RMSNorm forward over `cols`-wide rows: x / sqrt(mean(x²) + eps) · w.
+pub fn rmsnorm(x: &[f32], w: &[f32], cols: usize) -> Vec<f64> {
+    x.chunks(cols)
+        .flat_map(|row| {
+            let ms = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / cols as f64;
+            let inv = 1.0 / (ms + RMSNORM_EPS).sqrt();
+            row.iter()
+                .zip(w)
+                .map(move |(v, w)| f64::from(*v) * inv * f64::from(*w))
+        })
+        .collect()
+}
+
+/// SwiGLU over rows of [gate (cols) | up (cols)]: silu(gate) · up.
+pub fn gated_silu(gate_up: &[f32], cols: usize) -> Vec<f64> {
+    gate_up
+        .chunks(2 * cols)
+        .flat_map(|row| {
+            let (g, u) = row.split_at(cols);
+            g.iter().zip(u).map(|(g, u)| {
+                let g = f64::from(*g);
+                g / (1.0 + (-g).exp()) * f64::from(*u)
+            })
+        })
+        .collect()
+}
+
+/// a + b elementwise.
+pub fn residual_add(a: &[f32], b: &[f32]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| f64::from(*a) + f64::from(*b))
+        .collect()
+}
+
+/// Where the rotary kernel reads and writes, and how it turns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RotaryLayout {
+    /// Columns rotated per row (whole heads).
+    pub cols: usize,
+    pub head_dim: usize,
+    /// Tokens per sequence: a row's position is its index modulo this.
+    pub seq_len: usize,
+    /// Elements per input row and per output row.
+    pub in_row: usize,
+    pub out_row: usize,
+    pub theta: f64,
+}
+
+/// The head dim a standalone rotary op is measured with: the largest of 128, 64, …, 2 dividing
+/// its columns (the cost hardly depends on it; a block passes its own).
+pub fn rotary_head_dim(cols: u64) -> Option<u64> {
+    [128, 64, 32, 16, 8, 4, 2]
+        .into_iter()
+        .find(|d| cols.is_multiple_of(*d))
+}
+
+impl RotaryLayout {
+    /// A standalone rotary op: one sequence of `rows` tokens, every column rotated, contiguous
+    /// rows, theta 10000.
+    pub fn standalone(m: &crate::ops::MemoryOp) -> Self {
+        let cols = m.cols as usize;
+        RotaryLayout {
+            cols,
+            head_dim: rotary_head_dim(m.cols).unwrap_or(2) as usize,
+            seq_len: (m.rows as usize).max(1),
+            in_row: cols,
+            out_row: cols,
+            theta: 10000.0,
+        }
+    }
+}
+
+/// Rotary embedding (rotate-half convention) of the first `l.cols` columns of each row; the
+/// output holds only those columns, `l.out_row` apart.
+pub fn rotary(x: &[f32], rows: usize, l: &RotaryLayout) -> Vec<f64> {
+    let mut y = vec![0.0f64; rows * l.out_row];
+    let half = l.head_dim / 2;
+    for row in 0..rows {
+        let pos = (row % l.seq_len) as f64;
+        for head in 0..l.cols / l.head_dim {
+            for i in 0..half {
+                let (c0, c1) = (head * l.head_dim + i, head * l.head_dim + i + half);
+                let angle = pos * l.theta.powf(-2.0 * i as f64 / l.head_dim as f64);
+                let (sn, cs) = angle.sin_cos();
+                let x0 = f64::from(x[row * l.in_row + c0]);
+                let x1 = f64::from(x[row * l.in_row + c1]);
+                y[row * l.out_row + c0] = x0 * cs - x1 * sn;
+                y[row * l.out_row + c1] = x1 * cs + x0 * sn;
+            }
+        }
+    }
+    y
+}

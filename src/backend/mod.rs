@@ -93,6 +93,37 @@ pub fn output_tile(implementation: &str, class: crate::ops::OpClass) -> Option<(
     candidates.iter().find(|v| v.name == name)?.tile
 }
 
+/// The memory-bound ops the backends have kernels for (forward RMSNorm, SwiGLU, residual add,
+/// rotary over whole heads), or why not.
+pub fn measured_memory_kind(m: &crate::ops::MemoryOp) -> Result<crate::ops::MemoryKind> {
+    use crate::ops::{Activation, MemoryKind, Pass};
+    let ok = m.pass == Pass::Forward
+        && match m.kind {
+            MemoryKind::RmsNorm | MemoryKind::ResidualAdd => true,
+            MemoryKind::GatedActivation(a) => a == Activation::Silu,
+            MemoryKind::Rotary => cpu::rotary_head_dim(m.cols).is_some(),
+            _ => false,
+        };
+    if ok {
+        Ok(m.kind)
+    } else {
+        Err(BackendError::Unsupported(format!(
+            "no kernel for {} (have: forward rmsnorm, gated-silu, residual-add, rotary over \
+             whole heads)",
+            Op::Memory(m.clone())
+        )))
+    }
+}
+
+/// Input tensors a memory-bound op's kernel reads (RMSNorm: x and the weight).
+pub fn memory_input_count(kind: crate::ops::MemoryKind) -> usize {
+    use crate::ops::MemoryKind;
+    match kind {
+        MemoryKind::RmsNorm | MemoryKind::ResidualAdd => 2,
+        _ => 1,
+    }
+}
+
 /// One reading of a device's sensors (NVML on NVIDIA).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Telemetry {

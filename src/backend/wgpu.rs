@@ -4,7 +4,7 @@
 
 use super::{Backend, BackendError, Clock, DeviceInfo, Result, Variant};
 use crate::dtype::DType;
-use crate::ops::{Attention, Op};
+use crate::ops::{Attention, MemoryKind, MemoryOp, Op};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,6 +17,10 @@ const ATTN_SCORES: &str = include_str!("../../kernels/wgsl/attention_naive_score
 const ATTN_SOFTMAX: &str = include_str!("../../kernels/wgsl/attention_naive_softmax.wgsl");
 const ATTN_PV: &str = include_str!("../../kernels/wgsl/attention_naive_pv.wgsl");
 const ATTN_FUSED: &str = include_str!("../../kernels/wgsl/attention_fused.wgsl");
+const RMSNORM: &str = include_str!("../../kernels/wgsl/rmsnorm.wgsl");
+const GATED_SILU: &str = include_str!("../../kernels/wgsl/gated_silu.wgsl");
+const RESIDUAL_ADD: &str = include_str!("../../kernels/wgsl/residual_add.wgsl");
+const ROTARY: &str = include_str!("../../kernels/wgsl/rotary.wgsl");
 
 /// Tile edge of the shared-memory kernel.
 const TILE: u32 = 16;
@@ -65,6 +69,13 @@ pub const ATTENTION_VARIANTS: [Variant; 2] = [
         tile: Some((64, 1)),
     },
 ];
+
+pub const MEMORY_VARIANTS: [Variant; 1] = [Variant {
+    name: "elementwise",
+    idea: "one invocation per element (per pair for rotary, one workgroup per row for RMSNorm)",
+    vendor: false,
+    tile: None,
+}];
 
 fn device_err(e: impl std::fmt::Display) -> BackendError {
     BackendError::Device(e.to_string())
@@ -126,6 +137,62 @@ pub fn matmul_source(variant: &str, dtype: DType) -> Result<String> {
             "no wgpu matmul variant '{other}' (have: naive, tiled, regblock)"
         ))),
     }
+}
+
+/// Strides (batch, head, row) and offset, in elements, of one attention operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strided {
+    pub batch: u64,
+    pub head: u64,
+    pub row: u64,
+    pub offset: u64,
+}
+
+/// Where the fused attention kernel finds Q, K, V and writes O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionLayout {
+    pub q: Strided,
+    pub k: Strided,
+    pub v: Strided,
+    pub o: Strided,
+}
+
+impl AttentionLayout {
+    /// Contiguous [batch, heads, len, dim] tensors, as the benchmark and the naive kernels use.
+    pub fn head_major(a: &Attention) -> Self {
+        let t = |heads: u64, len: u64, dim: u64| Strided {
+            batch: heads * len * dim,
+            head: len * dim,
+            row: dim,
+            offset: 0,
+        };
+        AttentionLayout {
+            q: t(a.q_heads, a.q_len, a.qk_head_dim),
+            k: t(a.kv_heads, a.kv_len, a.qk_head_dim),
+            v: t(a.kv_heads, a.kv_len, a.v_head_dim),
+            o: t(a.q_heads, a.q_len, a.v_head_dim),
+        }
+    }
+}
+
+/// The attention kernels' uniform block: shape, masking and scale (all kernels), then the fused
+/// kernel's operand layout.
+pub fn attention_params(a: &Attention, layout: &AttentionLayout) -> Vec<u32> {
+    let scale = 1.0f32 / (a.qk_head_dim as f32).sqrt();
+    let mut p = vec![
+        a.batch as u32,
+        a.q_heads as u32,
+        a.kv_heads as u32,
+        a.q_len as u32,
+        a.kv_len as u32,
+        u32::from(a.causal),
+        a.window.unwrap_or(0) as u32,
+        scale.to_bits(),
+    ];
+    for s in [layout.q, layout.k, layout.v, layout.o] {
+        p.extend([s.batch, s.head, s.row, s.offset].map(|x| x as u32));
+    }
+    p
 }
 
 /// Keys per block of the fused attention kernel: K and V tiles stay within 8 KiB of workgroup
@@ -263,9 +330,77 @@ fn stages(op: &Op, variant: &str) -> Result<Vec<Stage>> {
                 }],
             })
         }
+        Op::Memory(m) => Ok(vec![memory_stage(m)?]),
         other => Err(BackendError::Unsupported(format!(
             "wgpu backend has no kernels for {other}"
         ))),
+    }
+}
+
+/// Workgroups of 256 invocations covering `n` items.
+fn elementwise_groups(n: u64) -> [u32; 3] {
+    let [x, y] = split_groups(n.div_ceil(256));
+    [x, y, 1]
+}
+
+/// The one dispatch of a memory-bound op, reading the op's inputs in order.
+fn memory_stage(m: &MemoryOp) -> Result<Stage> {
+    let kind = super::measured_memory_kind(m)?;
+    let (rows, cols) = (m.rows, m.cols);
+    let key = format!("{}-{}", kind.name(), m.dtype);
+    let io = |inputs: usize| {
+        let mut slots: Vec<Slot> = (0..inputs).map(Slot::Input).collect();
+        slots.extend([Slot::Output, Slot::Params]);
+        slots
+    };
+    Ok(match kind {
+        MemoryKind::RmsNorm => {
+            let [x, y] = split_groups(rows);
+            Stage {
+                key,
+                source: template(RMSNORM, m.dtype, &[])?,
+                slots: io(2),
+                groups: [x, y, 1],
+            }
+        }
+        MemoryKind::GatedActivation(_) => Stage {
+            key,
+            source: template(GATED_SILU, m.dtype, &[])?,
+            slots: io(1),
+            groups: elementwise_groups(rows * cols),
+        },
+        MemoryKind::ResidualAdd => Stage {
+            key,
+            source: template(RESIDUAL_ADD, m.dtype, &[])?,
+            slots: io(2),
+            groups: elementwise_groups(rows * cols),
+        },
+        _ => Stage {
+            key,
+            source: template(ROTARY, m.dtype, &[])?,
+            slots: io(1),
+            groups: elementwise_groups(rows * cols / 2),
+        },
+    })
+}
+
+/// The uniform block of a memory-bound op's kernel.
+pub fn memory_params(m: &MemoryOp, rotary: &super::cpu::RotaryLayout) -> Vec<u32> {
+    let (rows, cols) = (m.rows as u32, m.cols as u32);
+    match m.kind {
+        MemoryKind::RmsNorm => vec![rows, cols, (super::cpu::RMSNORM_EPS as f32).to_bits(), 0],
+        MemoryKind::ResidualAdd => vec![rows * cols, 0, 0, 0],
+        MemoryKind::Rotary => vec![
+            rows,
+            rotary.cols as u32,
+            rotary.head_dim as u32,
+            rotary.seq_len as u32,
+            rotary.in_row as u32,
+            rotary.out_row as u32,
+            (rotary.theta as f32).to_bits(),
+            0,
+        ],
+        _ => vec![rows, cols, 0, 0],
     }
 }
 
@@ -615,6 +750,7 @@ fn output_and_scratch(op: &Op) -> (u64, u64) {
             a.batch * a.q_heads * a.q_len * a.v_head_dim,
             a.batch * a.q_heads * a.q_len * a.kv_len,
         ),
+        Op::Memory(m) => (m.rows * m.cols, 0),
         _ => (0, 0),
     }
 }
@@ -646,6 +782,9 @@ impl Backend for WgpuBackend {
                     .filter(|v| v.name != "naive" || self.fits(scores * 4))
                     .collect()
             }
+            Op::Memory(m) if dtype_ok(m.dtype) && super::measured_memory_kind(m).is_ok() => {
+                MEMORY_VARIANTS.to_vec()
+            }
             _ => Vec::new(),
         }
     }
@@ -663,20 +802,18 @@ impl Backend for WgpuBackend {
                         "{op}: needs q_len <= kv_len and kv heads dividing query heads"
                     )));
                 }
-                let scale = 1.0f32 / (a.qk_head_dim as f32).sqrt();
                 (
                     a.dtype,
                     3,
-                    vec![
-                        a.batch as u32,
-                        a.q_heads as u32,
-                        a.kv_heads as u32,
-                        a.q_len as u32,
-                        a.kv_len as u32,
-                        u32::from(a.causal),
-                        a.window.unwrap_or(0) as u32,
-                        scale.to_bits(),
-                    ],
+                    attention_params(a, &AttentionLayout::head_major(a)),
+                )
+            }
+            Op::Memory(m) => {
+                let kind = super::measured_memory_kind(m)?;
+                (
+                    m.dtype,
+                    super::memory_input_count(kind),
+                    memory_params(m, &super::cpu::RotaryLayout::standalone(m)),
                 )
             }
             other => {

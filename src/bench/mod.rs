@@ -7,7 +7,7 @@ pub mod stats;
 
 use crate::backend::{Backend, BackendError};
 use crate::dtype::DType;
-use crate::ops::{Matmul, Op};
+use crate::ops::{Matmul, MemoryKind, Op};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use stats::Summary;
@@ -149,6 +149,16 @@ pub fn inputs(op: &Op, seed: u64) -> Result<Vec<Vec<f32>>, BackendError> {
                 random_tensor(n(a.kv_heads, a.kv_len, a.v_head_dim), a.dtype, seed ^ 0xa3),
             ])
         }
+        Op::Memory(m) => {
+            let (rows, cols) = (m.rows as usize, m.cols as usize);
+            let t = |n: usize, salt: u64| random_tensor(n, m.dtype, seed ^ salt);
+            match crate::backend::measured_memory_kind(m)? {
+                MemoryKind::RmsNorm => Ok(vec![t(rows * cols, 0), t(cols, 0x77)]),
+                MemoryKind::GatedActivation(_) => Ok(vec![t(rows * 2 * cols, 0)]),
+                MemoryKind::ResidualAdd => Ok(vec![t(rows * cols, 0), t(rows * cols, 0x3c)]),
+                _ => Ok(vec![t(rows * cols, 0)]),
+            }
+        }
         other => Err(BackendError::Unsupported(format!("cannot measure {other}"))),
     }
 }
@@ -159,6 +169,13 @@ pub fn op_tolerance(op: &Op) -> f64 {
         Op::Matmul(mm) => tolerance(mm.output, mm.k),
         // Scores accumulate over the head dim, outputs over the keys; exp adds a little.
         Op::Attention(a) => 2.0 * tolerance(a.dtype, a.qk_head_dim.max(a.kv_len)),
+        // sin and cos of angles up to the sequence length in f32: WGSL promises 2^-11 absolute
+        // accuracy, and the angle itself carries the f32 rounding of pos · frequency.
+        Op::Memory(m) if m.kind == MemoryKind::Rotary => {
+            tolerance(m.dtype, 1) + 2.0f64.powi(-10) + 2.0f64.powi(-22) * m.rows as f64
+        }
+        // RMSNorm accumulates its sum of squares over the row.
+        Op::Memory(m) => tolerance(m.dtype, m.cols) + 2.0f64.powi(-20),
         other => tolerance(other.dtype(), 1),
     }
 }
@@ -328,6 +345,20 @@ pub fn reference(op: &Op, inputs: &[Vec<f32>]) -> Result<Vec<f64>, BackendError>
         Op::Attention(a) => Ok(crate::backend::cpu::attention(
             a, &inputs[0], &inputs[1], &inputs[2],
         )),
+        Op::Memory(m) => {
+            use crate::backend::cpu;
+            let cols = m.cols as usize;
+            Ok(match crate::backend::measured_memory_kind(m)? {
+                MemoryKind::RmsNorm => cpu::rmsnorm(&inputs[0], &inputs[1], cols),
+                MemoryKind::GatedActivation(_) => cpu::gated_silu(&inputs[0], cols),
+                MemoryKind::ResidualAdd => cpu::residual_add(&inputs[0], &inputs[1]),
+                _ => cpu::rotary(
+                    &inputs[0],
+                    m.rows as usize,
+                    &cpu::RotaryLayout::standalone(m),
+                ),
+            })
+        }
         other => Err(BackendError::Unsupported(format!(
             "no reference implementation for {other}"
         ))),

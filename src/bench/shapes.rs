@@ -1,9 +1,10 @@
 //! Shape presets: `smoke` is CI-sized; `sweep` is the calibration grid. A user's own list comes
-//! from a TOML file with `[[matmul]]` entries (`m`, `n`, `k`, optional `batch`).
+//! from a TOML file with `[[matmul]]` entries (`m`, `n`, `k`, optional `batch`), `[[attention]]`
+//! entries and `[[memory]]` entries (`kind`, `rows`, `cols`).
 
 use crate::dtype::DType;
 use crate::error::{Error, Result, parse_toml};
-use crate::ops::{Attention, Matmul, Pass};
+use crate::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Pass};
 use serde::Deserialize;
 
 /// Small, odd-sized shapes: every edge case of tiling, fast enough for lavapipe in CI.
@@ -91,6 +92,41 @@ fn attention_sweep(max_bytes: f64, elem: f64) -> Vec<AttnDims> {
     v
 }
 
+/// The memory-bound ops the kernels cover, by the names shape files use.
+const MEMORY_KINDS: [(&str, MemoryKind); 4] = [
+    ("rmsnorm", MemoryKind::RmsNorm),
+    ("gated-silu", MemoryKind::GatedActivation(Activation::Silu)),
+    ("residual-add", MemoryKind::ResidualAdd),
+    ("rotary", MemoryKind::Rotary),
+];
+
+/// Every memory kind over odd and even rows × cols, small enough for lavapipe.
+fn memory_smoke() -> Vec<(MemoryKind, u64, u64)> {
+    let mut v = Vec::new();
+    for (_, kind) in MEMORY_KINDS {
+        for (rows, cols) in [(1, 64), (7, 256), (33, 96), (128, 512)] {
+            v.push((kind, rows, cols));
+        }
+    }
+    v
+}
+
+/// Tokens × hidden widths of real models, for every memory kind, capped by `max_bytes` moved.
+fn memory_sweep(max_bytes: f64, dtype: DType) -> Vec<(MemoryKind, u64, u64)> {
+    let mut v = Vec::new();
+    for (_, kind) in MEMORY_KINDS {
+        for rows in [1u64, 16, 128, 512, 2048, 8192, 32768] {
+            for cols in [256u64, 1024, 4096, 8192, 14336] {
+                let op = MemoryOp::new(kind, Pass::Forward, rows, cols, dtype);
+                if op.min_bytes() <= max_bytes {
+                    v.push((kind, rows, cols));
+                }
+            }
+        }
+    }
+    v
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ShapeFile {
@@ -98,6 +134,60 @@ struct ShapeFile {
     matmul: Vec<MatmulShape>,
     #[serde(default)]
     attention: Vec<AttentionShape>,
+    #[serde(default)]
+    memory: Vec<MemoryShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryShape {
+    kind: String,
+    rows: u64,
+    cols: u64,
+}
+
+/// Memory-bound op shapes for a preset name or a TOML file with `[[memory]]` entries.
+pub fn memory_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<MemoryOp>> {
+    let dims = match preset {
+        "smoke" => memory_smoke(),
+        "sweep" => memory_sweep(max_bytes, dtype),
+        path => {
+            let text = crate::error::read_to_string(std::path::Path::new(path))?;
+            let file: ShapeFile = parse_toml(path, &text)?;
+            let mut v = Vec::new();
+            for (i, s) in file.memory.iter().enumerate() {
+                let field = format!("memory[{i}]");
+                let kind = MEMORY_KINDS
+                    .iter()
+                    .find(|(name, _)| *name == s.kind)
+                    .map(|(_, k)| *k)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = MEMORY_KINDS.iter().map(|(n, _)| *n).collect();
+                        Error::field(
+                            path,
+                            &format!("{field}.kind"),
+                            format!("unknown kind '{}' (have: {})", s.kind, names.join(", ")),
+                        )
+                    })?;
+                if s.rows == 0 || s.cols == 0 || (kind == MemoryKind::Rotary && s.cols % 2 != 0) {
+                    return Err(Error::field(
+                        path,
+                        &field,
+                        "rows and cols must be positive (cols even for rotary)",
+                    ));
+                }
+                v.push((kind, s.rows, s.cols));
+            }
+            if v.is_empty() {
+                return Err(Error::field(path, "memory", "no memory shapes"));
+            }
+            v
+        }
+    };
+    Ok(dims
+        .into_iter()
+        .map(|(kind, rows, cols)| MemoryOp::new(kind, Pass::Forward, rows, cols, dtype))
+        .collect())
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,8 @@ pub enum BackendName {
 pub enum OpName {
     Matmul,
     Attention,
+    /// The memory-bound ops of a transformer block: RMSNorm, SwiGLU, residual add, rotary.
+    Memory,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +86,10 @@ fn shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<Vec<Op>, Error>
         OpName::Attention => bench::shapes::attention_shapes(&a.shapes, dtype, max_bytes)?
             .into_iter()
             .map(Op::Attention)
+            .collect(),
+        OpName::Memory => bench::shapes::memory_shapes(&a.shapes, dtype, max_bytes)?
+            .into_iter()
+            .map(Op::Memory)
             .collect(),
     })
 }
