@@ -3,6 +3,7 @@
 //! runs the WGSL kernels on any GPU, or on the CPU through Mesa's lavapipe. A CUDA backend plugs
 //! in through the same trait.
 
+pub mod block;
 pub mod cpu;
 pub mod cuda;
 pub mod wgpu;
@@ -93,6 +94,42 @@ pub fn output_tile(implementation: &str, class: crate::ops::OpClass) -> Option<(
     candidates.iter().find(|v| v.name == name)?.tile
 }
 
+/// Strides (batch, head, row) and offset, in elements, of one attention operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strided {
+    pub batch: u64,
+    pub head: u64,
+    pub row: u64,
+    pub offset: u64,
+}
+
+/// Where the fused attention kernel finds Q, K, V and writes O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionLayout {
+    pub q: Strided,
+    pub k: Strided,
+    pub v: Strided,
+    pub o: Strided,
+}
+
+impl AttentionLayout {
+    /// Contiguous [batch, heads, len, dim] tensors, as the benchmark and the naive kernels use.
+    pub fn head_major(a: &crate::ops::Attention) -> Self {
+        let t = |heads: u64, len: u64, dim: u64| Strided {
+            batch: heads * len * dim,
+            head: len * dim,
+            row: dim,
+            offset: 0,
+        };
+        AttentionLayout {
+            q: t(a.q_heads, a.q_len, a.qk_head_dim),
+            k: t(a.kv_heads, a.kv_len, a.qk_head_dim),
+            v: t(a.kv_heads, a.kv_len, a.v_head_dim),
+            o: t(a.q_heads, a.q_len, a.v_head_dim),
+        }
+    }
+}
+
 /// The memory-bound ops the backends have kernels for (forward RMSNorm, SwiGLU, residual add,
 /// rotary over whole heads), or why not.
 pub fn measured_memory_kind(m: &crate::ops::MemoryOp) -> Result<crate::ops::MemoryKind> {
@@ -154,5 +191,18 @@ pub trait Backend {
     /// A sensor reading, where the device has sensors this backend can read.
     fn telemetry(&self) -> Option<Telemetry> {
         None
+    }
+    /// Runs a transformer block forward: once with poisoned buffers (output returned), then
+    /// `runs` timed times.
+    fn run_block(
+        &mut self,
+        _block: &block::BlockShape,
+        _inputs: &block::BlockInputs,
+        _runs: usize,
+    ) -> Result<block::BlockRun> {
+        Err(BackendError::Unsupported(format!(
+            "{}: no transformer-block runner for this backend",
+            self.device().backend
+        )))
     }
 }

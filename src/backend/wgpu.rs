@@ -2,13 +2,15 @@
 //! Mesa's lavapipe on a machine without a GPU). Timed with timestamp queries where the adapter has
 //! them, else with the host clock, labelled.
 
-use super::{Backend, BackendError, Clock, DeviceInfo, Result, Variant};
+use super::{AttentionLayout, Backend, BackendError, Clock, DeviceInfo, Result, Variant};
 use crate::dtype::DType;
 use crate::ops::{Attention, MemoryKind, MemoryOp, Op};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wgpu::util::DeviceExt;
+
+mod block;
 
 const MATMUL_NAIVE: &str = include_str!("../../kernels/wgsl/matmul_naive.wgsl");
 const MATMUL_TILED: &str = include_str!("../../kernels/wgsl/matmul_tiled.wgsl");
@@ -136,42 +138,6 @@ pub fn matmul_source(variant: &str, dtype: DType) -> Result<String> {
         other => Err(BackendError::Unsupported(format!(
             "no wgpu matmul variant '{other}' (have: naive, tiled, regblock)"
         ))),
-    }
-}
-
-/// Strides (batch, head, row) and offset, in elements, of one attention operand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Strided {
-    pub batch: u64,
-    pub head: u64,
-    pub row: u64,
-    pub offset: u64,
-}
-
-/// Where the fused attention kernel finds Q, K, V and writes O.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttentionLayout {
-    pub q: Strided,
-    pub k: Strided,
-    pub v: Strided,
-    pub o: Strided,
-}
-
-impl AttentionLayout {
-    /// Contiguous [batch, heads, len, dim] tensors, as the benchmark and the naive kernels use.
-    pub fn head_major(a: &Attention) -> Self {
-        let t = |heads: u64, len: u64, dim: u64| Strided {
-            batch: heads * len * dim,
-            head: len * dim,
-            row: dim,
-            offset: 0,
-        };
-        AttentionLayout {
-            q: t(a.q_heads, a.q_len, a.qk_head_dim),
-            k: t(a.kv_heads, a.kv_len, a.qk_head_dim),
-            v: t(a.kv_heads, a.kv_len, a.v_head_dim),
-            o: t(a.q_heads, a.q_len, a.v_head_dim),
-        }
     }
 }
 
@@ -912,6 +878,15 @@ impl Backend for WgpuBackend {
         }
         self.take_error()?;
         Ok(out)
+    }
+
+    fn run_block(
+        &mut self,
+        block: &super::block::BlockShape,
+        inputs: &super::block::BlockInputs,
+        runs: usize,
+    ) -> Result<super::block::BlockRun> {
+        self.block_forward(block, inputs, runs)
     }
 }
 

@@ -2,6 +2,7 @@
 //! variant that fails gets no time), then timing on the device's clock with warm-up, rotated input
 //! sets and a noise-based stopping rule.
 
+pub mod block;
 pub mod shapes;
 pub mod stats;
 

@@ -169,7 +169,10 @@ pub fn memory_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<M
                             format!("unknown kind '{}' (have: {})", s.kind, names.join(", ")),
                         )
                     })?;
-                if s.rows == 0 || s.cols == 0 || (kind == MemoryKind::Rotary && s.cols % 2 != 0) {
+                if s.rows == 0
+                    || s.cols == 0
+                    || (kind == MemoryKind::Rotary && !s.cols.is_multiple_of(2))
+                {
                     return Err(Error::field(
                         path,
                         &field,

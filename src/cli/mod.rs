@@ -11,6 +11,7 @@ macro_rules! outln {
 
 mod bench;
 mod calibrate;
+mod compose;
 mod devices;
 mod format;
 mod hw;
@@ -54,6 +55,8 @@ pub enum Command {
     /// SVG charts of results: the roofline, or held-out predictions against measurements.
     #[command(subcommand)]
     Plot(plot::PlotCommand),
+    /// Run a transformer block on the device; compare its time with the sum of op predictions.
+    Compose(compose::ComposeArgs),
 }
 
 /// Output format shared by every subcommand.
@@ -85,5 +88,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Validate(args) => calibrate::validate(args),
         Command::Plot(cmd) => plot::run(cmd),
+        Command::Compose(args) => compose::run(args),
     }
 }

@@ -144,8 +144,22 @@ pub(super) fn cost_model(
     roofline: bool,
     hardware: &hw::HwProfile,
 ) -> Result<Box<dyn CostModel>> {
-    use crate::cost::calibrated::{CalibratedModel, Calibration, embedded};
-    let calibration = match (calibration_file, roofline) {
+    use crate::cost::calibrated::CalibratedModel;
+    Ok(match calibration(calibration_file, roofline, hardware)? {
+        Some(calibration) => Box::new(CalibratedModel { calibration }),
+        None => Box::new(Roofline),
+    })
+}
+
+/// The calibration `cost_model` uses: the file given, else the one embedded for the GPU; none
+/// with --roofline.
+pub(super) fn calibration(
+    calibration_file: Option<&std::path::Path>,
+    roofline: bool,
+    hardware: &hw::HwProfile,
+) -> Result<Option<crate::cost::calibrated::Calibration>> {
+    use crate::cost::calibrated::{Calibration, embedded};
+    Ok(match (calibration_file, roofline) {
         (_, true) => None,
         (Some(path), _) => {
             let file = path.display().to_string();
@@ -161,10 +175,6 @@ pub(super) fn cost_model(
             Some(cal)
         }
         (None, false) => embedded(&hardware.name)?,
-    };
-    Ok(match calibration {
-        Some(calibration) => Box::new(CalibratedModel { calibration }),
-        None => Box::new(Roofline),
     })
 }
 

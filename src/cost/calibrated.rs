@@ -47,7 +47,8 @@ impl GroupKey {
         let class = match self.class {
             OpClass::Matmul => "matmul",
             OpClass::Attention => "attention",
-            _ => "other",
+            OpClass::Memory => "memory",
+            OpClass::Collective => "collective",
         };
         format!("{class} {} {}", self.dtype, self.kind)
             .trim()
@@ -309,17 +310,32 @@ pub fn key_and_features(op: &Op) -> Option<(GroupKey, Vec<f64>)> {
                 ],
             ))
         }
+        Op::Memory(m) if m.pass == crate::ops::Pass::Forward => Some((
+            GroupKey {
+                class: OpClass::Memory,
+                dtype: m.dtype,
+                kind: m.kind.name(),
+                implementation: String::new(),
+            },
+            vec![l(m.rows), l(m.cols)],
+        )),
         _ => None,
     }
 }
 
 /// Time at the datasheet peak rate and bandwidth: no efficiency, no launch cost.
 pub fn speed_of_light(op: &Op, hw: &HwProfile) -> Result<f64> {
-    let peak = match op {
-        Op::Memory(_) | Op::Collective(_) => hw.peak_flops.fp32.value,
-        _ => hw.require_peak_flops(op.dtype())?,
-    };
-    Ok((op.flops() / peak).max(op.min_bytes() / hw.memory_bandwidth_bytes_per_s.value))
+    Ok((op.flops() / peak_rate(op, hw)?)
+        .max(op.min_bytes() / hw.memory_bandwidth_bytes_per_s.value))
+}
+
+/// The arithmetic peak an op runs against: its dtype's for matmul and attention, fp32 for the
+/// memory-bound ops (they compute in fp32 on the vector units).
+fn peak_rate(op: &Op, hw: &HwProfile) -> Result<f64> {
+    match op {
+        Op::Memory(_) | Op::Collective(_) => Ok(hw.peak_flops.fp32.value),
+        _ => hw.require_peak_flops(op.dtype()),
+    }
 }
 
 /// The FLOPs an implementation with output tile `tile` really spends: every tile it launches is
@@ -494,8 +510,7 @@ impl CostModel for CalibratedModel {
             return Roofline.predict(op, hw);
         };
         let sol = speed_of_light(op, hw)?;
-        let peak = hw.require_peak_flops(op.dtype())?;
-        let compute_s = op.flops() / peak;
+        let compute_s = op.flops() / peak_rate(op, hw)?;
         let memory_s = op.min_bytes() / hw.memory_bandwidth_bytes_per_s.value;
         let e = &self.calibration.error_pct;
         Ok(Prediction {

@@ -512,6 +512,27 @@ pub fn prefill_ops(arch: &Architecture, s: &InferenceSetup) -> Vec<OpInstance> {
     ops
 }
 
+/// The forward ops of one layer of `kind` over `batch` sequences of `seq` tokens attending to
+/// themselves, as a prefill runs it: what a transformer-block runner executes and is predicted by.
+pub fn layer_forward_ops(
+    arch: &Architecture,
+    kind: crate::arch::LayerKind,
+    batch: u64,
+    seq: u64,
+    dtype: DType,
+) -> Vec<(String, Op)> {
+    let ctx = Ctx {
+        arch,
+        batch,
+        q_len: seq,
+        kv_len: seq,
+        dtype,
+        kv_dtype: attention_dtype(dtype),
+        fused: true,
+    };
+    ctx.layer(kind)
+}
+
 /// The ops of one decode step: one new token per sequence attending to `context` positions.
 pub fn decode_ops(arch: &Architecture, s: &InferenceSetup, context: u64) -> Vec<OpInstance> {
     let ctx = Ctx {

@@ -1,0 +1,234 @@
+//! A transformer block — one dense, Llama-style decoder layer — run forward on a device with the
+//! real kernels in sequence, to check that what the block takes is the sum of what the cost
+//! model predicts for its ops. The op list is the workload's own (`layer_forward_ops`), so the
+//! block measured is the block `predict` prices.
+
+use super::cpu::{self, RotaryLayout};
+use super::{AttentionLayout, Strided};
+use crate::arch::{Architecture, LayerKind, Norm, Positions};
+use crate::dtype::DType;
+use crate::ops::{Activation, Attention, Matmul, Op};
+
+/// The ops a block runs, in order, by the workload's names.
+pub const BLOCK_OPS: [&str; 11] = [
+    "attn-norm",
+    "qkv",
+    "rotary",
+    "attention",
+    "attn-out",
+    "residual",
+    "mlp-norm",
+    "gate+up",
+    "gated-silu",
+    "down",
+    "residual",
+];
+
+/// The shape of a block run: `batch` sequences of `seq` tokens through one layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockShape {
+    pub batch: u64,
+    pub seq: u64,
+    pub hidden: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub intermediate: u64,
+    pub dtype: DType,
+    /// Rotary base (the cost does not depend on it).
+    pub theta: f64,
+    /// The layer's ops as the workload lists them, in `BLOCK_OPS` order.
+    pub ops: Vec<(String, Op)>,
+}
+
+impl BlockShape {
+    /// The block of `arch`'s dense layers, or why the runner cannot build it (it has kernels for
+    /// RMSNorm, rotary positions, a SwiGLU MLP and no biases).
+    pub fn from_arch(
+        arch: &Architecture,
+        batch: u64,
+        seq: u64,
+        dtype: DType,
+    ) -> Result<Self, String> {
+        let why = if arch.norm != Norm::RmsNorm || arch.norms_per_layer != 2 {
+            Some("two RMSNorms per layer")
+        } else if arch.positions != Positions::Rotary {
+            Some("rotary positions")
+        } else if !arch.mlp.gated || arch.mlp.activation != Activation::Silu {
+            Some("a SwiGLU MLP")
+        } else if arch.biases != Default::default() {
+            Some("no biases")
+        } else if !arch.head_dim.is_multiple_of(4) {
+            Some("a head dim that is a multiple of 4")
+        } else {
+            None
+        };
+        if let Some(need) = why {
+            return Err(format!("{}: the block runner needs {need}", arch.name));
+        }
+        if batch == 0 || seq == 0 {
+            return Err("batch and tokens must be positive".into());
+        }
+        let kind = LayerKind {
+            moe: false,
+            window: None,
+        };
+        let ops = crate::workload::layer_forward_ops(arch, kind, batch, seq, dtype);
+        let names: Vec<&str> = ops.iter().map(|(n, _)| n.as_str()).collect();
+        if names != BLOCK_OPS {
+            return Err(format!(
+                "{}: its layer runs {} — the block runner runs {}",
+                arch.name,
+                names.join(", "),
+                BLOCK_OPS.join(", ")
+            ));
+        }
+        Ok(BlockShape {
+            batch,
+            seq,
+            hidden: arch.hidden_size,
+            heads: arch.num_heads,
+            kv_heads: arch.num_kv_heads,
+            head_dim: arch.head_dim,
+            intermediate: arch.intermediate_size,
+            dtype,
+            theta: 10000.0,
+            ops,
+        })
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.batch * self.seq
+    }
+
+    pub fn q_width(&self) -> u64 {
+        self.heads * self.head_dim
+    }
+
+    pub fn kv_width(&self) -> u64 {
+        self.kv_heads * self.head_dim
+    }
+
+    /// Columns of the QKV projection's output: Q heads, then K heads, then V heads.
+    pub fn qkv_width(&self) -> u64 {
+        self.q_width() + 2 * self.kv_width()
+    }
+
+    /// The op named `name` (the first, for "residual").
+    pub fn op(&self, name: &str) -> Option<&Op> {
+        self.ops.iter().find(|(n, _)| n == name).map(|(_, op)| op)
+    }
+
+    pub fn attention(&self) -> Attention {
+        match self.op("attention") {
+            Some(Op::Attention(a)) => a.clone(),
+            _ => unreachable!("from_arch checked the op list"),
+        }
+    }
+
+    /// Rotary turns the Q and K heads of the QKV output into their own [tokens, q + kv] buffer.
+    pub fn rotary_layout(&self) -> RotaryLayout {
+        let cols = (self.q_width() + self.kv_width()) as usize;
+        RotaryLayout {
+            cols,
+            head_dim: self.head_dim as usize,
+            seq_len: self.seq as usize,
+            in_row: self.qkv_width() as usize,
+            out_row: cols,
+            theta: self.theta,
+        }
+    }
+
+    /// Attention reads Q and K from the rotary output and V from the QKV output, token-major,
+    /// and writes O token-major, ready for the output projection.
+    pub fn attention_layout(&self) -> AttentionLayout {
+        let d = self.head_dim;
+        let qk_row = self.q_width() + self.kv_width();
+        let token_major = |row: u64, offset: u64| Strided {
+            batch: self.seq * row,
+            head: d,
+            row,
+            offset,
+        };
+        AttentionLayout {
+            q: token_major(qk_row, 0),
+            k: token_major(qk_row, self.q_width()),
+            v: token_major(self.qkv_width(), self.q_width() + self.kv_width()),
+            o: token_major(self.q_width(), 0),
+        }
+    }
+}
+
+/// A block's input activations and weights (row-major, matmul weights [in, out]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockInputs {
+    pub x: Vec<f32>,
+    pub attn_norm: Vec<f32>,
+    pub qkv: Vec<f32>,
+    pub attn_out: Vec<f32>,
+    pub mlp_norm: Vec<f32>,
+    pub gate_up: Vec<f32>,
+    pub down: Vec<f32>,
+}
+
+/// What a device run of a block gives back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockRun {
+    /// The block's output after the first run (poisoned with NaN before it).
+    pub output: Vec<f32>,
+    /// Per timed run: the whole block, first op's start to last op's end, on the device clock.
+    pub block_s: Vec<f64>,
+    /// Per timed run, per op: its own time (empty without per-op timestamps).
+    pub op_s: Vec<Vec<f64>>,
+    /// Per op: the implementation that ran it, "backend:variant".
+    pub implementations: Vec<String>,
+}
+
+/// Copies `heads` heads of `d` columns, starting at column `offset` of token-major rows
+/// `row` apart, into a head-major [batch, heads, seq, d] tensor.
+fn gather_heads(x: &[f32], b: &BlockShape, row: u64, offset: u64, heads: u64) -> Vec<f32> {
+    let (d, seq) = (b.head_dim, b.seq);
+    let mut out = Vec::with_capacity((b.batch * heads * seq * d) as usize);
+    for z in 0..b.batch {
+        for h in 0..heads {
+            for i in 0..seq {
+                let start = ((z * seq + i) * row + offset + h * d) as usize;
+                out.extend_from_slice(&x[start..start + d as usize]);
+            }
+        }
+    }
+    out
+}
+
+/// The block's output in f64, each op computed exactly from the previous op's output rounded to
+/// the dtype (`round`), as the device stores it between kernels.
+pub fn reference(b: &BlockShape, w: &BlockInputs, round: &dyn Fn(f64) -> f32) -> Vec<f64> {
+    let r = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(round).collect() };
+    let (t, h, ff) = (b.tokens(), b.hidden, b.intermediate);
+    let mm =
+        |x: &[f32], w: &[f32], n: u64, k: u64| cpu::matmul(&Matmul::new(1, t, n, k, b.dtype), x, w);
+    let h1 = r(cpu::rmsnorm(&w.x, &w.attn_norm, h as usize));
+    let qkv = r(mm(&h1, &w.qkv, b.qkv_width(), h));
+    let qk = r(cpu::rotary(&qkv, t as usize, &b.rotary_layout()));
+    let qk_row = b.q_width() + b.kv_width();
+    let q = gather_heads(&qk, b, qk_row, 0, b.heads);
+    let k = gather_heads(&qk, b, qk_row, b.q_width(), b.kv_heads);
+    let v = gather_heads(&qkv, b, b.qkv_width(), qk_row, b.kv_heads);
+    let o_head_major = cpu::attention(&b.attention(), &q, &k, &v);
+    // Back to token-major [tokens, heads · d].
+    let d = b.head_dim as usize;
+    let mut o = vec![0.0f32; (t * b.q_width()) as usize];
+    for (idx, value) in o_head_major.into_iter().enumerate() {
+        let (c, rest) = (idx % d, idx / d);
+        let (i, rest) = (rest % b.seq as usize, rest / b.seq as usize);
+        let (head, z) = (rest % b.heads as usize, rest / b.heads as usize);
+        o[((z * b.seq as usize + i) * b.heads as usize + head) * d + c] = round(value);
+    }
+    let a = r(mm(&o, &w.attn_out, h, b.q_width()));
+    let x2 = r(cpu::residual_add(&w.x, &a));
+    let h2 = r(cpu::rmsnorm(&x2, &w.mlp_norm, h as usize));
+    let gu = r(mm(&h2, &w.gate_up, 2 * ff, h));
+    let act = r(cpu::gated_silu(&gu, ff as usize));
+    let dn = r(mm(&act, &w.down, h, ff));
+    cpu::residual_add(&x2, &dn)
+}

@@ -1,0 +1,298 @@
+//! `gpucost compose`: the composition check. A transformer block runs forward on the device with
+//! the real kernels in sequence; its measured time is compared with the sum of the cost model's
+//! predictions for the same ops (each priced for the implementation that ran it).
+
+use super::Format;
+use super::bench::BackendName;
+use super::format::{percent, seconds};
+use crate::backend::Backend;
+use crate::backend::block::BlockShape;
+use crate::backend::cuda::CudaBackend;
+use crate::backend::wgpu::WgpuBackend;
+use crate::cost::calibrated::{Calibration, predict_fastest};
+use crate::cost::{CostModel, Provenance};
+use crate::dtype::DType;
+use crate::error::Error;
+use crate::hw;
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// The layer to run: a catalog model, a config.json or a native .toml (dense, RMSNorm,
+    /// rotary, SwiGLU, no biases), e.g. examples/tiny-block.toml.
+    #[arg(long)]
+    model: String,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    tokens: u64,
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
+    #[arg(long, default_value = "fp32")]
+    dtype: String,
+    #[arg(long, value_enum, default_value_t = BackendName::Wgpu)]
+    backend: BackendName,
+    #[arg(long, default_value_t = 0)]
+    adapter: usize,
+    /// Hardware profile for the predictions (default: the catalog profile matching the device).
+    #[arg(long)]
+    hw: Option<String>,
+    /// A calibration from `gpucost calibrate` (default: the one embedded for the profile).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Price the ops with the uncalibrated roofline.
+    #[arg(long, conflicts_with = "calibration")]
+    roofline: bool,
+    /// Timed runs of the block (after one checked run).
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Results folder: the report goes to DIR/<device>/compose-<model>-<dtype>-<time>.json.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    #[arg(long)]
+    no_save: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// One op of the block: measured inside the block, and predicted.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComposedOp {
+    pub name: String,
+    pub op: String,
+    pub implementation: String,
+    /// Median of the op's own time across the timed runs (null without per-op timestamps).
+    pub measured_s: Option<f64>,
+    pub predicted_s: f64,
+    pub provenance: Provenance,
+    pub error_pct: Option<f64>,
+}
+
+/// The composition report (`--format json`, and the saved file).
+#[derive(Debug, Clone, Serialize)]
+pub struct CompositionReport {
+    pub schema_version: u32,
+    pub model: String,
+    pub device: String,
+    pub driver: String,
+    pub backend: String,
+    pub git_revision: String,
+    pub dtype: DType,
+    pub batch: u64,
+    pub tokens: u64,
+    pub cost_model: String,
+    pub max_rel_error: f64,
+    pub tolerance: f64,
+    pub runs: usize,
+    /// Median of the whole block: first op's start to last op's end, on the device clock.
+    pub measured_block_s: f64,
+    pub measured_block_p10_s: f64,
+    pub measured_block_p90_s: f64,
+    /// Sum of the ops' own medians: the block minus the gaps between kernels.
+    pub measured_ops_sum_s: Option<f64>,
+    /// Sum of the ops' predictions.
+    pub predicted_s: f64,
+    /// (predicted − measured block) ÷ measured block.
+    pub composition_error: f64,
+    pub ops: Vec<ComposedOp>,
+}
+
+/// The op's prediction for the implementation that ran it, where the calibration has that
+/// implementation; else the cost model's own (fastest implementation, or roofline).
+fn predict_for(
+    calibration: Option<&Calibration>,
+    model: &dyn CostModel,
+    op: &crate::ops::Op,
+    implementation: &str,
+    profile: &hw::HwProfile,
+) -> Result<(f64, Provenance, Option<f64>)> {
+    if let Some(cal) = calibration {
+        let own = cal
+            .groups
+            .iter()
+            .filter(|g| g.key.implementation == implementation);
+        if let Some((s, p, _)) = predict_fastest(own, op, profile) {
+            let e = &cal.error_pct;
+            let bar = match p {
+                Provenance::Measured => e.measured,
+                Provenance::Interpolated => e.interpolated,
+                Provenance::Extrapolated => e.extrapolated,
+                Provenance::Roofline => None,
+            };
+            return Ok((s, p, bar));
+        }
+    }
+    let p = model.predict(op, profile)?;
+    Ok((p.seconds, p.provenance, p.error_pct))
+}
+
+pub fn run(a: ComposeArgs) -> Result<()> {
+    let dtype: DType = a
+        .dtype
+        .parse()
+        .map_err(|e| Error::Unknown(format!("--dtype: {e}")))?;
+    if a.runs == 0 {
+        return Err(Error::Unsupported("--runs must be positive".into()).into());
+    }
+    let arch = crate::arch::load(&a.model)?;
+    let block =
+        BlockShape::from_arch(&arch, a.batch, a.tokens, dtype).map_err(Error::Unsupported)?;
+    let mut backend: Box<dyn Backend> = match a.backend {
+        BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter)?),
+        BackendName::Cuda => Box::new(CudaBackend::open(a.adapter)?),
+    };
+    let device = backend.device().clone();
+    let profile = match &a.hw {
+        Some(h) => hw::load(h)?,
+        None => {
+            let name = hw::profile_for_device(&device.name).ok_or_else(|| {
+                Error::Unknown(format!(
+                    "no catalog profile for '{}': pass --hw",
+                    device.name
+                ))
+            })?;
+            hw::load(name)?
+        }
+    };
+    let calibration = super::predict::calibration(a.calibration.as_deref(), a.roofline, &profile)?;
+    let model = super::predict::cost_model(a.calibration.as_deref(), a.roofline, &profile)?;
+    let m = crate::bench::block::measure(backend.as_mut(), &block, a.runs, a.seed)
+        .with_context(|| format!("running the {} block", arch.name))?;
+    let Some(total) = m.block else {
+        return Err(Error::Unsupported(format!(
+            "the {} block's output is wrong on {}: max relative error {:.2e} > {:.2e}{}",
+            arch.name,
+            device.name,
+            m.correctness.max_rel_error,
+            m.correctness.tolerance,
+            m.correctness
+                .error
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ))
+        .into());
+    };
+    let mut ops = Vec::new();
+    for (i, (name, op)) in block.ops.iter().enumerate() {
+        let implementation = m.implementations.get(i).cloned().unwrap_or_default();
+        let (predicted_s, provenance, error_pct) = predict_for(
+            calibration.as_ref(),
+            model.as_ref(),
+            op,
+            &implementation,
+            &profile,
+        )?;
+        ops.push(ComposedOp {
+            name: name.clone(),
+            op: op.to_string(),
+            implementation,
+            measured_s: m.ops.get(i).map(|s| s.median_s),
+            predicted_s,
+            provenance,
+            error_pct,
+        });
+    }
+    let predicted_s: f64 = ops.iter().map(|o| o.predicted_s).sum();
+    let report = CompositionReport {
+        schema_version: 1,
+        model: arch.name.clone(),
+        device: device.name.clone(),
+        driver: device.driver.clone(),
+        backend: device.backend.clone(),
+        git_revision: crate::results::git_revision(),
+        dtype,
+        batch: a.batch,
+        tokens: a.tokens,
+        cost_model: model.describe(&profile),
+        max_rel_error: m.correctness.max_rel_error,
+        tolerance: m.correctness.tolerance,
+        runs: a.runs,
+        measured_block_s: total.median_s,
+        measured_block_p10_s: total.p10_s,
+        measured_block_p90_s: total.p90_s,
+        measured_ops_sum_s: (!m.ops.is_empty()).then(|| m.ops.iter().map(|s| s.median_s).sum()),
+        predicted_s,
+        composition_error: (predicted_s - total.median_s) / total.median_s,
+        ops,
+    };
+    let json = serde_json::to_string_pretty(&report)? + "\n";
+    let saved = if a.no_save {
+        None
+    } else {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let path = a
+            .out
+            .join(device.slug())
+            .join(format!("compose-{}-{}-{stamp}.json", arch.name, dtype));
+        crate::results::write_atomically(&path, &json)?;
+        Some(path)
+    };
+    let mut out = String::new();
+    if a.format == Format::Json {
+        out.push_str(&json);
+    } else {
+        outln!(
+            out,
+            "{} block, batch {} x {} tokens, {} on {} ({}); output within {:.1e} of the f64 reference (tolerance {:.1e})",
+            report.model,
+            report.batch,
+            report.tokens,
+            dtype,
+            report.device,
+            report.backend,
+            report.max_rel_error,
+            report.tolerance
+        );
+        outln!(out, "predictions: {}", report.cost_model);
+        let mut b = Builder::default();
+        b.push_record([
+            "op",
+            "shape",
+            "kernel",
+            "measured",
+            "predicted",
+            "provenance",
+            "error",
+        ]);
+        for o in &report.ops {
+            b.push_record([
+                o.name.clone(),
+                o.op.clone(),
+                o.implementation.clone(),
+                o.measured_s.map(seconds).unwrap_or_else(|| "-".into()),
+                seconds(o.predicted_s),
+                format!("{:?}", o.provenance).to_lowercase(),
+                o.measured_s
+                    .map(|t| percent((o.predicted_s - t) / t))
+                    .unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        outln!(out, "{}", b.build().with(Style::rounded()));
+        outln!(
+            out,
+            "block measured {} (p10 {}, p90 {}; ops alone {}), sum of predictions {}: composition error {}",
+            seconds(report.measured_block_s),
+            seconds(report.measured_block_p10_s),
+            seconds(report.measured_block_p90_s),
+            report
+                .measured_ops_sum_s
+                .map(seconds)
+                .unwrap_or_else(|| "-".into()),
+            seconds(report.predicted_s),
+            percent(report.composition_error)
+        );
+        if let Some(p) = &saved {
+            outln!(out, "saved {}", p.display());
+        }
+    }
+    super::emit(&out)
+}
