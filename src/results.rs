@@ -156,12 +156,16 @@ pub fn find_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Writes `text` to `path` atomically: a temporary file beside it, then a rename.
+/// Writes `text` to `path` atomically: a temporary file beside it, then a rename. Creates the
+/// folder if needed.
 pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let err = |e: std::io::Error| Error::File {
         file: path.display().to_string(),
         message: format!("cannot write: {e}"),
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(err)?;
     f.write_all(text.as_bytes())

@@ -1,0 +1,150 @@
+//! The composition check: a transformer block run on a real wgpu adapter (lavapipe in CI) with
+//! the benchmark's kernels, checked against the f64 reference and priced op by op.
+
+mod common;
+use common::{gpucost, path};
+use gpucost::backend::block::{self, BLOCK_OPS, BlockShape};
+use gpucost::backend::wgpu::WgpuBackend;
+use gpucost::backend::{Backend, BackendError};
+use gpucost::bench;
+use gpucost::dtype::DType;
+
+fn open() -> Option<WgpuBackend> {
+    match WgpuBackend::open(0) {
+        Ok(b) => Some(b),
+        Err(BackendError::Unavailable(why)) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping block tests: {why}");
+            None
+        }
+        Err(e) => panic!("wgpu adapter required (CI=true): {e}"),
+    }
+}
+
+fn tiny(tokens: u64, dtype: DType) -> BlockShape {
+    let arch = gpucost::arch::load(&path("examples/tiny-block.toml")).unwrap();
+    BlockShape::from_arch(&arch, 1, tokens, dtype).unwrap()
+}
+
+#[test]
+fn the_block_is_the_workloads_layer_and_refuses_what_it_cannot_run() {
+    let llama = gpucost::arch::load("llama-3-8b").unwrap();
+    let b = BlockShape::from_arch(&llama, 2, 4096, DType::Bf16).unwrap();
+    let names: Vec<&str> = b.ops.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, BLOCK_OPS);
+    assert_eq!(b.qkv_width(), 4096 + 2 * 1024);
+    assert_eq!(b.tokens(), 8192);
+    let gpt2 = gpucost::arch::load("gpt2").unwrap();
+    let e = BlockShape::from_arch(&gpt2, 1, 128, DType::Fp32).unwrap_err();
+    assert!(e.contains("RMSNorm"), "{e}");
+}
+
+#[test]
+fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
+    let Some(mut backend) = open() else { return };
+    // Odd token count: partial tiles in every kernel; two sequences: batch strides.
+    let arch = gpucost::arch::load(&path("examples/tiny-block.toml")).unwrap();
+    let b = BlockShape::from_arch(&arch, 2, 37, DType::Fp32).unwrap();
+    let m = bench::block::measure(&mut backend, &b, 2, 7).unwrap();
+    assert!(m.correctness.pass, "{:?}", m.correctness);
+    assert_eq!(m.ops.len(), BLOCK_OPS.len());
+    assert!(m.block.unwrap().median_s > 0.0);
+    // The same run compared with the reference of other inputs must fail.
+    let run = backend
+        .run_block(&b, &bench::block::inputs(&b, 7), 1)
+        .unwrap();
+    let other = block::reference(&b, &bench::block::inputs(&b, 8), &|v| v as f32);
+    let c = bench::compare(&run.output, &other, bench::block::tolerance_of(&b));
+    assert!(!c.pass, "{c:?}");
+}
+
+#[test]
+fn f16_block_matches_its_reference() {
+    let Some(mut backend) = open() else { return };
+    if !backend.device().supports_f16 {
+        eprintln!("adapter has no shader-f16: f16 block not checked");
+        return;
+    }
+    let m = bench::block::measure(&mut backend, &tiny(64, DType::Fp16), 1, 3).unwrap();
+    assert!(m.correctness.pass, "{:?}", m.correctness);
+}
+
+#[test]
+fn compose_reports_measured_against_predicted_per_op() {
+    if open().is_none() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let out = gpucost()
+        .args(["compose", "--model"])
+        .arg(path("examples/tiny-block.toml"))
+        .args([
+            "--hw", "lavapipe", "--tokens", "64", "--runs", "3", "--format", "json",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["max_rel_error"].as_f64().unwrap() <= v["tolerance"].as_f64().unwrap());
+    let measured = v["measured_block_s"].as_f64().unwrap();
+    let predicted = v["predicted_s"].as_f64().unwrap();
+    assert!(measured > 0.0 && predicted > 0.0);
+    let err = v["composition_error"].as_f64().unwrap();
+    assert!((err - (predicted - measured) / measured).abs() < 1e-9);
+    let ops = v["ops"].as_array().unwrap();
+    assert_eq!(ops.len(), BLOCK_OPS.len());
+    let sum: f64 = ops.iter().map(|o| o["predicted_s"].as_f64().unwrap()).sum();
+    assert!((sum - predicted).abs() <= 1e-12 * predicted.max(1.0));
+    // The embedded lavapipe calibration prices the matmuls of the kernel that ran them.
+    for o in ops
+        .iter()
+        .filter(|o| o["name"] == "qkv" || o["name"] == "down")
+    {
+        assert_eq!(o["implementation"], "wgpu:regblock");
+        assert_ne!(o["provenance"], "roofline", "{o}");
+        assert!(o["measured_s"].as_f64().unwrap() > 0.0);
+    }
+    // The report was saved, whole, under the device's folder.
+    let saved: Vec<_> = walk(dir.path());
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let text = std::fs::read_to_string(&saved[0]).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(file["ops"].as_array().unwrap().len(), BLOCK_OPS.len());
+}
+
+#[test]
+fn compose_refuses_a_model_it_cannot_run_by_name() {
+    let out = gpucost()
+        .args([
+            "compose",
+            "--model",
+            "gpt2",
+            "--hw",
+            "lavapipe",
+            "--no-save",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("gpt2") && e.contains("RMSNorm"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
