@@ -5,11 +5,22 @@
 // probabilities are repacked in registers as the A operand of P·V; K and V fragments come from
 // shared memory by ldmatrix. Causal blocks past the last query are skipped. Expect a large
 // fraction of PyTorch SDPA (FA2) at long sequences; K/V loads are not yet pipelined (cp.async).
-// Layout: Q [b, hq, sq, D], K/V [b, hkv, skv, D], O [b, hq, sq, D]; D = 64 or 128.
-// Grid (ceil(sq/64), b·hq), block 128; shared memory 2·64·(D+8) halves.
+// Layout: any strided view — element (b, h, row, c) of Q at q + b·batch + h·head + row·row +
+// offset + c, likewise K, V and O — so the benchmark passes [b, h, s, D] tensors and a
+// transformer block passes token-major views into its QKV projection and writes O token-major
+// for the output projection (rows 16-byte aligned: strides and offsets multiples of 8).
+// D = 64 or 128. Grid (ceil(sq/64), b·hq), block 128; shared memory 2·64·(D+8) halves.
 
 #define BR 64
 #define BC 64
+
+// Element strides (batch, head, row) and offset of one operand; the layout of all four.
+struct Strided {
+    long long batch, head, row, offset;
+};
+struct AttnLayout {
+    Strided q, k, v, o;
+};
 
 __device__ __forceinline__ unsigned pack2(float lo, float hi, __half) {
     __half2 h = __floats2half2_rn(lo, hi);
@@ -33,7 +44,7 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], 
 template <typename T, int D>
 __device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                           T* __restrict__ o, int hq, int hkv, int sq, int skv, int causal,
-                          int window, float scale) {
+                          int window, float scale, const AttnLayout& lay) {
     const int SROW = D + 8;  // halves per shared row (padding breaks bank conflicts)
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* ks = reinterpret_cast<T*>(smem_raw);
@@ -44,9 +55,9 @@ __device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, cons
     const int offset = skv - sq;
     const float sl2 = scale * 1.4426950408889634f;  // scale · log2(e): softmax in base 2
 
-    const T* qb = q + (size_t)bh * sq * D;
-    const T* kb = k + ((size_t)b * hkv + hk) * skv * D;
-    const T* vb = v + ((size_t)b * hkv + hk) * skv * D;
+    const T* qb = q + b * lay.q.batch + h * lay.q.head + lay.q.offset;
+    const T* kb = k + b * lay.k.batch + hk * lay.k.head + lay.k.offset;
+    const T* vb = v + b * lay.v.batch + hk * lay.v.head + lay.v.offset;
 
     // Q fragments for the warp's 16 rows, D/16 k-chunks.
     unsigned qf[D / 16][4];
@@ -55,7 +66,7 @@ __device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, cons
         const int c0 = kc * 16 + 2 * t;
         auto get = [&](int r, int c) -> unsigned {
             if (r >= sq) return 0u;
-            return *reinterpret_cast<const unsigned*>(qb + (size_t)r * D + c);
+            return *reinterpret_cast<const unsigned*>(qb + r * lay.q.row + c);
         };
         qf[kc][0] = get(r_lo, c0);
         qf[kc][1] = get(r_hi, c0);
@@ -80,8 +91,8 @@ __device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, cons
             int r = c / (D / 8), col = (c % (D / 8)) * 8;
             uint4 kz = make_uint4(0, 0, 0, 0), vz = make_uint4(0, 0, 0, 0);
             if (j0 + r < skv) {
-                kz = *reinterpret_cast<const uint4*>(kb + (size_t)(j0 + r) * D + col);
-                vz = *reinterpret_cast<const uint4*>(vb + (size_t)(j0 + r) * D + col);
+                kz = *reinterpret_cast<const uint4*>(kb + (j0 + r) * lay.k.row + col);
+                vz = *reinterpret_cast<const uint4*>(vb + (j0 + r) * lay.v.row + col);
             }
             *reinterpret_cast<uint4*>(ks + r * SROW + col) = kz;
             *reinterpret_cast<uint4*>(vs + r * SROW + col) = vz;
@@ -159,14 +170,14 @@ __device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, cons
         l_hi += __shfl_xor_sync(0xffffffff, l_hi, sh);
     }
     const float inv_lo = l_lo > 0.f ? 1.f / l_lo : 0.f, inv_hi = l_hi > 0.f ? 1.f / l_hi : 0.f;
-    T* ob = o + (size_t)bh * sq * D;
+    T* ob = o + b * lay.o.batch + h * lay.o.head + lay.o.offset;
     for (int dn = 0; dn < D / 8; ++dn) {
         const int col = dn * 8 + 2 * t;
         if (r_lo < sq)
-            *reinterpret_cast<unsigned*>(ob + (size_t)r_lo * D + col) =
+            *reinterpret_cast<unsigned*>(ob + r_lo * lay.o.row + col) =
                 pack2(oacc[dn][0] * inv_lo, oacc[dn][1] * inv_lo, T());
         if (r_hi < sq)
-            *reinterpret_cast<unsigned*>(ob + (size_t)r_hi * D + col) =
+            *reinterpret_cast<unsigned*>(ob + r_hi * lay.o.row + col) =
                 pack2(oacc[dn][2] * inv_hi, oacc[dn][3] * inv_hi, T());
     }
 }
@@ -174,8 +185,9 @@ __device__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k, cons
 #define FLASH(NAME, T, D)                                                                         \
     extern "C" __global__ void __launch_bounds__(128)                                            \
         attn_flash_##NAME##_d##D(const T* q, const T* k, const T* v, T* o, int hq, int hkv,     \
-                                 int sq, int skv, int causal, int window, float scale) {         \
-        flash_fwd<T, D>(q, k, v, o, hq, hkv, sq, skv, causal, window, scale);                     \
+                                 int sq, int skv, int causal, int window, float scale,           \
+                                 AttnLayout lay) {                                               \
+        flash_fwd<T, D>(q, k, v, o, hq, hkv, sq, skv, causal, window, scale, lay);                \
     }
 FLASH(f16, __half, 64)
 FLASH(f16, __half, 128)

@@ -159,6 +159,46 @@ impl BlockShape {
     }
 }
 
+/// Where an operand of a block's op comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operand {
+    /// One of `BlockInputs::tensors()`.
+    Input(usize),
+    /// The output of an earlier op (index into `BLOCK_OPS`).
+    Op(usize),
+}
+
+/// The operands of each op of `BLOCK_OPS`, in the order its kernel reads them (attention: Q, K,
+/// V — Q and K from the rotary output, V from the QKV projection).
+pub fn operands() -> [Vec<Operand>; 11] {
+    use Operand::{Input, Op};
+    [
+        vec![Input(0), Input(1)],  // attn-norm(x, w)
+        vec![Op(0), Input(2)],     // qkv
+        vec![Op(1)],               // rotary
+        vec![Op(2), Op(2), Op(1)], // attention
+        vec![Op(3), Input(3)],     // attn-out
+        vec![Input(0), Op(4)],     // residual: x + attention branch
+        vec![Op(5), Input(4)],     // mlp-norm
+        vec![Op(6), Input(5)],     // gate+up
+        vec![Op(7)],               // gated-silu
+        vec![Op(8), Input(6)],     // down
+        vec![Op(5), Op(9)],        // residual: + MLP branch
+    ]
+}
+
+impl BlockShape {
+    /// Elements of op `i`'s output.
+    pub fn output_elems(&self, i: usize) -> u64 {
+        match &self.ops[i].1 {
+            Op::Matmul(m) => m.batch * m.m * m.n,
+            Op::Attention(_) => self.tokens() * self.q_width(),
+            Op::Memory(m) => m.rows * m.cols,
+            Op::Collective(_) => 0,
+        }
+    }
+}
+
 /// A block's input activations and weights (row-major, matmul weights [in, out]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockInputs {
@@ -169,6 +209,21 @@ pub struct BlockInputs {
     pub mlp_norm: Vec<f32>,
     pub gate_up: Vec<f32>,
     pub down: Vec<f32>,
+}
+
+impl BlockInputs {
+    /// The tensors in `Operand::Input` order.
+    pub fn tensors(&self) -> [&[f32]; 7] {
+        [
+            &self.x,
+            &self.attn_norm,
+            &self.qkv,
+            &self.attn_out,
+            &self.mlp_norm,
+            &self.gate_up,
+            &self.down,
+        ]
+    }
 }
 
 /// What a device run of a block gives back.

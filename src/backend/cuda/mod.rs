@@ -228,7 +228,6 @@ fn attention_elem(dtype: DType) -> Option<Elem> {
     }
 }
 
-/// Keys per block of the split-KV decode kernel.
 /// Every matmul and attention variant this backend has (for lookups by name).
 pub const MATMUL_VARIANTS: [Variant; 8] = [
     FP32_VARIANTS[0],
@@ -242,7 +241,45 @@ pub const MATMUL_VARIANTS: [Variant; 8] = [
 ];
 pub const ATTENTION_VARIANTS: [Variant; 3] = [ATTN_NAIVE, ATTN_FLASH, ATTN_DECODE];
 
+/// Keys per block of the split-KV decode kernel.
 const DECODE_CHUNK: u64 = 256;
+
+pub const MEMORY_VARIANT: Variant = Variant {
+    name: "elementwise",
+    idea: "one thread per element (per pair for rotary, one block per row for RMSNorm), f32 math",
+    vendor: false,
+    tile: None,
+};
+
+/// Element type and kernel-name suffix of the memory-bound kernels.
+fn memory_elem(dtype: DType) -> Option<(Elem, &'static str)> {
+    match dtype {
+        DType::Fp32 => Some((Elem::F32, "f32")),
+        DType::Fp16 => Some((Elem::F16, "f16")),
+        DType::Bf16 => Some((Elem::Bf16, "bf16")),
+        _ => None,
+    }
+}
+
+/// The flash kernel's `AttnLayout` argument: element strides (batch, head, row) and offset of
+/// Q, K, V and O, as attention_flash.cu declares it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct FlashLayout {
+    strides: [[i64; 4]; 4],
+}
+
+// SAFETY: plain old data laid out as the kernel's struct of four structs of four long longs.
+unsafe impl cudarc::driver::DeviceRepr for FlashLayout {}
+
+impl From<&crate::backend::AttentionLayout> for FlashLayout {
+    fn from(l: &crate::backend::AttentionLayout) -> Self {
+        let s = |x: &crate::backend::Strided| [x.batch, x.head, x.row, x.offset].map(|v| v as i64);
+        FlashLayout {
+            strides: [s(&l.q), s(&l.k), s(&l.v), s(&l.o)],
+        }
+    }
+}
 
 /// A kernel to launch: file, function, grid, block, dynamic shared memory.
 type KernelLaunch = (&'static str, String, (u32, u32, u32), (u32, u32, u32), u32);
@@ -387,8 +424,92 @@ impl CudaBackend {
         match op {
             Op::Matmul(mm) => self.launch_matmul(&mm, variant, set),
             Op::Attention(a) => self.launch_attention(&a, variant, set),
+            Op::Memory(m) => {
+                let p = self.problem()?;
+                let ins: Vec<CUdeviceptr> = p.inputs[set].iter().map(|b| self.ptr(b)).collect();
+                let out = self.ptr(&p.out);
+                let rotary = crate::backend::cpu::RotaryLayout::standalone(&m);
+                self.launch_memory(&m, &ins, out, &rotary)
+            }
             other => Err(BackendError::Unsupported(format!("cuda: {other}"))),
         }
+    }
+
+    /// Enqueues a memory-bound op reading `ins` (in `bench::inputs` order) and writing `out`.
+    fn launch_memory(
+        &mut self,
+        m: &crate::ops::MemoryOp,
+        ins: &[CUdeviceptr],
+        out: CUdeviceptr,
+        rotary: &crate::backend::cpu::RotaryLayout,
+    ) -> Result<()> {
+        use crate::ops::MemoryKind;
+        let kind = crate::backend::measured_memory_kind(m)?;
+        let (_, suffix) = memory_elem(m.dtype)
+            .ok_or_else(|| BackendError::Unsupported(format!("cuda: {}", Op::Memory(m.clone()))))?;
+        if ins.len() != crate::backend::memory_input_count(kind) {
+            return Err(BackendError::Device(format!(
+                "{}: wrong input count",
+                kind.name()
+            )));
+        }
+        let (rows, cols) = (m.rows as i32, m.cols as i32);
+        let cfg = |grid: u32, block: u32| LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Grid-stride loops: enough blocks to fill the device, no more than the work needs.
+        let blocks = |items: u64| items.div_ceil(256).clamp(1, 65535) as u32;
+        let name = match kind {
+            MemoryKind::RmsNorm => "rmsnorm",
+            MemoryKind::GatedActivation(_) => "gated_silu",
+            MemoryKind::ResidualAdd => "residual_add",
+            _ => "rotary",
+        };
+        let f = self.function("memory.cu", &format!("{name}_{suffix}"))?;
+        let mut l = self.stream.launch_builder(&f);
+        // SAFETY (all launches): argument lists match memory.cu; buffers are sized for `m`.
+        match kind {
+            MemoryKind::RmsNorm => {
+                let eps = crate::backend::cpu::RMSNORM_EPS as f32;
+                l.arg(&ins[0])
+                    .arg(&ins[1])
+                    .arg(&out)
+                    .arg(&rows)
+                    .arg(&cols)
+                    .arg(&eps);
+                unsafe { l.launch(cfg(m.rows as u32, 256)) }.map_err(drv)?;
+            }
+            MemoryKind::GatedActivation(_) => {
+                l.arg(&ins[0]).arg(&out).arg(&rows).arg(&cols);
+                unsafe { l.launch(cfg(blocks(m.rows * m.cols), 256)) }.map_err(drv)?;
+            }
+            MemoryKind::ResidualAdd => {
+                let n = (m.rows * m.cols) as i64;
+                l.arg(&ins[0]).arg(&ins[1]).arg(&out).arg(&n);
+                unsafe { l.launch(cfg(blocks(m.rows * m.cols), 256)) }.map_err(drv)?;
+            }
+            _ => {
+                let (rc, hd, seq) = (
+                    rotary.cols as i32,
+                    rotary.head_dim as i32,
+                    rotary.seq_len as i32,
+                );
+                let (in_row, out_row) = (rotary.in_row as i32, rotary.out_row as i32);
+                let theta = rotary.theta as f32;
+                l.arg(&ins[0])
+                    .arg(&out)
+                    .arg(&rows)
+                    .arg(&rc)
+                    .arg(&hd)
+                    .arg(&seq);
+                l.arg(&in_row).arg(&out_row).arg(&theta);
+                let pairs = m.rows * rotary.cols as u64 / 2;
+                unsafe { l.launch(cfg(blocks(pairs), 256)) }.map_err(drv)?;
+            }
+        }
+        Ok(())
     }
 
     fn launch_matmul(&mut self, mm: &Matmul, variant: &str, set: usize) -> Result<()> {
@@ -573,7 +694,8 @@ impl CudaBackend {
                     .arg(&hkv)
                     .arg(&sq)
                     .arg(&skv);
-                l.arg(&causal).arg(&window).arg(&scale);
+                let layout = FlashLayout::from(&crate::backend::AttentionLayout::head_major(at));
+                l.arg(&causal).arg(&window).arg(&scale).arg(&layout);
                 let grid = ((sq as u32).div_ceil(64), bh, 1);
                 // SAFETY: signature matches attention_flash.cu.
                 unsafe { l.launch(cfg(grid, (128, 1, 1), smem)) }.map_err(drv)?;
@@ -666,6 +788,12 @@ impl Backend for CudaBackend {
                 }
                 v
             }
+            Op::Memory(m)
+                if memory_elem(m.dtype).is_some()
+                    && crate::backend::measured_memory_kind(m).is_ok() =>
+            {
+                vec![MEMORY_VARIANT]
+            }
             _ => Vec::new(),
         }
     }
@@ -699,6 +827,13 @@ impl Backend for CudaBackend {
                     0
                 };
                 (vec![e, e, e], e, out, scratch, splits)
+            }
+            Op::Memory(m) => {
+                let kind = crate::backend::measured_memory_kind(m)?;
+                let (e, _) = memory_elem(m.dtype)
+                    .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
+                let n = crate::backend::memory_input_count(kind);
+                (vec![e; n], e, (m.rows * m.cols) as usize, 0, 0)
             }
             other => return Err(BackendError::Unsupported(format!("cuda: {other}"))),
         };

@@ -8,6 +8,7 @@ const PRELUDE: &str = include_str!("../../../kernels/cuda/prelude.cuh");
 
 /// Every CUDA kernel file: (file name, source).
 pub const KERNEL_FILES: &[(&str, &str)] = &[
+    ("memory.cu", include_str!("../../../kernels/cuda/memory.cu")),
     (
         "matmul_fp32_naive.cu",
         include_str!("../../../kernels/cuda/matmul_fp32_naive.cu"),

@@ -7,7 +7,7 @@ use super::{
     Slot, Stage, WgpuBackend, attention_params, device_err, memory_params, memory_stage, stages,
     to_bytes,
 };
-use crate::backend::block::{BlockInputs, BlockRun, BlockShape};
+use crate::backend::block::{BlockInputs, BlockRun, BlockShape, Operand, operands};
 use crate::backend::{BackendError, Result};
 use crate::ops::Op;
 use wgpu::util::DeviceExt;
@@ -34,30 +34,20 @@ impl WgpuBackend {
         runs: usize,
     ) -> Result<BlockRun> {
         let dtype = block.dtype;
-        let t = block.tokens();
-        // Buffers 0..7 hold the inputs; the rest each op's output, in op order.
-        let mut buffers: Vec<wgpu::Buffer> = [
-            &inputs.x,
-            &inputs.attn_norm,
-            &inputs.qkv,
-            &inputs.attn_out,
-            &inputs.mlp_norm,
-            &inputs.gate_up,
-            &inputs.down,
-        ]
-        .iter()
-        .map(|v| self.upload(v, dtype))
-        .collect();
-        let [x, attn_norm, w_qkv, w_o, mlp_norm, w_gu, w_down] = [0, 1, 2, 3, 4, 5, 6];
+        // Buffers 0..7 hold the inputs; then each op's output, in op order.
+        let mut buffers: Vec<wgpu::Buffer> = inputs
+            .tensors()
+            .iter()
+            .map(|v| self.upload(v, dtype))
+            .collect();
+        let buffer_of = |o: &Operand| match *o {
+            Operand::Input(i) => i,
+            Operand::Op(j) => INPUTS + j,
+        };
         let mut steps = Vec::new();
         let mut outputs: Vec<(usize, u64)> = Vec::new();
-        for (name, op) in &block.ops {
-            let out_elems = match op {
-                Op::Matmul(m) => m.batch * m.m * m.n,
-                Op::Attention(_) => t * block.q_width(),
-                Op::Memory(m) => m.rows * m.cols,
-                Op::Collective(_) => 0,
-            };
+        for (i, ((name, op), operands)) in block.ops.iter().zip(operands()).enumerate() {
+            let out_elems = block.output_elems(i);
             let out = buffers.len();
             buffers.push(self.storage_buffer(
                 name,
@@ -67,45 +57,30 @@ impl WgpuBackend {
                     | wgpu::BufferUsages::COPY_DST,
             ));
             outputs.push((out, out_elems));
-            // Each op reads the outputs of earlier ops by name.
-            let prev = |n: &str, nth: usize| -> usize {
-                block
-                    .ops
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (o, _))| o == n)
-                    .nth(nth)
-                    .map_or(usize::MAX, |(i, _)| outputs_index(i))
-            };
-            let (stage, ins, params, implementation) = match (name.as_str(), op) {
-                ("attn-norm", Op::Memory(m)) => memory_step(m, vec![x, attn_norm], block)?,
-                ("qkv", Op::Matmul(mm)) => matmul_step(mm, vec![prev("attn-norm", 0), w_qkv])?,
-                ("rotary", Op::Memory(m)) => memory_step(m, vec![prev("qkv", 0)], block)?,
-                ("attention", Op::Attention(a)) => {
-                    let mut s = stages(op, "fused")?;
-                    let stage = s
+            let ins: Vec<usize> = operands.iter().map(buffer_of).collect();
+            let (stage, params, implementation) = match op {
+                Op::Matmul(mm) => {
+                    let stage = stages(op, MATMUL_VARIANT)?
+                        .pop()
+                        .ok_or_else(|| device_err("no matmul stage"))?;
+                    let params = vec![mm.m as u32, mm.n as u32, mm.k as u32, mm.batch as u32];
+                    (stage, params, format!("wgpu:{MATMUL_VARIANT}"))
+                }
+                Op::Attention(a) => {
+                    let stage = stages(op, "fused")?
                         .pop()
                         .ok_or_else(|| device_err("no fused attention stage"))?;
                     let params = attention_params(a, &block.attention_layout());
-                    let ins = vec![prev("rotary", 0), prev("rotary", 0), prev("qkv", 0)];
-                    (stage, ins, params, "wgpu:fused".to_string())
+                    (stage, params, "wgpu:fused".to_string())
                 }
-                ("attn-out", Op::Matmul(mm)) => matmul_step(mm, vec![prev("attention", 0), w_o])?,
-                ("residual", Op::Memory(m)) if steps.len() < 6 => {
-                    memory_step(m, vec![x, prev("attn-out", 0)], block)?
-                }
-                ("mlp-norm", Op::Memory(m)) => {
-                    memory_step(m, vec![prev("residual", 0), mlp_norm], block)?
-                }
-                ("gate+up", Op::Matmul(mm)) => matmul_step(mm, vec![prev("mlp-norm", 0), w_gu])?,
-                ("gated-silu", Op::Memory(m)) => memory_step(m, vec![prev("gate+up", 0)], block)?,
-                ("down", Op::Matmul(mm)) => matmul_step(mm, vec![prev("gated-silu", 0), w_down])?,
-                ("residual", Op::Memory(m)) => {
-                    memory_step(m, vec![prev("residual", 0), prev("down", 0)], block)?
-                }
-                (other, op) => {
+                Op::Memory(m) => (
+                    memory_stage(m)?,
+                    memory_params(m, &block.rotary_layout()),
+                    "wgpu:elementwise".to_string(),
+                ),
+                other => {
                     return Err(BackendError::Unsupported(format!(
-                        "block runner: no step for {other} ({op})"
+                        "block runner: no kernel for {other}"
                     )));
                 }
             };
@@ -261,27 +236,5 @@ impl WgpuBackend {
     }
 }
 
-/// Buffer index of op `i`'s output: the seven inputs come first.
-fn outputs_index(i: usize) -> usize {
-    7 + i
-}
-
-type StepParts = (Stage, Vec<usize>, Vec<u32>, String);
-
-fn matmul_step(mm: &crate::ops::Matmul, ins: Vec<usize>) -> Result<StepParts> {
-    let mut s = stages(&Op::Matmul(mm.clone()), MATMUL_VARIANT)?;
-    let stage = s.pop().ok_or_else(|| device_err("no matmul stage"))?;
-    let params = vec![mm.m as u32, mm.n as u32, mm.k as u32, mm.batch as u32];
-    Ok((stage, ins, params, format!("wgpu:{MATMUL_VARIANT}")))
-}
-
-fn memory_step(m: &crate::ops::MemoryOp, ins: Vec<usize>, block: &BlockShape) -> Result<StepParts> {
-    let stage = memory_stage(m)?;
-    let rotary = block.rotary_layout();
-    Ok((
-        stage,
-        ins,
-        memory_params(m, &rotary),
-        "wgpu:elementwise".into(),
-    ))
-}
+/// Buffers before the ops' outputs: the block's inputs.
+const INPUTS: usize = 7;
