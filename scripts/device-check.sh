@@ -5,11 +5,16 @@
 #                                     # loader in .gl/ (both git-ignored, carried to the device)
 #   scripts/device-check.sh run       # there (no Rust, no network): devices, correctness and
 #                                     # timing of every CUDA and wgpu kernel next to cuBLAS /
-#                                     # cuBLASLt / PyTorch SDPA, the criterion matmul bench;
-#                                     # writes $OUT/{device-check.log,report.txt,results.tgz,...}
+#                                     # cuBLASLt / PyTorch SDPA, the memory-bound kernels, the
+#                                     # composition check (a transformer block against the sum of
+#                                     # its op predictions), the calibration sweeps, the criterion
+#                                     # matmul bench; writes $OUT/{device-check.log,report.txt,
+#                                     # results.tgz,...}
 #
 # The run keeps each step under its own timeout so the whole finishes in about 8 minutes; an
-# interrupted sweep keeps every record written before the cut.
+# interrupted sweep keeps every record written before the cut. QUICK=1: smoke and target shapes
+# only. CALIBRATION=1: correctness on the smoke shapes, the composition check, then the bf16 and
+# fp16 calibration sweeps with long limits (no wgpu, no criterion).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -59,6 +64,33 @@ run() {
   step 15 $bin/gpucost devices
   local fast=(--budget-s 0.25 --target-cv 0.03 --out "$res")
   local quick=(--budget-s 0.05 --target-cv 0.03 --out "$res")
+  # Correctness of the memory-bound kernels and the composition check: a transformer block of
+  # the tiny model and of Llama-3-8B / Llama-2-7B layers, measured against the sum of the
+  # calibrated op predictions.
+  memory_and_compose() {
+    for dt in bf16 fp16; do
+      step 15 $bin/gpucost bench --backend cuda --op memory --dtype "$dt" --shapes smoke "${quick[@]}"
+    done
+    step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/tiny-block.toml --dtype bf16 --tokens 512 --out "$res"
+    step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model llama-3-8b --dtype bf16 --tokens 2048 --out "$res"
+    step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model llama-3-8b --dtype bf16 --tokens 512 --batch 4 --out "$res"
+    step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model models/Llama-2-7b-hf.json --dtype fp16 --tokens 4096 --out "$res"
+  }
+  if [ -n "${CALIBRATION:-}" ]; then
+    for dt in bf16 fp16; do
+      step 15 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes smoke "${quick[@]}"
+      step 10 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes smoke "${quick[@]}"
+    done
+    memory_and_compose
+    step 150 $bin/gpucost bench --backend cuda --op matmul --dtype bf16 --shapes sweep "${fast[@]}"
+    step 90 $bin/gpucost bench --backend cuda --op attention --dtype bf16 --shapes sweep "${fast[@]}"
+    step 60 $bin/gpucost bench --backend cuda --op memory --dtype bf16 --shapes sweep "${fast[@]}"
+    step 60 $bin/gpucost bench --backend cuda --op matmul --dtype fp16 --shapes sweep "${fast[@]}"
+    step 45 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
+    $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
+    tar czf "$OUT/results.tgz" -C "$res" .
+    return
+  fi
   if [ -n "${QUICK:-}" ]; then
     # A short rerun after a fix: every matmul dtype on the smoke shapes and the target, the
     # attention smoke and targets, with the vendor attention beside them.
@@ -89,6 +121,7 @@ run() {
   for dt in bf16 fp16; do
     step 10 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes smoke "${quick[@]}"
   done
+  memory_and_compose
   # wgpu on the GPU: the WGSL kernels at 4096³.
   step 25 $bin/gpucost bench --backend wgpu --op matmul --dtype f32 --shapes scripts/targets.toml "${fast[@]}" --baseline-max-flops 1e12
   step 25 $bin/gpucost bench --backend wgpu --op matmul --dtype f16 --shapes scripts/targets.toml "${fast[@]}" --baseline-max-flops 1e12
@@ -101,6 +134,7 @@ run() {
   for dt in bf16 fp16; do
     step 25 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes sweep "${fast[@]}"
   done
+  step 25 $bin/gpucost bench --backend cuda --op memory --dtype bf16 --shapes sweep "${fast[@]}"
   step 30 $bin/bench-matmul --bench --warm-up-time 0.2 --measurement-time 0.5 > "$OUT/criterion-matmul.txt" 2>&1
   $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
   tar czf "$OUT/results.tgz" -C "$res" .

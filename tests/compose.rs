@@ -38,6 +38,31 @@ fn the_block_is_the_workloads_layer_and_refuses_what_it_cannot_run() {
     assert!(e.contains("RMSNorm"), "{e}");
 }
 
+/// Large blocks are checked on the first tokens of a sequence, computed as a shorter block:
+/// causality makes that exact, which the full reference confirms here.
+#[test]
+fn a_prefix_block_gives_the_first_rows_of_every_sequence() {
+    let arch = gpucost::arch::load(&path("examples/tiny-block.toml")).unwrap();
+    let b = BlockShape::from_arch(&arch, 2, 40, DType::Fp32).unwrap();
+    let inputs = bench::block::inputs(&b, 5);
+    let full = block::reference(&b, &inputs, &|v| v as f32);
+    let p = b.prefix(16);
+    assert_eq!((p.batch, p.seq), (1, 16));
+    let h = b.hidden as usize;
+    for z in 0..2usize {
+        let start = z * 40 * h;
+        let mut sub = inputs.clone();
+        sub.x = inputs.x[start..start + 16 * h].to_vec();
+        let part = block::reference(&p, &sub, &|v| v as f32);
+        for (i, (a, e)) in part.iter().zip(&full[start..start + 16 * h]).enumerate() {
+            assert!(
+                (a - e).abs() <= 1e-9 * e.abs().max(1.0),
+                "sequence {z} element {i}: {a} vs {e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
     let Some(mut backend) = open() else { return };
@@ -48,6 +73,9 @@ fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
     assert!(m.correctness.pass, "{:?}", m.correctness);
     assert_eq!(m.ops.len(), BLOCK_OPS.len());
     assert!(m.block.unwrap().median_s > 0.0);
+    // Checked on prefixes, as large blocks are, it passes too.
+    let m = bench::block::measure_with(&mut backend, &b, 1, 7, 0.0).unwrap();
+    assert!(m.correctness.pass, "{:?}", m.correctness);
     // The same run compared with the reference of other inputs must fail.
     let run = backend
         .run_block(&b, &bench::block::inputs(&b, 7), 1)

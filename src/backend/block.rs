@@ -39,6 +39,8 @@ pub struct BlockShape {
     pub theta: f64,
     /// The layer's ops as the workload lists them, in `BLOCK_OPS` order.
     pub ops: Vec<(String, Op)>,
+    /// The architecture the layer comes from.
+    pub arch: Architecture,
 }
 
 impl BlockShape {
@@ -94,7 +96,22 @@ impl BlockShape {
             dtype,
             theta: 10000.0,
             ops,
+            arch: arch.clone(),
         })
+    }
+
+    /// The same layer over one sequence of the first `tokens` tokens: by causality, its output
+    /// is exactly the first `tokens` rows of any sequence's output here.
+    pub fn prefix(&self, tokens: u64) -> Self {
+        let mut p = BlockShape::from_arch(&self.arch, 1, tokens.min(self.seq), self.dtype)
+            .unwrap_or_else(|_| self.clone());
+        p.theta = self.theta;
+        p
+    }
+
+    /// FLOPs of one forward pass of the block.
+    pub fn flops(&self) -> f64 {
+        self.ops.iter().map(|(_, op)| op.flops()).sum()
     }
 
     pub fn tokens(&self) -> u64 {

@@ -30,15 +30,19 @@ pub fn inputs(b: &BlockShape, seed: u64) -> BlockInputs {
     }
 }
 
-/// Each op's own tolerance, summed over the layer (errors add up through it), doubled.
+/// Four times the loosest op's tolerance: the reference rounds between ops where the device
+/// does, so only rounding-boundary flips and accumulation order differ, and the norms keep them
+/// from growing through the layer.
 pub fn tolerance_of(b: &BlockShape) -> f64 {
-    2.0 * b
+    4.0 * b
         .ops
         .iter()
         .map(|(_, op)| super::op_tolerance(op))
-        .sum::<f64>()
-        + tolerance(b.dtype, b.intermediate)
+        .fold(tolerance(b.dtype, b.intermediate), f64::max)
 }
+
+/// Tokens per checked sequence when a block is too large for a full f64 reference.
+pub const PREFIX: u64 = 16;
 
 /// A checked, and if correct timed, block.
 #[derive(Debug, Clone)]
@@ -51,6 +55,9 @@ pub struct BlockMeasurement {
     pub implementations: Vec<String>,
 }
 
+/// Blocks above this many FLOPs are checked on prefixes (see `measure_with`).
+pub const FULL_BLOCK_REFERENCE_MAX_FLOPS: f64 = 2e9;
+
 /// Runs `b` on `backend`, checks its output against the f64 reference, and times `runs` runs.
 pub fn measure(
     backend: &mut dyn Backend,
@@ -58,11 +65,53 @@ pub fn measure(
     runs: usize,
     seed: u64,
 ) -> Result<BlockMeasurement, BackendError> {
+    measure_with(backend, b, runs, seed, FULL_BLOCK_REFERENCE_MAX_FLOPS)
+}
+
+/// `measure`, with the whole output checked up to `full_reference_max_flops` and, above it, the
+/// first `PREFIX` tokens of the first and the last sequence.
+pub fn measure_with(
+    backend: &mut dyn Backend,
+    b: &BlockShape,
+    runs: usize,
+    seed: u64,
+    full_reference_max_flops: f64,
+) -> Result<BlockMeasurement, BackendError> {
     let inputs = inputs(b, seed);
     let run = backend.run_block(b, &inputs, runs)?;
     let dtype: DType = b.dtype;
-    let reference = block::reference(b, &inputs, &|v| round_to(dtype, v as f32));
-    let correctness = compare(&run.output, &reference, tolerance_of(b));
+    let round = |v: f64| round_to(dtype, v as f32);
+    let correctness = if b.flops() <= full_reference_max_flops {
+        compare(
+            &run.output,
+            &block::reference(b, &inputs, &round),
+            tolerance_of(b),
+        )
+    } else {
+        // Large blocks: the first PREFIX tokens of the first and the last sequence, which
+        // causality lets a one-sequence block of PREFIX tokens compute exactly; the whole output
+        // is still scanned for NaN.
+        let p = b.prefix(PREFIX);
+        let (rows, h) = (p.tokens() as usize, b.hidden as usize);
+        let mut indices = Vec::new();
+        let mut values = Vec::new();
+        for z in [0, b.batch - 1] {
+            let start = (z * b.seq) as usize * h;
+            let mut sub = inputs.clone();
+            sub.x = inputs.x[start..start + rows * h].to_vec();
+            indices.extend(start..start + rows * h);
+            values.extend(block::reference(&p, &sub, &round));
+            if b.batch == 1 {
+                break;
+            }
+        }
+        let expected = super::Expected::Sampled {
+            len: run.output.len(),
+            indices,
+            values,
+        };
+        super::check(&run.output, &expected, tolerance_of(b))
+    };
     let ok = correctness.pass;
     let ops = if ok && !run.op_s.is_empty() {
         (0..b.ops.len())

@@ -4,6 +4,7 @@
 //! machine without CUDA gets a reason, not a panic.
 
 pub mod blas;
+mod block;
 pub mod nvrtc;
 pub mod telemetry;
 
@@ -916,6 +917,15 @@ impl Backend for CudaBackend {
 
     fn telemetry(&self) -> Option<Telemetry> {
         self.nvml.as_ref().map(|n| n.read())
+    }
+
+    fn run_block(
+        &mut self,
+        block: &crate::backend::block::BlockShape,
+        inputs: &crate::backend::block::BlockInputs,
+        runs: usize,
+    ) -> Result<crate::backend::block::BlockRun> {
+        self.block_forward(block, inputs, runs)
     }
 }
 
