@@ -1,7 +1,7 @@
 //! `gpucost devices` and `gpucost bench` as a user runs them, on lavapipe (or any adapter).
 
 mod common;
-use common::gpucost;
+use common::{files_under, gpucost};
 
 fn have_adapter() -> bool {
     let ok = gpucost::backend::wgpu::WgpuBackend::open(0).is_ok();
@@ -72,7 +72,7 @@ fn bench_writes_one_record_per_variant_and_shape() {
         stdout.contains("fused") && stdout.contains("naive") && stdout.contains("wrote 2 records"),
         "{stdout}"
     );
-    let files: Vec<_> = walk(dir.path())
+    let files: Vec<_> = files_under(dir.path())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
@@ -106,17 +106,4 @@ fn bench_rejects_bad_flags_with_one_line() {
         e.contains("matmul[0]: m, n, k and batch must be positive"),
         "{e}"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

@@ -2,23 +2,11 @@
 //! the benchmark's kernels, checked against the f64 reference and priced op by op.
 
 mod common;
-use common::{gpucost, path};
+use common::{files_under, gpucost, open_wgpu, path, run_json};
+use gpucost::backend::Backend;
 use gpucost::backend::block::{self, BLOCK_OPS, BlockShape};
-use gpucost::backend::wgpu::WgpuBackend;
-use gpucost::backend::{Backend, BackendError};
 use gpucost::bench;
 use gpucost::dtype::DType;
-
-fn open() -> Option<WgpuBackend> {
-    match WgpuBackend::open(0) {
-        Ok(b) => Some(b),
-        Err(BackendError::Unavailable(why)) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping block tests: {why}");
-            None
-        }
-        Err(e) => panic!("wgpu adapter required (CI=true): {e}"),
-    }
-}
 
 fn tiny(tokens: u64, dtype: DType) -> BlockShape {
     let arch = gpucost::arch::load(&path("examples/tiny-block.toml")).unwrap();
@@ -65,7 +53,9 @@ fn a_prefix_block_gives_the_first_rows_of_every_sequence() {
 
 #[test]
 fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
-    let Some(mut backend) = open() else { return };
+    let Some(mut backend) = open_wgpu() else {
+        return;
+    };
     // Odd token count: partial tiles in every kernel; two sequences: batch strides.
     let arch = gpucost::arch::load(&path("examples/tiny-block.toml")).unwrap();
     let b = BlockShape::from_arch(&arch, 2, 37, DType::Fp32).unwrap();
@@ -87,7 +77,9 @@ fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
 
 #[test]
 fn f16_block_matches_its_reference() {
-    let Some(mut backend) = open() else { return };
+    let Some(mut backend) = open_wgpu() else {
+        return;
+    };
     if !backend.device().supports_f16 {
         eprintln!("adapter has no shader-f16: f16 block not checked");
         return;
@@ -98,26 +90,20 @@ fn f16_block_matches_its_reference() {
 
 #[test]
 fn compose_reports_measured_against_predicted_per_op() {
-    if open().is_none() {
+    if open_wgpu().is_none() {
         return;
     }
     let dir = tempfile::TempDir::new().unwrap();
-    let out = gpucost()
-        .args(["compose", "--model"])
-        .arg(path("examples/tiny-block.toml"))
-        .args([
-            "--hw", "lavapipe", "--tokens", "64", "--runs", "3", "--format", "json",
-        ])
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_json(
+        gpucost()
+            .args(["compose", "--model"])
+            .arg(path("examples/tiny-block.toml"))
+            .args([
+                "--hw", "lavapipe", "--tokens", "64", "--runs", "3", "--format", "json",
+            ])
+            .arg("--out")
+            .arg(dir.path()),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["max_rel_error"].as_f64().unwrap() <= v["tolerance"].as_f64().unwrap());
     let measured = v["measured_block_s"].as_f64().unwrap();
     let predicted = v["predicted_s"].as_f64().unwrap();
@@ -138,7 +124,7 @@ fn compose_reports_measured_against_predicted_per_op() {
         assert!(o["measured_s"].as_f64().unwrap() > 0.0);
     }
     // The report was saved, whole, under the device's folder.
-    let saved: Vec<_> = walk(dir.path());
+    let saved: Vec<_> = files_under(dir.path());
     assert_eq!(saved.len(), 1, "{saved:?}");
     let text = std::fs::read_to_string(&saved[0]).unwrap();
     let file: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -162,17 +148,4 @@ fn compose_refuses_a_model_it_cannot_run_by_name() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("gpt2") && e.contains("RMSNorm"), "{e}");
     assert_eq!(e.trim().lines().count(), 1, "{e}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

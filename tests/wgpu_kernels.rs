@@ -2,27 +2,18 @@
 //! adapter (Mesa's lavapipe in CI). Without an adapter the test says why it skipped — except under
 //! CI=true, where a missing adapter is a failure.
 
-use gpucost::backend::wgpu::WgpuBackend;
-use gpucost::backend::{Backend, BackendError};
+mod common;
+use gpucost::backend::Backend;
 use gpucost::bench::{self, TimingPlan};
 use gpucost::dtype::DType;
 use gpucost::ops::Op;
 
-fn open() -> Option<WgpuBackend> {
-    match WgpuBackend::open(0) {
-        Ok(b) => Some(b),
-        Err(BackendError::Unavailable(why)) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping wgpu kernel tests: {why}");
-            None
-        }
-        Err(e) => panic!("wgpu adapter required (CI=true): {e}"),
-    }
-}
-
 /// Checks (and briefly times) every variant the backend offers on every smoke shape of `op`, in
 /// both dtypes; `expected` is the variant list each shape must offer.
 fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
-    let Some(mut backend) = open() else { return };
+    let Some(mut backend) = common::open_wgpu() else {
+        return;
+    };
     eprintln!("adapter: {:?}", backend.device());
     let plan = TimingPlan {
         warmup_runs: 1,
@@ -86,7 +77,9 @@ fn every_memory_kernel_matches_the_reference_on_smoke_shapes() {
 /// A real kernel's output, compared with the reference of other inputs, must fail the check.
 #[test]
 fn a_wrong_answer_fails_the_check() {
-    let Some(mut backend) = open() else { return };
+    let Some(mut backend) = common::open_wgpu() else {
+        return;
+    };
     let mm = gpucost::ops::Matmul::new(1, 16, 16, 16, DType::Fp32);
     let op = Op::Matmul(mm.clone());
     let sets = vec![bench::matmul_inputs(&mm, 1)];

@@ -586,9 +586,9 @@ impl WgpuBackend {
         for set in &p.inputs {
             let mut per_stage = Vec::new();
             for (stage, pipeline) in stages.iter().zip(&pipelines) {
-                let mut entries = Vec::new();
-                for (binding, slot) in stage.slots.iter().enumerate() {
-                    let buffer = match slot {
+                let mut buffers = Vec::new();
+                for slot in &stage.slots {
+                    buffers.push(match slot {
                         Slot::Input(i) => set.get(*i).ok_or_else(|| {
                             BackendError::Device(format!("stage {} needs input {i}", stage.key))
                         })?,
@@ -597,17 +597,9 @@ impl WgpuBackend {
                         Slot::Scratch => p.scratch.as_ref().ok_or_else(|| {
                             BackendError::Device(format!("stage {} needs scratch", stage.key))
                         })?,
-                    };
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: binding as u32,
-                        resource: buffer.as_entire_binding(),
                     });
                 }
-                per_stage.push(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                }));
+                per_stage.push(self.bind_group(pipeline, &buffers));
             }
             groups.push(per_stage);
         }
@@ -655,6 +647,27 @@ impl WgpuBackend {
             encoder.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
         }
         encoder
+    }
+
+    /// Binds `buffers` to bindings 0, 1, … of the pipeline's group 0.
+    fn bind_group(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                binding: binding as u32,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
     }
 
     fn upload(&self, values: &[f32], dtype: DType) -> wgpu::Buffer {

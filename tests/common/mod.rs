@@ -59,3 +59,42 @@ pub fn user_error(args: &[&str]) -> String {
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr.trim_end().to_string()
 }
+
+/// Runs a prepared gpucost command, expects success, and parses its stdout as JSON.
+pub fn run_json(cmd: &mut Command) -> Value {
+    let out = cmd.output().expect("run gpucost");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+/// Every file below `dir`.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// wgpu adapter 0, or None with the reason printed — except under CI=true, where a missing
+/// adapter is a failure.
+pub fn open_wgpu() -> Option<gpucost::backend::wgpu::WgpuBackend> {
+    use gpucost::backend::BackendError;
+    match gpucost::backend::wgpu::WgpuBackend::open(0) {
+        Ok(b) => Some(b),
+        Err(BackendError::Unavailable(why)) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping wgpu tests: {why}");
+            None
+        }
+        Err(e) => panic!("wgpu adapter required (CI=true): {e}"),
+    }
+}

@@ -106,31 +106,19 @@ impl WgpuBackend {
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
             let mut ins = step.inputs.iter();
-            let mut entries = Vec::new();
-            for (binding, slot) in step.stage.slots.iter().enumerate() {
-                let buffer = match slot {
-                    Slot::Input(_) => {
-                        let i = *ins.next().ok_or_else(|| {
-                            device_err(format!("{}: too few inputs", step.stage.key))
-                        })?;
-                        buffers
-                            .get(i)
-                            .ok_or_else(|| device_err(format!("{}: no input", step.stage.key)))?
-                    }
+            let mut bound = Vec::new();
+            for slot in &step.stage.slots {
+                bound.push(match slot {
+                    Slot::Input(_) => ins
+                        .next()
+                        .and_then(|&i| buffers.get(i))
+                        .ok_or_else(|| device_err(format!("{}: missing input", step.stage.key)))?,
                     Slot::Output => &buffers[step.output],
                     Slot::Params => &params,
                     Slot::Scratch => return Err(device_err("block steps use no scratch")),
-                };
-                entries.push(wgpu::BindGroupEntry {
-                    binding: binding as u32,
-                    resource: buffer.as_entire_binding(),
                 });
             }
-            groups.push(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            }));
+            groups.push(self.bind_group(pipeline, &bound));
         }
         self.take_error()?;
 
