@@ -118,14 +118,7 @@ fn predict_for(
             .iter()
             .filter(|g| g.key.implementation == implementation);
         if let Some((s, p, _)) = predict_fastest(own, op, profile) {
-            let e = &cal.error_pct;
-            let bar = match p {
-                Provenance::Measured => e.measured,
-                Provenance::Interpolated => e.interpolated,
-                Provenance::Extrapolated => e.extrapolated,
-                Provenance::Roofline => None,
-            };
-            return Ok((s, p, bar));
+            return Ok((s, p, cal.error_pct.for_provenance(p)));
         }
     }
     let p = model.predict(op, profile)?;

@@ -209,6 +209,18 @@ pub struct ErrorBars {
     pub extrapolated: Option<f64>,
 }
 
+impl ErrorBars {
+    /// The error bar of a prediction of this provenance (none for the roofline).
+    pub fn for_provenance(&self, p: Provenance) -> Option<f64> {
+        match p {
+            Provenance::Measured => self.measured,
+            Provenance::Interpolated => self.interpolated,
+            Provenance::Extrapolated => self.extrapolated,
+            Provenance::Roofline => None,
+        }
+    }
+}
+
 /// A device's calibration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
@@ -526,12 +538,7 @@ impl CostModel for CalibratedModel {
             compute_s,
             memory_s,
             latency_s: 0.0,
-            error_pct: match provenance {
-                Provenance::Measured => e.measured,
-                Provenance::Interpolated => e.interpolated,
-                Provenance::Extrapolated => e.extrapolated,
-                Provenance::Roofline => None,
-            },
+            error_pct: e.for_provenance(provenance),
             detail: format!(
                 "{implementation}, utilization {:.3} of speed of light",
                 sol / seconds
