@@ -3,8 +3,8 @@
 //! the plain roofline's error on the same shapes.
 
 use crate::cost::calibrated::{
-    CALIBRATION_SCHEMA_VERSION, Calibration, ErrorBars, Group, GroupKey, Point, TimeFit,
-    key_and_features, predict_fastest, speed_of_light,
+    CALIBRATION_SCHEMA_VERSION, Calibration, ErrorBars, Group, GroupKey, KindErrorBars,
+    MIN_RESIDUALS_PER_BAR, Point, TimeFit, key_and_features, predict_fastest, speed_of_light,
 };
 use crate::cost::{CostModel, Provenance, Roofline};
 use crate::error::{Error, Result};
@@ -110,24 +110,40 @@ pub fn build(
     };
     // Error bars come from the predictions `predict` makes: the fastest implementation's.
     let report = validate(&cal, hw)?;
-    let p90 = |prov: Provenance| -> Option<f64> {
-        let v: Vec<f64> = report
+    // p90 in percent, where there are at least `min` values.
+    let p90 = |v: Vec<f64>, min: usize| (v.len() >= min.max(1)).then(|| percentile(v, 0.9));
+    let residuals = |kind: Option<&str>, prov: Provenance| -> Vec<f64> {
+        report
             .best_residuals
             .iter()
-            .filter(|r| r.provenance == prov)
+            .filter(|r| r.provenance == prov && kind.is_none_or(|k| r.op_kind == k))
             .map(|r| r.ape * 100.0)
-            .collect();
-        (!v.is_empty()).then(|| percentile(v, 0.9))
+            .collect()
     };
-    let noise: Vec<f64> = cal
-        .groups
+    let noise = |kind: Option<&str>| -> Vec<f64> {
+        cal.groups
+            .iter()
+            .filter(|g| kind.is_none_or(|k| g.key.op_kind() == k))
+            .flat_map(|g| g.points.iter().map(|p| p.noise * 100.0))
+            .collect()
+    };
+    let mut kinds: Vec<String> = cal.groups.iter().map(|g| g.key.op_kind()).collect();
+    kinds.dedup();
+    let min = MIN_RESIDUALS_PER_BAR;
+    let by_kind = kinds
         .iter()
-        .flat_map(|g| g.points.iter().map(|p| p.noise * 100.0))
+        .map(|k| KindErrorBars {
+            kind: k.clone(),
+            measured: p90(noise(Some(k)), min),
+            interpolated: p90(residuals(Some(k), Provenance::Interpolated), min),
+            extrapolated: p90(residuals(Some(k), Provenance::Extrapolated), min),
+        })
         .collect();
     cal.error_pct = ErrorBars {
-        measured: (!noise.is_empty()).then(|| percentile(noise, 0.9)),
-        interpolated: p90(Provenance::Interpolated),
-        extrapolated: p90(Provenance::Extrapolated),
+        measured: p90(noise(None), 1),
+        interpolated: p90(residuals(None, Provenance::Interpolated), 1),
+        extrapolated: p90(residuals(None, Provenance::Extrapolated), 1),
+        by_kind,
     };
     Ok(cal)
 }
@@ -142,6 +158,8 @@ fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Residual {
     pub group: String,
+    /// The op kind ("matmul bf16"), as `GroupKey::op_kind` names it.
+    pub op_kind: String,
     /// The implementation predicted (for the fastest-implementation check: the one predicted
     /// fastest).
     pub implementation: String,
@@ -198,6 +216,7 @@ fn stats(group: String, rs: &[&Residual]) -> GroupStats {
 
 fn residual(
     group: String,
+    op_kind: String,
     implementation: &str,
     op: &Op,
     measured_s: f64,
@@ -207,6 +226,7 @@ fn residual(
     let roofline_s = Roofline.predict(op, hw)?.seconds;
     Ok(Residual {
         group,
+        op_kind,
         implementation: implementation.to_string(),
         shape: op.to_string(),
         measured_s,
@@ -249,6 +269,7 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
             let name = format!("{} {}", g.key.op_kind(), g.key.implementation);
             residuals.push(residual(
                 name,
+                g.key.op_kind(),
                 &g.key.implementation,
                 &p.op,
                 p.measured_s,
@@ -282,7 +303,15 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
                 continue;
             };
             let name = format!("{} best", kind.op_kind());
-            best_residuals.push(residual(name, imp, op, fastest_s, (s, provenance), hw)?);
+            best_residuals.push(residual(
+                name,
+                kind.op_kind(),
+                imp,
+                op,
+                fastest_s,
+                (s, provenance),
+                hw,
+            )?);
         }
     }
     if residuals.is_empty() && best_residuals.is_empty() {

@@ -118,7 +118,9 @@ fn predict_for(
             .iter()
             .filter(|g| g.key.implementation == implementation);
         if let Some((s, p, _)) = predict_fastest(own, op, profile) {
-            return Ok((s, p, cal.error_pct.for_provenance(p)));
+            let kind = crate::cost::calibrated::key_and_features(op).map(|(k, _)| k.op_kind());
+            let bar = kind.and_then(|k| cal.error_pct.for_provenance(&k, p));
+            return Ok((s, p, bar));
         }
     }
     let p = model.predict(op, profile)?;

@@ -201,21 +201,43 @@ pub struct Group {
 }
 
 /// ± relative error in percent per provenance class (p90 of the validation residuals; for
-/// measured shapes, the p90 of the points' run-to-run noise).
+/// measured shapes, the p90 of the points' run-to-run noise): over all ops, and per op kind
+/// where that kind has enough residuals of the class.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBars {
     pub measured: Option<f64>,
     pub interpolated: Option<f64>,
     pub extrapolated: Option<f64>,
+    /// Per op kind ("matmul bf16", "attention fp16 d128 decode"): the same three, each present
+    /// only where the kind had at least `MIN_RESIDUALS_PER_BAR` residuals (or points) of it.
+    #[serde(default)]
+    pub by_kind: Vec<KindErrorBars>,
 }
 
+/// Error bars of one op kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KindErrorBars {
+    pub kind: String,
+    pub measured: Option<f64>,
+    pub interpolated: Option<f64>,
+    pub extrapolated: Option<f64>,
+}
+
+/// Residuals an op kind needs before its own p90 replaces the all-ops one.
+pub const MIN_RESIDUALS_PER_BAR: usize = 5;
+
 impl ErrorBars {
-    /// The error bar of a prediction of this provenance (none for the roofline).
-    pub fn for_provenance(&self, p: Provenance) -> Option<f64> {
+    /// The error bar of a prediction of this provenance for an op of `kind` (see
+    /// `GroupKey::op_kind`): the kind's own where it has one, else the all-ops one; none for the
+    /// roofline.
+    pub fn for_provenance(&self, kind: &str, p: Provenance) -> Option<f64> {
+        let own = self.by_kind.iter().find(|k| k.kind == kind);
+        let pick =
+            |all: Option<f64>, per: fn(&KindErrorBars) -> Option<f64>| own.and_then(per).or(all);
         match p {
-            Provenance::Measured => self.measured,
-            Provenance::Interpolated => self.interpolated,
-            Provenance::Extrapolated => self.extrapolated,
+            Provenance::Measured => pick(self.measured, |k| k.measured),
+            Provenance::Interpolated => pick(self.interpolated, |k| k.interpolated),
+            Provenance::Extrapolated => pick(self.extrapolated, |k| k.extrapolated),
             Provenance::Roofline => None,
         }
     }
@@ -538,7 +560,8 @@ impl CostModel for CalibratedModel {
             compute_s,
             memory_s,
             latency_s: 0.0,
-            error_pct: e.for_provenance(provenance),
+            error_pct: key_and_features(op)
+                .and_then(|(k, _)| e.for_provenance(&k.op_kind(), provenance)),
             detail: format!(
                 "{implementation}, utilization {:.3} of speed of light",
                 sol / seconds
@@ -609,6 +632,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("old.json: schema_version: is 1"), "{e}");
+    }
+
+    #[test]
+    fn error_bars_take_the_kinds_own_else_the_overall() {
+        let bars = ErrorBars {
+            measured: Some(3.0),
+            interpolated: Some(20.0),
+            extrapolated: Some(90.0),
+            by_kind: vec![KindErrorBars {
+                kind: "matmul bf16".into(),
+                measured: None,
+                interpolated: Some(8.0),
+                extrapolated: None,
+            }],
+        };
+        assert_eq!(
+            bars.for_provenance("matmul bf16", Provenance::Interpolated),
+            Some(8.0)
+        );
+        assert_eq!(
+            bars.for_provenance("matmul bf16", Provenance::Extrapolated),
+            Some(90.0)
+        );
+        assert_eq!(
+            bars.for_provenance("matmul bf16", Provenance::Measured),
+            Some(3.0)
+        );
+        assert_eq!(
+            bars.for_provenance("matmul fp16", Provenance::Interpolated),
+            Some(20.0)
+        );
+        assert_eq!(
+            bars.for_provenance("matmul bf16", Provenance::Roofline),
+            None
+        );
     }
 
     #[test]
