@@ -34,6 +34,22 @@ impl WgpuBackend {
         runs: usize,
     ) -> Result<BlockRun> {
         let dtype = block.dtype;
+        let largest = inputs
+            .tensors()
+            .iter()
+            .map(|t| t.len() as u64)
+            .chain((0..block.ops.len()).map(|i| block.output_elems(i)))
+            .max()
+            .unwrap_or(0);
+        if !self.fits(dtype.bytes_for(largest)) {
+            return Err(BackendError::Unsupported(format!(
+                "the block's largest tensor ({} bytes) exceeds what {} can bind ({} bytes): \
+                 use fewer tokens or a smaller model",
+                dtype.bytes_for(largest),
+                self.info.name,
+                self.limits.max_storage_buffer_binding_size
+            )));
+        }
         // Buffers 0..7 hold the inputs; then each op's output, in op order.
         let mut buffers: Vec<wgpu::Buffer> = inputs
             .tensors()
