@@ -263,8 +263,10 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
     for g in cal.groups.iter().filter(|g| g.points.len() >= 3) {
         for p in &g.points {
             let rest = without(&[g], &p.op, hw);
-            let Some(predicted) = rest[0].predict_seconds(&p.op, &p.features, hw) else {
-                continue;
+            // What the model answers without this shape: the roofline where the group cannot.
+            let predicted = match rest[0].predict_seconds(&p.op, &p.features, hw) {
+                Some(x) => x,
+                None => (Roofline.predict(&p.op, hw)?.seconds, Provenance::Roofline),
             };
             let name = format!("{} {}", g.key.op_kind(), g.key.implementation);
             residuals.push(residual(
@@ -299,8 +301,13 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
         }
         for (op, fastest_s) in shapes {
             let rest = without(&competing, op, hw);
-            let Some((s, provenance, imp)) = predict_fastest(&rest, op, hw) else {
-                continue;
+            let (s, provenance, imp) = match predict_fastest(&rest, op, hw) {
+                Some(x) => x,
+                None => (
+                    Roofline.predict(op, hw)?.seconds,
+                    Provenance::Roofline,
+                    "roofline",
+                ),
             };
             let name = format!("{} best", kind.op_kind());
             best_residuals.push(residual(

@@ -437,6 +437,11 @@ impl Group {
         if d0 < 1e-9 {
             return Some((nearest.measured_s, Provenance::Measured));
         }
+        // A time model fitted to one or two shapes is not a model: such a group answers only
+        // for what it measured.
+        if self.points.len() < MIN_POINTS_TO_PREDICT {
+            return None;
+        }
         let base = self.fit.seconds(self.work(op, hw));
         let inside = (0..features.len()).all(|i| {
             let (lo, hi) = self
@@ -464,17 +469,28 @@ impl Group {
         let r = self.residual(nearest, hw).clamp(-LN_2, LN_2);
         let sol = speed_of_light(op, hw).ok()?;
         let mut seconds = base * r.exp();
-        if let Some(largest) = self
-            .points
-            .iter()
-            .max_by(|a, b| a.sol_s.total_cmp(&b.sol_s))
+        let by_size = |a: &&Point, b: &&Point| a.sol_s.total_cmp(&b.sol_s);
+        if let Some(largest) = self.points.iter().max_by(by_size)
             && sol > largest.sol_s
         {
-            seconds = seconds.min(sol / largest.utilization());
+            // Larger than every measured problem: no lower utilization than the largest, and
+            // no less time.
+            seconds = seconds
+                .min(sol / largest.utilization())
+                .max(largest.measured_s);
+        }
+        if let Some(smallest) = self.points.iter().min_by(by_size)
+            && sol < smallest.sol_s
+        {
+            // Smaller than every measured problem: no more time than the smallest took.
+            seconds = seconds.min(smallest.measured_s);
         }
         Some((seconds.max(sol), Provenance::Extrapolated))
     }
 }
+
+/// Shapes a group needs before it predicts shapes it did not measure.
+pub const MIN_POINTS_TO_PREDICT: usize = 3;
 
 fn distance(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
@@ -764,6 +780,20 @@ mod tests {
         let ((s, p), truth) = at(2048);
         assert_eq!(p, Provenance::Extrapolated);
         assert!((s / truth - 1.0).abs() < 1e-6, "{s} {truth}");
+    }
+
+    #[test]
+    fn a_group_of_two_shapes_answers_only_for_them() {
+        let hw = lavapipe();
+        let g = group("wgpu:x", &[64, 128], |op| 1e-4 + op.flops() / 5e10);
+        let at = |n: u64| {
+            let op = Op::Matmul(Matmul::new(1, n, n, n, DType::Fp32));
+            let (_, f) = key_and_features(&op).unwrap();
+            g.predict_seconds(&op, &f, &hw)
+        };
+        assert_eq!(at(64).map(|(_, p)| p), Some(Provenance::Measured));
+        assert_eq!(at(96), None);
+        assert_eq!(at(1024), None);
     }
 
     #[test]
