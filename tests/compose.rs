@@ -108,6 +108,7 @@ fn compose_reports_measured_against_predicted_per_op() {
     let measured = v["measured_block_s"].as_f64().unwrap();
     let predicted = v["predicted_s"].as_f64().unwrap();
     assert!(measured > 0.0 && predicted > 0.0);
+    assert!(v["predicted_error_pct"].as_f64().unwrap() > 0.0);
     let err = v["composition_error"].as_f64().unwrap();
     assert!((err - (predicted - measured) / measured).abs() < 1e-9);
     let ops = v["ops"].as_array().unwrap();

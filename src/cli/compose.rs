@@ -98,6 +98,9 @@ pub struct CompositionReport {
     pub measured_ops_sum_s: Option<f64>,
     /// Sum of the ops' predictions.
     pub predicted_s: f64,
+    /// Time-weighted error bar of the ops that have one (errors taken as fully correlated, as
+    /// `predict` does); null when none has.
+    pub predicted_error_pct: Option<f64>,
     /// (predicted − measured block) ÷ measured block.
     pub composition_error: f64,
     pub ops: Vec<ComposedOp>,
@@ -194,6 +197,13 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         });
     }
     let predicted_s: f64 = ops.iter().map(|o| o.predicted_s).sum();
+    let with_bar: Vec<(f64, f64)> = ops
+        .iter()
+        .filter_map(|o| o.error_pct.map(|e| (o.predicted_s, e)))
+        .collect();
+    let barred_s: f64 = with_bar.iter().map(|(s, _)| s).sum();
+    let predicted_error_pct =
+        (barred_s > 0.0).then(|| with_bar.iter().map(|(s, e)| s * e).sum::<f64>() / barred_s);
     let report = CompositionReport {
         schema_version: 1,
         model: arch.name.clone(),
@@ -213,6 +223,7 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         measured_block_p90_s: total.p90_s,
         measured_ops_sum_s: (!m.ops.is_empty()).then(|| m.ops.iter().map(|s| s.median_s).sum()),
         predicted_s,
+        predicted_error_pct,
         composition_error: (predicted_s - total.median_s) / total.median_s,
         ops,
     };
@@ -264,7 +275,10 @@ pub fn run(a: ComposeArgs) -> Result<()> {
                 o.op.clone(),
                 o.implementation.clone(),
                 o.measured_s.map(seconds).unwrap_or_else(|| "-".into()),
-                seconds(o.predicted_s),
+                match o.error_pct {
+                    Some(e) => format!("{} ±{e:.0}%", seconds(o.predicted_s)),
+                    None => seconds(o.predicted_s),
+                },
                 format!("{:?}", o.provenance).to_lowercase(),
                 o.measured_s
                     .map(|t| percent((o.predicted_s - t) / t))
@@ -274,7 +288,7 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         outln!(out, "{}", b.build().with(Style::rounded()));
         outln!(
             out,
-            "block measured {} (p10 {}, p90 {}; ops alone {}), sum of predictions {}: composition error {}",
+            "block measured {} (p10 {}, p90 {}; ops alone {}), sum of predictions {}{}: composition error {}",
             seconds(report.measured_block_s),
             seconds(report.measured_block_p10_s),
             seconds(report.measured_block_p90_s),
@@ -283,6 +297,10 @@ pub fn run(a: ComposeArgs) -> Result<()> {
                 .map(seconds)
                 .unwrap_or_else(|| "-".into()),
             seconds(report.predicted_s),
+            report
+                .predicted_error_pct
+                .map(|e| format!(" ±{e:.0}%"))
+                .unwrap_or_default(),
             percent(report.composition_error)
         );
         if let Some(p) = &saved {
