@@ -83,7 +83,7 @@ pub fn build(
     }
     if groups.is_empty() {
         return Err(Error::Unknown(format!(
-            "no correct, timed matmul or attention records for implementation '{implementation_filter}'"
+            "no correct, timed matmul, attention or memory-bound op records for implementation '{implementation_filter}'"
         )));
     }
     groups.sort_by(|a, b| {

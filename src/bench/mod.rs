@@ -8,6 +8,7 @@ pub mod stats;
 
 use crate::backend::{Backend, BackendError};
 use crate::dtype::DType;
+pub use crate::dtype::{fp8_bits, round_to};
 use crate::ops::{Matmul, MemoryKind, Op};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -76,53 +77,6 @@ pub fn random_tensor(n: usize, dtype: DType, seed: u64) -> Vec<f32> {
             _ => round_to(dtype, rng.random_range(-1.0f32..1.0)),
         })
         .collect()
-}
-
-/// Rounds `v` to the nearest value `dtype` can hold (ties to even; tf32 ties away, as
-/// `cvt.rna.tf32.f32` does).
-pub fn round_to(dtype: DType, v: f32) -> f32 {
-    match dtype {
-        DType::Fp16 => half::f16::from_f32(v).to_f32(),
-        DType::Bf16 => half::bf16::from_f32(v).to_f32(),
-        DType::Tf32 => f32::from_bits(v.to_bits().wrapping_add(0x1000) & 0xffff_e000),
-        DType::Fp8E4m3 => round_minifloat(v, 3, -6, 448.0),
-        DType::Fp8E5m2 => round_minifloat(v, 2, -14, 57344.0),
-        DType::Int8 | DType::Int4 => v.round(),
-        DType::Fp32 => v,
-    }
-}
-
-/// Rounds to a float with `mantissa` bits, smallest normal exponent `min_exp`, saturating at
-/// `max` (the fp8 formats).
-fn round_minifloat(v: f32, mantissa: i32, min_exp: i32, max: f32) -> f32 {
-    if v == 0.0 || !v.is_finite() {
-        return v;
-    }
-    let e = (v.abs().log2().floor() as i32).max(min_exp);
-    let quantum = 2f32.powi(e - mantissa);
-    let r = (v / quantum).round_ties_even() * quantum;
-    r.clamp(-max, max)
-}
-
-/// The fp8 bit pattern of a value already rounded to `dtype` (e4m3 or e5m2).
-pub fn fp8_bits(dtype: DType, v: f32) -> u8 {
-    let (mantissa, bias) = match dtype {
-        DType::Fp8E5m2 => (2, 15),
-        _ => (3, 7),
-    };
-    let sign = if v.is_sign_negative() { 0x80u8 } else { 0 };
-    let a = v.abs();
-    if a == 0.0 {
-        return sign;
-    }
-    let e = a.log2().floor() as i32;
-    if e + bias <= 0 {
-        // Subnormal: exponent field 0, value = mant · 2^(1 − bias − mantissa).
-        let m = (a / 2f32.powi(1 - bias - mantissa)).round() as u8;
-        return sign | m;
-    }
-    let m = ((a / 2f32.powi(e) - 1.0) * (1 << mantissa) as f32).round() as u8;
-    sign | (((e + bias) as u8) << mantissa) | m
 }
 
 /// Input tensors of a matmul for one set.

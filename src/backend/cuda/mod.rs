@@ -9,8 +9,8 @@ pub mod nvrtc;
 pub mod telemetry;
 
 use super::{Backend, BackendError, Clock, DeviceInfo, Result, Telemetry, Variant};
-use crate::bench::fp8_bits;
 use crate::dtype::DType;
+use crate::dtype::fp8_bits;
 use crate::ops::{Attention, Matmul, Op, Pass};
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::{
