@@ -272,14 +272,20 @@ fn gather_heads(x: &[f32], b: &BlockShape, row: u64, offset: u64, heads: u64) ->
     out
 }
 
-/// The block's output in f64, each op computed exactly from the previous op's output rounded to
-/// the dtype (`round`), as the device stores it between kernels.
-pub fn reference(b: &BlockShape, w: &BlockInputs, round: &dyn Fn(f64) -> f32) -> Vec<f64> {
+/// The block's output in f64 for activations `x` (`w.x` for the block's own; fewer rows for a
+/// prefix), each op computed exactly from the previous op's output rounded to the dtype
+/// (`round`), as the device stores it between kernels.
+pub fn reference(
+    b: &BlockShape,
+    x: &[f32],
+    w: &BlockInputs,
+    round: &dyn Fn(f64) -> f32,
+) -> Vec<f64> {
     let r = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(round).collect() };
     let (t, h, ff) = (b.tokens(), b.hidden, b.intermediate);
     let mm =
         |x: &[f32], w: &[f32], n: u64, k: u64| cpu::matmul(&Matmul::new(1, t, n, k, b.dtype), x, w);
-    let h1 = r(cpu::rmsnorm(&w.x, &w.attn_norm, h as usize));
+    let h1 = r(cpu::rmsnorm(x, &w.attn_norm, h as usize));
     let qkv = r(mm(&h1, &w.qkv, b.qkv_width(), h));
     let qk = r(cpu::rotary(&qkv, t as usize, &b.rotary_layout()));
     let qk_row = b.q_width() + b.kv_width();
@@ -297,7 +303,7 @@ pub fn reference(b: &BlockShape, w: &BlockInputs, round: &dyn Fn(f64) -> f32) ->
         o[((z * b.seq as usize + i) * b.heads as usize + head) * d + c] = round(value);
     }
     let a = r(mm(&o, &w.attn_out, h, b.q_width()));
-    let x2 = r(cpu::residual_add(&w.x, &a));
+    let x2 = r(cpu::residual_add(x, &a));
     let h2 = r(cpu::rmsnorm(&x2, &w.mlp_norm, h as usize));
     let gu = r(mm(&h2, &w.gate_up, 2 * ff, h));
     let act = r(cpu::gated_silu(&gu, ff as usize));
