@@ -1,7 +1,7 @@
 //! `gpucost devices` and `gpucost bench` as a user runs them, on lavapipe (or any adapter).
 
 mod common;
-use common::{files_under, gpucost};
+use common::{files_under, gpucost, run_json, run_ok};
 
 fn have_adapter() -> bool {
     let ok = gpucost::backend::wgpu::WgpuBackend::open(0).is_ok();
@@ -18,12 +18,7 @@ fn have_adapter() -> bool {
 
 #[test]
 fn devices_lists_every_backend_and_why_one_is_missing() {
-    let out = gpucost()
-        .args(["devices", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_json(gpucost().args(["devices", "--format", "json"]));
     let names: Vec<&str> = v
         .as_array()
         .unwrap()
@@ -46,28 +41,23 @@ fn bench_writes_one_record_per_variant_and_shape() {
     let dir = tempfile::TempDir::new().unwrap();
     let shapes = dir.path().join("shapes.toml");
     std::fs::write(&shapes, "[[attention]]\nbatch = 1\nheads = 4\nkv_heads = 2\nseq_q = 9\nhead_dim = 64\ncausal = true\n").unwrap();
-    let out = gpucost()
-        .args([
-            "bench",
-            "--op",
-            "attention",
-            "--dtype",
-            "f32",
-            "--budget-s",
-            "0.2",
-            "--shapes",
-        ])
-        .arg(&shapes)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        gpucost()
+            .args([
+                "bench",
+                "--op",
+                "attention",
+                "--dtype",
+                "f32",
+                "--budget-s",
+                "0.2",
+                "--shapes",
+            ])
+            .arg(&shapes)
+            .arg("--out")
+            .arg(dir.path()),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("fused") && stdout.contains("naive") && stdout.contains("wrote 2 records"),
         "{stdout}"

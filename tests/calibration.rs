@@ -2,33 +2,27 @@
 //! model must beat the plain roofline on shapes it was not fitted to.
 
 mod common;
-use common::{gpucost, path};
+use common::{gpucost, path, run_json, run_ok};
 
 /// Runs `gpucost calibrate` on the committed lavapipe results, writing `file`.
-fn calibrate_lavapipe(file: &std::path::Path) -> std::process::Output {
-    gpucost()
-        .args(["calibrate", "--results"])
-        .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
-        .arg("--out")
-        .arg(file)
-        .output()
-        .unwrap()
+fn calibrate_lavapipe(file: &std::path::Path) {
+    run_ok(
+        gpucost()
+            .args(["calibrate", "--results"])
+            .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
+            .arg("--out")
+            .arg(file),
+    );
 }
 
 #[test]
 fn validation_json_keeps_its_keys_and_beats_the_roofline_on_lavapipe() {
-    let out = gpucost()
-        .args(["validate", "--results"])
-        .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_json(
+        gpucost()
+            .args(["validate", "--results"])
+            .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
+            .args(["--format", "json"]),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let n = v["n"].as_u64().unwrap();
     assert!(n >= 6, "{n}");
     let median = v["median_ape"].as_f64().unwrap();
@@ -45,12 +39,7 @@ fn validation_json_keeps_its_keys_and_beats_the_roofline_on_lavapipe() {
 fn calibrate_writes_a_calibration_that_records_its_sources() {
     let dir = tempfile::TempDir::new().unwrap();
     let file = dir.path().join("lavapipe.calibration.json");
-    let out = calibrate_lavapipe(&file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    calibrate_lavapipe(&file);
     let cal: gpucost::cost::calibrated::Calibration =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(cal.profile, "lavapipe");
@@ -73,18 +62,12 @@ fn results_from_several_devices_need_a_choice() {
 #[test]
 fn predict_op_json_for_matmul_and_attention() {
     let run = |args: &[&str]| -> serde_json::Value {
-        let out = gpucost()
-            .arg("predict-op")
-            .args(args)
-            .args(["--format", "json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        run_json(
+            gpucost()
+                .arg("predict-op")
+                .args(args)
+                .args(["--format", "json"]),
+        )
     };
     let square = [
         "matmul", "--m", "4096", "--n", "4096", "--k", "4096", "--dtype", "bf16", "--hw",
@@ -130,8 +113,7 @@ fn predict_op_json_for_matmul_and_attention() {
     // With a calibration of the committed lavapipe results, a measured shape is `measured`.
     let dir = tempfile::TempDir::new().unwrap();
     let file = dir.path().join("cal.json");
-    let ok = calibrate_lavapipe(&file);
-    assert!(ok.status.success());
+    calibrate_lavapipe(&file);
     let f = file.to_str().unwrap();
     let cal = run(&[
         "matmul",
@@ -240,17 +222,12 @@ fn plots_are_svg_files() {
     let dir = tempfile::TempDir::new().unwrap();
     for kind in ["roofline", "validation"] {
         let file = dir.path().join(format!("{kind}.svg"));
-        let out = gpucost()
-            .args(["plot", kind, "--results"])
-            .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
-            .arg("-o")
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            gpucost()
+                .args(["plot", kind, "--results"])
+                .arg(path("results/llvmpipe-llvm-15-0-6-256-bits"))
+                .arg("-o")
+                .arg(&file),
         );
         let svg = std::fs::read_to_string(&file).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{kind}");
@@ -281,38 +258,27 @@ fn a_fresh_lavapipe_sweep_calibrates_better_than_the_roofline() {
     }
     std::fs::write(&shapes, text).unwrap();
     let results = dir.path().join("results");
-    let out = gpucost()
-        .args([
-            "bench",
-            "--op",
-            "matmul",
-            "--dtype",
-            "f32",
-            "--variant",
-            "regblock",
-        ])
-        .args(["--budget-s", "0.2", "--shapes"])
-        .arg(&shapes)
-        .arg("--out")
-        .arg(&results)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        gpucost()
+            .args([
+                "bench",
+                "--op",
+                "matmul",
+                "--dtype",
+                "f32",
+                "--variant",
+                "regblock",
+            ])
+            .args(["--budget-s", "0.2", "--shapes"])
+            .arg(&shapes)
+            .arg("--out")
+            .arg(&results),
     );
-    let out = gpucost()
-        .args(["validate", "--format", "json", "--results"])
-        .arg(&results)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_json(
+        gpucost()
+            .args(["validate", "--format", "json", "--results"])
+            .arg(&results),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["n"], 8);
     let (median, roofline) = (
         v["median_ape"].as_f64().unwrap(),

@@ -15,13 +15,7 @@ const CATALOG: [&str; 8] = [
 ];
 
 fn stdout(args: &[&str]) -> String {
-    let out = gpucost().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(common::run_ok(gpucost().args(args)).stdout).unwrap()
 }
 
 #[test]

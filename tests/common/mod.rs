@@ -16,18 +16,12 @@ pub fn path(rel: &str) -> String {
 
 /// Runs `gpucost predict ... --format json` and returns the document.
 pub fn predict_json(args: &[&str]) -> Value {
-    let out = gpucost()
-        .arg("predict")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("run gpucost");
-    assert!(
-        out.status.success(),
-        "gpucost predict {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("valid JSON")
+    run_json(
+        gpucost()
+            .arg("predict")
+            .args(args)
+            .args(["--format", "json"]),
+    )
 }
 
 /// A value at a dotted path, as f64.
@@ -60,15 +54,20 @@ pub fn user_error(args: &[&str]) -> String {
     stderr.trim_end().to_string()
 }
 
-/// Runs a prepared gpucost command, expects success, and parses its stdout as JSON.
-pub fn run_json(cmd: &mut Command) -> Value {
+/// Runs a prepared gpucost command and expects it to succeed (stderr shown if not).
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().expect("run gpucost");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("valid JSON")
+    out
+}
+
+/// Runs a prepared gpucost command, expects success, and parses its stdout as JSON.
+pub fn run_json(cmd: &mut Command) -> Value {
+    serde_json::from_slice(&run_ok(cmd).stdout).expect("valid JSON")
 }
 
 /// Every file below `dir`.
