@@ -9,8 +9,8 @@ use crate::backend::Backend;
 use crate::backend::block::BlockShape;
 use crate::backend::cuda::CudaBackend;
 use crate::backend::wgpu::WgpuBackend;
-use crate::cost::calibrated::{Calibration, predict_fastest};
-use crate::cost::{CostModel, Provenance};
+use crate::cost::calibrated::CalibratedModel;
+use crate::cost::{CostModel, Prediction, Provenance, Roofline};
 use crate::dtype::DType;
 use crate::error::Error;
 use crate::hw;
@@ -109,25 +109,20 @@ pub struct CompositionReport {
 /// The op's prediction for the implementation that ran it, where the calibration has that
 /// implementation; else the cost model's own (fastest implementation, or roofline).
 fn predict_for(
-    calibration: Option<&Calibration>,
+    calibrated: Option<&CalibratedModel>,
     model: &dyn CostModel,
     op: &crate::ops::Op,
     implementation: &str,
     profile: &hw::HwProfile,
-) -> Result<(f64, Provenance, Option<f64>)> {
-    if let Some(cal) = calibration {
-        let own = cal
-            .groups
-            .iter()
-            .filter(|g| g.key.implementation == implementation);
-        if let Some((s, p, _)) = predict_fastest(own, op, profile) {
-            let kind = crate::cost::calibrated::key_and_features(op).map(|(k, _)| k.op_kind());
-            let bar = kind.and_then(|k| cal.error_pct.for_provenance(&k, p));
-            return Ok((s, p, bar));
-        }
-    }
-    let p = model.predict(op, profile)?;
-    Ok((p.seconds, p.provenance, p.error_pct))
+) -> Result<Prediction> {
+    let own = match calibrated {
+        Some(m) => m.predict_implementation(op, profile, implementation)?,
+        None => None,
+    };
+    Ok(match own {
+        Some(p) => p,
+        None => model.predict(op, profile)?,
+    })
 }
 
 pub fn run(a: ComposeArgs) -> Result<()> {
@@ -158,8 +153,12 @@ pub fn run(a: ComposeArgs) -> Result<()> {
             hw::load(name)?
         }
     };
-    let calibration = super::predict::calibration(a.calibration.as_deref(), a.roofline, &profile)?;
-    let model = super::predict::cost_model(a.calibration.as_deref(), a.roofline, &profile)?;
+    let calibrated = super::predict::calibration(a.calibration.as_deref(), a.roofline, &profile)?
+        .map(|calibration| CalibratedModel { calibration });
+    let model: &dyn CostModel = match &calibrated {
+        Some(m) => m,
+        None => &Roofline,
+    };
     let m = crate::bench::block::measure(backend.as_mut(), &block, a.runs, a.seed)
         .with_context(|| format!("running the {} block", arch.name))?;
     let Some(total) = m.block else {
@@ -179,21 +178,15 @@ pub fn run(a: ComposeArgs) -> Result<()> {
     let mut ops = Vec::new();
     for (i, (name, op)) in block.ops.iter().enumerate() {
         let implementation = m.implementations.get(i).cloned().unwrap_or_default();
-        let (predicted_s, provenance, error_pct) = predict_for(
-            calibration.as_ref(),
-            model.as_ref(),
-            op,
-            &implementation,
-            &profile,
-        )?;
+        let p = predict_for(calibrated.as_ref(), model, op, &implementation, &profile)?;
         ops.push(ComposedOp {
             name: name.clone(),
             op: op.to_string(),
             implementation,
             measured_s: m.ops.get(i).map(|s| s.median_s),
-            predicted_s,
-            provenance,
-            error_pct,
+            predicted_s: p.seconds,
+            provenance: p.provenance,
+            error_pct: p.error_pct,
         });
     }
     let predicted_s: f64 = ops.iter().map(|o| o.predicted_s).sum();

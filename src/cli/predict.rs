@@ -144,11 +144,17 @@ pub(super) fn cost_model(
     roofline: bool,
     hardware: &hw::HwProfile,
 ) -> Result<Box<dyn CostModel>> {
-    use crate::cost::calibrated::CalibratedModel;
-    Ok(match calibration(calibration_file, roofline, hardware)? {
-        Some(calibration) => Box::new(CalibratedModel { calibration }),
+    Ok(model_of(calibration(calibration_file, roofline, hardware)?))
+}
+
+/// The calibrated model for a calibration, the roofline without one.
+pub(super) fn model_of(
+    calibration: Option<crate::cost::calibrated::Calibration>,
+) -> Box<dyn CostModel> {
+    match calibration {
+        Some(calibration) => Box::new(crate::cost::calibrated::CalibratedModel { calibration }),
         None => Box::new(Roofline),
-    })
+    }
 }
 
 /// The calibration `cost_model` uses: the file given, else the one embedded for the GPU; none

@@ -554,11 +554,39 @@ impl CostModel for CalibratedModel {
     }
 
     fn predict(&self, op: &Op, hw: &HwProfile) -> Result<Prediction> {
-        let Some((seconds, provenance, implementation)) =
-            predict_fastest(&self.calibration.groups, op, hw)
-        else {
-            return Roofline.predict(op, hw);
-        };
+        match predict_fastest(&self.calibration.groups, op, hw) {
+            Some(found) => self.prediction(op, hw, found),
+            None => Roofline.predict(op, hw),
+        }
+    }
+}
+
+impl CalibratedModel {
+    /// The prediction for one implementation ("backend:variant"), where a group of it answers
+    /// for `op`; `predict` takes the fastest implementation instead.
+    pub fn predict_implementation(
+        &self,
+        op: &Op,
+        hw: &HwProfile,
+        implementation: &str,
+    ) -> Result<Option<Prediction>> {
+        let own = self
+            .calibration
+            .groups
+            .iter()
+            .filter(|g| g.key.implementation == implementation);
+        predict_fastest(own, op, hw)
+            .map(|found| self.prediction(op, hw, found))
+            .transpose()
+    }
+
+    /// A `Prediction` from a group's answer: seconds, provenance and implementation.
+    fn prediction(
+        &self,
+        op: &Op,
+        hw: &HwProfile,
+        (seconds, provenance, implementation): (f64, Provenance, &str),
+    ) -> Result<Prediction> {
         let sol = speed_of_light(op, hw)?;
         let compute_s = op.flops() / peak_rate(op, hw)?;
         let memory_s = op.min_bytes() / hw.memory_bandwidth_bytes_per_s.value;
