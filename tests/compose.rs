@@ -36,7 +36,7 @@ fn a_prefix_block_gives_the_first_rows_of_every_sequence() {
     let full = block::reference(&b, &inputs.x, &inputs, &|v| v as f32);
     let p = b.prefix(16);
     assert_eq!((p.batch, p.seq), (1, 16));
-    let h = b.hidden as usize;
+    let h = b.hidden() as usize;
     for z in 0..2usize {
         let start = z * 40 * h;
         let x = &inputs.x[start..start + 16 * h];

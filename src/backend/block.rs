@@ -29,11 +29,6 @@ pub const BLOCK_OPS: [&str; 11] = [
 pub struct BlockShape {
     pub batch: u64,
     pub seq: u64,
-    pub hidden: u64,
-    pub heads: u64,
-    pub kv_heads: u64,
-    pub head_dim: u64,
-    pub intermediate: u64,
     pub dtype: DType,
     /// Rotary base (the cost does not depend on it).
     pub theta: f64,
@@ -88,11 +83,6 @@ impl BlockShape {
         Ok(BlockShape {
             batch,
             seq,
-            hidden: arch.hidden_size,
-            heads: arch.num_heads,
-            kv_heads: arch.num_kv_heads,
-            head_dim: arch.head_dim,
-            intermediate: arch.intermediate_size,
             dtype,
             theta: 10000.0,
             ops,
@@ -114,16 +104,37 @@ impl BlockShape {
         self.ops.iter().map(|(_, op)| op.flops()).sum()
     }
 
+    pub fn hidden(&self) -> u64 {
+        self.arch.hidden_size
+    }
+
+    pub fn heads(&self) -> u64 {
+        self.arch.num_heads
+    }
+
+    pub fn kv_heads(&self) -> u64 {
+        self.arch.num_kv_heads
+    }
+
+    pub fn head_dim(&self) -> u64 {
+        self.arch.head_dim
+    }
+
+    /// Width of the MLP.
+    pub fn intermediate(&self) -> u64 {
+        self.arch.intermediate_size
+    }
+
     pub fn tokens(&self) -> u64 {
         self.batch * self.seq
     }
 
     pub fn q_width(&self) -> u64 {
-        self.heads * self.head_dim
+        self.heads() * self.head_dim()
     }
 
     pub fn kv_width(&self) -> u64 {
-        self.kv_heads * self.head_dim
+        self.kv_heads() * self.head_dim()
     }
 
     /// Columns of the QKV projection's output: Q heads, then K heads, then V heads.
@@ -148,7 +159,7 @@ impl BlockShape {
         let cols = (self.q_width() + self.kv_width()) as usize;
         RotaryLayout {
             cols,
-            head_dim: self.head_dim as usize,
+            head_dim: self.head_dim() as usize,
             seq_len: self.seq as usize,
             in_row: self.qkv_width() as usize,
             out_row: cols,
@@ -159,7 +170,7 @@ impl BlockShape {
     /// Attention reads Q and K from the rotary output and V from the QKV output, token-major,
     /// and writes O token-major, ready for the output projection.
     pub fn attention_layout(&self) -> AttentionLayout {
-        let d = self.head_dim;
+        let d = self.head_dim();
         let qk_row = self.q_width() + self.kv_width();
         let token_major = |row: u64, offset: u64| Strided {
             batch: self.seq * row,
@@ -259,7 +270,7 @@ pub struct BlockRun {
 /// Copies `heads` heads of `d` columns, starting at column `offset` of token-major rows
 /// `row` apart, into a head-major [batch, heads, seq, d] tensor.
 fn gather_heads(x: &[f32], b: &BlockShape, row: u64, offset: u64, heads: u64) -> Vec<f32> {
-    let (d, seq) = (b.head_dim, b.seq);
+    let (d, seq) = (b.head_dim(), b.seq);
     let mut out = Vec::with_capacity((b.batch * heads * seq * d) as usize);
     for z in 0..b.batch {
         for h in 0..heads {
@@ -282,25 +293,25 @@ pub fn reference(
     round: &dyn Fn(f64) -> f32,
 ) -> Vec<f64> {
     let r = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(round).collect() };
-    let (t, h, ff) = (b.tokens(), b.hidden, b.intermediate);
+    let (t, h, ff) = (b.tokens(), b.hidden(), b.intermediate());
     let mm =
         |x: &[f32], w: &[f32], n: u64, k: u64| cpu::matmul(&Matmul::new(1, t, n, k, b.dtype), x, w);
     let h1 = r(cpu::rmsnorm(x, &w.attn_norm, h as usize));
     let qkv = r(mm(&h1, &w.qkv, b.qkv_width(), h));
     let qk = r(cpu::rotary(&qkv, t as usize, &b.rotary_layout()));
     let qk_row = b.q_width() + b.kv_width();
-    let q = gather_heads(&qk, b, qk_row, 0, b.heads);
-    let k = gather_heads(&qk, b, qk_row, b.q_width(), b.kv_heads);
-    let v = gather_heads(&qkv, b, b.qkv_width(), qk_row, b.kv_heads);
+    let q = gather_heads(&qk, b, qk_row, 0, b.heads());
+    let k = gather_heads(&qk, b, qk_row, b.q_width(), b.kv_heads());
+    let v = gather_heads(&qkv, b, b.qkv_width(), qk_row, b.kv_heads());
     let o_head_major = cpu::attention(&b.attention(), &q, &k, &v);
     // Back to token-major [tokens, heads · d].
-    let d = b.head_dim as usize;
+    let d = b.head_dim() as usize;
     let mut o = vec![0.0f32; (t * b.q_width()) as usize];
     for (idx, value) in o_head_major.into_iter().enumerate() {
         let (c, rest) = (idx % d, idx / d);
         let (i, rest) = (rest % b.seq as usize, rest / b.seq as usize);
-        let (head, z) = (rest % b.heads as usize, rest / b.heads as usize);
-        o[((z * b.seq as usize + i) * b.heads as usize + head) * d + c] = round(value);
+        let (head, z) = (rest % b.heads() as usize, rest / b.heads() as usize);
+        o[((z * b.seq as usize + i) * b.heads() as usize + head) * d + c] = round(value);
     }
     let a = r(mm(&o, &w.attn_out, h, b.q_width()));
     let x2 = r(cpu::residual_add(x, &a));

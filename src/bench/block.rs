@@ -18,7 +18,7 @@ pub fn inputs(b: &BlockShape, seed: u64) -> BlockInputs {
             .map(|v| round_to(d, v * scale))
             .collect()
     };
-    let (h, ff) = (b.hidden, b.intermediate);
+    let (h, ff) = (b.hidden(), b.intermediate());
     BlockInputs {
         x: random_tensor((b.tokens() * h) as usize, d, seed),
         attn_norm: random_tensor(h as usize, d, seed ^ 0x11),
@@ -38,7 +38,7 @@ pub fn tolerance_of(b: &BlockShape) -> f64 {
         .ops
         .iter()
         .map(|(_, op)| super::op_tolerance(op))
-        .fold(tolerance(b.dtype, b.intermediate), f64::max)
+        .fold(tolerance(b.dtype, b.intermediate()), f64::max)
 }
 
 /// Tokens per checked sequence when a block is too large for a full f64 reference.
@@ -92,7 +92,7 @@ pub fn measure_with(
         // causality lets a one-sequence block of PREFIX tokens compute exactly; the whole output
         // is still scanned for NaN.
         let p = b.prefix(PREFIX);
-        let (rows, h) = (p.tokens() as usize, b.hidden as usize);
+        let (rows, h) = (p.tokens() as usize, b.hidden() as usize);
         let mut indices = Vec::new();
         let mut values = Vec::new();
         for z in [0, b.batch - 1] {

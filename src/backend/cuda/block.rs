@@ -34,10 +34,10 @@ impl CudaBackend {
                     block.dtype
                 ))
             })?;
-        if !matches!(block.head_dim, 64 | 128) {
+        if !matches!(block.head_dim(), 64 | 128) {
             return Err(BackendError::Unsupported(format!(
                 "cuda block: head dim 64 or 128 (the flash kernel's), not {}",
-                block.head_dim
+                block.head_dim()
             )));
         }
         let handle = *self
@@ -68,7 +68,7 @@ impl CudaBackend {
         };
         let flash = self.function(
             "attention_flash.cu",
-            &format!("attn_flash_{suffix}_d{}", block.head_dim),
+            &format!("attn_flash_{suffix}_d{}", block.head_dim()),
         )?;
         let layout = FlashLayout::from(&block.attention_layout());
         let rotary = block.rotary_layout();
