@@ -19,15 +19,15 @@ pub fn implementation(r: &Record) -> String {
     format!("{backend}:{}", r.variant)
 }
 
-/// Builds the calibration for `hw` from `records` (correct, timed ones only). `implementation`
-/// is "best" (every implementation, each its own group; predictions take the fastest) or one
-/// backend:variant name.
+/// Builds the calibration for `hw` from `records` (correct, timed ones only), with the held-out
+/// validation its error bars come from. `implementation` is "best" (every implementation, each
+/// its own group; predictions take the fastest) or one backend:variant name.
 pub fn build(
     records: &[Record],
     hw: &HwProfile,
     implementation_filter: &str,
     sources: Vec<String>,
-) -> Result<Calibration> {
+) -> Result<(Calibration, ValidationReport)> {
     // One (op, implementation) → the median of its records' medians, and the worst noise.
     let mut measured: Vec<(Op, String, Vec<f64>, f64)> = Vec::new();
     for r in records {
@@ -145,7 +145,7 @@ pub fn build(
         extrapolated: p90(residuals(None, Provenance::Extrapolated), 1),
         by_kind,
     };
-    Ok(cal)
+    Ok((cal, report))
 }
 
 /// The q-quantile of unsorted values (linear interpolation, as the bench statistics).

@@ -115,13 +115,12 @@ fn report_table(r: &ValidationReport) -> String {
 
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let (records, profile, sources) = load(&a)?;
-    let cal = calibrate::build(&records, &profile, &a.implementation, sources)?;
+    let (cal, report) = calibrate::build(&records, &profile, &a.implementation, sources)?;
     let path = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("hw_profiles/{}.calibration.json", profile.name)));
     results::write_atomically(&path, &(serde_json::to_string_pretty(&cal)? + "\n"))?;
-    let report = calibrate::validate(&cal, &profile)?;
     let mut out = String::new();
     if a.format == Format::Json {
         outln!(out, "{}", serde_json::to_string_pretty(&cal)?);
@@ -152,8 +151,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
 
 pub fn validate(a: CalibrateArgs) -> Result<()> {
     let (records, profile, sources) = load(&a)?;
-    let cal = calibrate::build(&records, &profile, &a.implementation, sources)?;
-    let report = calibrate::validate(&cal, &profile)?;
+    let (cal, report) = calibrate::build(&records, &profile, &a.implementation, sources)?;
     let mut out = String::new();
     if a.format == Format::Json {
         outln!(out, "{}", serde_json::to_string_pretty(&report)?);

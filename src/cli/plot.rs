@@ -173,8 +173,7 @@ fn roofline(a: &PlotArgs) -> Result<()> {
 
 fn validation(a: &PlotArgs) -> Result<()> {
     let (records, hw) = load(a)?;
-    let cal = calibrate::build(&records, &hw, "best", Vec::new())?;
-    let report = calibrate::validate(&cal, &hw)?;
+    let (_, report) = calibrate::build(&records, &hw, "best", Vec::new())?;
     let pts: Vec<(f64, f64)> = report
         .residuals
         .iter()
