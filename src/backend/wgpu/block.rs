@@ -50,15 +50,16 @@ impl WgpuBackend {
                 self.limits.max_storage_buffer_binding_size
             )));
         }
-        // Buffers 0..7 hold the inputs; then each op's output, in op order.
+        // The inputs' buffers first, then each op's output, in op order.
         let mut buffers: Vec<wgpu::Buffer> = inputs
             .tensors()
             .iter()
             .map(|v| self.upload(v, dtype))
             .collect();
+        let inputs_len = buffers.len();
         let buffer_of = |o: &Operand| match *o {
             Operand::Input(i) => i,
-            Operand::Op(j) => INPUTS + j,
+            Operand::Op(j) => inputs_len + j,
         };
         let mut steps = Vec::new();
         let mut outputs: Vec<(usize, u64)> = Vec::new();
@@ -239,6 +240,3 @@ impl WgpuBackend {
         encoder
     }
 }
-
-/// Buffers before the ops' outputs: the block's inputs.
-const INPUTS: usize = 7;
