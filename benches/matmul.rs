@@ -3,9 +3,9 @@
 mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gpucost::backend::Backend;
-use gpucost::dtype::DType;
-use gpucost::ops::{Matmul, Op};
+use gpucost::measure::backend::Backend;
+use gpucost::model::dtype::DType;
+use gpucost::model::ops::{Matmul, Op};
 
 fn matmul(c: &mut Criterion) {
     let Some(mut backend) = common::open() else {

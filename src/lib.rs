@@ -1,20 +1,14 @@
-//! gpucost: what a transformer costs on a GPU — from datasheet figures today, from measured
-//! kernels as calibrations arrive. See DESIGN.md for the module map and data flow.
+//! gpucost: what a transformer costs on a GPU — from datasheet figures, and from measured kernels
+//! where a calibration exists. docs/design.md has the module map and the data flow.
 //!
-//! A module depends only on the modules above it in DESIGN.md's module map (dtype, ops, hw, cost,
-//! arch, workload, …); `error` is shared by all and `cli` sits on top.
+//! `model` is the predicting library and needs no GPU crate; `measure` (the default-on `measure`
+//! feature) runs and times kernels and fits calibrations, and may import `model`, never the
+//! reverse; `cli` sits on top of both. `error` is shared by all.
 
-pub mod arch;
-pub mod backend;
-pub mod bench;
-pub mod calibrate;
 pub mod cli;
-pub mod cost;
-pub mod dtype;
 pub mod error;
-pub mod hw;
-pub mod ops;
-pub mod results;
-pub mod workload;
+#[cfg(feature = "measure")]
+pub mod measure;
+pub mod model;
 
 pub use error::{Error, Result};

@@ -1,10 +1,12 @@
 //! `gpucost devices` and `gpucost bench` as a user runs them, on lavapipe (or any adapter).
 
+#![cfg(feature = "measure")]
+
 mod common;
 use common::{files_under, gpucost, run_json, run_ok};
 
 fn have_adapter() -> bool {
-    let ok = gpucost::backend::wgpu::WgpuBackend::open(0).is_ok();
+    let ok = gpucost::measure::backend::wgpu::WgpuBackend::open(0).is_ok();
     if !ok {
         assert_ne!(
             std::env::var("CI").as_deref(),
@@ -67,7 +69,7 @@ fn bench_writes_one_record_per_variant_and_shape() {
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     assert_eq!(files.len(), 1);
-    let read = gpucost::results::read(&files[0]).unwrap();
+    let read = gpucost::measure::records::read(&files[0]).unwrap();
     assert_eq!(read.records.len(), 2);
     for r in &read.records {
         assert!(r.correctness.pass);

@@ -1,6 +1,8 @@
 //! `gpucost calibrate` and `gpucost validate` on the committed lavapipe results: the calibrated
 //! model must beat the plain roofline on shapes it was not fitted to.
 
+#![cfg(feature = "measure")]
+
 mod common;
 use common::{gpucost, path, run_json, run_ok};
 
@@ -40,7 +42,7 @@ fn calibrate_writes_a_calibration_that_records_its_sources() {
     let dir = tempfile::TempDir::new().unwrap();
     let file = dir.path().join("lavapipe.calibration.json");
     calibrate_lavapipe(&file);
-    let cal: gpucost::cost::calibrated::Calibration =
+    let cal: gpucost::model::cost::calibrated::Calibration =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(cal.profile, "lavapipe");
     assert_eq!(cal.implementation, "best");
@@ -241,7 +243,7 @@ fn plots_are_svg_files() {
 /// The whole machinery on a fresh sweep measured now: bench on lavapipe, calibrate, validate.
 #[test]
 fn a_fresh_lavapipe_sweep_calibrates_better_than_the_roofline() {
-    if gpucost::backend::wgpu::WgpuBackend::open(0).is_err() {
+    if gpucost::measure::backend::wgpu::WgpuBackend::open(0).is_err() {
         assert_ne!(
             std::env::var("CI").as_deref(),
             Ok("true"),

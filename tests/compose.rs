@@ -1,28 +1,30 @@
 //! The composition check: a transformer block run on a real wgpu adapter (lavapipe in CI) with
 //! the benchmark's kernels, checked against the f64 reference and priced op by op.
 
+#![cfg(feature = "measure")]
+
 mod common;
 use common::{files_under, gpucost, open_wgpu, path, run_json};
-use gpucost::backend::Backend;
-use gpucost::backend::block::{self, BLOCK_OPS, BlockShape};
-use gpucost::bench;
-use gpucost::dtype::DType;
+use gpucost::measure::backend::Backend;
+use gpucost::measure::backend::block::{self, BLOCK_OPS, BlockShape};
+use gpucost::measure::{compose, harness};
+use gpucost::model::dtype::DType;
 
 fn tiny(tokens: u64, dtype: DType) -> BlockShape {
-    let arch = gpucost::arch::load(&path("examples/tiny-block.toml")).unwrap();
-    BlockShape::from_arch(&arch, 1, tokens, dtype).unwrap()
+    let arch = gpucost::model::arch::load(&path("examples/tiny-block.toml")).unwrap();
+    compose::block_shape(&arch, 1, tokens, dtype).unwrap()
 }
 
 #[test]
 fn the_block_is_the_workloads_layer_and_refuses_what_it_cannot_run() {
-    let llama = gpucost::arch::load("llama-3-8b").unwrap();
-    let b = BlockShape::from_arch(&llama, 2, 4096, DType::Bf16).unwrap();
+    let llama = gpucost::model::arch::load("llama-3-8b").unwrap();
+    let b = compose::block_shape(&llama, 2, 4096, DType::Bf16).unwrap();
     let names: Vec<&str> = b.ops.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, BLOCK_OPS);
     assert_eq!(b.qkv_width(), 4096 + 2 * 1024);
     assert_eq!(b.tokens(), 8192);
-    let gpt2 = gpucost::arch::load("gpt2").unwrap();
-    let e = BlockShape::from_arch(&gpt2, 1, 128, DType::Fp32).unwrap_err();
+    let gpt2 = gpucost::model::arch::load("gpt2").unwrap();
+    let e = compose::block_shape(&gpt2, 1, 128, DType::Fp32).unwrap_err();
     assert!(e.contains("RMSNorm"), "{e}");
 }
 
@@ -30,13 +32,13 @@ fn the_block_is_the_workloads_layer_and_refuses_what_it_cannot_run() {
 /// causality makes that exact, which the full reference confirms here.
 #[test]
 fn a_prefix_block_gives_the_first_rows_of_every_sequence() {
-    let arch = gpucost::arch::load(&path("examples/tiny-block.toml")).unwrap();
-    let b = BlockShape::from_arch(&arch, 2, 40, DType::Fp32).unwrap();
-    let inputs = bench::block::inputs(&b, 5);
+    let arch = gpucost::model::arch::load(&path("examples/tiny-block.toml")).unwrap();
+    let b = compose::block_shape(&arch, 2, 40, DType::Fp32).unwrap();
+    let inputs = compose::inputs(&b, 5);
     let full = block::reference(&b, &inputs.x, &inputs, &|v| v as f32);
     let p = b.prefix(16);
     assert_eq!((p.batch, p.seq), (1, 16));
-    let h = b.hidden() as usize;
+    let h = b.hidden as usize;
     for z in 0..2usize {
         let start = z * 40 * h;
         let x = &inputs.x[start..start + 16 * h];
@@ -56,22 +58,20 @@ fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
         return;
     };
     // Odd token count: partial tiles in every kernel; two sequences: batch strides.
-    let arch = gpucost::arch::load(&path("examples/tiny-block.toml")).unwrap();
-    let b = BlockShape::from_arch(&arch, 2, 37, DType::Fp32).unwrap();
-    let m = bench::block::measure(&mut backend, &b, 2, 7).unwrap();
+    let arch = gpucost::model::arch::load(&path("examples/tiny-block.toml")).unwrap();
+    let b = compose::block_shape(&arch, 2, 37, DType::Fp32).unwrap();
+    let m = compose::measure(&mut backend, &b, 2, 7).unwrap();
     assert!(m.correctness.pass, "{:?}", m.correctness);
     assert_eq!(m.ops.len(), BLOCK_OPS.len());
     assert!(m.block.unwrap().median_s > 0.0);
     // Checked on prefixes, as large blocks are, it passes too.
-    let m = bench::block::measure_with(&mut backend, &b, 1, 7, 0.0).unwrap();
+    let m = compose::measure_with(&mut backend, &b, 1, 7, 0.0).unwrap();
     assert!(m.correctness.pass, "{:?}", m.correctness);
     // The same run compared with the reference of other inputs must fail.
-    let run = backend
-        .run_block(&b, &bench::block::inputs(&b, 7), 1)
-        .unwrap();
-    let other_inputs = bench::block::inputs(&b, 8);
+    let run = backend.run_block(&b, &compose::inputs(&b, 7), 1).unwrap();
+    let other_inputs = compose::inputs(&b, 8);
     let other = block::reference(&b, &other_inputs.x, &other_inputs, &|v| v as f32);
-    let c = bench::compare(&run.output, &other, bench::block::tolerance_of(&b));
+    let c = harness::compare(&run.output, &other, compose::tolerance_of(&b));
     assert!(!c.pass, "{c:?}");
 }
 
@@ -84,7 +84,7 @@ fn f16_block_matches_its_reference() {
         eprintln!("adapter has no shader-f16: f16 block not checked");
         return;
     }
-    let m = bench::block::measure(&mut backend, &tiny(64, DType::Fp16), 1, 3).unwrap();
+    let m = compose::measure(&mut backend, &tiny(64, DType::Fp16), 1, 3).unwrap();
     assert!(m.correctness.pass, "{:?}", m.correctness);
 }
 

@@ -2,7 +2,9 @@
 //! the program uses. Without NVRTC the test says why it skipped — except under CI=true, where a
 //! missing NVRTC is a failure (CI installs it from PyPI).
 
-use gpucost::backend::cuda::nvrtc;
+#![cfg(feature = "measure")]
+
+use gpucost::measure::backend::cuda::nvrtc;
 
 #[test]
 fn every_kernel_compiles_for_ampere_ada_and_hopper() {

@@ -2,11 +2,13 @@
 //! adapter (Mesa's lavapipe in CI). Without an adapter the test says why it skipped — except under
 //! CI=true, where a missing adapter is a failure.
 
+#![cfg(feature = "measure")]
+
 mod common;
-use gpucost::backend::Backend;
-use gpucost::bench::{self, TimingPlan};
-use gpucost::dtype::DType;
-use gpucost::ops::Op;
+use gpucost::measure::backend::Backend;
+use gpucost::measure::harness::{self, TimingPlan};
+use gpucost::model::dtype::DType;
+use gpucost::model::ops::Op;
 
 /// Checks (and briefly times) every variant the backend offers on every smoke shape of `op`, in
 /// both dtypes; `expected` is the variant list each shape must offer.
@@ -27,17 +29,17 @@ fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
             continue;
         }
         let ops: Vec<Op> = match op_name {
-            "matmul" => bench::shapes::matmul_shapes("smoke", dtype, f64::INFINITY)
+            "matmul" => harness::shapes::matmul_shapes("smoke", dtype, f64::INFINITY)
                 .unwrap()
                 .into_iter()
                 .map(Op::Matmul)
                 .collect(),
-            "memory" => bench::shapes::memory_shapes("smoke", dtype, f64::INFINITY)
+            "memory" => harness::shapes::memory_shapes("smoke", dtype, f64::INFINITY)
                 .unwrap()
                 .into_iter()
                 .map(Op::Memory)
                 .collect(),
-            _ => bench::shapes::attention_shapes("smoke", dtype, f64::INFINITY)
+            _ => harness::shapes::attention_shapes("smoke", dtype, f64::INFINITY)
                 .unwrap()
                 .into_iter()
                 .map(Op::Attention)
@@ -46,7 +48,7 @@ fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
         for op in ops {
             let variants: Vec<&str> = backend.variants(&op).iter().map(|v| v.name).collect();
             assert_eq!(variants, expected, "{op}");
-            for m in bench::measure(&mut backend, &op, &variants, &plan, 42).unwrap() {
+            for m in harness::measure(&mut backend, &op, &variants, &plan, 42).unwrap() {
                 assert!(
                     m.correctness.pass,
                     "{op} {}: {:?}",
@@ -80,14 +82,14 @@ fn a_wrong_answer_fails_the_check() {
     let Some(mut backend) = common::open_wgpu() else {
         return;
     };
-    let mm = gpucost::ops::Matmul::new(1, 16, 16, 16, DType::Fp32);
-    let op = Op::Matmul(mm.clone());
-    let sets = vec![bench::matmul_inputs(&mm, 1)];
+    let mm = gpucost::model::ops::Matmul::new(1, 16, 16, 16, DType::Fp32);
+    let op = Op::Matmul(mm);
+    let sets = vec![harness::matmul_inputs(&mm, 1)];
     backend.load(&op, &sets).unwrap();
     let out = backend.run("regblock", 0).unwrap();
     // Reference computed from different inputs: the comparison must fail.
-    let other = bench::matmul_inputs(&mm, 2);
-    let wrong_ref = bench::reference(&op, &other).unwrap();
-    let c = bench::compare(&out, &wrong_ref, bench::tolerance(DType::Fp32, 16));
+    let other = harness::matmul_inputs(&mm, 2);
+    let wrong_ref = harness::reference(&op, &other).unwrap();
+    let c = harness::compare(&out, &wrong_ref, harness::tolerance(DType::Fp32, 16));
     assert!(!c.pass);
 }

@@ -250,23 +250,25 @@ fn recomputation_costs_time_and_saves_memory() {
 /// GPUs with different tile and SM counts.
 #[test]
 fn time_is_monotone_in_tokens_over_a_fine_grid() {
-    use gpucost::cost::Roofline;
-    use gpucost::dtype::DType;
-    use gpucost::workload::{InferenceSetup, Parallelism, decode_ops, prefill_ops};
-    let total = |ops: &[gpucost::workload::OpInstance], hw: &gpucost::hw::HwProfile| -> f64 {
-        ops.iter()
-            .map(|o| {
-                gpucost::cost::CostModel::predict(&Roofline, &o.op, hw)
-                    .unwrap()
-                    .seconds
-                    * o.count as f64
-            })
-            .sum()
-    };
+    use gpucost::model::cost::Roofline;
+    use gpucost::model::dtype::DType;
+    use gpucost::model::execution::{InferenceSetup, Parallelism};
+    use gpucost::model::plan::{decode_ops, prefill_ops};
+    let total =
+        |ops: &[gpucost::model::plan::OpInstance], hw: &gpucost::model::hw::HwProfile| -> f64 {
+            ops.iter()
+                .map(|o| {
+                    gpucost::model::cost::CostModel::predict(&Roofline, &o.op, hw)
+                        .unwrap()
+                        .seconds
+                        * o.count as f64
+                })
+                .sum()
+        };
     for model in ["llama-3-8b", "mixtral-8x7b"] {
-        let arch = gpucost::arch::load(model).unwrap();
+        let arch = gpucost::model::arch::load(model).unwrap();
         for gpu in ["h100-sxm", "l40s", "lavapipe"] {
-            let hw = gpucost::hw::load(gpu).unwrap();
+            let hw = gpucost::model::hw::load(gpu).unwrap();
             let dtype = if gpu == "lavapipe" {
                 DType::Fp32
             } else {

@@ -2,10 +2,10 @@
 //! clock through `iter_custom`.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use gpucost::backend::wgpu::WgpuBackend;
-use gpucost::backend::{Backend, Clock};
-use gpucost::bench;
-use gpucost::ops::Op;
+use gpucost::measure::backend::wgpu::WgpuBackend;
+use gpucost::measure::backend::{Backend, Clock};
+use gpucost::measure::harness;
+use gpucost::model::ops::Op;
 use std::time::Duration;
 
 /// Opens adapter 0, saying what is being measured; `None` (with the reason) when there is none.
@@ -41,13 +41,13 @@ pub fn bench_ops(c: &mut Criterion, group_name: &str, backend: &mut WgpuBackend,
     group.measurement_time(Duration::from_secs(1));
     for op in ops {
         let variants: Vec<&str> = backend.variants(op).iter().map(|v| v.name).collect();
-        let sets = [bench::inputs(op, 1).expect("inputs")];
-        let expected = bench::expected(op, &sets[0], 1).expect("reference");
+        let sets = [harness::inputs(op, 1).expect("inputs")];
+        let expected = harness::expected(op, &sets[0], 1).expect("reference");
         backend.load(op, &sets).expect("load");
         group.throughput(Throughput::Elements(op.flops() as u64));
         for variant in variants {
             let out = backend.run(variant, 0).expect("run");
-            let check = bench::check(&out, &expected, bench::op_tolerance(op));
+            let check = harness::check(&out, &expected, harness::op_tolerance(op));
             if !check.pass {
                 eprintln!("{variant} {op}: FAILED {check:?}, not timed");
                 continue;

@@ -3,16 +3,16 @@
 
 use super::Format;
 use super::format::{percent, seconds};
-use crate::backend::Backend;
-use crate::backend::cuda::CudaBackend;
-use crate::backend::wgpu::WgpuBackend;
-use crate::bench::{self, Measurement, TimingPlan};
-use crate::cost::{CostModel, Roofline};
-use crate::dtype::DType;
 use crate::error::Error;
-use crate::hw::{self, HwProfile};
-use crate::ops::Op;
-use crate::results::{self, Record, Timing, Writer};
+use crate::measure::backend::Backend;
+use crate::measure::backend::cuda::CudaBackend;
+use crate::measure::backend::wgpu::WgpuBackend;
+use crate::measure::harness::{self, Measurement, TimingPlan};
+use crate::measure::records::{self, Record, Timing, Writer};
+use crate::model::cost::{CostModel, Roofline};
+use crate::model::dtype::DType;
+use crate::model::hw::{self, HwProfile};
+use crate::model::ops::Op;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -79,15 +79,15 @@ pub struct BenchArgs {
 
 fn shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<Vec<Op>, Error> {
     Ok(match a.op {
-        OpName::Matmul => bench::shapes::matmul_shapes(&a.shapes, dtype, max_bytes)?
+        OpName::Matmul => harness::shapes::matmul_shapes(&a.shapes, dtype, max_bytes)?
             .into_iter()
             .map(Op::Matmul)
             .collect(),
-        OpName::Attention => bench::shapes::attention_shapes(&a.shapes, dtype, max_bytes)?
+        OpName::Attention => harness::shapes::attention_shapes(&a.shapes, dtype, max_bytes)?
             .into_iter()
             .map(Op::Attention)
             .collect(),
-        OpName::Memory => bench::shapes::memory_shapes(&a.shapes, dtype, max_bytes)?
+        OpName::Memory => harness::shapes::memory_shapes(&a.shapes, dtype, max_bytes)?
             .into_iter()
             .map(Op::Memory)
             .collect(),
@@ -111,15 +111,15 @@ fn record(backend: &dyn Backend, op: &Op, m: &Measurement, profile: Option<&HwPr
         }
     });
     Record {
-        schema_version: results::RECORD_SCHEMA_VERSION,
+        schema_version: records::RECORD_SCHEMA_VERSION,
         unix_time_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0),
-        git_revision: results::git_revision(),
-        host: results::host(),
+        git_revision: records::git_revision(),
+        host: records::host(),
         device: backend.device().clone(),
-        op: op.clone(),
+        op: *op,
         variant: m.variant.clone(),
         vendor_library: m.vendor,
         correctness: m.correctness.clone(),
@@ -216,7 +216,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
             a.variant.iter().map(String::as_str).collect()
         };
-        let measured = bench::measure(backend.as_mut(), op, &chosen, &plan, a.seed)
+        let measured = harness::measure(backend.as_mut(), op, &chosen, &plan, a.seed)
             .with_context(|| format!("measuring {op}"))?;
         for m in &measured {
             let r = record(backend.as_ref(), op, m, profile.as_ref());

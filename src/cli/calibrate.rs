@@ -3,10 +3,10 @@
 
 use super::Format;
 use super::format::percent;
-use crate::calibrate::{self, ValidationReport};
 use crate::error::Error;
-use crate::results::{self, Record};
-use crate::{hw, hw::HwProfile};
+use crate::measure::fit::{self, ValidationReport};
+use crate::measure::records::{self, Record};
+use crate::model::hw::{self, HwProfile};
 use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -43,11 +43,11 @@ pub(crate) fn device_records(
     device: Option<&str>,
     hw: Option<&str>,
 ) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
-    let files = results::find_files(results_path)?;
+    let files = records::find_files(results_path)?;
     let mut records = Vec::new();
     let mut sources = Vec::new();
     for f in &files {
-        let read = results::read(f)?;
+        let read = records::read(f)?;
         let before = records.len();
         records.extend(
             read.records
@@ -115,12 +115,12 @@ fn report_table(r: &ValidationReport) -> String {
 
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let (records, profile, sources) = load(&a)?;
-    let (cal, report) = calibrate::build(&records, &profile, &a.implementation, sources)?;
+    let (cal, report) = fit::build(&records, &profile, &a.implementation, sources)?;
     let path = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("hw_profiles/{}.calibration.json", profile.name)));
-    results::write_atomically(&path, &(serde_json::to_string_pretty(&cal)? + "\n"))?;
+    records::write_atomically(&path, &(serde_json::to_string_pretty(&cal)? + "\n"))?;
     let mut out = String::new();
     if a.format == Format::Json {
         outln!(out, "{}", serde_json::to_string_pretty(&cal)?);
@@ -151,7 +151,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
 
 pub fn validate(a: CalibrateArgs) -> Result<()> {
     let (records, profile, sources) = load(&a)?;
-    let (cal, report) = calibrate::build(&records, &profile, &a.implementation, sources)?;
+    let (cal, report) = fit::build(&records, &profile, &a.implementation, sources)?;
     let mut out = String::new();
     if a.format == Format::Json {
         outln!(out, "{}", serde_json::to_string_pretty(&report)?);

@@ -5,15 +5,17 @@
 use super::Format;
 use super::bench::BackendName;
 use super::format::{percent, seconds};
-use crate::backend::Backend;
-use crate::backend::block::BlockShape;
-use crate::backend::cuda::CudaBackend;
-use crate::backend::wgpu::WgpuBackend;
-use crate::cost::calibrated::CalibratedModel;
-use crate::cost::{CostModel, Prediction, Provenance, Roofline};
-use crate::dtype::DType;
 use crate::error::Error;
-use crate::hw;
+use crate::measure::backend::Backend;
+use crate::measure::backend::cuda::CudaBackend;
+use crate::measure::backend::wgpu::WgpuBackend;
+use crate::measure::compose;
+use crate::model::cost::calibrated::CalibratedModel;
+use crate::model::cost::{CostModel, Prediction, Provenance, Roofline};
+use crate::model::dtype::DType;
+use crate::model::hw;
+use crate::model::schema;
+use crate::model::system::load_calibration;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
@@ -111,7 +113,7 @@ pub struct CompositionReport {
 fn predict_for(
     calibrated: Option<&CalibratedModel>,
     model: &dyn CostModel,
-    op: &crate::ops::Op,
+    op: &crate::model::ops::Op,
     implementation: &str,
     profile: &hw::HwProfile,
 ) -> Result<Prediction> {
@@ -133,9 +135,9 @@ pub fn run(a: ComposeArgs) -> Result<()> {
     if a.runs == 0 {
         return Err(Error::Unsupported("--runs must be positive".into()).into());
     }
-    let arch = crate::arch::load(&a.model)?;
+    let arch = crate::model::arch::load(&a.model)?;
     let block =
-        BlockShape::from_arch(&arch, a.batch, a.tokens, dtype).map_err(Error::Unsupported)?;
+        compose::block_shape(&arch, a.batch, a.tokens, dtype).map_err(Error::Unsupported)?;
     let mut backend: Box<dyn Backend> = match a.backend {
         BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter)?),
         BackendName::Cuda => Box::new(CudaBackend::open(a.adapter)?),
@@ -153,13 +155,13 @@ pub fn run(a: ComposeArgs) -> Result<()> {
             hw::load(name)?
         }
     };
-    let calibrated = super::predict::calibration(a.calibration.as_deref(), a.roofline, &profile)?
+    let calibrated = load_calibration(a.calibration.as_deref(), a.roofline, &profile)?
         .map(|calibration| CalibratedModel { calibration });
     let model: &dyn CostModel = match &calibrated {
         Some(m) => m,
         None => &Roofline,
     };
-    let m = crate::bench::block::measure(backend.as_mut(), &block, a.runs, a.seed)
+    let m = compose::measure(backend.as_mut(), &block, a.runs, a.seed)
         .with_context(|| format!("running the {} block", arch.name))?;
     let Some(total) = m.block else {
         return Err(Error::Unsupported(format!(
@@ -198,12 +200,12 @@ pub fn run(a: ComposeArgs) -> Result<()> {
     let predicted_error_pct =
         (barred_s > 0.0).then(|| with_bar.iter().map(|(s, e)| s * e).sum::<f64>() / barred_s);
     let report = CompositionReport {
-        schema_version: 1,
+        schema_version: schema::COMPOSE,
         model: arch.name.clone(),
         device: device.name.clone(),
         driver: device.driver.clone(),
         backend: device.backend.clone(),
-        git_revision: crate::results::git_revision(),
+        git_revision: crate::measure::records::git_revision(),
         dtype,
         batch: a.batch,
         tokens: a.tokens,
@@ -232,7 +234,7 @@ pub fn run(a: ComposeArgs) -> Result<()> {
             .out
             .join(device.slug())
             .join(format!("compose-{}-{}-{stamp}.json", arch.name, dtype));
-        crate::results::write_atomically(&path, &json)?;
+        crate::measure::records::write_atomically(&path, &json)?;
         Some(path)
     };
     let mut out = String::new();

@@ -1,7 +1,7 @@
 //! `gpucost devices`: every backend, every adapter, and for what is missing, why.
 
 use super::Format;
-use crate::backend::{Clock, DeviceInfo, cuda, wgpu as wgpu_backend};
+use crate::measure::backend::{Clock, DeviceInfo, cuda, wgpu as wgpu_backend};
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
@@ -60,7 +60,7 @@ fn cuda_report() -> BackendReport {
             Ok(n) => {
                 for i in 0..n.max(0) as usize {
                     match cuda::CudaBackend::open(i) {
-                        Ok(b) => devices.push(crate::backend::Backend::device(&b).clone()),
+                        Ok(b) => devices.push(crate::measure::backend::Backend::device(&b).clone()),
                         Err(e) => errors.push(format!("device {i}: {e}")),
                     }
                 }
@@ -116,7 +116,7 @@ pub fn run(a: DevicesArgs) -> Result<()> {
                 d.driver.clone(),
                 timer,
                 if d.supports_f16 { "yes" } else { "no" }.into(),
-                crate::hw::profile_for_device(&d.name)
+                crate::model::hw::profile_for_device(&d.name)
                     .map(|p| format!("profile {p}"))
                     .unwrap_or_else(|| "no catalog profile".into()),
             ]);

@@ -2,8 +2,8 @@
 
 use super::Format;
 use super::format::{bytes, si};
-use crate::dtype::DType;
-use crate::hw::{self, HwProfile};
+use crate::model::dtype::DType;
+use crate::model::hw::{self, HwProfile};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use tabled::builder::Builder;

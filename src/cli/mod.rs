@@ -9,15 +9,21 @@ macro_rules! outln {
     }};
 }
 
+#[cfg(feature = "measure")]
 mod bench;
+#[cfg(feature = "measure")]
 mod calibrate;
+#[cfg(feature = "measure")]
 mod compose;
+#[cfg(feature = "measure")]
 mod devices;
 mod format;
 mod hw;
+#[cfg(feature = "measure")]
 mod plot;
 mod predict;
 mod predict_op;
+#[cfg(feature = "measure")]
 mod report;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -43,19 +49,26 @@ pub enum Command {
     #[command(subcommand)]
     Hw(hw::HwCommand),
     /// Every backend and adapter, and why a missing one is missing.
+    #[cfg(feature = "measure")]
     Devices(devices::DevicesArgs),
     /// Check, then time, kernel variants over a shape set; write the results.
+    #[cfg(feature = "measure")]
     Bench(bench::BenchArgs),
     /// Summarise results files, each kernel beside the vendor library.
+    #[cfg(feature = "measure")]
     Report(report::ReportArgs),
     /// Fit the cost model to measured results; write hw_profiles/<device>.calibration.json.
+    #[cfg(feature = "measure")]
     Calibrate(calibrate::CalibrateArgs),
     /// Leave-one-out validation of the calibration against the plain roofline.
+    #[cfg(feature = "measure")]
     Validate(calibrate::CalibrateArgs),
     /// SVG charts of results: the roofline, or held-out predictions against measurements.
     #[command(subcommand)]
+    #[cfg(feature = "measure")]
     Plot(plot::PlotCommand),
     /// Run a transformer block on the device; compare its time with the sum of op predictions.
+    #[cfg(feature = "measure")]
     Compose(compose::ComposeArgs),
 }
 
@@ -82,12 +95,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::PredictOp(args) => predict_op::run(args),
         Command::Hw(cmd) => hw::run(cmd),
+        #[cfg(feature = "measure")]
         Command::Devices(args) => devices::run(args),
+        #[cfg(feature = "measure")]
         Command::Bench(args) => bench::run(args),
+        #[cfg(feature = "measure")]
         Command::Report(args) => report::run(args),
+        #[cfg(feature = "measure")]
         Command::Calibrate(args) => calibrate::calibrate(args),
+        #[cfg(feature = "measure")]
         Command::Validate(args) => calibrate::validate(args),
+        #[cfg(feature = "measure")]
         Command::Plot(cmd) => plot::run(cmd),
+        #[cfg(feature = "measure")]
         Command::Compose(args) => compose::run(args),
     }
 }

@@ -1,10 +1,10 @@
 //! `gpucost plot roofline` and `gpucost plot validation`: SVG charts of measured results.
 
-use crate::calibrate;
-use crate::dtype::DType;
 use crate::error::Error;
-use crate::hw::HwProfile;
-use crate::results::Record;
+use crate::measure::fit;
+use crate::measure::records::Record;
+use crate::model::dtype::DType;
+use crate::model::hw::HwProfile;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use plotters::prelude::*;
@@ -69,7 +69,7 @@ fn roofline(a: &PlotArgs) -> Result<()> {
             continue;
         };
         let intensity = t.flops_per_s / t.bytes_per_s;
-        let name = format!("{} {}", r.op.dtype(), calibrate::implementation(r));
+        let name = format!("{} {}", r.op.dtype(), fit::implementation(r));
         match series.iter_mut().find(|(n, _, _)| n == &name) {
             Some((_, _, pts)) => pts.push((intensity, t.flops_per_s)),
             None => series.push((name, r.op.dtype(), vec![(intensity, t.flops_per_s)])),
@@ -173,7 +173,7 @@ fn roofline(a: &PlotArgs) -> Result<()> {
 
 fn validation(a: &PlotArgs) -> Result<()> {
     let (records, hw) = load(a)?;
-    let (_, report) = calibrate::build(&records, &hw, "best", Vec::new())?;
+    let (_, report) = fit::build(&records, &hw, "best", Vec::new())?;
     let pts: Vec<(f64, f64)> = report
         .residuals
         .iter()

@@ -2,11 +2,14 @@
 
 use super::Format;
 use super::format::{bytes, count, percent, seconds, si};
-use crate::cost::{CostModel, Roofline};
-use crate::dtype::DType;
-use crate::workload::estimate::{Estimate, Options, estimate};
-use crate::workload::{InferenceSetup, Parallelism, Recompute, TrainingSetup};
-use crate::{Error, arch, hw};
+use crate::Error;
+use crate::model::arch;
+use crate::model::dtype::DType;
+use crate::model::execution::{
+    Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup, attention_dtype,
+};
+use crate::model::report::{Estimate, Options, estimate};
+use crate::model::system::System;
 use anyhow::Result;
 use clap::Args;
 use tabled::builder::Builder;
@@ -77,7 +80,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let dtype = dtype_flag("dtype", &a.dtype)?;
     let kv_dtype = match &a.kv_dtype {
         Some(s) => dtype_flag("kv-dtype", s)?,
-        None => crate::workload::attention_dtype(dtype),
+        None => attention_dtype(dtype),
     };
     if let Some(p) = a.price_per_hour
         && !(p.is_finite() && p >= 0.0)
@@ -88,100 +91,39 @@ pub fn run(a: PredictArgs) -> Result<()> {
         .into());
     }
     let model = arch::load(&a.model)?;
-    let hardware = hw::load(&a.hw)?;
+    let system = System::load(&a.hw, a.calibration.as_deref(), a.roofline)?;
     let batch = size_flag("batch", a.batch)?;
     let fused = !a.no_fused_attention;
-    let train = TrainingSetup {
-        batch,
-        seq: size_flag("seq", a.seq)?,
-        dtype,
-        recompute: a.recompute,
-        fused_attention: fused,
-        parallelism: Parallelism::default(),
+    let execution = Execution {
+        training: TrainingSetup {
+            batch,
+            seq: size_flag("seq", a.seq)?,
+            dtype,
+            recompute: a.recompute,
+            fused_attention: fused,
+            parallelism: Parallelism::default(),
+        },
+        serving: InferenceSetup {
+            batch,
+            prompt: size_flag("prompt", a.prompt)?,
+            generate: size_flag("gen", a.generate)?,
+            dtype,
+            kv_dtype,
+            fused_attention: fused,
+            parallelism: Parallelism::default(),
+        },
     };
-    let infer = InferenceSetup {
-        batch,
-        prompt: size_flag("prompt", a.prompt)?,
-        generate: size_flag("gen", a.generate)?,
-        dtype,
-        kv_dtype,
-        fused_attention: fused,
-        parallelism: Parallelism::default(),
-    };
-    let origin =
-        if hw::catalog_names().contains(&hardware.name.as_str()) && !a.hw.ends_with(".toml") {
-            format!("{} (embedded catalog)", hardware.name)
-        } else {
-            format!("{} (file {})", hardware.name, a.hw)
-        };
     let opts = Options {
         price_usd_per_hour: a.price_per_hour,
         breakdown: a.breakdown,
-        hardware_origin: origin,
     };
-    let cost_model = cost_model(a.calibration.as_deref(), a.roofline, &hardware)?;
-    let e = estimate(
-        &model,
-        &train,
-        &infer,
-        &hardware,
-        cost_model.as_ref(),
-        &opts,
-    )?;
+    let e = estimate(&model, &execution, &system, &opts)?;
     let mut out = String::new();
     match a.format {
         Format::Json => outln!(out, "{}", serde_json::to_string_pretty(&e)?),
         Format::Table => out = render_tables(&e),
     }
     super::emit(&out)
-}
-
-/// The calibrated model where a calibration applies (a file, or the embedded one for this GPU),
-/// the roofline otherwise or with --roofline.
-/// Shared by `predict` and `predict-op`.
-pub(super) fn cost_model(
-    calibration_file: Option<&std::path::Path>,
-    roofline: bool,
-    hardware: &hw::HwProfile,
-) -> Result<Box<dyn CostModel>> {
-    Ok(model_of(calibration(calibration_file, roofline, hardware)?))
-}
-
-/// The calibrated model for a calibration, the roofline without one.
-pub(super) fn model_of(
-    calibration: Option<crate::cost::calibrated::Calibration>,
-) -> Box<dyn CostModel> {
-    match calibration {
-        Some(calibration) => Box::new(crate::cost::calibrated::CalibratedModel { calibration }),
-        None => Box::new(Roofline),
-    }
-}
-
-/// The calibration `cost_model` uses: the file given, else the one embedded for the GPU; none
-/// with --roofline.
-pub(super) fn calibration(
-    calibration_file: Option<&std::path::Path>,
-    roofline: bool,
-    hardware: &hw::HwProfile,
-) -> Result<Option<crate::cost::calibrated::Calibration>> {
-    use crate::cost::calibrated::{Calibration, embedded};
-    Ok(match (calibration_file, roofline) {
-        (_, true) => None,
-        (Some(path), _) => {
-            let file = path.display().to_string();
-            let cal = Calibration::parse(&file, &crate::error::read_to_string(path)?)?;
-            if cal.profile != hardware.name {
-                return Err(Error::field(
-                    &file,
-                    "profile",
-                    format!("calibrates '{}', not --hw {}", cal.profile, hardware.name),
-                )
-                .into());
-            }
-            Some(cal)
-        }
-        (None, false) => embedded(&hardware.name)?,
-    })
 }
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {

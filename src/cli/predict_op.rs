@@ -3,10 +3,10 @@
 
 use super::Format;
 use super::format::{seconds, si};
-use crate::dtype::DType;
 use crate::error::Error;
-use crate::hw;
-use crate::ops::{Attention, Matmul, Op, Pass};
+use crate::model::dtype::DType;
+use crate::model::ops::{Attention, Matmul, Op, Pass};
+use crate::model::system::System;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -82,8 +82,8 @@ struct OpPrediction {
     model: String,
     seconds: f64,
     tflops: f64,
-    bound: crate::cost::Bound,
-    provenance: crate::cost::Provenance,
+    bound: crate::model::cost::Bound,
+    provenance: crate::model::cost::Provenance,
     error_pct: Option<f64>,
     flops: f64,
     bytes: f64,
@@ -162,14 +162,13 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
             (Op::Attention(att), common)
         }
     };
-    let hardware = hw::load(&common.hw)?;
-    let model =
-        super::predict::cost_model(common.calibration.as_deref(), common.roofline, &hardware)?;
-    let p = model.predict(&op, &hardware)?;
+    let system = System::load(&common.hw, common.calibration.as_deref(), common.roofline)?;
+    let hardware = &system.hw;
+    let p = system.cost_model.predict(&op, hardware)?;
     let doc = OpPrediction {
-        op: op.clone(),
+        op,
         hardware: hardware.name.clone(),
-        model: model.describe(&hardware),
+        model: system.describe(),
         seconds: p.seconds,
         tflops: p.flops / p.seconds / 1e12,
         bound: p.bound,

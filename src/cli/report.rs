@@ -4,7 +4,7 @@
 
 use super::bench::summary_table;
 use crate::error::Error;
-use crate::results;
+use crate::measure::records;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs) -> Result<()> {
-    let files = results::find_files(&a.results)?;
+    let files = records::find_files(&a.results)?;
     if files.is_empty() {
         return Err(Error::File {
             file: a.results.display().to_string(),
@@ -27,7 +27,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
     }
     let mut out = String::new();
     for f in files {
-        let read = results::read(&f)?;
+        let read = records::read(&f)?;
         let Some(first) = read.records.first() else {
             continue;
         };

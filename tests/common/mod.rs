@@ -86,9 +86,10 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// wgpu adapter 0, or None with the reason printed — except under CI=true, where a missing
 /// adapter is a failure.
-pub fn open_wgpu() -> Option<gpucost::backend::wgpu::WgpuBackend> {
-    use gpucost::backend::BackendError;
-    match gpucost::backend::wgpu::WgpuBackend::open(0) {
+#[cfg(feature = "measure")]
+pub fn open_wgpu() -> Option<gpucost::measure::backend::wgpu::WgpuBackend> {
+    use gpucost::measure::backend::BackendError;
+    match gpucost::measure::backend::wgpu::WgpuBackend::open(0) {
         Ok(b) => Some(b),
         Err(BackendError::Unavailable(why)) if std::env::var("CI").as_deref() != Ok("true") => {
             eprintln!("skipping wgpu tests: {why}");

@@ -1,0 +1,189 @@
+//! The composition check: a transformer block built from an architecture (the workload's own
+//! layer ops), measured with seeded inputs and weights, checked against the f64 reference, with
+//! the statistics of the whole block's and each op's time.
+
+use crate::measure::backend::block::{self, BLOCK_OPS, BlockInputs, BlockShape};
+use crate::measure::backend::{Backend, BackendError};
+use crate::measure::harness::stats::Summary;
+use crate::measure::harness::{self, Correctness, compare, random_tensor, round_to, tolerance};
+use crate::model::arch::{Architecture, LayerKind, Norm, Positions};
+use crate::model::dtype::DType;
+use crate::model::ops::Activation;
+
+/// The block of `arch`'s dense layers, or why the runner cannot build it (it has kernels for
+/// RMSNorm, rotary positions, a SwiGLU MLP and no biases).
+pub fn block_shape(
+    arch: &Architecture,
+    batch: u64,
+    seq: u64,
+    dtype: DType,
+) -> Result<BlockShape, String> {
+    let why = if arch.norm != Norm::RmsNorm || arch.norms_per_layer != 2 {
+        Some("two RMSNorms per layer")
+    } else if arch.positions != Positions::Rotary {
+        Some("rotary positions")
+    } else if !arch.mlp.gated || arch.mlp.activation != Activation::Silu {
+        Some("a SwiGLU MLP")
+    } else if arch.biases != Default::default() {
+        Some("no biases")
+    } else if !arch.head_dim.is_multiple_of(4) {
+        Some("a head dim that is a multiple of 4")
+    } else {
+        None
+    };
+    if let Some(need) = why {
+        return Err(format!("{}: the block runner needs {need}", arch.name));
+    }
+    if batch == 0 || seq == 0 {
+        return Err("batch and tokens must be positive".into());
+    }
+    let kind = LayerKind {
+        moe: false,
+        window: None,
+    };
+    let ops = crate::model::plan::layer_forward_ops(arch, kind, batch, seq, dtype);
+    let names: Vec<&str> = ops.iter().map(|(n, _)| n.as_str()).collect();
+    if names != BLOCK_OPS {
+        return Err(format!(
+            "{}: its layer runs {} — the block runner runs {}",
+            arch.name,
+            names.join(", "),
+            BLOCK_OPS.join(", ")
+        ));
+    }
+    Ok(BlockShape {
+        batch,
+        seq,
+        dtype,
+        theta: 10000.0,
+        ops,
+        hidden: arch.hidden_size,
+        heads: arch.num_heads,
+        kv_heads: arch.num_kv_heads,
+        head_dim: arch.head_dim,
+        intermediate: arch.intermediate_size,
+    })
+}
+
+/// Seeded activations in [−1, 1); weights in [−1, 1) scaled by 1/√fan-in (so activations keep
+/// their size through the layer, as a trained model's do) and rounded to the dtype.
+pub fn inputs(b: &BlockShape, seed: u64) -> BlockInputs {
+    let d = b.dtype;
+    let weight = |rows: u64, cols: u64, salt: u64| -> Vec<f32> {
+        let scale = 1.0 / (rows as f32).sqrt();
+        random_tensor((rows * cols) as usize, d, seed ^ salt)
+            .into_iter()
+            .map(|v| round_to(d, v * scale))
+            .collect()
+    };
+    let (h, ff) = (b.hidden, b.intermediate);
+    BlockInputs {
+        x: random_tensor((b.tokens() * h) as usize, d, seed),
+        attn_norm: random_tensor(h as usize, d, seed ^ 0x11),
+        qkv: weight(h, b.qkv_width(), 0x22),
+        attn_out: weight(b.q_width(), h, 0x33),
+        mlp_norm: random_tensor(h as usize, d, seed ^ 0x44),
+        gate_up: weight(h, 2 * ff, 0x55),
+        down: weight(ff, h, 0x66),
+    }
+}
+
+/// Four times the loosest op's tolerance: the reference rounds between ops where the device
+/// does, so only rounding-boundary flips and accumulation order differ, and the norms keep them
+/// from growing through the layer.
+pub fn tolerance_of(b: &BlockShape) -> f64 {
+    4.0 * b
+        .ops
+        .iter()
+        .map(|(_, op)| harness::op_tolerance(op))
+        .fold(tolerance(b.dtype, b.intermediate), f64::max)
+}
+
+/// Tokens per checked sequence when a block is too large for a full f64 reference.
+pub const PREFIX: u64 = 16;
+
+/// A checked, and if correct timed, block.
+#[derive(Debug, Clone)]
+pub struct BlockMeasurement {
+    pub correctness: Correctness,
+    /// The whole block per run (None when it failed the check).
+    pub block: Option<Summary>,
+    /// Each op's time per run, summarised (empty without per-op timestamps).
+    pub ops: Vec<Summary>,
+    pub implementations: Vec<String>,
+}
+
+/// Blocks above this many FLOPs are checked on prefixes (see `measure_with`).
+pub const FULL_BLOCK_REFERENCE_MAX_FLOPS: f64 = 2e9;
+
+/// Runs `b` on `backend`, checks its output against the f64 reference, and times `runs` runs.
+pub fn measure(
+    backend: &mut dyn Backend,
+    b: &BlockShape,
+    runs: usize,
+    seed: u64,
+) -> Result<BlockMeasurement, BackendError> {
+    measure_with(backend, b, runs, seed, FULL_BLOCK_REFERENCE_MAX_FLOPS)
+}
+
+/// `measure`, with the whole output checked up to `full_reference_max_flops` and, above it, the
+/// first `PREFIX` tokens of the first and the last sequence.
+pub fn measure_with(
+    backend: &mut dyn Backend,
+    b: &BlockShape,
+    runs: usize,
+    seed: u64,
+    full_reference_max_flops: f64,
+) -> Result<BlockMeasurement, BackendError> {
+    let inputs = inputs(b, seed);
+    let run = backend.run_block(b, &inputs, runs)?;
+    let dtype: DType = b.dtype;
+    let round = |v: f64| round_to(dtype, v as f32);
+    let correctness = if b.flops() <= full_reference_max_flops {
+        compare(
+            &run.output,
+            &block::reference(b, &inputs.x, &inputs, &round),
+            tolerance_of(b),
+        )
+    } else {
+        // Large blocks: the first PREFIX tokens of the first and the last sequence, which
+        // causality lets a one-sequence block of PREFIX tokens compute exactly; the whole output
+        // is still scanned for NaN.
+        let p = b.prefix(PREFIX);
+        let (rows, h) = (p.tokens() as usize, b.hidden as usize);
+        let mut indices = Vec::new();
+        let mut values = Vec::new();
+        for z in [0, b.batch - 1] {
+            let start = (z * b.seq) as usize * h;
+            let x = &inputs.x[start..start + rows * h];
+            indices.extend(start..start + rows * h);
+            values.extend(block::reference(&p, x, &inputs, &round));
+            if b.batch == 1 {
+                break;
+            }
+        }
+        let expected = harness::Expected::Sampled {
+            len: run.output.len(),
+            indices,
+            values,
+        };
+        harness::check(&run.output, &expected, tolerance_of(b))
+    };
+    let ok = correctness.pass;
+    let ops = if ok && !run.op_s.is_empty() {
+        (0..b.ops.len())
+            .filter_map(|i| {
+                let column: Vec<f64> = run.op_s.iter().map(|r| r[i]).collect();
+                Summary::of(&column)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(BlockMeasurement {
+        block: if ok { Summary::of(&run.block_s) } else { None },
+        correctness,
+        ops,
+        implementations: run.implementations,
+    })
+}

@@ -1,0 +1,324 @@
+//! Shape presets: `smoke` is CI-sized; `sweep` is the calibration grid. A user's own list comes
+//! from a TOML file with `[[matmul]]` entries (`m`, `n`, `k`, optional `batch`), `[[attention]]`
+//! entries and `[[memory]]` entries (`kind`, `rows`, `cols`).
+
+use crate::error::{Error, Result, parse_toml};
+use crate::model::dtype::DType;
+use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Pass};
+use serde::Deserialize;
+
+/// Small, odd-sized shapes: every edge case of tiling, fast enough for lavapipe in CI.
+fn matmul_smoke() -> Vec<[u64; 4]> {
+    vec![
+        [1, 1, 1, 1],
+        [1, 7, 5, 3],
+        [1, 64, 64, 64],
+        [1, 65, 63, 67],
+        [3, 33, 17, 40],
+        [1, 1, 256, 128],
+        [1, 128, 128, 128],
+        [1, 130, 257, 33],
+    ]
+}
+
+/// The calibration grid: square powers of two and not, skinny shapes, and the projections real
+/// transformers run (hidden 1k–16k; tokens 1–64k) — capped by `max_bytes` of operands.
+fn matmul_sweep(max_bytes: f64, elem: f64) -> Vec<[u64; 4]> {
+    let mut v: Vec<[u64; 4]> = Vec::new();
+    for s in [128, 256, 512, 1000, 1024, 2048, 3000, 4096, 8192] {
+        v.push([1, s, s, s]);
+    }
+    for (m, n, k) in [
+        (1, 4096, 4096),
+        (16, 4096, 4096),
+        (4096, 64, 4096),
+        (4096, 4096, 64),
+    ] {
+        v.push([1, m, n, k]);
+    }
+    for hidden in [2048u64, 4096, 8192] {
+        // SwiGLU width 8/3·hidden rounded to a multiple of 256, as Llama-style models do.
+        let ffn = (8 * hidden / 3).div_ceil(256) * 256;
+        for tokens in [1u64, 16, 256, 4096, 16384] {
+            v.push([1, tokens, 3 * hidden, hidden]); // QKV
+            v.push([1, tokens, hidden, hidden]); // attention output
+            v.push([1, tokens, 2 * ffn, hidden]); // gate+up
+            v.push([1, tokens, hidden, ffn]); // down
+        }
+    }
+    v.retain(|[b, m, n, k]| ((b * (m * k + k * n + m * n)) as f64) * elem <= max_bytes);
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Attention shapes: (batch, q heads, kv heads, q len, kv len, head dim, causal, window).
+type AttnDims = (u64, u64, u64, u64, u64, u64, bool, Option<u64>);
+
+/// Causal and not, GQA and MQA, head dims 64 and 128, odd lengths, decode (one query), a window.
+fn attention_smoke() -> Vec<AttnDims> {
+    vec![
+        (1, 2, 2, 1, 1, 64, true, None),
+        (1, 4, 2, 17, 17, 64, true, None),
+        (2, 4, 4, 33, 33, 64, false, None),
+        (1, 8, 1, 65, 65, 128, true, None),
+        (1, 4, 2, 100, 100, 128, false, None),
+        (2, 4, 2, 1, 37, 128, true, None),
+        (1, 2, 1, 70, 70, 64, true, Some(16)),
+        (1, 2, 1, 1, 600, 128, true, None),
+    ]
+}
+
+/// The calibration grid for attention: prefill (q = kv) causal and not from 128 to 32k, and
+/// decode (q = 1) over long caches, for both head dims, capped by `max_bytes` of Q, K, V and O.
+fn attention_sweep(max_bytes: f64, elem: f64) -> Vec<AttnDims> {
+    let mut v = Vec::new();
+    for d in [64u64, 128] {
+        let heads = 4096 / d / 2; // a 4k-wide model's heads, halved to keep the grid quick
+        for seq in [128u64, 256, 512, 1000, 1024, 2048, 4096, 8192, 16384, 32768] {
+            let batch = (16384 / seq).max(1);
+            for causal in [true, false] {
+                v.push((batch, heads, heads, seq, seq, d, causal, None));
+            }
+            v.push((batch, heads, heads / 4, seq, seq, d, true, None)); // GQA 4:1
+        }
+        for ctx in [1024u64, 4096, 16384, 32768] {
+            v.push((8, heads, heads / 4, 1, ctx, d, true, None));
+        }
+    }
+    v.retain(|&(b, hq, hkv, q, kv, d, _, _)| {
+        ((b * d * (2 * hq * q + 2 * hkv * kv)) as f64) * elem <= max_bytes
+    });
+    v
+}
+
+/// The memory-bound ops the kernels cover, by the names shape files use.
+const MEMORY_KINDS: [(&str, MemoryKind); 4] = [
+    ("rmsnorm", MemoryKind::RmsNorm),
+    ("gated-silu", MemoryKind::GatedActivation(Activation::Silu)),
+    ("residual-add", MemoryKind::ResidualAdd),
+    ("rotary", MemoryKind::Rotary),
+];
+
+/// Every memory kind over odd and even rows × cols, small enough for lavapipe.
+fn memory_smoke() -> Vec<(MemoryKind, u64, u64)> {
+    let mut v = Vec::new();
+    for (_, kind) in MEMORY_KINDS {
+        for (rows, cols) in [(1, 64), (7, 256), (33, 96), (128, 512)] {
+            v.push((kind, rows, cols));
+        }
+    }
+    v
+}
+
+/// Tokens × hidden widths of real models, for every memory kind, capped by `max_bytes` moved.
+fn memory_sweep(max_bytes: f64, dtype: DType) -> Vec<(MemoryKind, u64, u64)> {
+    let mut v = Vec::new();
+    for (_, kind) in MEMORY_KINDS {
+        for rows in [1u64, 16, 128, 512, 2048, 8192, 32768] {
+            for cols in [256u64, 1024, 4096, 8192, 14336] {
+                let op = MemoryOp::new(kind, Pass::Forward, rows, cols, dtype);
+                if op.min_bytes() <= max_bytes {
+                    v.push((kind, rows, cols));
+                }
+            }
+        }
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShapeFile {
+    #[serde(default)]
+    matmul: Vec<MatmulShape>,
+    #[serde(default)]
+    attention: Vec<AttentionShape>,
+    #[serde(default)]
+    memory: Vec<MemoryShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryShape {
+    kind: String,
+    rows: u64,
+    cols: u64,
+}
+
+/// Memory-bound op shapes for a preset name or a TOML file with `[[memory]]` entries.
+pub fn memory_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<MemoryOp>> {
+    let dims = match preset {
+        "smoke" => memory_smoke(),
+        "sweep" => memory_sweep(max_bytes, dtype),
+        path => {
+            let text = crate::error::read_to_string(std::path::Path::new(path))?;
+            let file: ShapeFile = parse_toml(path, &text)?;
+            let mut v = Vec::new();
+            for (i, s) in file.memory.iter().enumerate() {
+                let field = format!("memory[{i}]");
+                let kind = MEMORY_KINDS
+                    .iter()
+                    .find(|(name, _)| *name == s.kind)
+                    .map(|(_, k)| *k)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = MEMORY_KINDS.iter().map(|(n, _)| *n).collect();
+                        Error::field(
+                            path,
+                            &format!("{field}.kind"),
+                            format!("unknown kind '{}' (have: {})", s.kind, names.join(", ")),
+                        )
+                    })?;
+                if s.rows == 0
+                    || s.cols == 0
+                    || (kind == MemoryKind::Rotary && !s.cols.is_multiple_of(2))
+                {
+                    return Err(Error::field(
+                        path,
+                        &field,
+                        "rows and cols must be positive (cols even for rotary)",
+                    ));
+                }
+                v.push((kind, s.rows, s.cols));
+            }
+            if v.is_empty() {
+                return Err(Error::field(path, "memory", "no memory shapes"));
+            }
+            v
+        }
+    };
+    Ok(dims
+        .into_iter()
+        .map(|(kind, rows, cols)| MemoryOp::new(kind, Pass::Forward, rows, cols, dtype))
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttentionShape {
+    #[serde(default = "one")]
+    batch: u64,
+    heads: u64,
+    kv_heads: Option<u64>,
+    seq_q: u64,
+    seq_kv: Option<u64>,
+    head_dim: u64,
+    #[serde(default)]
+    causal: bool,
+    window: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatmulShape {
+    m: u64,
+    n: u64,
+    k: u64,
+    #[serde(default = "one")]
+    batch: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Matmul shapes for a preset name or a TOML file. `max_bytes` caps the sweep to the device.
+pub fn matmul_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<Matmul>> {
+    let dims = match preset {
+        "smoke" => matmul_smoke(),
+        "sweep" => matmul_sweep(max_bytes, dtype.bytes()),
+        path => {
+            let text = crate::error::read_to_string(std::path::Path::new(path))?;
+            let file: ShapeFile = parse_toml(path, &text)?;
+            let mut v = Vec::new();
+            for (i, s) in file.matmul.iter().enumerate() {
+                if s.m == 0 || s.n == 0 || s.k == 0 || s.batch == 0 {
+                    return Err(Error::field(
+                        path,
+                        &format!("matmul[{i}]"),
+                        "m, n, k and batch must be positive",
+                    ));
+                }
+                v.push([s.batch, s.m, s.n, s.k]);
+            }
+            if v.is_empty() {
+                return Err(Error::field(path, "matmul", "no matmul shapes"));
+            }
+            v
+        }
+    };
+    Ok(dims
+        .into_iter()
+        .map(|[b, m, n, k]| Matmul::kernel(b, m, n, k, dtype))
+        .collect())
+}
+
+/// Attention shapes for a preset name or a TOML file with `[[attention]]` entries.
+pub fn attention_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<Attention>> {
+    let dims = match preset {
+        "smoke" => attention_smoke(),
+        "sweep" => attention_sweep(max_bytes, dtype.bytes()),
+        path => {
+            let text = crate::error::read_to_string(std::path::Path::new(path))?;
+            let file: ShapeFile = parse_toml(path, &text)?;
+            let mut v = Vec::new();
+            for (i, s) in file.attention.iter().enumerate() {
+                let kv_heads = s.kv_heads.unwrap_or(s.heads);
+                let seq_kv = s.seq_kv.unwrap_or(s.seq_q);
+                let field = format!("attention[{i}]");
+                if [s.batch, s.heads, kv_heads, s.seq_q, seq_kv, s.head_dim].contains(&0) {
+                    return Err(Error::field(path, &field, "sizes must be positive"));
+                }
+                if !s.heads.is_multiple_of(kv_heads) || s.seq_q > seq_kv {
+                    return Err(Error::field(
+                        path,
+                        &field,
+                        "kv_heads must divide heads and seq_q must not exceed seq_kv",
+                    ));
+                }
+                v.push((
+                    s.batch, s.heads, kv_heads, s.seq_q, seq_kv, s.head_dim, s.causal, s.window,
+                ));
+            }
+            if v.is_empty() {
+                return Err(Error::field(path, "attention", "no shapes"));
+            }
+            v
+        }
+    };
+    Ok(dims
+        .into_iter()
+        .map(
+            |(batch, q_heads, kv_heads, q_len, kv_len, d, causal, window)| Attention {
+                batch,
+                q_heads,
+                kv_heads,
+                q_len,
+                kv_len,
+                qk_head_dim: d,
+                v_head_dim: d,
+                causal,
+                window,
+                dtype,
+                kv_dtype: dtype,
+                fused: true,
+                pass: Pass::Forward,
+            },
+        )
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_spans_tiny_to_large_and_respects_memory() {
+        let all = matmul_shapes("sweep", DType::Fp16, 80e9).unwrap();
+        assert!(all.iter().any(|m| m.m == 1) && all.iter().any(|m| m.m == 16384));
+        assert!(all.iter().any(|m| m.m == 1000 && m.n == 1000));
+        let small = matmul_shapes("sweep", DType::Fp32, 64e6).unwrap();
+        assert!(small.len() < all.len());
+        assert!(small.iter().all(|m| m.min_bytes() <= 64e6));
+    }
+}

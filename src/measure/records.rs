@@ -1,0 +1,266 @@
+//! The results store: JSON Lines, one file per device and run under `results/<device-slug>/`.
+//! Every record stands alone (when, where, what, how correct, how fast). Each record is written
+//! with one `write` and flushed to disk before the next is measured, so an interrupted sweep
+//! loses at most the record in flight; reading reports a truncated last line instead of failing.
+
+use crate::error::{Error, Result};
+use crate::measure::backend::DeviceInfo;
+use crate::measure::harness::Correctness;
+use crate::measure::harness::stats::Summary;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Version of the record format (see `schema::RECORD`).
+pub const RECORD_SCHEMA_VERSION: u32 = crate::model::schema::RECORD;
+
+/// One measured (or failed) kernel variant on one shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub schema_version: u32,
+    pub unix_time_s: f64,
+    pub git_revision: String,
+    pub host: String,
+    pub device: DeviceInfo,
+    /// The op spec with its shape and dtypes (`{"op": "matmul", "batch": …}`).
+    pub op: crate::model::ops::Op,
+    pub variant: String,
+    /// Whether the variant is a vendor library rather than one of ours.
+    pub vendor_library: bool,
+    pub correctness: Correctness,
+    pub timing: Option<Timing>,
+    /// Filled by backends that read telemetry (NVML on NVIDIA).
+    pub telemetry: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub clock: crate::measure::backend::Clock,
+    pub warmup_runs: usize,
+    pub summary: Summary,
+    pub samples_s: Vec<f64>,
+    /// FLOPs ÷ median time.
+    pub flops_per_s: f64,
+    /// Minimum bytes ÷ median time.
+    pub bytes_per_s: f64,
+    /// Roofline time from the device's profile ÷ median time, where a profile matches the device.
+    pub roofline_fraction: Option<f64>,
+}
+
+/// Appends records to one file, each durable before the next is written.
+pub struct Writer {
+    file: File,
+    path: PathBuf,
+}
+
+impl Writer {
+    /// Creates `dir/<device-slug>/<stem>.jsonl`, never overwriting an existing file.
+    pub fn create(dir: &Path, device_slug: &str, stem: &str) -> Result<Writer> {
+        let folder = dir.join(device_slug);
+        std::fs::create_dir_all(&folder).map_err(|e| Error::File {
+            file: folder.display().to_string(),
+            message: format!("cannot create: {e}"),
+        })?;
+        let path = folder.join(format!("{stem}.jsonl"));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::File {
+                file: path.display().to_string(),
+                message: format!("cannot create: {e}"),
+            })?;
+        Ok(Writer { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_string(record).map_err(|e| Error::File {
+            file: self.path.display().to_string(),
+            message: format!("cannot encode record: {e}"),
+        })?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::File {
+                file: self.path.display().to_string(),
+                message: format!("cannot write: {e}"),
+            })
+    }
+}
+
+/// What reading a results file found.
+#[derive(Debug)]
+pub struct ReadOutcome {
+    pub records: Vec<Record>,
+    /// A last line that did not parse (an interrupted write), reported, not fatal.
+    pub truncated_last_line: Option<usize>,
+}
+
+/// Reads a JSON Lines results file. A bad line in the middle is an error naming the line; a bad
+/// last line is reported as truncated.
+pub fn read(path: &Path) -> Result<ReadOutcome> {
+    let text = crate::error::read_to_string(path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut records = Vec::new();
+    let mut truncated_last_line = None;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => records.push(r),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {
+                truncated_last_line = Some(i + 1)
+            }
+            Err(e) => {
+                return Err(Error::field(
+                    &path.display().to_string(),
+                    &format!("line {}", i + 1),
+                    format!("not a valid record: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(ReadOutcome {
+        records,
+        truncated_last_line,
+    })
+}
+
+/// Every `.jsonl` file at `path` (a file, or a folder searched recursively), sorted.
+pub fn find_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(out);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| Error::File {
+        file: path.display().to_string(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(find_files(&p)?);
+        } else if p.extension().is_some_and(|e| e == "jsonl") {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `text` to `path` atomically: a temporary file beside it, then a rename. Creates the
+/// folder if needed.
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let err = |e: std::io::Error| Error::File {
+        file: path.display().to_string(),
+        message: format!("cannot write: {e}"),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(err)?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// The git revision the binary was built from (set by build.rs), or "unknown".
+pub fn git_revision() -> String {
+    option_env!("GPUCOST_GIT_REVISION")
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// This machine's host name, or "unknown".
+pub fn host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::backend::Clock;
+    use crate::model::dtype::DType;
+    use crate::model::ops::{Matmul, Op};
+
+    fn record(variant: &str) -> Record {
+        Record {
+            schema_version: RECORD_SCHEMA_VERSION,
+            unix_time_s: 1.0,
+            git_revision: "abc".into(),
+            host: "h".into(),
+            device: DeviceInfo {
+                backend: "wgpu/vulkan".into(),
+                name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+                vendor: "0x10005".into(),
+                driver: "Mesa".into(),
+                device_type: "Cpu".into(),
+                memory_bytes: None,
+                compute_units: None,
+                timer_resolution_ns: Some(1.0),
+                clock: Clock::DeviceTimestamp,
+                supports_f16: true,
+            },
+            op: Op::Matmul(Matmul::new(1, 2, 3, 4, DType::Fp32)),
+            variant: variant.into(),
+            vendor_library: false,
+            correctness: Correctness {
+                max_rel_error: 1e-7,
+                tolerance: 1e-5,
+                pass: true,
+                error: None,
+            },
+            timing: None,
+            telemetry: None,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_a_torn_last_line_is_reported() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut w = Writer::create(dir.path(), "llvmpipe", "run").unwrap();
+        w.append(&record("naive")).unwrap();
+        w.append(&record("tiled")).unwrap();
+        let path = w.path().to_path_buf();
+        assert!(path.ends_with("llvmpipe/run.jsonl"));
+        // An existing run file is never overwritten.
+        assert!(Writer::create(dir.path(), "llvmpipe", "run").is_err());
+        drop(w);
+        let back = read(&path).unwrap();
+        assert_eq!(back.records, vec![record("naive"), record("tiled")]);
+        assert_eq!(back.truncated_last_line, None);
+        // Simulate a write interrupted mid-record.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let line = serde_json::to_string(&record("regblock")).unwrap();
+        text.push_str(&line[..line.len() / 2]);
+        std::fs::write(&path, &text).unwrap();
+        let back = read(&path).unwrap();
+        assert_eq!(back.records.len(), 2);
+        assert_eq!(back.truncated_last_line, Some(3));
+        // A damaged line in the middle is an error naming it.
+        let damaged = text.replacen("\"naive\"", "\"naive", 1);
+        std::fs::write(&path, damaged).unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn device_slug_is_file_system_safe() {
+        assert_eq!(record("x").device.slug(), "llvmpipe-llvm-15-0-6-256-bits");
+    }
+}

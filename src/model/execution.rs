@@ -1,0 +1,196 @@
+//! The third input: what runs — a training step, or serving (a prefill, then decode steps) —
+//! with its dtypes, recomputation, batch and lengths, and how it is split over GPUs. Parallelism
+//! and microbatches are carried through every type, though only one GPU is priced so far.
+
+use crate::error::{Error, Result};
+use crate::model::dtype::DType;
+use serde::{Deserialize, Serialize};
+
+/// How the model is split over GPUs, and how a step is cut into microbatches. Only one GPU and
+/// one microbatch are priced so far; the setting travels through every type so that multi-GPU
+/// estimates can arrive without changing them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parallelism {
+    pub tp: u64,
+    pub pp: u64,
+    pub dp: u64,
+    /// Microbatches per step (gradient accumulation, or the pipeline's microbatches).
+    pub microbatches: u64,
+}
+
+impl Default for Parallelism {
+    fn default() -> Self {
+        Parallelism {
+            tp: 1,
+            pp: 1,
+            dp: 1,
+            microbatches: 1,
+        }
+    }
+}
+
+impl Parallelism {
+    pub fn gpus(&self) -> u64 {
+        self.tp * self.pp * self.dp
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if *self != Parallelism::default() {
+            return Err(Error::Unsupported(format!(
+                "parallelism tp={} pp={} dp={} microbatches={}: only a single GPU and one microbatch (tp = pp = dp = microbatches = 1) are modelled so far",
+                self.tp, self.pp, self.dp, self.microbatches
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Activation recomputation during the backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Recompute {
+    /// Keep every activation the backward pass needs.
+    None,
+    /// Recompute the attention core (scores and softmax) instead of storing it (Korthikanti et
+    /// al. 2022). With fused attention this is what the backward kernel does anyway.
+    Selective,
+    /// Store only each layer's input and recompute the whole layer forward in the backward pass.
+    Full,
+}
+
+/// One training step on one GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSetup {
+    /// Sequences per step.
+    pub batch: u64,
+    pub seq: u64,
+    /// Matmul input dtype (mixed precision: bf16 matmuls, fp32 master weights and optimizer).
+    pub dtype: DType,
+    pub recompute: Recompute,
+    pub fused_attention: bool,
+    pub parallelism: Parallelism,
+}
+
+/// Serving: prefill `prompt` tokens for `batch` sequences, then generate `gen` tokens each.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InferenceSetup {
+    pub batch: u64,
+    pub prompt: u64,
+    pub generate: u64,
+    /// Weight and matmul dtype.
+    pub dtype: DType,
+    pub kv_dtype: DType,
+    pub fused_attention: bool,
+    pub parallelism: Parallelism,
+}
+
+/// The dtype activations and memory-bound ops run in, given the matmul dtype: 8-bit and 4-bit
+/// matmuls take bf16 activations (quantized on the fly); tf32 stores fp32.
+pub fn activation_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::Fp32 | DType::Tf32 => DType::Fp32,
+        DType::Fp16 => DType::Fp16,
+        _ => DType::Bf16,
+    }
+}
+
+/// The dtype attention runs in: fp8 attention exists (FlashAttention-3); integer attention does not.
+pub fn attention_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::Int8 | DType::Int4 => DType::Bf16,
+        d => d,
+    }
+}
+
+fn check_positive(fields: &[(&str, u64)]) -> Result<()> {
+    for (name, v) in fields {
+        if *v == 0 {
+            return Err(Error::Unsupported(format!(
+                "--{name} must be positive, got 0"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl TrainingSetup {
+    pub fn validate(&self) -> Result<()> {
+        check_positive(&[("batch", self.batch), ("seq", self.seq)])?;
+        self.parallelism.validate()
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.batch * self.seq
+    }
+}
+
+impl InferenceSetup {
+    pub fn validate(&self) -> Result<()> {
+        check_positive(&[
+            ("batch", self.batch),
+            ("prompt", self.prompt),
+            ("gen", self.generate),
+        ])?;
+        self.parallelism.validate()
+    }
+
+    /// Context lengths of the decode steps whose average is the time per output token: the first
+    /// token comes from the prefill, token j (j = 2..=gen) attends to prompt + j − 1 positions.
+    /// With one generated token, the one decode step that would follow stands for it.
+    pub fn decode_contexts(&self) -> std::ops::RangeInclusive<u64> {
+        let first = self.prompt + 1;
+        first..=first.max(self.prompt + self.generate.saturating_sub(1))
+    }
+}
+
+/// What runs: the training step and the serving setup a prediction prices together.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub training: TrainingSetup,
+    pub serving: InferenceSetup,
+}
+
+impl Execution {
+    pub fn validate(&self) -> Result<()> {
+        self.training.validate()?;
+        self.serving.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serving(prompt: u64, generate: u64) -> InferenceSetup {
+        InferenceSetup {
+            batch: 1,
+            prompt,
+            generate,
+            dtype: DType::Bf16,
+            kv_dtype: DType::Bf16,
+            fused_attention: true,
+            parallelism: Parallelism::default(),
+        }
+    }
+
+    #[test]
+    fn decode_contexts_grow_from_the_prompt() {
+        let contexts = |s: InferenceSetup| s.decode_contexts().collect::<Vec<_>>();
+        assert_eq!(contexts(serving(100, 4)), vec![101, 102, 103]);
+        assert_eq!(contexts(serving(100, 2)), vec![101]);
+        assert_eq!(contexts(serving(100, 1)), vec![101]);
+    }
+
+    #[test]
+    fn multi_gpu_and_microbatches_are_refused_for_now() {
+        let mut s = serving(100, 4);
+        s.parallelism.tp = 2;
+        assert!(s.validate().unwrap_err().to_string().contains("tp=2"));
+        s.parallelism = Parallelism {
+            microbatches: 4,
+            ..Parallelism::default()
+        };
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("microbatches=4"), "{e}");
+    }
+}

@@ -1,0 +1,467 @@
+//! Hardware profiles: what a GPU can do, each figure with its source. The catalog in
+//! `hw_profiles/` is embedded in the binary so predictions work on any machine; users may pass
+//! their own profile file in the same format.
+
+use crate::error::{Error, Result, parse_toml};
+use crate::model::dtype::{DType, PeakClass};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A figure and where it comes from (datasheet, whitepaper, or a measurement and its command).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: String,
+}
+
+/// The figures of one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HwProfile {
+    /// Short name used on the command line (`h100-sxm`).
+    pub name: String,
+    /// Full product name.
+    pub display_name: String,
+    pub vendor: String,
+    pub architecture: String,
+    /// What a compute unit is called on this device ("SM", "CU", "core").
+    #[serde(default = "default_compute_unit")]
+    pub compute_unit: String,
+    pub compute_units: Sourced<u32>,
+    pub boost_clock_hz: Sourced<f64>,
+    pub memory_bytes: Sourced<f64>,
+    pub memory_bandwidth_bytes_per_s: Sourced<f64>,
+    pub l2_bytes: Sourced<f64>,
+    /// Board power limit; absent where no figure can be sourced (a CPU device), and then energy is
+    /// not predicted.
+    #[serde(default)]
+    pub tdp_w: Option<Sourced<f64>>,
+    #[serde(default)]
+    pub price_usd_per_hour: Option<Sourced<f64>>,
+    /// Dense (no 2:4 sparsity) peak rates, FLOP/s (OP/s for integers).
+    pub peak_flops: PeakFlops,
+    #[serde(default)]
+    pub interconnect: Interconnect,
+    /// Cost-model defaults for this device; see `ModelDefaults` for what each means.
+    #[serde(default)]
+    pub model: ModelDefaults,
+}
+
+fn default_compute_unit() -> String {
+    "SM".into()
+}
+
+/// Dense peak rates per precision. A precision the device cannot run on its matrix units is absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeakFlops {
+    pub fp32: Sourced<f64>,
+    #[serde(default)]
+    pub tf32: Option<Sourced<f64>>,
+    #[serde(default)]
+    pub fp16: Option<Sourced<f64>>,
+    #[serde(default)]
+    pub bf16: Option<Sourced<f64>>,
+    #[serde(default)]
+    pub fp8: Option<Sourced<f64>>,
+    #[serde(default)]
+    pub int8: Option<Sourced<f64>>,
+    #[serde(default)]
+    pub int4: Option<Sourced<f64>>,
+}
+
+/// Link bandwidths per GPU, bytes/s in each direction.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interconnect {
+    /// GPU-to-GPU inside a node (NVLink); absent on cards without one.
+    #[serde(default)]
+    pub nvlink_bytes_per_s: Option<Sourced<f64>>,
+    /// Host link (PCIe), each direction.
+    #[serde(default)]
+    pub pcie_bytes_per_s: Option<Sourced<f64>>,
+    /// Network between nodes, per GPU.
+    #[serde(default)]
+    pub network_bytes_per_s: Option<Sourced<f64>>,
+}
+
+/// Cost-model assumptions for a device. These are not datasheet figures: they are the defaults the
+/// roofline model uses until a calibration from measured kernels replaces them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelDefaults {
+    /// Fraction of peak a large, well-shaped vendor-library matmul reaches. 0.80 by default:
+    /// cuBLAS bf16 reaches about 790–800 of 989 TFLOP/s on an H100 SXM (shared/reference/gpus.md).
+    pub matmul_efficiency: f64,
+    /// Fraction of peak a fused attention kernel reaches. 0.60 by default (FlashAttention-2 on
+    /// A100 reports up to ~70%; on H100 the FA2 kernels reach ~35–40%, set in that profile).
+    pub attention_efficiency: f64,
+    /// Fraction of peak bandwidth a streaming kernel reaches. 0.90 by default (a device-to-device
+    /// copy on an H100 SXM moves ~3.0 of 3.35 TB/s, shared/reference/gpus.md).
+    pub memory_efficiency: f64,
+    /// Fraction of link bandwidth a collective reaches. 0.80 by default.
+    pub collective_efficiency: f64,
+    /// Fixed cost of one kernel launch, seconds.
+    pub launch_latency_s: f64,
+    /// Fixed cost of one collective, seconds.
+    pub collective_latency_s: f64,
+    /// Output tile shapes (rows, cols) a matmul library can choose between; the model takes the
+    /// fastest after tile and wave quantization.
+    pub matmul_tiles: Vec<[u64; 2]>,
+}
+
+impl Default for ModelDefaults {
+    fn default() -> Self {
+        ModelDefaults {
+            matmul_efficiency: 0.80,
+            attention_efficiency: 0.60,
+            memory_efficiency: 0.90,
+            collective_efficiency: 0.80,
+            launch_latency_s: 4e-6,
+            collective_latency_s: 20e-6,
+            matmul_tiles: vec![
+                [128, 256],
+                [256, 128],
+                [128, 128],
+                [128, 64],
+                [64, 128],
+                [64, 64],
+            ],
+        }
+    }
+}
+
+impl HwProfile {
+    /// Dense peak for matmuls in `dtype`, or `None` where the device has no such rate.
+    pub fn peak_flops(&self, dtype: DType) -> Option<f64> {
+        let p = &self.peak_flops;
+        let s = match dtype.peak_class() {
+            PeakClass::Fp32 => Some(&p.fp32),
+            PeakClass::Tf32 => p.tf32.as_ref(),
+            PeakClass::Fp16 => p.fp16.as_ref(),
+            PeakClass::Bf16 => p.bf16.as_ref(),
+            PeakClass::Fp8 => p.fp8.as_ref(),
+            PeakClass::Int8 => p.int8.as_ref(),
+            PeakClass::Int4 => p.int4.as_ref(),
+        };
+        s.map(|s| s.value)
+    }
+
+    /// Like `peak_flops`, but an error naming the device when the rate is missing.
+    pub fn require_peak_flops(&self, dtype: DType) -> Result<f64> {
+        self.peak_flops(dtype).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{} has no {dtype} matrix rate in its profile (supported: {})",
+                self.name,
+                self.supported_dtypes()
+                    .iter()
+                    .map(|d| d.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    pub fn supported_dtypes(&self) -> Vec<DType> {
+        DType::ALL
+            .into_iter()
+            .filter(|&d| self.peak_flops(d).is_some())
+            .collect()
+    }
+
+    pub fn tdp_w(&self) -> Option<f64> {
+        self.tdp_w.as_ref().map(|p| p.value)
+    }
+
+    /// Price per GPU-hour in US dollars, where the profile has one.
+    pub fn price_usd_per_hour(&self) -> Option<f64> {
+        self.price_usd_per_hour.as_ref().map(|p| p.value)
+    }
+
+    /// Every figure with its dotted field name, for display and validation.
+    pub fn figures(&self) -> Vec<(String, f64, &str)> {
+        let p = &self.peak_flops;
+        let i = &self.interconnect;
+        // compute_units is the one integer figure; the rest are f64, some optional.
+        let rest: [(&str, Option<&Sourced<f64>>); 16] = [
+            ("boost_clock_hz", Some(&self.boost_clock_hz)),
+            ("memory_bytes", Some(&self.memory_bytes)),
+            (
+                "memory_bandwidth_bytes_per_s",
+                Some(&self.memory_bandwidth_bytes_per_s),
+            ),
+            ("l2_bytes", Some(&self.l2_bytes)),
+            ("tdp_w", self.tdp_w.as_ref()),
+            ("price_usd_per_hour", self.price_usd_per_hour.as_ref()),
+            ("peak_flops.fp32", Some(&p.fp32)),
+            ("peak_flops.tf32", p.tf32.as_ref()),
+            ("peak_flops.fp16", p.fp16.as_ref()),
+            ("peak_flops.bf16", p.bf16.as_ref()),
+            ("peak_flops.fp8", p.fp8.as_ref()),
+            ("peak_flops.int8", p.int8.as_ref()),
+            ("peak_flops.int4", p.int4.as_ref()),
+            (
+                "interconnect.nvlink_bytes_per_s",
+                i.nvlink_bytes_per_s.as_ref(),
+            ),
+            ("interconnect.pcie_bytes_per_s", i.pcie_bytes_per_s.as_ref()),
+            (
+                "interconnect.network_bytes_per_s",
+                i.network_bytes_per_s.as_ref(),
+            ),
+        ];
+        let mut out = vec![(
+            "compute_units".to_string(),
+            f64::from(self.compute_units.value),
+            self.compute_units.source.as_str(),
+        )];
+        for (name, figure) in rest {
+            if let Some(f) = figure {
+                out.push((name.to_string(), f.value, f.source.as_str()));
+            }
+        }
+        out
+    }
+
+    /// Checks every figure is positive and finite and carries a source; checks the model defaults.
+    pub fn validate(&self, file: &str) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(Error::field(file, "name", "must not be empty"));
+        }
+        for (field, value, source) in self.figures() {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(Error::field(
+                    file,
+                    &format!("{field}.value"),
+                    format!("must be a positive number, got {value}"),
+                ));
+            }
+            if source.trim().is_empty() {
+                return Err(Error::field(
+                    file,
+                    &format!("{field}.source"),
+                    "every figure needs a source",
+                ));
+            }
+        }
+        let m = &self.model;
+        for (field, v) in [
+            ("model.matmul_efficiency", m.matmul_efficiency),
+            ("model.attention_efficiency", m.attention_efficiency),
+            ("model.memory_efficiency", m.memory_efficiency),
+            ("model.collective_efficiency", m.collective_efficiency),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(Error::field(
+                    file,
+                    field,
+                    format!("must be in (0, 1], got {v}"),
+                ));
+            }
+        }
+        for (field, v) in [
+            ("model.launch_latency_s", m.launch_latency_s),
+            ("model.collective_latency_s", m.collective_latency_s),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::field(
+                    file,
+                    field,
+                    format!("must be a non-negative number, got {v}"),
+                ));
+            }
+        }
+        if m.matmul_tiles.is_empty() || m.matmul_tiles.iter().any(|t| t[0] == 0 || t[1] == 0) {
+            return Err(Error::field(
+                file,
+                "model.matmul_tiles",
+                "needs at least one tile, each side positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The embedded catalog: (name, file name, TOML text).
+const CATALOG: &[(&str, &str)] = &[
+    (
+        "h100-sxm",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hw_profiles/h100-sxm.toml"
+        )),
+    ),
+    (
+        "h100-pcie",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hw_profiles/h100-pcie.toml"
+        )),
+    ),
+    (
+        "h200-sxm",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hw_profiles/h200-sxm.toml"
+        )),
+    ),
+    (
+        "a100-sxm-80gb",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hw_profiles/a100-sxm-80gb.toml"
+        )),
+    ),
+    (
+        "a100-sxm-40gb",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hw_profiles/a100-sxm-40gb.toml"
+        )),
+    ),
+    (
+        "l40s",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hw_profiles/l40s.toml"
+        )),
+    ),
+    (
+        "rtx-4090",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hw_profiles/rtx-4090.toml"
+        )),
+    ),
+    (
+        "lavapipe",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hw_profiles/lavapipe.toml"
+        )),
+    ),
+];
+
+/// Names of the embedded profiles.
+pub fn catalog_names() -> Vec<&'static str> {
+    CATALOG.iter().map(|(n, _)| *n).collect()
+}
+
+/// The catalog profile that describes a device, from the name its driver reports.
+pub fn profile_for_device(device_name: &str) -> Option<&'static str> {
+    let n = device_name.to_ascii_lowercase();
+    let name = if n.contains("llvmpipe") {
+        "lavapipe"
+    } else if n.contains("h100") && n.contains("pcie") {
+        "h100-pcie"
+    } else if n.contains("h100") {
+        "h100-sxm"
+    } else if n.contains("h200") {
+        "h200-sxm"
+    } else if n.contains("a100") && n.contains("40gb") {
+        "a100-sxm-40gb"
+    } else if n.contains("a100") {
+        "a100-sxm-80gb"
+    } else if n.contains("l40s") {
+        "l40s"
+    } else if n.contains("4090") {
+        "rtx-4090"
+    } else {
+        return None;
+    };
+    Some(name)
+}
+
+/// Parses and validates a profile from TOML text; `file` names it in errors.
+pub fn parse_profile(file: &str, text: &str) -> Result<HwProfile> {
+    let profile: HwProfile = parse_toml(file, text)?;
+    profile.validate(file)?;
+    Ok(profile)
+}
+
+/// All embedded profiles, in catalog order.
+pub fn catalog() -> Result<Vec<HwProfile>> {
+    CATALOG
+        .iter()
+        .map(|(name, text)| parse_profile(&format!("hw_profiles/{name}.toml"), text))
+        .collect()
+}
+
+/// A profile by catalog name, or from a TOML file when `name_or_path` is a path.
+pub fn load(name_or_path: &str) -> Result<HwProfile> {
+    let key = name_or_path.trim().to_ascii_lowercase();
+    if let Some((name, text)) = CATALOG.iter().find(|(n, _)| *n == key) {
+        return parse_profile(&format!("hw_profiles/{name}.toml"), text);
+    }
+    let path = Path::new(name_or_path);
+    if path.exists() || name_or_path.ends_with(".toml") || name_or_path.contains('/') {
+        let text = crate::error::read_to_string(path)?;
+        return parse_profile(name_or_path, &text);
+    }
+    Err(Error::Unknown(format!(
+        "unknown GPU '{name_or_path}' (known: {}; or pass a profile .toml file)",
+        catalog_names().join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalog_profile_parses_and_names_itself() {
+        let all = catalog().unwrap();
+        assert_eq!(all.len(), CATALOG.len());
+        for (p, (name, _)) in all.iter().zip(CATALOG) {
+            assert_eq!(&p.name, name);
+            assert!(p.peak_flops(DType::Fp32).is_some());
+        }
+    }
+
+    #[test]
+    fn h100_peaks_match_the_datasheet_leads() {
+        let h = load("h100-sxm").unwrap();
+        assert_eq!(h.compute_units.value, 132);
+        assert_eq!(h.peak_flops(DType::Bf16), Some(989.4e12));
+        assert_eq!(h.peak_flops(DType::Fp8E5m2), Some(1978.9e12));
+        let a = load("a100-sxm-80gb").unwrap();
+        assert!(a.require_peak_flops(DType::Fp8E4m3).is_err());
+    }
+
+    #[test]
+    fn a_figure_without_a_source_is_refused() {
+        let original = "source = \"NVIDIA H100 Tensor Core GPU datasheet, SXM: 80 GB HBM3\"";
+        assert!(CATALOG[0].1.contains(original));
+        let text = CATALOG[0].1.replace(original, "source = \" \"");
+        let e = parse_profile("x.toml", &text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "x.toml: memory_bytes.source: every figure needs a source"
+        );
+    }
+
+    #[test]
+    fn device_names_map_to_profiles() {
+        assert_eq!(
+            profile_for_device("llvmpipe (LLVM 15.0.6, 256 bits)"),
+            Some("lavapipe")
+        );
+        assert_eq!(
+            profile_for_device("NVIDIA H100 80GB HBM3"),
+            Some("h100-sxm")
+        );
+        assert_eq!(profile_for_device("NVIDIA H100 PCIe"), Some("h100-pcie"));
+        assert_eq!(profile_for_device("NVIDIA H200"), Some("h200-sxm"));
+        assert_eq!(profile_for_device("AMD Radeon RX 7900"), None);
+    }
+
+    #[test]
+    fn unknown_gpu_lists_the_catalog() {
+        let e = load("h900").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown GPU 'h900'") && e.contains("h100-sxm"),
+            "{e}"
+        );
+    }
+}

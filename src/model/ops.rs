@@ -1,0 +1,647 @@
+//! Op specs: the units of work a transformer decomposes into, each with its exact FLOPs and the
+//! minimum bytes it must move (every input read once, every output written once).
+//!
+//! FLOP conventions (stated because published tools disagree):
+//! - A multiply-add counts as 2 FLOPs.
+//! - Attention counts the two matmuls (QKᵀ and PV) over the score entries a query may actually
+//!   see. With a causal mask only the unmasked entries count — query at position p sees p+1 keys,
+//!   so a square causal block of S queries counts S(S+1)/2 entries, "half" the square plus the
+//!   diagonal. A sliding window of W caps each query at W keys. Softmax arithmetic is not counted,
+//!   following the FlashAttention papers. Some tools (e.g. the 6N+12·L·H·Q·T training formula)
+//!   count the full square for causal models; gpucost does not.
+//! - Memory-bound ops carry a small documented per-element FLOP count; their cost is their bytes.
+
+use crate::model::dtype::DType;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Forward or backward pass of an op whose backward is a different kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pass {
+    Forward,
+    Backward,
+}
+
+/// An op spec. Shapes only: no hardware, no timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Matmul(Matmul),
+    Attention(Attention),
+    Memory(MemoryOp),
+    Collective(Collective),
+}
+
+/// Coarse op class, used to pick efficiencies and calibration tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpClass {
+    Matmul,
+    Attention,
+    Memory,
+    Collective,
+}
+
+impl Op {
+    pub fn flops(&self) -> f64 {
+        match self {
+            Op::Matmul(m) => m.flops(),
+            Op::Attention(a) => a.flops(),
+            Op::Memory(m) => m.flops(),
+            Op::Collective(_) => 0.0,
+        }
+    }
+
+    /// Minimum bytes moved to and from device memory.
+    pub fn min_bytes(&self) -> f64 {
+        match self {
+            Op::Matmul(m) => m.min_bytes(),
+            Op::Attention(a) => a.min_bytes(),
+            Op::Memory(m) => m.min_bytes(),
+            Op::Collective(c) => c.payload_bytes as f64,
+        }
+    }
+
+    pub fn class(&self) -> OpClass {
+        match self {
+            Op::Matmul(_) => OpClass::Matmul,
+            Op::Attention(_) => OpClass::Attention,
+            Op::Memory(_) => OpClass::Memory,
+            Op::Collective(_) => OpClass::Collective,
+        }
+    }
+
+    /// The dtype whose peak rate applies (the input dtype for matmuls and attention).
+    pub fn dtype(&self) -> DType {
+        match self {
+            Op::Matmul(m) => m.input,
+            Op::Attention(a) => a.dtype,
+            Op::Memory(m) => m.dtype,
+            Op::Collective(c) => c.dtype,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Matmul(m) => {
+                if m.batch > 1 {
+                    write!(
+                        f,
+                        "matmul {}x[{}x{}x{}] {}",
+                        m.batch, m.m, m.n, m.k, m.input
+                    )
+                } else {
+                    write!(f, "matmul {}x{}x{} {}", m.m, m.n, m.k, m.input)
+                }
+            }
+            Op::Attention(a) => write!(
+                f,
+                "attention{} b{} h{}/{} q{} kv{} d{}{}{} {}",
+                if a.pass == Pass::Backward { "-bwd" } else { "" },
+                a.batch,
+                a.q_heads,
+                a.kv_heads,
+                a.q_len,
+                a.kv_len,
+                a.qk_head_dim,
+                if a.causal { " causal" } else { "" },
+                a.window.map(|w| format!(" window{w}")).unwrap_or_default(),
+                a.dtype
+            ),
+            Op::Memory(m) => write!(
+                f,
+                "{}{} {}x{} {}",
+                m.kind.name(),
+                if m.pass == Pass::Backward { "-bwd" } else { "" },
+                m.rows,
+                m.cols,
+                m.dtype
+            ),
+            Op::Collective(c) => write!(
+                f,
+                "{} {} B over {} ranks",
+                c.kind.name(),
+                c.payload_bytes,
+                c.ranks
+            ),
+        }
+    }
+}
+
+/// `batch` independent products C[m×n] = A[m×k] · B[k×n]; each batch entry has its own A and B
+/// (a transformer projection flattens batch×sequence into `m` and uses batch = 1; mixture-of-
+/// experts layers use one batch entry per expert).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Matmul {
+    pub batch: u64,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    /// dtype of A and B.
+    pub input: DType,
+    /// dtype C is written in.
+    pub output: DType,
+}
+
+impl Matmul {
+    /// A matmul whose output is written in its input dtype (the usual case in training).
+    pub fn new(batch: u64, m: u64, n: u64, k: u64, dtype: DType) -> Self {
+        Matmul {
+            batch,
+            m,
+            n,
+            k,
+            input: dtype,
+            output: dtype,
+        }
+    }
+
+    /// A matmul whose output is what tensor-core kernels write for this input: bf16 for fp8,
+    /// int32 for int8 and int4 (counted as a 4-byte fp32 output), the input dtype otherwise.
+    pub fn kernel(batch: u64, m: u64, n: u64, k: u64, dtype: DType) -> Self {
+        let output = match dtype {
+            DType::Fp8E4m3 | DType::Fp8E5m2 => DType::Bf16,
+            DType::Int8 | DType::Int4 => DType::Fp32,
+            d => d,
+        };
+        Matmul {
+            output,
+            ..Matmul::new(batch, m, n, k, dtype)
+        }
+    }
+
+    pub fn accumulator(&self) -> crate::model::dtype::Accumulator {
+        self.input.accumulator()
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.batch as f64) * (self.m as f64) * (self.n as f64) * (self.k as f64)
+    }
+
+    pub fn min_bytes(&self) -> f64 {
+        let b = self.batch as f64;
+        let (m, n, k) = (self.m as f64, self.n as f64, self.k as f64);
+        b * ((m * k + k * n) * self.input.bytes() + m * n * self.output.bytes())
+    }
+}
+
+/// Scaled-dot-product attention over `batch` sequences. Queries are the last `q_len` positions of
+/// a `kv_len`-long context (prefill: q_len = kv_len; decode: q_len = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Attention {
+    pub batch: u64,
+    pub q_heads: u64,
+    pub kv_heads: u64,
+    pub q_len: u64,
+    pub kv_len: u64,
+    pub qk_head_dim: u64,
+    pub v_head_dim: u64,
+    pub causal: bool,
+    /// Sliding window: a query sees at most this many keys, ending at its own position.
+    pub window: Option<u64>,
+    /// dtype of Q, O and the arithmetic.
+    pub dtype: DType,
+    /// dtype K and V are stored in (a KV cache may be narrower than the compute dtype).
+    pub kv_dtype: DType,
+    /// Fused (flash-style) kernels keep scores on chip; unfused ones write the score matrix and
+    /// the softmax output to memory and read them back.
+    pub fused: bool,
+    pub pass: Pass,
+}
+
+impl Attention {
+    /// Score entries (query, key) that are computed, per batch entry and query head.
+    pub fn visible_pairs(&self) -> f64 {
+        let (q, kv) = (u128::from(self.q_len), u128::from(self.kv_len));
+        if !self.causal {
+            return (q * kv) as f64;
+        }
+        // Query i sits at absolute position p = kv - q + i and sees min(p + 1, window) keys.
+        let first = kv.saturating_sub(q);
+        let last = kv.saturating_sub(1);
+        if q == 0 || kv == 0 {
+            return 0.0;
+        }
+        let w = self.window.map(u128::from).unwrap_or(u128::MAX);
+        // Positions p in [first, last] with p + 1 <= w contribute p + 1; the rest contribute w.
+        let ramp_end = last.min(w.saturating_sub(1));
+        let mut total: u128 = 0;
+        if first <= ramp_end {
+            total += (ramp_end + 1) * (ramp_end + 2) / 2 - first * (first + 1) / 2;
+        }
+        let flat_start = first.max(ramp_end.saturating_add(1));
+        if flat_start <= last && w != u128::MAX {
+            total += (last - flat_start + 1) * w;
+        }
+        total as f64
+    }
+
+    /// Keys (per kv head) that some query can see: what a fused kernel must read at least once.
+    pub fn keys_touched(&self) -> u64 {
+        match (self.causal, self.window) {
+            (true, Some(w)) => {
+                let first_query_pos = self.kv_len.saturating_sub(self.q_len);
+                self.kv_len - (first_query_pos + 1).saturating_sub(w)
+            }
+            _ => self.kv_len,
+        }
+    }
+
+    fn forward_flops(&self) -> f64 {
+        let per_pair = 2.0 * (self.qk_head_dim + self.v_head_dim) as f64;
+        (self.batch * self.q_heads) as f64 * self.visible_pairs() * per_pair
+    }
+
+    /// Forward: QKᵀ and PV. Backward (FlashAttention-2 style): recompute QKᵀ, then dV = PᵀdO,
+    /// dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q — 2.5× the forward when the head dims are equal.
+    pub fn flops(&self) -> f64 {
+        match self.pass {
+            Pass::Forward => self.forward_flops(),
+            Pass::Backward => {
+                let per_pair = 2.0 * (3 * self.qk_head_dim + 2 * self.v_head_dim) as f64;
+                (self.batch * self.q_heads) as f64 * self.visible_pairs() * per_pair
+            }
+        }
+    }
+
+    pub fn min_bytes(&self) -> f64 {
+        let (e, kv_e) = (self.dtype.bytes(), self.kv_dtype.bytes());
+        let b = self.batch as f64;
+        let q = b * (self.q_heads * self.q_len * self.qk_head_dim) as f64;
+        let o = b * (self.q_heads * self.q_len * self.v_head_dim) as f64;
+        let keys = self.keys_touched();
+        let k = b * (self.kv_heads * keys * self.qk_head_dim) as f64;
+        let v = b * (self.kv_heads * keys * self.v_head_dim) as f64;
+        // Unfused: scores written by QKᵀ, read and probabilities written by softmax, read by PV
+        // (backward: probabilities read, their gradient written and read).
+        let scores = if self.fused {
+            0.0
+        } else {
+            4.0 * b * self.q_heads as f64 * self.visible_pairs() * e
+        };
+        match self.pass {
+            Pass::Forward => (q + o) * e + (k + v) * kv_e + scores,
+            Pass::Backward => {
+                // Read Q, K, V, O, dO and the fp32 log-sum-exp; write dQ, dK, dV.
+                let lse = b * (self.q_heads * self.q_len) as f64 * 4.0;
+                (2.0 * q + 2.0 * o) * e + 2.0 * (k + v) * kv_e + lse + scores
+            }
+        }
+    }
+}
+
+/// Activation functions, with their per-element FLOP counts (documented approximations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    /// SiLU / swish: x·σ(x).
+    Silu,
+    /// GELU, erf or tanh approximation.
+    Gelu,
+}
+
+impl Activation {
+    pub fn flops_per_element(self) -> f64 {
+        match self {
+            Activation::Relu => 1.0,
+            Activation::Silu => 4.0,
+            Activation::Gelu => 8.0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+        }
+    }
+}
+
+/// The memory-bound ops of a transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "activation", rename_all = "snake_case")]
+pub enum MemoryKind {
+    LayerNorm,
+    RmsNorm,
+    /// act(x), elementwise.
+    Activation(Activation),
+    /// act(gate) ⊙ up — SwiGLU (silu) or GeGLU (gelu). `cols` is the intermediate width.
+    GatedActivation(Activation),
+    ResidualAdd,
+    /// Rotary position embedding applied to q and k; sin/cos computed in the kernel.
+    Rotary,
+    /// Row softmax (e.g. the MoE router).
+    Softmax,
+    /// Softmax cross-entropy over the vocabulary; `cols` is the vocabulary size.
+    CrossEntropy,
+    /// Gather `rows` rows of a `cols`-wide embedding table.
+    EmbeddingLookup,
+    /// One Adam step over `cols` parameters (rows = 1): fp32 master weights and moments, gradient
+    /// and working weights in the op's dtype.
+    AdamUpdate,
+}
+
+impl MemoryKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryKind::LayerNorm => "layernorm",
+            MemoryKind::RmsNorm => "rmsnorm",
+            MemoryKind::Activation(a) => a.name(),
+            MemoryKind::GatedActivation(Activation::Relu) => "gated-relu",
+            MemoryKind::GatedActivation(Activation::Silu) => "gated-silu",
+            MemoryKind::GatedActivation(Activation::Gelu) => "gated-gelu",
+            MemoryKind::ResidualAdd => "residual-add",
+            MemoryKind::Rotary => "rotary",
+            MemoryKind::Softmax => "softmax",
+            MemoryKind::CrossEntropy => "cross-entropy",
+            MemoryKind::EmbeddingLookup => "embedding",
+            MemoryKind::AdamUpdate => "adam-update",
+        }
+    }
+}
+
+/// A memory-bound op over a `rows × cols` tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemoryOp {
+    pub kind: MemoryKind,
+    pub pass: Pass,
+    pub rows: u64,
+    pub cols: u64,
+    pub dtype: DType,
+}
+
+/// What a memory op moves, in units of the op's tensors.
+struct Traffic {
+    /// Full rows×cols tensors read.
+    tensor_reads: f64,
+    /// Full rows×cols tensors written.
+    tensor_writes: f64,
+    /// Per-column parameter vectors (norm weights and biases, and their gradients) moved.
+    param_vectors: f64,
+    /// Bytes per row outside the tensors (indices, labels, losses, statistics).
+    bytes_per_row: f64,
+    /// Bytes per element at a fixed width regardless of dtype (fp32 optimizer state).
+    fixed_bytes_per_element: f64,
+    flops_per_element: f64,
+}
+
+impl MemoryOp {
+    pub fn new(kind: MemoryKind, pass: Pass, rows: u64, cols: u64, dtype: DType) -> Self {
+        MemoryOp {
+            kind,
+            pass,
+            rows,
+            cols,
+            dtype,
+        }
+    }
+
+    fn traffic(&self) -> Traffic {
+        let t = |reads, writes, params, row, flops| Traffic {
+            tensor_reads: reads,
+            tensor_writes: writes,
+            param_vectors: params,
+            bytes_per_row: row,
+            fixed_bytes_per_element: 0.0,
+            flops_per_element: flops,
+        };
+        let fwd = self.pass == Pass::Forward;
+        match self.kind {
+            // Backward of a norm reads x and dy, writes dx, and writes the weight gradients.
+            MemoryKind::LayerNorm if fwd => t(1.0, 1.0, 2.0, 0.0, 8.0),
+            MemoryKind::LayerNorm => t(2.0, 1.0, 4.0, 0.0, 16.0),
+            MemoryKind::RmsNorm if fwd => t(1.0, 1.0, 1.0, 0.0, 4.0),
+            MemoryKind::RmsNorm => t(2.0, 1.0, 2.0, 0.0, 8.0),
+            MemoryKind::Activation(a) if fwd => t(1.0, 1.0, 0.0, 0.0, a.flops_per_element()),
+            MemoryKind::Activation(a) => t(2.0, 1.0, 0.0, 0.0, 2.0 * a.flops_per_element()),
+            MemoryKind::GatedActivation(a) if fwd => {
+                t(2.0, 1.0, 0.0, 0.0, a.flops_per_element() + 1.0)
+            }
+            MemoryKind::GatedActivation(a) => {
+                t(3.0, 2.0, 0.0, 0.0, 2.0 * (a.flops_per_element() + 1.0))
+            }
+            MemoryKind::ResidualAdd => t(2.0, 1.0, 0.0, 0.0, 1.0),
+            MemoryKind::Rotary => t(1.0, 1.0, 0.0, 0.0, 3.0),
+            MemoryKind::Softmax if fwd => t(1.0, 1.0, 0.0, 0.0, 5.0),
+            MemoryKind::Softmax => t(2.0, 1.0, 0.0, 0.0, 4.0),
+            // Forward reads the logits and an int32 label, writes an fp32 loss per row.
+            MemoryKind::CrossEntropy if fwd => t(1.0, 0.0, 0.0, 8.0, 5.0),
+            // Backward reads the logits, writes their gradient (softmax minus one-hot).
+            MemoryKind::CrossEntropy => t(1.0, 1.0, 0.0, 4.0, 3.0),
+            // Forward gathers rows through int32 indices.
+            MemoryKind::EmbeddingLookup if fwd => t(1.0, 1.0, 0.0, 4.0, 0.0),
+            // Backward reads dy and read-modify-writes the gathered table rows.
+            MemoryKind::EmbeddingLookup => t(2.0, 1.0, 0.0, 4.0, 1.0),
+            MemoryKind::AdamUpdate => {
+                // Read grad; write the working copy (none when it is the fp32 master itself).
+                let working_writes = if self.dtype == DType::Fp32 { 0.0 } else { 1.0 };
+                Traffic {
+                    tensor_reads: 1.0,
+                    tensor_writes: working_writes,
+                    param_vectors: 0.0,
+                    bytes_per_row: 0.0,
+                    // Master weights, first and second moments: read and write, fp32.
+                    fixed_bytes_per_element: 3.0 * 4.0 * 2.0,
+                    flops_per_element: 12.0,
+                }
+            }
+        }
+    }
+
+    pub fn elements(&self) -> f64 {
+        self.rows as f64 * self.cols as f64
+    }
+
+    pub fn flops(&self) -> f64 {
+        self.elements() * self.traffic().flops_per_element
+    }
+
+    pub fn min_bytes(&self) -> f64 {
+        let t = self.traffic();
+        let e = self.dtype.bytes();
+        self.elements() * ((t.tensor_reads + t.tensor_writes) * e + t.fixed_bytes_per_element)
+            + t.param_vectors * self.cols as f64 * e
+            + t.bytes_per_row * self.rows as f64
+    }
+}
+
+/// Communication patterns between GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectiveKind {
+    AllReduce,
+    AllGather,
+    ReduceScatter,
+    AllToAll,
+    SendRecv,
+}
+
+impl CollectiveKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CollectiveKind::AllReduce => "all-reduce",
+            CollectiveKind::AllGather => "all-gather",
+            CollectiveKind::ReduceScatter => "reduce-scatter",
+            CollectiveKind::AllToAll => "all-to-all",
+            CollectiveKind::SendRecv => "send-recv",
+        }
+    }
+}
+
+/// Which link a collective crosses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// The GPU-to-GPU fabric inside a node (NVLink), or PCIe where a card has none.
+    IntraNode,
+    /// The network between nodes.
+    InterNode,
+}
+
+/// A collective over `ranks` GPUs on a buffer of `payload_bytes` (the full, unsharded size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Collective {
+    pub kind: CollectiveKind,
+    pub payload_bytes: u64,
+    pub ranks: u64,
+    pub link: Link,
+    pub dtype: DType,
+}
+
+impl Collective {
+    /// Bytes each rank sends with bandwidth-optimal (ring) algorithms: 2(n−1)/n of the buffer for
+    /// all-reduce, (n−1)/n for all-gather, reduce-scatter and all-to-all, the buffer for send/recv.
+    pub fn bytes_on_wire_per_rank(&self) -> f64 {
+        if self.ranks <= 1 {
+            return 0.0;
+        }
+        let n = self.ranks as f64;
+        let s = self.payload_bytes as f64;
+        match self.kind {
+            CollectiveKind::AllReduce => 2.0 * (n - 1.0) / n * s,
+            CollectiveKind::AllGather
+            | CollectiveKind::ReduceScatter
+            | CollectiveKind::AllToAll => (n - 1.0) / n * s,
+            CollectiveKind::SendRecv => s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attn(q: u64, kv: u64, causal: bool, window: Option<u64>) -> Attention {
+        Attention {
+            batch: 1,
+            q_heads: 1,
+            kv_heads: 1,
+            q_len: q,
+            kv_len: kv,
+            qk_head_dim: 64,
+            v_head_dim: 64,
+            causal,
+            window,
+            dtype: DType::Bf16,
+            kv_dtype: DType::Bf16,
+            fused: true,
+            pass: Pass::Forward,
+        }
+    }
+
+    /// Count visible pairs by brute force for comparison.
+    fn brute_pairs(q: u64, kv: u64, causal: bool, window: Option<u64>) -> u64 {
+        let mut n = 0;
+        for i in 0..q {
+            let p = kv - q + i;
+            for j in 0..kv {
+                let visible = if causal {
+                    j <= p && window.is_none_or(|w| p - j < w)
+                } else {
+                    true
+                };
+                n += u64::from(visible);
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn visible_pairs_match_brute_force() {
+        for &(q, kv) in &[(1, 1), (1, 7), (5, 5), (3, 10), (16, 16), (10, 33)] {
+            for causal in [false, true] {
+                for window in [None, Some(1), Some(4), Some(9), Some(100)] {
+                    if window.is_some() && !causal {
+                        continue;
+                    }
+                    let a = attn(q, kv, causal, window);
+                    assert_eq!(
+                        a.visible_pairs(),
+                        brute_pairs(q, kv, causal, window) as f64,
+                        "q{q} kv{kv} causal {causal} window {window:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn causal_square_counts_lower_triangle() {
+        let a = attn(4096, 4096, true, None);
+        assert_eq!(a.visible_pairs(), 4096.0 * 4097.0 / 2.0);
+        // 4·d FLOPs per visible pair (QKᵀ and PV).
+        assert_eq!(a.flops(), 4096.0 * 4097.0 / 2.0 * 4.0 * 64.0);
+        let bwd = Attention {
+            pass: Pass::Backward,
+            ..a
+        };
+        assert_eq!(bwd.flops(), 2.5 * a.flops());
+    }
+
+    #[test]
+    fn sliding_window_limits_keys_read() {
+        let a = attn(1, 10_000, true, Some(4096));
+        assert_eq!(a.keys_touched(), 4096);
+        assert_eq!(a.visible_pairs(), 4096.0);
+        let full = attn(1, 10_000, true, None);
+        assert_eq!(full.keys_touched(), 10_000);
+    }
+
+    #[test]
+    fn matmul_flops_and_bytes() {
+        let m = Matmul::new(2, 3, 5, 7, DType::Bf16);
+        assert_eq!(m.flops(), 2.0 * 2.0 * 3.0 * 5.0 * 7.0);
+        assert_eq!(m.min_bytes(), 2.0 * ((21.0 + 35.0) * 2.0 + 15.0 * 2.0));
+        let int8 = Matmul {
+            output: DType::Fp32,
+            ..Matmul::new(1, 4, 4, 4, DType::Int8)
+        };
+        assert_eq!(int8.min_bytes(), 32.0 + 64.0);
+    }
+
+    #[test]
+    fn adam_moves_sixteen_plus_bytes_per_param() {
+        let op = MemoryOp::new(MemoryKind::AdamUpdate, Pass::Forward, 1, 1000, DType::Bf16);
+        // grad read (2) + working write (2) + master/m/v read and write (24).
+        assert_eq!(op.min_bytes(), 1000.0 * 28.0);
+    }
+
+    #[test]
+    fn collectives_follow_ring_volumes() {
+        let c = Collective {
+            kind: CollectiveKind::AllReduce,
+            payload_bytes: 1000,
+            ranks: 4,
+            link: Link::IntraNode,
+            dtype: DType::Bf16,
+        };
+        assert_eq!(c.bytes_on_wire_per_rank(), 1500.0);
+        let single = Collective { ranks: 1, ..c };
+        assert_eq!(single.bytes_on_wire_per_rank(), 0.0);
+    }
+}

@@ -1,0 +1,671 @@
+//! plan: a model and an execution become the ops each GPU runs, with counts — one training step
+//! (forward, backward, recomputation, optimizer), the prefill, and one decode step whose
+//! attention context grows over the generated tokens. Ops are plain values; their labels are
+//! static names rendered only when a report shows them.
+
+use crate::model::arch::{Architecture, LayerKind, Norm, Positions};
+use crate::model::dtype::DType;
+use crate::model::execution::{
+    Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
+};
+use crate::model::ops::{Attention, Matmul, MemoryKind, MemoryOp, Op, Pass};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::RangeInclusive;
+
+/// Which part of a workload an op belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Forward,
+    Backward,
+    Recompute,
+    Optimizer,
+    Prefill,
+    Decode,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Forward => "forward",
+            Phase::Backward => "backward",
+            Phase::Recompute => "recompute",
+            Phase::Optimizer => "optimizer",
+            Phase::Prefill => "prefill",
+            Phase::Decode => "decode",
+        }
+    }
+}
+
+/// Which MLP of a layer an op belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    Main,
+    /// The routed experts of a mixture-of-experts layer.
+    Expert,
+    /// The always-active shared experts.
+    Shared,
+}
+
+/// Which gradient a backward matmul computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grad {
+    /// A forward op, or a backward op with a single kernel.
+    None,
+    /// dX = dY · Wᵀ
+    Data,
+    /// dW = Xᵀ · dY
+    Weight,
+}
+
+/// An op's name in a workload ("qkv", "expert-down dW"), kept as static parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Label {
+    pub part: Part,
+    pub name: &'static str,
+    pub grad: Grad,
+}
+
+impl Label {
+    pub const fn new(name: &'static str) -> Label {
+        Label {
+            part: Part::Main,
+            name,
+            grad: Grad::None,
+        }
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = match self.part {
+            Part::Main => "",
+            Part::Expert => "expert-",
+            Part::Shared => "shared-",
+        };
+        let suffix = match self.grad {
+            Grad::None => "",
+            Grad::Data => " dX",
+            Grad::Weight => " dW",
+        };
+        write!(f, "{prefix}{}{suffix}", self.name)
+    }
+}
+
+/// An op as it occurs in a workload: `count` identical copies (one per layer of its kind).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpInstance {
+    pub phase: Phase,
+    pub label: Label,
+    pub count: u64,
+    pub op: Op,
+}
+
+/// What one GPU runs for an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// One training step.
+    pub training: Vec<OpInstance>,
+    /// The prefill of the prompt: the time to first token.
+    pub prefill: Vec<OpInstance>,
+    /// One decode step at the first context of `decode_contexts`; only the attention ops depend
+    /// on the context, so `price` moves their `kv_len` over the range.
+    pub decode: Vec<OpInstance>,
+    /// The contexts of the decode steps the time per output token averages.
+    pub decode_contexts: RangeInclusive<u64>,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            training: Vec::new(),
+            prefill: Vec::new(),
+            decode: Vec::new(),
+            decode_contexts: 1..=1,
+        }
+    }
+}
+
+/// The plan of `execution` for `arch`.
+pub fn plan(arch: &Architecture, execution: &Execution) -> Plan {
+    let mut p = Plan::default();
+    plan_into(&mut p, arch, execution);
+    p
+}
+
+/// `plan`, reusing `out`'s buffers (the search loop plans millions of candidates).
+pub fn plan_into(out: &mut Plan, arch: &Architecture, execution: &Execution) {
+    out.training.clear();
+    out.prefill.clear();
+    out.decode.clear();
+    training_ops_into(&mut out.training, arch, &execution.training);
+    prefill_ops_into(&mut out.prefill, arch, &execution.serving);
+    out.decode_contexts = execution.serving.decode_contexts();
+    decode_ops_into(
+        &mut out.decode,
+        arch,
+        &execution.serving,
+        *out.decode_contexts.start(),
+    );
+}
+
+/// Where op builders put their ops: the phase and count every op gets.
+struct Sink<'a> {
+    out: &'a mut Vec<OpInstance>,
+    phase: Phase,
+    count: u64,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, label: Label, op: Op) {
+        self.out.push(OpInstance {
+            phase: self.phase,
+            label,
+            count: self.count,
+            op,
+        });
+    }
+}
+
+/// Shapes shared by the op builders.
+struct Ctx<'a> {
+    arch: &'a Architecture,
+    /// Sequences.
+    batch: u64,
+    /// New tokens per sequence in this pass (seq, prompt, or 1 in decode).
+    q_len: u64,
+    /// Context per sequence the new tokens attend to.
+    kv_len: u64,
+    dtype: DType,
+    kv_dtype: DType,
+    fused: bool,
+}
+
+impl Ctx<'_> {
+    fn tokens(&self) -> u64 {
+        self.batch * self.q_len
+    }
+
+    fn act(&self) -> DType {
+        activation_dtype(self.dtype)
+    }
+
+    fn matmul(&self, batch: u64, m: u64, n: u64, k: u64) -> Op {
+        Op::Matmul(Matmul {
+            output: self.act(),
+            ..Matmul::new(batch, m, n, k, self.dtype)
+        })
+    }
+
+    fn memory(&self, kind: MemoryKind, rows: u64, cols: u64) -> Op {
+        Op::Memory(MemoryOp::new(kind, Pass::Forward, rows, cols, self.act()))
+    }
+
+    fn norm_kind(&self) -> MemoryKind {
+        match self.arch.norm {
+            Norm::LayerNorm => MemoryKind::LayerNorm,
+            Norm::RmsNorm => MemoryKind::RmsNorm,
+        }
+    }
+
+    fn norm(&self) -> Op {
+        self.memory(self.norm_kind(), self.tokens(), self.arch.hidden_size)
+    }
+
+    fn attention(&self, window: Option<u64>) -> Op {
+        let a = self.arch;
+        Op::Attention(Attention {
+            batch: self.batch,
+            q_heads: a.num_heads,
+            kv_heads: a.num_kv_heads,
+            q_len: self.q_len,
+            kv_len: self.kv_len,
+            qk_head_dim: a.head_dim,
+            v_head_dim: a.head_dim,
+            causal: true,
+            window,
+            dtype: attention_dtype(self.dtype),
+            kv_dtype: self.kv_dtype,
+            fused: self.fused,
+            pass: Pass::Forward,
+        })
+    }
+
+    /// The feed-forward ops of an MLP of width `width` over `rows` tokens, `experts` copies.
+    fn mlp(&self, s: &mut Sink, part: Part, experts: u64, rows: u64, width: u64) {
+        let a = self.arch;
+        let h = a.hidden_size;
+        let (up_width, act_kind, up_name) = if a.mlp.gated {
+            (
+                2 * width,
+                MemoryKind::GatedActivation(a.mlp.activation),
+                "gate+up",
+            )
+        } else {
+            (width, MemoryKind::Activation(a.mlp.activation), "up")
+        };
+        let label = |name| Label {
+            part,
+            ..Label::new(name)
+        };
+        s.push(label(up_name), self.matmul(experts, rows, up_width, h));
+        s.push(
+            label(act_kind.name()),
+            self.memory(act_kind, experts * rows, width),
+        );
+        s.push(label("down"), self.matmul(experts, rows, h, width));
+    }
+
+    /// The forward ops of one layer of `kind`.
+    fn layer(&self, s: &mut Sink, kind: LayerKind) {
+        let a = self.arch;
+        let (h, t) = (a.hidden_size, self.tokens());
+        s.push(Label::new("attn-norm"), self.norm());
+        s.push(
+            Label::new("qkv"),
+            self.matmul(1, t, a.q_width() + 2 * a.kv_width(), h),
+        );
+        if a.positions == Positions::Rotary {
+            s.push(
+                Label::new("rotary"),
+                self.memory(MemoryKind::Rotary, t, a.q_width() + a.kv_width()),
+            );
+        }
+        s.push(Label::new("attention"), self.attention(kind.window));
+        s.push(Label::new("attn-out"), self.matmul(1, t, h, a.q_width()));
+        if a.norms_per_layer == 4 {
+            s.push(Label::new("post-attn-norm"), self.norm());
+        }
+        s.push(
+            Label::new("residual"),
+            self.memory(MemoryKind::ResidualAdd, t, h),
+        );
+        s.push(Label::new("mlp-norm"), self.norm());
+        match (kind.moe, a.moe) {
+            (true, Some(m)) => {
+                s.push(Label::new("router"), self.matmul(1, t, m.num_experts, h));
+                s.push(
+                    Label::new("router-softmax"),
+                    self.memory(MemoryKind::Softmax, t, m.num_experts),
+                );
+                // Routed tokens spread evenly over the experts they reach (the ideal a
+                // load-balancing loss aims for); few tokens reach few experts, which matters
+                // for decode, where the experts' weights are what is read.
+                let routed = t * m.top_k;
+                let experts = experts_reached(t, m.top_k, m.num_experts);
+                let per_expert = routed.div_ceil(experts);
+                s.push(
+                    Label::new("moe-dispatch"),
+                    self.memory(MemoryKind::EmbeddingLookup, routed, h),
+                );
+                self.mlp(
+                    s,
+                    Part::Expert,
+                    experts,
+                    per_expert,
+                    m.expert_intermediate_size,
+                );
+                if m.shared_experts > 0 {
+                    self.mlp(
+                        s,
+                        Part::Shared,
+                        1,
+                        t,
+                        m.shared_experts * m.shared_intermediate_size,
+                    );
+                }
+                // Weighted sum of each token's expert outputs.
+                s.push(
+                    Label::new("moe-combine"),
+                    self.memory(MemoryKind::ResidualAdd, routed, h),
+                );
+            }
+            _ => self.mlp(s, Part::Main, 1, t, a.intermediate_size),
+        }
+        if a.norms_per_layer == 4 {
+            s.push(Label::new("post-mlp-norm"), self.norm());
+        }
+        s.push(
+            Label::new("residual"),
+            self.memory(MemoryKind::ResidualAdd, t, h),
+        );
+    }
+
+    /// Ops before the first layer: token embedding (plus learned positions).
+    fn embedding(&self, s: &mut Sink) {
+        let (h, t) = (self.arch.hidden_size, self.tokens());
+        s.push(
+            Label::new("embedding"),
+            self.memory(MemoryKind::EmbeddingLookup, t, h),
+        );
+        if self.arch.positions == Positions::Learned {
+            s.push(
+                Label::new("position-add"),
+                self.memory(MemoryKind::ResidualAdd, t, h),
+            );
+        }
+    }
+
+    /// Ops after the last layer over `rows` tokens: final norm and the LM head.
+    fn head(&self, s: &mut Sink, rows: u64) {
+        let a = self.arch;
+        s.push(
+            Label::new("final-norm"),
+            self.memory(self.norm_kind(), rows, a.hidden_size),
+        );
+        s.push(
+            Label::new("lm-head"),
+            self.matmul(1, rows, a.vocab_size, a.hidden_size),
+        );
+    }
+
+    /// Embedding, every layer group, and the head over `head_rows` tokens, in `phase`.
+    fn forward(&self, out: &mut Vec<OpInstance>, phase: Phase, head_rows: u64) {
+        let mut once = Sink {
+            out,
+            phase,
+            count: 1,
+        };
+        self.embedding(&mut once);
+        for (kind, count) in self.arch.layer_groups() {
+            self.layer(&mut Sink { out, phase, count }, kind);
+        }
+        self.head(
+            &mut Sink {
+                out,
+                phase,
+                count: 1,
+            },
+            head_rows,
+        );
+    }
+}
+
+/// Expected number of distinct experts `tokens` tokens reach when each picks `top_k` of `experts`
+/// uniformly: E·(1 − (1 − k/E)^T), rounded up.
+pub fn experts_reached(tokens: u64, top_k: u64, experts: u64) -> u64 {
+    let miss = 1.0 - top_k as f64 / experts as f64;
+    let expected = experts as f64 * (1.0 - miss.powf(tokens as f64));
+    // Never fewer than one token's picks, never more than there are.
+    (expected.ceil() as u64).clamp(top_k.min(experts), experts)
+}
+
+/// The backward of one forward op: the data- and weight-gradient matmuls, or the op's backward
+/// kernel.
+pub fn backward_of(op: &Op, mut emit: impl FnMut(Grad, Op)) {
+    match *op {
+        Op::Matmul(mm) => {
+            // dX[m×k] = dY[m×n] · Wᵀ
+            emit(
+                Grad::Data,
+                Op::Matmul(Matmul {
+                    n: mm.k,
+                    k: mm.n,
+                    ..mm
+                }),
+            );
+            // dW[k×n] = Xᵀ · dY
+            emit(
+                Grad::Weight,
+                Op::Matmul(Matmul {
+                    m: mm.k,
+                    k: mm.m,
+                    ..mm
+                }),
+            );
+        }
+        Op::Attention(a) => emit(
+            Grad::None,
+            Op::Attention(Attention {
+                pass: Pass::Backward,
+                ..a
+            }),
+        ),
+        Op::Memory(m) => emit(
+            Grad::None,
+            Op::Memory(MemoryOp {
+                pass: Pass::Backward,
+                ..m
+            }),
+        ),
+        Op::Collective(c) => emit(Grad::None, Op::Collective(c)),
+    }
+}
+
+/// The ops of one training step: forward, backward, recomputation and the optimizer update.
+pub fn training_ops(arch: &Architecture, s: &TrainingSetup) -> Vec<OpInstance> {
+    let mut ops = Vec::new();
+    training_ops_into(&mut ops, arch, s);
+    ops
+}
+
+fn training_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &TrainingSetup) {
+    let ctx = Ctx {
+        arch,
+        batch: s.batch,
+        q_len: s.seq,
+        kv_len: s.seq,
+        dtype: s.dtype,
+        kv_dtype: attention_dtype(s.dtype),
+        fused: s.fused_attention,
+    };
+    let t = ctx.tokens();
+    ctx.forward(ops, Phase::Forward, t);
+    ops.push(OpInstance {
+        phase: Phase::Forward,
+        label: Label::new("cross-entropy"),
+        count: 1,
+        op: ctx.memory(MemoryKind::CrossEntropy, t, arch.vocab_size),
+    });
+
+    for i in (0..ops.len()).rev() {
+        let f = ops[i];
+        backward_of(&f.op, |grad, op| {
+            ops.push(OpInstance {
+                phase: Phase::Backward,
+                label: Label { grad, ..f.label },
+                count: f.count,
+                op,
+            })
+        });
+    }
+    // Recomputation: full re-runs every layer's forward; selective re-runs the attention core,
+    // which costs extra only when attention is unfused (a fused backward recomputes it anyway).
+    let again = match s.recompute {
+        Recompute::Full => Some(false),
+        Recompute::Selective if !s.fused_attention => Some(true),
+        _ => None,
+    };
+    if let Some(attention_only) = again {
+        for (kind, count) in arch.layer_groups() {
+            let start = ops.len();
+            let mut sink = Sink {
+                out: ops,
+                phase: Phase::Recompute,
+                count,
+            };
+            ctx.layer(&mut sink, kind);
+            if attention_only {
+                let mut kept = start;
+                for r in start..ops.len() {
+                    if matches!(ops[r].op, Op::Attention(_)) {
+                        ops[kept] = ops[r];
+                        kept += 1;
+                    }
+                }
+                ops.truncate(kept);
+            }
+        }
+    }
+    ops.push(OpInstance {
+        phase: Phase::Optimizer,
+        label: Label::new("adam"),
+        count: 1,
+        op: Op::Memory(MemoryOp::new(
+            MemoryKind::AdamUpdate,
+            Pass::Forward,
+            1,
+            arch.params().total,
+            activation_dtype(s.dtype),
+        )),
+    });
+}
+
+/// The ops of the prefill: the whole prompt through every layer, logits for the last position only
+/// (what serving engines compute to sample the first token).
+pub fn prefill_ops(arch: &Architecture, s: &InferenceSetup) -> Vec<OpInstance> {
+    let mut ops = Vec::new();
+    prefill_ops_into(&mut ops, arch, s);
+    ops
+}
+
+fn prefill_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &InferenceSetup) {
+    let ctx = Ctx {
+        arch,
+        batch: s.batch,
+        q_len: s.prompt,
+        kv_len: s.prompt,
+        dtype: s.dtype,
+        kv_dtype: s.kv_dtype,
+        fused: s.fused_attention,
+    };
+    ctx.forward(ops, Phase::Prefill, s.batch);
+}
+
+/// The forward ops of one layer of `kind` over `batch` sequences of `seq` tokens attending to
+/// themselves, as a prefill runs it: what a transformer-block runner executes and is predicted by.
+pub fn layer_forward_ops(
+    arch: &Architecture,
+    kind: LayerKind,
+    batch: u64,
+    seq: u64,
+    dtype: DType,
+) -> Vec<(String, Op)> {
+    let ctx = Ctx {
+        arch,
+        batch,
+        q_len: seq,
+        kv_len: seq,
+        dtype,
+        kv_dtype: attention_dtype(dtype),
+        fused: true,
+    };
+    let mut ops = Vec::new();
+    ctx.layer(
+        &mut Sink {
+            out: &mut ops,
+            phase: Phase::Prefill,
+            count: 1,
+        },
+        kind,
+    );
+    ops.into_iter()
+        .map(|o| (o.label.to_string(), o.op))
+        .collect()
+}
+
+/// The ops of one decode step: one new token per sequence attending to `context` positions.
+pub fn decode_ops(arch: &Architecture, s: &InferenceSetup, context: u64) -> Vec<OpInstance> {
+    let mut ops = Vec::new();
+    decode_ops_into(&mut ops, arch, s, context);
+    ops
+}
+
+fn decode_ops_into(
+    ops: &mut Vec<OpInstance>,
+    arch: &Architecture,
+    s: &InferenceSetup,
+    context: u64,
+) {
+    let ctx = Ctx {
+        arch,
+        batch: s.batch,
+        q_len: 1,
+        kv_len: context,
+        dtype: s.dtype,
+        kv_dtype: s.kv_dtype,
+        fused: true,
+    };
+    ctx.forward(ops, Phase::Decode, s.batch);
+}
+
+/// The op with its attention context set to `context` (decode steps differ only in that).
+pub fn at_context(op: &Op, context: u64) -> Op {
+    match *op {
+        Op::Attention(a) => Op::Attention(Attention {
+            kv_len: context,
+            ..a
+        }),
+        other => other,
+    }
+}
+
+/// Model FLOPs of the forward pass per token: matmuls and attention only, no recomputation —
+/// the numerator of MFU is three times this.
+pub fn forward_model_flops(ops: &[OpInstance], tokens: u64) -> f64 {
+    ops.iter()
+        .filter(|o| o.phase == Phase::Forward)
+        .filter(|o| matches!(o.op, Op::Matmul(_) | Op::Attention(_)))
+        .map(|o| o.op.flops() * o.count as f64)
+        .sum::<f64>()
+        / tokens as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::arch;
+    use crate::model::execution::Parallelism;
+
+    fn setup(seq: u64) -> TrainingSetup {
+        TrainingSetup {
+            batch: 1,
+            seq,
+            dtype: DType::Bf16,
+            recompute: Recompute::None,
+            fused_attention: true,
+            parallelism: Parallelism::default(),
+        }
+    }
+
+    #[test]
+    fn backward_matmuls_have_the_forward_flops() {
+        let a = arch::load("llama-2-7b").unwrap();
+        let ops = training_ops(&a, &setup(2048));
+        let sum = |phase: Phase| -> f64 {
+            ops.iter()
+                .filter(|o| o.phase == phase && matches!(o.op, Op::Matmul(_)))
+                .map(|o| o.op.flops() * o.count as f64)
+                .sum()
+        };
+        assert_eq!(sum(Phase::Backward), 2.0 * sum(Phase::Forward));
+        assert_eq!(sum(Phase::Recompute), 0.0);
+    }
+
+    #[test]
+    fn full_recompute_reruns_each_layer_forward() {
+        let a = arch::load("llama-2-7b").unwrap();
+        let mut s = setup(1024);
+        s.recompute = Recompute::Full;
+        let ops = training_ops(&a, &s);
+        let layer_fwd: f64 = ops
+            .iter()
+            .filter(|o| o.phase == Phase::Forward && o.count == a.num_layers)
+            .map(|o| o.op.flops() * o.count as f64)
+            .sum();
+        let re: f64 = ops
+            .iter()
+            .filter(|o| o.phase == Phase::Recompute)
+            .map(|o| o.op.flops() * o.count as f64)
+            .sum();
+        assert_eq!(re, layer_fwd);
+    }
+
+    #[test]
+    fn few_tokens_reach_few_experts() {
+        assert_eq!(experts_reached(1, 2, 8), 2);
+        assert_eq!(experts_reached(4, 2, 8), 6); // 8·(1 − 0.75⁴) = 5.47
+        assert_eq!(experts_reached(4096, 2, 8), 8);
+    }
+}

@@ -1,0 +1,13 @@
+//! Every versioned document gpucost writes, with its version in one place. Bump a version on any
+//! change a reader could trip on (a key removed or renamed, a unit or meaning changed); adding a
+//! key is not a breaking change. docs/json-schema.md describes each document.
+
+/// `gpucost predict --format json`.
+pub const PREDICT: u32 = 1;
+/// `hw_profiles/<profile>.calibration.json`, written by `gpucost calibrate` (2: one group per
+/// implementation, a fitted time model).
+pub const CALIBRATION: u32 = 2;
+/// One line of a results file (`results/<device>/*.jsonl`), written by `gpucost bench`.
+pub const RECORD: u32 = 1;
+/// A composition report (`results/<device>/compose-*.json`), written by `gpucost compose`.
+pub const COMPOSE: u32 = 1;
