@@ -4,15 +4,15 @@
 //! Llama-style dense model and a Mixtral-style MoE), each varied in depth, MLP width and batch;
 //! priced with the roofline and with the embedded H100 calibration; on one core with a warm memo
 //! (the steady state of a search, where shapes recur), on one core with a fresh memo per
-//! candidate (every shape priced anew), and on all cores (rayon, one memo per worker).
+//! candidate (every shape priced anew), and on all cores (`Scorer`: rayon, one memo per worker thread, kept between calls).
 //! `cargo test --bench score` runs each case once, as CI does.
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gpucost::model::arch::{self, Architecture};
 use gpucost::model::dtype::DType;
 use gpucost::model::execution::{Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup};
 use gpucost::model::plan::{Plan, plan_into};
-use gpucost::model::price::{Pricer, price, price_all};
+use gpucost::model::price::{Pricer, Scorer, price};
 use gpucost::model::system::System;
 use std::hint::black_box;
 
@@ -106,12 +106,9 @@ fn score(c: &mut Criterion) {
                 .flat_map(|_| candidates.iter().map(|(a, e)| (a, *e)))
                 .collect();
             g.throughput(Throughput::Elements(batch.len() as u64));
+            let scorer = Scorer::new(system);
             g.bench_function("all cores", |b| {
-                b.iter_batched(
-                    || (),
-                    |()| black_box(price_all(system, &batch)),
-                    BatchSize::SmallInput,
-                )
+                b.iter(|| black_box(scorer.price_all(&batch)))
             });
             g.finish();
         }

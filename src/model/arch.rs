@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Norm {
     LayerNorm,
     RmsNorm,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Positions {
     /// A learned table of `max_position_embeddings × hidden` added to the token embeddings.
@@ -25,7 +25,7 @@ pub enum Positions {
 
 /// The feed-forward block: `gated` means act(x·W_gate) ⊙ (x·W_up) then W_down (SwiGLU with
 /// silu, GeGLU with gelu); otherwise act(x·W_up) then W_down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct Mlp {
     pub gated: bool,
     pub activation: Activation,
@@ -56,8 +56,39 @@ pub struct SlidingWindow {
     pub layers: WindowLayers,
 }
 
+/// The distinct layer kinds of a model and how many layers have each: at most four (MoE or
+/// dense × windowed or global).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LayerGroups {
+    groups: [(LayerKind, u64); 4],
+    len: usize,
+}
+
+impl LayerGroups {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn to_vec(&self) -> Vec<(LayerKind, u64)> {
+        self.into_iter().collect()
+    }
+}
+
+impl IntoIterator for LayerGroups {
+    type Item = (LayerKind, u64);
+    type IntoIter = std::iter::Take<std::array::IntoIter<(LayerKind, u64), 4>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.groups.into_iter().take(self.len)
+    }
+}
+
 /// Mixture-of-experts feed-forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub struct Moe {
     pub num_experts: u64,
     pub top_k: u64,
@@ -116,7 +147,7 @@ pub struct ParamCount {
 }
 
 /// How one layer is built, for the layers that share it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct LayerKind {
     pub moe: bool,
     pub window: Option<u64>,
@@ -171,23 +202,23 @@ impl Architecture {
 
     /// Distinct layer kinds and how many layers have each, in first-seen order. Counted in closed
     /// form (the kinds change only at the first MoE layer, the first windowed layer, and with
-    /// parity), so the work does not grow with the number of layers.
-    pub fn layer_groups(&self) -> Vec<(LayerKind, u64)> {
+    /// parity), so the work does not grow with the number of layers, and kept inline (no
+    /// allocation: pricing calls this for every candidate).
+    pub fn layer_groups(&self) -> LayerGroups {
         let layers = self.num_layers;
-        // Indices where a kind can change, besides parity.
-        let mut cuts = vec![0, layers];
+        // Indices where a kind can change, besides parity: at most four, sorted below.
+        let mut cuts = [0, layers, layers, layers];
         if let Some(m) = self.moe {
-            cuts.push(m.first_dense_layers.min(layers));
+            cuts[2] = m.first_dense_layers.min(layers);
         }
         if let Some(SlidingWindow {
             layers: WindowLayers::From(first),
             ..
         }) = self.sliding_window
         {
-            cuts.push(first.min(layers));
+            cuts[3] = first.min(layers);
         }
         cuts.sort_unstable();
-        cuts.dedup();
         let alternates = matches!(
             self.sliding_window,
             Some(SlidingWindow {
@@ -195,19 +226,24 @@ impl Architecture {
                 ..
             })
         );
-        // (kind, count, first index)
-        let mut groups: Vec<(LayerKind, u64, u64)> = Vec::with_capacity(4);
+        let mut groups = LayerGroups::default();
+        let mut firsts = [0u64; 4];
         let mut add = |first: u64, count: u64| {
             if count == 0 {
                 return;
             }
             let kind = self.layer_kind(first);
-            match groups.iter_mut().find(|(k, _, _)| *k == kind) {
-                Some((_, n, f)) => {
-                    *n += count;
-                    *f = (*f).min(first);
+            let len = groups.len;
+            match groups.groups[..len].iter().position(|(k, _)| *k == kind) {
+                Some(i) => {
+                    groups.groups[i].1 += count;
+                    firsts[i] = firsts[i].min(first);
                 }
-                None => groups.push((kind, count, first)),
+                None => {
+                    groups.groups[len] = (kind, count);
+                    firsts[len] = first;
+                    groups.len += 1;
+                }
             }
         };
         for pair in cuts.windows(2) {
@@ -220,8 +256,17 @@ impl Architecture {
                 add(lo, hi - lo);
             }
         }
-        groups.sort_by_key(|&(_, _, first)| first);
-        groups.into_iter().map(|(k, n, _)| (k, n)).collect()
+        // First-seen order (insertion sort on at most four).
+        let n = groups.len;
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && firsts[j - 1] > firsts[j] {
+                firsts.swap(j - 1, j);
+                groups.groups.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        groups
     }
 
     /// (total, active) parameters of one layer of `kind`.
@@ -974,7 +1019,7 @@ mod tests {
                     });
                     a.sliding_window = window.map(|layers| SlidingWindow { size: 64, layers });
                     assert_eq!(
-                        a.layer_groups(),
+                        a.layer_groups().to_vec(),
                         walk(&a),
                         "{layers} {first_dense:?} {window:?}"
                     );
@@ -993,7 +1038,7 @@ mod tests {
         assert_eq!(a.layer_kind(0).window, Some(4096));
         assert_eq!(a.layer_kind(1).window, None);
         assert_eq!(
-            a.layer_groups(),
+            a.layer_groups().to_vec(),
             vec![
                 (
                     LayerKind {

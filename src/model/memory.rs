@@ -125,10 +125,10 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
     let kv_per_layer_token = 2.0 * arch.kv_width() as f64 * s.kv_dtype.bytes();
     let kv_cache_bytes: f64 = arch
         .layer_groups()
-        .iter()
+        .into_iter()
         .map(|(kind, count)| {
             let cached = kind.window.map_or(context, |w| w.min(context));
-            *count as f64 * kv_per_layer_token * cached as f64 * s.batch as f64
+            count as f64 * kv_per_layer_token * cached as f64 * s.batch as f64
         })
         .sum();
     let kv_cache_bytes_per_token = arch.kv_elements_per_token() as f64 * s.kv_dtype.bytes();

@@ -24,13 +24,60 @@ pub enum Pass {
 }
 
 /// An op spec. Shapes only: no hardware, no timing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     Matmul(Matmul),
     Attention(Attention),
     Memory(MemoryOp),
     Collective(Collective),
+}
+
+/// Ops are memoized by shape in the hot loop of a search: hash the fields packed into a few
+/// words (small enums and flags share one) rather than one write per field.
+impl std::hash::Hash for Op {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let small = |d: DType| d as u64;
+        match self {
+            Op::Matmul(m) => {
+                h.write_u64(small(m.input) | small(m.output) << 8);
+                h.write_u64(m.batch);
+                h.write_u64(m.m);
+                h.write_u64(m.n);
+                h.write_u64(m.k);
+            }
+            Op::Attention(a) => {
+                h.write_u64(
+                    1 << 60
+                        | small(a.dtype)
+                        | small(a.kv_dtype) << 8
+                        | u64::from(a.causal) << 16
+                        | u64::from(a.fused) << 17
+                        | (a.pass as u64) << 18
+                        | u64::from(a.window.is_some()) << 19,
+                );
+                h.write_u64(a.batch);
+                h.write_u64(a.q_heads ^ a.kv_heads.rotate_left(32));
+                h.write_u64(a.q_len);
+                h.write_u64(a.kv_len);
+                h.write_u64(a.qk_head_dim ^ a.v_head_dim.rotate_left(32));
+                h.write_u64(a.window.unwrap_or(0));
+            }
+            Op::Memory(m) => {
+                h.write_u64(2 << 60 | small(m.dtype) | (m.pass as u64) << 8);
+                m.kind.hash(h);
+                h.write_u64(m.rows);
+                h.write_u64(m.cols);
+            }
+            Op::Collective(c) => {
+                h.write_u64(3 << 60 | small(c.dtype));
+                c.kind.hash(h);
+                c.link.hash(h);
+                h.write_u64(c.payload_bytes);
+                h.write_u64(c.ranks);
+            }
+        }
+    }
 }
 
 /// Coarse op class, used to pick efficiencies and calibration tables.

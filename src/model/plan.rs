@@ -3,7 +3,7 @@
 //! attention context grows over the generated tokens. Ops are plain values; their labels are
 //! static names rendered only when a report shows them.
 
-use crate::model::arch::{Architecture, LayerKind, Norm, Positions};
+use crate::model::arch::{Architecture, LayerGroups, LayerKind, Mlp, Moe, Norm, Positions};
 use crate::model::dtype::DType;
 use crate::model::execution::{
     Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
@@ -102,16 +102,94 @@ pub struct OpInstance {
     pub op: Op,
 }
 
+/// The architecture's per-layer dimensions: everything a layer's op builders read. A layer's ops
+/// are a function of these, its kind and the pass shape, which is what lets `price` memoize
+/// whole layers by `BlockKey`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LayerDims {
+    pub hidden: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub intermediate: u64,
+    pub mlp: Mlp,
+    pub norm: Norm,
+    pub norms_per_layer: u64,
+    pub rotary: bool,
+    pub moe: Option<Moe>,
+}
+
+impl LayerDims {
+    pub fn of(a: &Architecture) -> LayerDims {
+        LayerDims {
+            hidden: a.hidden_size,
+            heads: a.num_heads,
+            kv_heads: a.num_kv_heads,
+            head_dim: a.head_dim,
+            intermediate: a.intermediate_size,
+            mlp: a.mlp,
+            norm: a.norm,
+            norms_per_layer: a.norms_per_layer,
+            rotary: a.positions == Positions::Rotary,
+            moe: a.moe,
+        }
+    }
+
+    fn q_width(&self) -> u64 {
+        self.heads * self.head_dim
+    }
+
+    fn kv_width(&self) -> u64 {
+        self.kv_heads * self.head_dim
+    }
+}
+
+/// The shape of one pass: what every op of it runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PassShape {
+    /// Sequences.
+    pub batch: u64,
+    /// New tokens per sequence in this pass (seq, prompt, or 1 in decode).
+    pub q_len: u64,
+    /// Context per sequence the new tokens attend to.
+    pub kv_len: u64,
+    pub dtype: DType,
+    pub kv_dtype: DType,
+    pub fused: bool,
+}
+
+/// What a block of ops is: one layer of `kind` over `shape`, in `phase` (`attention_only`: the
+/// selective recomputation of the attention core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    pub dims: LayerDims,
+    pub kind: LayerKind,
+    pub shape: PassShape,
+    pub phase: Phase,
+    pub attention_only: bool,
+}
+
+/// A run `start..end` of a plan's op list that is one layer, each of its ops `count` times.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Block {
+    pub start: usize,
+    pub end: usize,
+    pub key: BlockKey,
+}
+
 /// What one GPU runs for an execution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// One training step.
     pub training: Vec<OpInstance>,
+    pub training_blocks: Vec<Block>,
     /// The prefill of the prompt: the time to first token.
     pub prefill: Vec<OpInstance>,
+    pub prefill_blocks: Vec<Block>,
     /// One decode step at the first context of `decode_contexts`; only the attention ops depend
     /// on the context, so `price` moves their `kv_len` over the range.
     pub decode: Vec<OpInstance>,
+    pub decode_blocks: Vec<Block>,
     /// The contexts of the decode steps the time per output token averages.
     pub decode_contexts: RangeInclusive<u64>,
 }
@@ -120,8 +198,11 @@ impl Default for Plan {
     fn default() -> Self {
         Plan {
             training: Vec::new(),
+            training_blocks: Vec::new(),
             prefill: Vec::new(),
+            prefill_blocks: Vec::new(),
             decode: Vec::new(),
+            decode_blocks: Vec::new(),
             decode_contexts: 1..=1,
         }
     }
@@ -137,13 +218,27 @@ pub fn plan(arch: &Architecture, execution: &Execution) -> Plan {
 /// `plan`, reusing `out`'s buffers (the search loop plans millions of candidates).
 pub fn plan_into(out: &mut Plan, arch: &Architecture, execution: &Execution) {
     out.training.clear();
+    out.training_blocks.clear();
     out.prefill.clear();
+    out.prefill_blocks.clear();
     out.decode.clear();
-    training_ops_into(&mut out.training, arch, &execution.training);
-    prefill_ops_into(&mut out.prefill, arch, &execution.serving);
+    out.decode_blocks.clear();
+    training_ops_into(
+        &mut out.training,
+        &mut out.training_blocks,
+        arch,
+        &execution.training,
+    );
+    prefill_ops_into(
+        &mut out.prefill,
+        &mut out.prefill_blocks,
+        arch,
+        &execution.serving,
+    );
     out.decode_contexts = execution.serving.decode_contexts();
     decode_ops_into(
         &mut out.decode,
+        &mut out.decode_blocks,
         arch,
         &execution.serving,
         *out.decode_contexts.start(),
@@ -168,33 +263,49 @@ impl Sink<'_> {
     }
 }
 
-/// Shapes shared by the op builders.
-struct Ctx<'a> {
-    arch: &'a Architecture,
-    /// Sequences.
-    batch: u64,
-    /// New tokens per sequence in this pass (seq, prompt, or 1 in decode).
-    q_len: u64,
-    /// Context per sequence the new tokens attend to.
-    kv_len: u64,
-    dtype: DType,
-    kv_dtype: DType,
-    fused: bool,
+/// What the op builders read: the layer dimensions, the pass shape, and the few model-level
+/// figures the embedding and head need.
+struct Ctx {
+    dims: LayerDims,
+    shape: PassShape,
+    vocab: u64,
+    learned_positions: bool,
+    groups: LayerGroups,
 }
 
-impl Ctx<'_> {
+impl Ctx {
+    fn new(arch: &Architecture, shape: PassShape) -> Ctx {
+        Ctx {
+            dims: LayerDims::of(arch),
+            shape,
+            vocab: arch.vocab_size,
+            learned_positions: arch.positions == Positions::Learned,
+            groups: arch.layer_groups(),
+        }
+    }
+
+    fn key(&self, kind: LayerKind, phase: Phase, attention_only: bool) -> BlockKey {
+        BlockKey {
+            dims: self.dims,
+            kind,
+            shape: self.shape,
+            phase,
+            attention_only,
+        }
+    }
+
     fn tokens(&self) -> u64 {
-        self.batch * self.q_len
+        self.shape.batch * self.shape.q_len
     }
 
     fn act(&self) -> DType {
-        activation_dtype(self.dtype)
+        activation_dtype(self.shape.dtype)
     }
 
     fn matmul(&self, batch: u64, m: u64, n: u64, k: u64) -> Op {
         Op::Matmul(Matmul {
             output: self.act(),
-            ..Matmul::new(batch, m, n, k, self.dtype)
+            ..Matmul::new(batch, m, n, k, self.shape.dtype)
         })
     }
 
@@ -203,39 +314,39 @@ impl Ctx<'_> {
     }
 
     fn norm_kind(&self) -> MemoryKind {
-        match self.arch.norm {
+        match self.dims.norm {
             Norm::LayerNorm => MemoryKind::LayerNorm,
             Norm::RmsNorm => MemoryKind::RmsNorm,
         }
     }
 
     fn norm(&self) -> Op {
-        self.memory(self.norm_kind(), self.tokens(), self.arch.hidden_size)
+        self.memory(self.norm_kind(), self.tokens(), self.dims.hidden)
     }
 
     fn attention(&self, window: Option<u64>) -> Op {
-        let a = self.arch;
+        let (d, p) = (&self.dims, &self.shape);
         Op::Attention(Attention {
-            batch: self.batch,
-            q_heads: a.num_heads,
-            kv_heads: a.num_kv_heads,
-            q_len: self.q_len,
-            kv_len: self.kv_len,
-            qk_head_dim: a.head_dim,
-            v_head_dim: a.head_dim,
+            batch: p.batch,
+            q_heads: d.heads,
+            kv_heads: d.kv_heads,
+            q_len: p.q_len,
+            kv_len: p.kv_len,
+            qk_head_dim: d.head_dim,
+            v_head_dim: d.head_dim,
             causal: true,
             window,
-            dtype: attention_dtype(self.dtype),
-            kv_dtype: self.kv_dtype,
-            fused: self.fused,
+            dtype: attention_dtype(p.dtype),
+            kv_dtype: p.kv_dtype,
+            fused: p.fused,
             pass: Pass::Forward,
         })
     }
 
     /// The feed-forward ops of an MLP of width `width` over `rows` tokens, `experts` copies.
     fn mlp(&self, s: &mut Sink, part: Part, experts: u64, rows: u64, width: u64) {
-        let a = self.arch;
-        let h = a.hidden_size;
+        let a = &self.dims;
+        let h = a.hidden;
         let (up_width, act_kind, up_name) = if a.mlp.gated {
             (
                 2 * width,
@@ -259,14 +370,14 @@ impl Ctx<'_> {
 
     /// The forward ops of one layer of `kind`.
     fn layer(&self, s: &mut Sink, kind: LayerKind) {
-        let a = self.arch;
-        let (h, t) = (a.hidden_size, self.tokens());
+        let a = &self.dims;
+        let (h, t) = (a.hidden, self.tokens());
         s.push(Label::new("attn-norm"), self.norm());
         s.push(
             Label::new("qkv"),
             self.matmul(1, t, a.q_width() + 2 * a.kv_width(), h),
         );
-        if a.positions == Positions::Rotary {
+        if a.rotary {
             s.push(
                 Label::new("rotary"),
                 self.memory(MemoryKind::Rotary, t, a.q_width() + a.kv_width()),
@@ -321,7 +432,7 @@ impl Ctx<'_> {
                     self.memory(MemoryKind::ResidualAdd, routed, h),
                 );
             }
-            _ => self.mlp(s, Part::Main, 1, t, a.intermediate_size),
+            _ => self.mlp(s, Part::Main, 1, t, a.intermediate),
         }
         if a.norms_per_layer == 4 {
             s.push(Label::new("post-mlp-norm"), self.norm());
@@ -334,12 +445,12 @@ impl Ctx<'_> {
 
     /// Ops before the first layer: token embedding (plus learned positions).
     fn embedding(&self, s: &mut Sink) {
-        let (h, t) = (self.arch.hidden_size, self.tokens());
+        let (h, t) = (self.dims.hidden, self.tokens());
         s.push(
             Label::new("embedding"),
             self.memory(MemoryKind::EmbeddingLookup, t, h),
         );
-        if self.arch.positions == Positions::Learned {
+        if self.learned_positions {
             s.push(
                 Label::new("position-add"),
                 self.memory(MemoryKind::ResidualAdd, t, h),
@@ -349,27 +460,48 @@ impl Ctx<'_> {
 
     /// Ops after the last layer over `rows` tokens: final norm and the LM head.
     fn head(&self, s: &mut Sink, rows: u64) {
-        let a = self.arch;
+        let h = self.dims.hidden;
         s.push(
             Label::new("final-norm"),
-            self.memory(self.norm_kind(), rows, a.hidden_size),
+            self.memory(self.norm_kind(), rows, h),
         );
-        s.push(
-            Label::new("lm-head"),
-            self.matmul(1, rows, a.vocab_size, a.hidden_size),
-        );
+        s.push(Label::new("lm-head"), self.matmul(1, rows, self.vocab, h));
+    }
+
+    /// One layer of `kind`, `count` times, as a block.
+    fn layer_block(
+        &self,
+        out: &mut Vec<OpInstance>,
+        blocks: &mut Vec<Block>,
+        phase: Phase,
+        kind: LayerKind,
+        count: u64,
+    ) {
+        let start = out.len();
+        self.layer(&mut Sink { out, phase, count }, kind);
+        blocks.push(Block {
+            start,
+            end: out.len(),
+            key: self.key(kind, phase, false),
+        });
     }
 
     /// Embedding, every layer group, and the head over `head_rows` tokens, in `phase`.
-    fn forward(&self, out: &mut Vec<OpInstance>, phase: Phase, head_rows: u64) {
+    fn forward(
+        &self,
+        out: &mut Vec<OpInstance>,
+        blocks: &mut Vec<Block>,
+        phase: Phase,
+        head_rows: u64,
+    ) {
         let mut once = Sink {
             out,
             phase,
             count: 1,
         };
         self.embedding(&mut once);
-        for (kind, count) in self.arch.layer_groups() {
-            self.layer(&mut Sink { out, phase, count }, kind);
+        for (kind, count) in self.groups {
+            self.layer_block(out, blocks, phase, kind, count);
         }
         self.head(
             &mut Sink {
@@ -436,22 +568,29 @@ pub fn backward_of(op: &Op, mut emit: impl FnMut(Grad, Op)) {
 /// The ops of one training step: forward, backward, recomputation and the optimizer update.
 pub fn training_ops(arch: &Architecture, s: &TrainingSetup) -> Vec<OpInstance> {
     let mut ops = Vec::new();
-    training_ops_into(&mut ops, arch, s);
+    training_ops_into(&mut ops, &mut Vec::new(), arch, s);
     ops
 }
 
-fn training_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &TrainingSetup) {
-    let ctx = Ctx {
+fn training_ops_into(
+    ops: &mut Vec<OpInstance>,
+    blocks: &mut Vec<Block>,
+    arch: &Architecture,
+    s: &TrainingSetup,
+) {
+    let ctx = Ctx::new(
         arch,
-        batch: s.batch,
-        q_len: s.seq,
-        kv_len: s.seq,
-        dtype: s.dtype,
-        kv_dtype: attention_dtype(s.dtype),
-        fused: s.fused_attention,
-    };
+        PassShape {
+            batch: s.batch,
+            q_len: s.seq,
+            kv_len: s.seq,
+            dtype: s.dtype,
+            kv_dtype: attention_dtype(s.dtype),
+            fused: s.fused_attention,
+        },
+    );
     let t = ctx.tokens();
-    ctx.forward(ops, Phase::Forward, t);
+    ctx.forward(ops, blocks, Phase::Forward, t);
     ops.push(OpInstance {
         phase: Phase::Forward,
         label: Label::new("cross-entropy"),
@@ -459,7 +598,8 @@ fn training_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &Trainin
         op: ctx.memory(MemoryKind::CrossEntropy, t, arch.vocab_size),
     });
 
-    for i in (0..ops.len()).rev() {
+    // The backward runs the forward in reverse; each forward layer block becomes a backward one.
+    let backward_of_op = |ops: &mut Vec<OpInstance>, i: usize| {
         let f = ops[i];
         backward_of(&f.op, |grad, op| {
             ops.push(OpInstance {
@@ -469,6 +609,29 @@ fn training_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &Trainin
                 op,
             })
         });
+    };
+    let (mut i, mut b) = (ops.len(), blocks.len());
+    while i > 0 {
+        if b > 0 && blocks[b - 1].end == i {
+            let f = blocks[b - 1];
+            let start = ops.len();
+            for j in (f.start..f.end).rev() {
+                backward_of_op(ops, j);
+            }
+            blocks.push(Block {
+                start,
+                end: ops.len(),
+                key: BlockKey {
+                    phase: Phase::Backward,
+                    ..f.key
+                },
+            });
+            i = f.start;
+            b -= 1;
+        } else {
+            i -= 1;
+            backward_of_op(ops, i);
+        }
     }
     // Recomputation: full re-runs every layer's forward; selective re-runs the attention core,
     // which costs extra only when attention is unfused (a fused backward recomputes it anyway).
@@ -478,7 +641,7 @@ fn training_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &Trainin
         _ => None,
     };
     if let Some(attention_only) = again {
-        for (kind, count) in arch.layer_groups() {
+        for (kind, count) in ctx.groups {
             let start = ops.len();
             let mut sink = Sink {
                 out: ops,
@@ -496,6 +659,11 @@ fn training_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &Trainin
                 }
                 ops.truncate(kept);
             }
+            blocks.push(Block {
+                start,
+                end: ops.len(),
+                key: ctx.key(kind, Phase::Recompute, attention_only),
+            });
         }
     }
     ops.push(OpInstance {
@@ -516,21 +684,28 @@ fn training_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &Trainin
 /// (what serving engines compute to sample the first token).
 pub fn prefill_ops(arch: &Architecture, s: &InferenceSetup) -> Vec<OpInstance> {
     let mut ops = Vec::new();
-    prefill_ops_into(&mut ops, arch, s);
+    prefill_ops_into(&mut ops, &mut Vec::new(), arch, s);
     ops
 }
 
-fn prefill_ops_into(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &InferenceSetup) {
-    let ctx = Ctx {
+fn prefill_ops_into(
+    ops: &mut Vec<OpInstance>,
+    blocks: &mut Vec<Block>,
+    arch: &Architecture,
+    s: &InferenceSetup,
+) {
+    let ctx = Ctx::new(
         arch,
-        batch: s.batch,
-        q_len: s.prompt,
-        kv_len: s.prompt,
-        dtype: s.dtype,
-        kv_dtype: s.kv_dtype,
-        fused: s.fused_attention,
-    };
-    ctx.forward(ops, Phase::Prefill, s.batch);
+        PassShape {
+            batch: s.batch,
+            q_len: s.prompt,
+            kv_len: s.prompt,
+            dtype: s.dtype,
+            kv_dtype: s.kv_dtype,
+            fused: s.fused_attention,
+        },
+    );
+    ctx.forward(ops, blocks, Phase::Prefill, s.batch);
 }
 
 /// The forward ops of one layer of `kind` over `batch` sequences of `seq` tokens attending to
@@ -542,15 +717,17 @@ pub fn layer_forward_ops(
     seq: u64,
     dtype: DType,
 ) -> Vec<(String, Op)> {
-    let ctx = Ctx {
+    let ctx = Ctx::new(
         arch,
-        batch,
-        q_len: seq,
-        kv_len: seq,
-        dtype,
-        kv_dtype: attention_dtype(dtype),
-        fused: true,
-    };
+        PassShape {
+            batch,
+            q_len: seq,
+            kv_len: seq,
+            dtype,
+            kv_dtype: attention_dtype(dtype),
+            fused: true,
+        },
+    );
     let mut ops = Vec::new();
     ctx.layer(
         &mut Sink {
@@ -568,26 +745,29 @@ pub fn layer_forward_ops(
 /// The ops of one decode step: one new token per sequence attending to `context` positions.
 pub fn decode_ops(arch: &Architecture, s: &InferenceSetup, context: u64) -> Vec<OpInstance> {
     let mut ops = Vec::new();
-    decode_ops_into(&mut ops, arch, s, context);
+    decode_ops_into(&mut ops, &mut Vec::new(), arch, s, context);
     ops
 }
 
 fn decode_ops_into(
     ops: &mut Vec<OpInstance>,
+    blocks: &mut Vec<Block>,
     arch: &Architecture,
     s: &InferenceSetup,
     context: u64,
 ) {
-    let ctx = Ctx {
+    let ctx = Ctx::new(
         arch,
-        batch: s.batch,
-        q_len: 1,
-        kv_len: context,
-        dtype: s.dtype,
-        kv_dtype: s.kv_dtype,
-        fused: true,
-    };
-    ctx.forward(ops, Phase::Decode, s.batch);
+        PassShape {
+            batch: s.batch,
+            q_len: 1,
+            kv_len: context,
+            dtype: s.dtype,
+            kv_dtype: s.kv_dtype,
+            fused: true,
+        },
+    );
+    ctx.forward(ops, blocks, Phase::Decode, s.batch);
 }
 
 /// The op with its attention context set to `context` (decode steps differ only in that).

@@ -17,23 +17,36 @@ use crate::model::cost::OpPrice;
 use crate::model::execution::Execution;
 use crate::model::memory::{self, InferenceMemory, TrainingMemory};
 use crate::model::ops::Op;
-use crate::model::plan::{OpInstance, Phase, Plan, at_context, plan_into};
+use crate::model::plan::{Block, BlockKey, OpInstance, Phase, Plan, at_context, plan_into};
 use crate::model::system::System;
 use rustc_hash::FxHashMap;
+use std::sync::Mutex;
 
 /// Decode runs with at most this many steps are summed step by step.
 pub const EXACT_DECODE_STEPS: u64 = 64;
 /// A sampled segment is split while its midpoint is further than this (relative) from the chord.
 pub const DECODE_LINEARITY_TOLERANCE: f64 = 1e-5;
 /// Sampled segments are at least this many per decode run, whatever their linearity.
-const DECODE_MIN_SEGMENTS: u64 = 4;
+const DECODE_MIN_SEGMENTS: u64 = 2;
+/// Memo entries a pricer keeps before it starts afresh (bounds its memory in a long search).
+const MEMO_CAPACITY: usize = 1 << 20;
 /// How deep a segment may be split (2^12 segments at most).
 const DECODE_MAX_DEPTH: u32 = 12;
 
-/// Prices ops on a system, remembering every shape it has priced.
+/// Prices ops on a system, remembering every shape it has priced, and every layer (a layer's
+/// ops are a function of its `BlockKey`, so a candidate that shares a layer with an earlier one
+/// prices it with one lookup).
 pub struct Pricer<'s> {
     pub system: &'s System,
     memo: FxHashMap<Op, OpPrice>,
+    layers: FxHashMap<BlockKey, LayerPrice>,
+}
+
+/// One copy of a layer block: its cost, and its model FLOPs (forward matmuls and attention).
+#[derive(Debug, Clone, Copy)]
+struct LayerPrice {
+    cost: PhaseCost,
+    model_flops: f64,
 }
 
 impl<'s> Pricer<'s> {
@@ -41,7 +54,35 @@ impl<'s> Pricer<'s> {
         Pricer {
             system,
             memo: FxHashMap::default(),
+            layers: FxHashMap::default(),
         }
+    }
+
+    /// One copy of the layer `ops` (keyed by `key`). Decode layers leave out attention, which
+    /// depends on the context and is priced apart.
+    fn layer(&mut self, key: &BlockKey, ops: &[OpInstance]) -> Result<LayerPrice> {
+        if let Some(p) = self.layers.get(key) {
+            return Ok(*p);
+        }
+        let mut p = LayerPrice {
+            cost: PhaseCost::default(),
+            model_flops: 0.0,
+        };
+        for o in ops {
+            let attention = matches!(o.op, Op::Attention(_));
+            if key.phase == Phase::Decode && attention {
+                continue;
+            }
+            p.cost.add(&self.op(&o.op)?, 1.0);
+            if key.phase == Phase::Forward && (attention || matches!(o.op, Op::Matmul(_))) {
+                p.model_flops += o.op.flops();
+            }
+        }
+        if self.layers.len() >= MEMO_CAPACITY {
+            self.layers.clear();
+        }
+        self.layers.insert(*key, p);
+        Ok(p)
     }
 
     /// The price of one op (from the memo when this shape was priced before).
@@ -50,6 +91,9 @@ impl<'s> Pricer<'s> {
             return Ok(*p);
         }
         let p = self.system.cost_model.price(op, &self.system.hw)?;
+        if self.memo.len() >= MEMO_CAPACITY {
+            self.memo.clear();
+        }
         self.memo.insert(*op, p);
         Ok(p)
     }
@@ -144,20 +188,13 @@ pub fn price(
     hw.require_peak_flops(execution.serving.dtype)?;
     let capacity = hw.memory_bytes.value;
 
-    let mut training = PhaseCost::default();
-    let mut forward_model_flops = 0.0;
-    for o in &plan.training {
-        let p = pricer.op(&o.op)?;
-        training.add(&p, o.count as f64);
-        if o.phase == Phase::Forward && matches!(o.op, Op::Matmul(_) | Op::Attention(_)) {
-            forward_model_flops += o.op.flops() * o.count as f64;
-        }
-    }
+    let (training, forward_model_flops) =
+        sum_with_layers(&plan.training, &plan.training_blocks, pricer)?;
     let tokens = execution.training.tokens() as f64;
     Ok(Cost {
         training,
         model_flops_per_token: 3.0 * (forward_model_flops / tokens),
-        prefill: sum(&plan.prefill, pricer)?,
+        prefill: sum_with_layers(&plan.prefill, &plan.prefill_blocks, pricer)?.0,
         decode: mean_decode_step(plan, pricer)?,
         training_memory: memory::training(arch, &execution.training, capacity),
         inference_memory: memory::inference(arch, &execution.serving, capacity),
@@ -174,25 +211,78 @@ pub fn price_candidate(
     price(arch, execution, &plan, pricer)
 }
 
-/// Prices many candidates on every core (rayon); each worker plans into its own buffers and
-/// keeps its own memo. Results come back in the candidates' order.
-pub fn price_all(system: &System, candidates: &[(&Architecture, Execution)]) -> Vec<Result<Cost>> {
-    use rayon::prelude::*;
-    // Long runs per worker, so that each memo is reused many times.
-    let per_worker = candidates.len() / (4 * rayon::current_num_threads()).max(1);
-    candidates
-        .par_iter()
-        .with_min_len(per_worker.max(1))
-        .map_init(
-            || (Pricer::new(system), Plan::default()),
-            |(pricer, plan), (arch, execution)| {
-                plan_into(plan, arch, execution);
-                price(arch, execution, plan, pricer)
-            },
-        )
-        .collect()
+/// Prices candidates on every core (rayon). Each worker thread keeps its own plan buffers and
+/// memo for the scorer's life, so repeated calls (a search's generations) start warm.
+pub struct Scorer<'s> {
+    system: &'s System,
+    workers: Vec<Mutex<(Pricer<'s>, Plan)>>,
 }
 
+impl<'s> Scorer<'s> {
+    pub fn new(system: &'s System) -> Self {
+        let workers = (0..rayon::current_num_threads().max(1))
+            .map(|_| Mutex::new((Pricer::new(system), Plan::default())))
+            .collect();
+        Scorer { system, workers }
+    }
+
+    pub fn system(&self) -> &System {
+        self.system
+    }
+
+    /// The cost of every candidate, in the candidates' order.
+    pub fn price_all(&self, candidates: &[(&Architecture, Execution)]) -> Vec<Result<Cost>> {
+        use rayon::prelude::*;
+        candidates
+            .par_iter()
+            .map(|(arch, execution)| {
+                let i = rayon::current_thread_index().unwrap_or(0) % self.workers.len();
+                // A worker's state stays consistent even if another candidate panicked.
+                let mut worker = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
+                let (pricer, plan) = &mut *worker;
+                plan_into(plan, arch, execution);
+                price(arch, execution, plan, pricer)
+            })
+            .collect()
+    }
+}
+
+/// The cost of an op list whose `blocks` are layers (priced a layer at a time), and its forward
+/// model FLOPs. In a decode list, attention is left out (see `mean_decode_step`).
+fn sum_with_layers(
+    ops: &[OpInstance],
+    blocks: &[Block],
+    pricer: &mut Pricer,
+) -> Result<(PhaseCost, f64)> {
+    let mut cost = PhaseCost::default();
+    let mut model_flops = 0.0;
+    let (mut i, mut next) = (0, blocks.iter().peekable());
+    while i < ops.len() {
+        if let Some(b) = next.next_if(|b| b.start == i) {
+            if b.end > b.start {
+                let count = ops[b.start].count as f64;
+                let layer = pricer.layer(&b.key, &ops[b.start..b.end])?;
+                cost = cost.plus(layer.cost.scaled(count));
+                model_flops += layer.model_flops * count;
+            }
+            i = b.end;
+            continue;
+        }
+        let o = &ops[i];
+        let attention = matches!(o.op, Op::Attention(_));
+        if !(o.phase == Phase::Decode && attention) {
+            let n = o.count as f64;
+            cost.add(&pricer.op(&o.op)?, n);
+            if o.phase == Phase::Forward && (attention || matches!(o.op, Op::Matmul(_))) {
+                model_flops += o.op.flops() * n;
+            }
+        }
+        i += 1;
+    }
+    Ok((cost, model_flops))
+}
+
+#[cfg(test)]
 fn sum(ops: &[OpInstance], pricer: &mut Pricer) -> Result<PhaseCost> {
     let mut c = PhaseCost::default();
     for o in ops {
@@ -213,12 +303,7 @@ fn attention_at(decode: &[OpInstance], context: u64, pricer: &mut Pricer) -> Res
 
 /// The mean decode step over `plan.decode_contexts`.
 fn mean_decode_step(plan: &Plan, pricer: &mut Pricer) -> Result<PhaseCost> {
-    let mut fixed = PhaseCost::default();
-    for o in plan.decode.iter() {
-        if !matches!(o.op, Op::Attention(_)) {
-            fixed.add(&pricer.op(&o.op)?, o.count as f64);
-        }
-    }
+    let (fixed, _) = sum_with_layers(&plan.decode, &plan.decode_blocks, pricer)?;
     let (first, last) = (*plan.decode_contexts.start(), *plan.decode_contexts.end());
     let steps = last - first + 1;
     let attention_total = if steps <= EXACT_DECODE_STEPS {
@@ -370,6 +455,40 @@ mod tests {
             }
         }
         eprintln!("worst sampled-decode error: {worst:e}");
+    }
+
+    /// Pricing a layer at a time (memoized by its key) gives what pricing every op gives, for
+    /// candidates that share layers with earlier ones (one pricer across all of them).
+    #[test]
+    fn layers_priced_whole_equal_their_ops() {
+        let system = System::load("h100-sxm", None, false).unwrap();
+        let mut shared = Pricer::new(&system);
+        for name in arch::model_names() {
+            let base = arch::load(name).unwrap();
+            for layers in [base.num_layers, base.num_layers + 3] {
+                for recompute in [Recompute::None, Recompute::Selective, Recompute::Full] {
+                    let mut a = base.clone();
+                    a.num_layers = layers;
+                    let mut e = execution(2, 300, 100, DType::Bf16);
+                    e.training.recompute = recompute;
+                    e.training.fused_attention = recompute != Recompute::Selective;
+                    let p = plan(&a, &e);
+                    let cost = price(&a, &e, &p, &mut shared).unwrap();
+                    let mut fresh = Pricer::new(&system);
+                    for (whole, ops) in [(cost.training, &p.training), (cost.prefill, &p.prefill)] {
+                        let each = sum(ops, &mut fresh).unwrap();
+                        for (x, y) in [
+                            (whole.seconds, each.seconds),
+                            (whole.flops, each.flops),
+                            (whole.bytes, each.bytes),
+                            (whole.error_weighted, each.error_weighted),
+                        ] {
+                            assert!((x - y).abs() <= 1e-12 * y.abs(), "{name}: {x} vs {y}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
