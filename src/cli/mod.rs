@@ -9,6 +9,7 @@ macro_rules! outln {
     }};
 }
 
+mod args;
 #[cfg(feature = "measure")]
 mod bench;
 #[cfg(feature = "measure")]

@@ -1,10 +1,9 @@
 //! `gpucost predict`: the cost of one architecture on one GPU.
 
-use super::Format;
 use super::format::{bytes, count, percent, seconds, si};
+use super::{Format, args};
 use crate::Error;
 use crate::model::arch;
-use crate::model::dtype::DType;
 use crate::model::execution::{
     Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup, attention_dtype,
 };
@@ -63,23 +62,10 @@ pub struct PredictArgs {
     format: Format,
 }
 
-fn dtype_flag(flag: &str, value: &str) -> Result<DType, Error> {
-    value
-        .parse()
-        .map_err(|e| Error::Unknown(format!("--{flag}: {e}")))
-}
-
-fn size_flag(flag: &str, value: i64) -> Result<u64, Error> {
-    u64::try_from(value)
-        .ok()
-        .filter(|&v| v > 0)
-        .ok_or_else(|| Error::Unsupported(format!("--{flag} must be positive, got {value}")))
-}
-
 pub fn run(a: PredictArgs) -> Result<()> {
-    let dtype = dtype_flag("dtype", &a.dtype)?;
+    let dtype = args::dtype("dtype", &a.dtype)?;
     let kv_dtype = match &a.kv_dtype {
-        Some(s) => dtype_flag("kv-dtype", s)?,
+        Some(s) => args::dtype("kv-dtype", s)?,
         None => attention_dtype(dtype),
     };
     if let Some(p) = a.price_per_hour
@@ -92,12 +78,12 @@ pub fn run(a: PredictArgs) -> Result<()> {
     }
     let model = arch::load(&a.model)?;
     let system = System::load(&a.hw, a.calibration.as_deref(), a.roofline)?;
-    let batch = size_flag("batch", a.batch)?;
+    let batch = args::positive("batch", a.batch)?;
     let fused = !a.no_fused_attention;
     let execution = Execution {
         training: TrainingSetup {
             batch,
-            seq: size_flag("seq", a.seq)?,
+            seq: args::positive("seq", a.seq)?,
             dtype,
             recompute: a.recompute,
             fused_attention: fused,
@@ -105,8 +91,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
         },
         serving: InferenceSetup {
             batch,
-            prompt: size_flag("prompt", a.prompt)?,
-            generate: size_flag("gen", a.generate)?,
+            prompt: args::positive("prompt", a.prompt)?,
+            generate: args::positive("gen", a.generate)?,
             dtype,
             kv_dtype,
             fused_attention: fused,

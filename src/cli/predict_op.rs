@@ -1,10 +1,9 @@
 //! `gpucost predict-op`: the cost of one kernel, for tools that need it (an autotuner, a compiler,
 //! a scheduler).
 
-use super::Format;
 use super::format::{seconds, si};
+use super::{Format, args};
 use crate::error::Error;
-use crate::model::dtype::DType;
 use crate::model::ops::{Attention, Matmul, Op, Pass};
 use crate::model::system::System;
 use anyhow::Result;
@@ -90,13 +89,6 @@ struct OpPrediction {
     detail: String,
 }
 
-fn positive(flag: &str, v: i64) -> Result<u64, Error> {
-    u64::try_from(v)
-        .ok()
-        .filter(|&x| x > 0)
-        .ok_or_else(|| Error::Unsupported(format!("--{flag} must be positive, got {v}")))
-}
-
 pub fn run(a: PredictOpArgs) -> Result<()> {
     let (op, common) = match a.op {
         OpArgs::Matmul {
@@ -106,12 +98,12 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
             batch,
             common,
         } => {
-            let dtype = parse_dtype(&common.dtype)?;
+            let dtype = args::dtype("dtype", &common.dtype)?;
             let mm = Matmul::kernel(
-                positive("batch", batch)?,
-                positive("m", m)?,
-                positive("n", n)?,
-                positive("k", k)?,
+                args::positive("batch", batch)?,
+                args::positive("m", m)?,
+                args::positive("n", n)?,
+                args::positive("k", k)?,
                 dtype,
             );
             (Op::Matmul(mm), common)
@@ -126,11 +118,11 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
             causal,
             common,
         } => {
-            let dtype = parse_dtype(&common.dtype)?;
-            let heads = positive("heads", heads)?;
-            let kv_heads = positive("kv-heads", kv_heads.unwrap_or(heads as i64))?;
-            let seq_q = positive("seq-q", seq_q)?;
-            let seq_kv = positive("seq-kv", seq_kv.unwrap_or(seq_q as i64))?;
+            let dtype = args::dtype("dtype", &common.dtype)?;
+            let heads = args::positive("heads", heads)?;
+            let kv_heads = args::positive("kv-heads", kv_heads.unwrap_or(heads as i64))?;
+            let seq_q = args::positive("seq-q", seq_q)?;
+            let seq_kv = args::positive("seq-kv", seq_kv.unwrap_or(seq_q as i64))?;
             if !heads.is_multiple_of(kv_heads) {
                 return Err(Error::Unsupported(format!(
                     "--kv-heads {kv_heads} does not divide --heads {heads}"
@@ -143,9 +135,9 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
                 ))
                 .into());
             }
-            let d = positive("head-dim", head_dim)?;
+            let d = args::positive("head-dim", head_dim)?;
             let att = Attention {
-                batch: positive("batch", batch)?,
+                batch: args::positive("batch", batch)?,
                 q_heads: heads,
                 kv_heads,
                 q_len: seq_q,
@@ -202,9 +194,4 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
         outln!(out, "model: {}", doc.model);
     }
     super::emit(&out)
-}
-
-fn parse_dtype(s: &str) -> Result<DType, Error> {
-    s.parse()
-        .map_err(|e| Error::Unknown(format!("--dtype: {e}")))
 }
