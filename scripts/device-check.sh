@@ -14,6 +14,13 @@
 # step keeps every record written before the cut. QUICK=1: smoke and target shapes only.
 # CALIBRATION=1: correctness on the smoke shapes, the composition check, then the bf16 and fp16
 # calibration sweeps with long limits (no wgpu, no criterion), within about 6.5 minutes.
+# SWEEP=1: the dense calibration sweep within 7 minutes (SWEEP_BUDGET_S), vendors first: cuBLAS /
+# cuBLASLt GEMMs in bf16, fp16, fp8-e4m3 and tf32, PyTorch SDPA prefill and decode, the
+# memory-bound kernels, PyTorch Llama models end to end beside `gpucost predict`, then our own
+# kernels on a thin grid in the time left; everything is packed into $OUT/sweep.tar.gz at the end
+# (SWEEP_KEEP=1 keeps the loose files too). SWEEP_DRY=1: count the sweep's shapes and estimate
+# each step's time, here or there, no GPU needed. The shape files and the time model:
+# scripts/make_sweep.py.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -32,6 +39,7 @@ for l in sys.stdin:
         print(m["target"]["name"], m["executable"])' \
     | while read -r name exe; do cp "$exe" ".device/bin/bench-$name"; done
   strip .device/bin/* 2>/dev/null || true
+  git rev-parse --short=12 HEAD > .device/revision 2>/dev/null || true
   grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
   # Vulkan loader for wgpu on the device (see the device tool's README).
   if [ ! -d .gl ]; then
@@ -43,7 +51,110 @@ for l in sys.stdin:
   du -sh .device .gl
 }
 
+# The sweep's steps, one per line: KIND DTYPE LIMIT_S FILE VARIANTS ("-": none; LIMIT "rest": an
+# equal share of the time left). The sweep and its dry run both read this table.
+sweep_plan() {
+  cat <<'PLAN'
+gemm bf16 90 scripts/sweep_h200_gemm.toml cublas
+gemm fp16 25 scripts/sweep_h200_gemm.toml cublas
+gemm fp8-e4m3 30 scripts/sweep_h200_gemm_fp8.toml cublaslt
+gemm tf32 25 scripts/sweep_h200_gemm.toml cublas-tf32
+sdpa bf16 50 scripts/sweep_h200_attention.toml -
+memory bf16 25 scripts/sweep_h200_memory.toml -
+e2e - 100 models/Meta-Llama-3-8B.json,models/Llama-2-7b-hf.json -
+gemm bf16 rest scripts/sweep_h200_ours.toml -
+attention bf16 rest scripts/sweep_h200_ours.toml -
+PLAN
+}
+SWEEP_BUDGET_S=${SWEEP_BUDGET_S:-420}
+# Seconds kept for the report and the archive at the end, and assumed for the setup before the
+# first step.
+SWEEP_RESERVE_S=15
+SWEEP_SETUP_S=10
+
+sweep_dry() {
+  local args=() kind dtype limit file variants
+  while read -r kind dtype limit file variants; do
+    [ "$variants" = - ] && variants=
+    args+=("$kind:$dtype:$limit:$file${variants:+:$variants}")
+  done < <(sweep_plan)
+  python3 scripts/make_sweep.py estimate --budget-s "$SWEEP_BUDGET_S" --reserve-s "$SWEEP_RESERVE_S" \
+    --setup-s "$SWEEP_SETUP_S" "${args[@]}"
+}
+
+# A copy of the device's catalog profile whose L2 is one byte: gpucost bench then makes one input
+# set per shape instead of rotating up to eight over three L2s. Rotation guards against a warm L2;
+# the CUDA backend flushes the L2 before every sample anyway, and making inputs on the host is
+# most of the sweep's time. Prints the file's path, or nothing for a device without a profile.
+sweep_profile() {
+  local name p f
+  name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  case "$name" in
+    *H200*) p=h200-sxm ;;
+    *H100*PCIe*) p=h100-pcie ;;
+    *H100*) p=h100-sxm ;;
+    *) return 0 ;;
+  esac
+  f=/tmp/gpucost-sweep-$p.toml
+  sed -E 's/^l2_bytes = .*/l2_bytes = { value = 1, source = "one byte, not the device L2: one input set per shape (the CUDA backend flushes the L2 before every sample)" }/' \
+    "hw_profiles/$p.toml" > "$f" && grep -q '^l2_bytes = { value = 1,' "$f" && echo "$f"
+}
+
+sweep() {
+  local res=$1 bin=$2 deadline=$((SWEEP_BUDGET_S - SWEEP_RESERVE_S))
+  echo "=== sweep: ${SWEEP_BUDGET_S} s in all; the dry run's estimate:"
+  sweep_dry
+  local hw; hw=$(sweep_profile)
+  local opts=(--budget-s 0.1 --target-cv 0.03 --out "$res" ${hw:+--hw "$hw"})
+  GPUCOST_GIT_REVISION=$(cat .device/revision 2>/dev/null || echo unknown)
+  export GPUCOST_GIT_REVISION PYTHONUNBUFFERED=1
+  local kind dtype limit file variants left rest var cfgs
+  rest=$(sweep_plan | grep -c ' rest ')
+  while read -r kind dtype limit file variants; do
+    left=$((deadline - SECONDS))
+    if [ "$limit" = rest ]; then
+      limit=$((left / rest))
+      rest=$((rest - 1))
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    if [ "$limit" -lt 5 ]; then
+      echo "=== skipped, ${left} s left: $kind $dtype $file"
+      continue
+    fi
+    var=()
+    [ "$variants" != - ] && var=(--variant "$variants")
+    case "$kind" in
+      gemm | attention | memory)
+        local op=$kind
+        [ "$kind" = gemm ] && op=matmul
+        step "$limit" $bin/gpucost bench --backend cuda --op "$op" --dtype "$dtype" --shapes "$file" \
+          "${var[@]}" --baseline-max-flops 0 "${opts[@]}" ;;
+      sdpa)
+        step "$limit" python3 scripts/reference_torch.py --shapes "$file" --dtype "$dtype" --out "$res" \
+          --budget-s 0.1 --target-cv 0.03 ;;
+      e2e)
+        IFS=, read -ra cfgs <<< "$file"
+        step "$limit" python3 scripts/e2e_torch.py "${cfgs[@]/#/--config=}" --out "$OUT/e2e" \
+          --gpucost $bin/gpucost --deadline-s $((limit - 5)) ;;
+    esac
+  done < <(sweep_plan)
+  timeout 30 $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
+  echo "=== sweep done after ${SECONDS} s; records (lines) per file:"
+  find "$res" "$OUT/e2e" -name '*.jsonl' -exec wc -l {} + 2>/dev/null
+  # One archive holds every record, so the run's results travel as one file.
+  local packed=()
+  for d in results e2e; do [ -d "$OUT/$d" ] && packed+=("$d"); done
+  if tar -czf "$OUT/sweep.tar.gz" -C "$OUT" "${packed[@]}"; then
+    [ -n "${SWEEP_KEEP:-}" ] || rm -rf "$res" "$OUT/e2e"
+  fi
+  ls -la "$OUT"
+}
+
 run() {
+  if [ -n "${SWEEP_DRY:-}" ]; then
+    sweep_dry
+    return
+  fi
   : "${OUT:?OUT must name the folder results go to}"
   # Records go straight under $OUT, so a run cut short still brings back what it measured.
   local log="$OUT/device-check.log" res="$OUT/results" bin=.device/bin
@@ -59,7 +170,14 @@ run() {
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
   fi
-  step() { local t=$1; shift; echo "=== [$(date +%T)] $*"; timeout "$t" "$@"; echo "=== exit $?"; }
+  step() {
+    local t=$1 t0=$SECONDS rc
+    shift
+    echo "=== [$(date +%T)] $*"
+    timeout -k 5 "$t" "$@"
+    rc=$?
+    echo "=== exit $rc after $((SECONDS - t0)) s"
+  }
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
   step 15 $bin/gpucost devices
   local fast=(--budget-s 0.25 --target-cv 0.03 --out "$res")
@@ -75,6 +193,10 @@ run() {
     step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model llama-3-8b --dtype bf16 --tokens 2048 --out "$res"
     step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model models/Llama-2-7b-hf.json --dtype fp16 --tokens 4096 --out "$res"
   }
+  if [ -n "${SWEEP:-}" ]; then
+    sweep "$res" "$bin"
+    return
+  fi
   if [ -n "${CALIBRATION:-}" ]; then
     for dt in bf16 fp16; do
       step 15 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes smoke "${quick[@]}"

@@ -4,9 +4,13 @@ timed the way gpucost times its own kernels (CUDA events, L2 flushed before ever
 warm-up, median of samples until the spread settles) and checked against an f64 reference on
 sampled rows. For every attention shape in a gpucost results file it appends a record in the same
 schema (variant "torch-sdpa-flash", vendor_library true), so `gpucost report` puts each of our
-kernels beside the vendor on the same shape.
+kernels beside the vendor on the same shape. With --shapes it reads the shapes from a gpucost
+shape file instead (its [[attention]] entries) and writes the records, in the same schema, to
+OUT/<device>/torch-attention-<dtype>-<ms>.jsonl, each flushed as it is measured; gpucost need
+not have run first.
 
-usage: reference_torch.py RESULTS.jsonl [RESULTS.jsonl ...] [--budget-s 0.3]
+usage: reference_torch.py RESULTS.jsonl [RESULTS.jsonl ...] [--budget-s 0.3] [--target-cv 0.03]
+       reference_torch.py --shapes FILE.toml [--dtype bf16,fp16] [--out results] [--budget-s 0.3]
 """
 import argparse
 import json
@@ -14,6 +18,7 @@ import math
 import os
 import socket
 import statistics
+import subprocess
 import time
 
 import torch
@@ -76,14 +81,14 @@ def reference_rows(q, k, v, causal, rows, scale):
     return torch.stack(out)
 
 
-def measure(op, budget_s, flush):
+def measure(op, budget_s, flush, target_cv=0.03):
     dt = DTYPES[op["dtype"]]
     b, hq, hkv = op["batch"], op["q_heads"], op["kv_heads"]
     sq, skv, d = op["q_len"], op["kv_len"], op["qk_head_dim"]
     g = torch.Generator(device="cuda").manual_seed(42)
-    q = (torch.rand(b, hq, sq, d, device="cuda", generator=g) * 2 - 1).to(dt)
-    k = (torch.rand(b, hkv, skv, d, device="cuda", generator=g) * 2 - 1).to(dt)
-    v = (torch.rand(b, hkv, skv, op["v_head_dim"], device="cuda", generator=g) * 2 - 1).to(dt)
+    q = torch.empty(b, hq, sq, d, device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
+    k = torch.empty(b, hkv, skv, d, device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
+    v = torch.empty(b, hkv, skv, op["v_head_dim"], device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
     # PyTorch aligns a causal mask top-left; gpucost puts queries at the end of the context.
     # They agree when q_len == kv_len, and a single query sees everything either way.
     if op["causal"] and sq not in (1, skv):
@@ -131,7 +136,7 @@ def measure(op, budget_s, flush):
         end.record()
         end.synchronize()
         samples.append(start.elapsed_time(end) * 1e-3)
-        if len(samples) >= 5 and (summary(samples)["cv"] <= 0.03 or time.time() - t0 > budget_s):
+        if len(samples) >= 5 and (summary(samples)["cv"] <= target_cv or time.time() - t0 > budget_s):
             break
     s = summary(samples)
     flops, nbytes = op_flops_bytes(op)
@@ -141,18 +146,118 @@ def measure(op, budget_s, flush):
     return {"variant": variant, "correctness": correct, "timing": timing}, None
 
 
+def device_info():
+    props = torch.cuda.get_device_properties(0)
+    return {"backend": "torch", "name": props.name, "vendor": "nvidia",
+            "driver": f"torch {torch.__version__}, CUDA {torch.version.cuda}",
+            "device_type": f"sm_{props.major}{props.minor}", "memory_bytes": props.total_memory,
+            "compute_units": props.multi_processor_count, "timer_resolution_ns": 500.0,
+            "clock": "device_timestamp", "supports_f16": True}
+
+
+def slug(name):
+    """The results folder gpucost uses for a device name."""
+    s = "".join(c if c.isascii() and c.isalnum() else "-" for c in name.lower())
+    while "--" in s:
+        s = s.replace("--", "-")
+    return s.strip("-")
+
+
+def shape_file_ops(path, dtypes):
+    """gpucost's op records for the [[attention]] entries of a shape file, for each dtype."""
+    import tomllib
+    with open(path, "rb") as f:
+        entries = tomllib.load(f).get("attention", [])
+    ops = []
+    for dt in dtypes:
+        for e in entries:
+            q = e["seq_q"]
+            ops.append({"op": "attention", "batch": e.get("batch", 1), "q_heads": e["heads"],
+                        "kv_heads": e.get("kv_heads", e["heads"]), "q_len": q,
+                        "kv_len": e.get("seq_kv", q), "qk_head_dim": e["head_dim"],
+                        "v_head_dim": e["head_dim"], "causal": bool(e.get("causal", False)),
+                        "window": e.get("window"), "dtype": dt, "kv_dtype": dt, "fused": True,
+                        "pass": "forward"})
+    return ops
+
+
+def git_revision():
+    if os.environ.get("GPUCOST_GIT_REVISION"):
+        return os.environ["GPUCOST_GIT_REVISION"]
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def measure_and_write(f, op, src_revision, device, args, flush):
+    """Measures one op and appends its record to the open file f; returns whether it wrote."""
+    try:
+        rec, why = measure(op, args.budget_s, flush, args.target_cv)
+    except torch.OutOfMemoryError as e:
+        rec, why = None, f"out of memory: {str(e).splitlines()[0]}"
+    except Exception as e:  # one bad shape must not end the sweep
+        rec, why = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    torch.cuda.empty_cache()
+    if rec is None:
+        print(f"skipped {op}: {why}")
+        return False
+    record = {"schema_version": 1, "unix_time_s": time.time(),
+              "git_revision": src_revision, "host": socket.gethostname(),
+              "device": device, "op": op, "vendor_library": True, "telemetry": None, **rec}
+    f.write(json.dumps(record) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+    t = rec["timing"]
+    print(f"{rec['variant']} {op['dtype']} b{op['batch']} h{op['q_heads']}/{op['kv_heads']} "
+          f"q{op['q_len']} kv{op['kv_len']} d{op['qk_head_dim']} causal={op['causal']}: "
+          + (f"{t['summary']['median_s'] * 1e3:.3f} ms, {t['flops_per_s'] / 1e12:.1f} TFLOP/s"
+             if t else f"FAILED {rec['correctness']}"), flush=True)
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="+")
-    ap.add_argument("--budget-s", type=float, default=0.3)
+    ap.add_argument("results", nargs="*", help="gpucost results files to append SDPA records to")
+    ap.add_argument("--shapes", help="a gpucost shape file: measure its [[attention]] entries")
+    ap.add_argument("--dtype", default="bf16", help="with --shapes: fp16 and/or bf16, comma-separated")
+    ap.add_argument("--out", default="results", help="with --shapes: the results folder")
+    ap.add_argument("--budget-s", type=float, default=0.3, help="seconds of sampling per shape at most")
+    ap.add_argument("--target-cv", type=float, default=0.03, help="stop sampling below this spread")
     args = ap.parse_args()
+    if not args.results and not args.shapes:
+        ap.error("give results files or --shapes FILE")
     props = torch.cuda.get_device_properties(0)
     flush = torch.empty(2 * max(props.L2_cache_size, 1 << 20), dtype=torch.uint8, device="cuda")
-    device = {"backend": "torch", "name": props.name, "vendor": "nvidia",
-              "driver": f"torch {torch.__version__}, CUDA {torch.version.cuda}",
-              "device_type": f"sm_{props.major}{props.minor}", "memory_bytes": props.total_memory,
-              "compute_units": props.multi_processor_count, "timer_resolution_ns": 500.0,
-              "clock": "device_timestamp", "supports_f16": True}
+    device = device_info()
+    if args.shapes:
+        dtypes = [d for d in args.dtype.split(",") if d]
+        bad = [d for d in dtypes if d not in DTYPES]
+        if bad:
+            ap.error(f"--dtype: {bad} (have {sorted(DTYPES)})")
+        ops = shape_file_ops(args.shapes, dtypes)
+        folder = os.path.join(args.out, slug(device["name"]))
+        os.makedirs(folder, exist_ok=True)
+        rev = git_revision()
+        files = {}
+        written = 0
+        try:
+            for op in ops:
+                dt = op["dtype"]
+                if dt not in files:
+                    stem = f"torch-attention-{dt}-{int(time.time() * 1000)}"
+                    files[dt] = open(os.path.join(folder, stem + ".jsonl"), "x")
+                    print(f"writing {files[dt].name}")
+                if op.get("window") is not None:
+                    print(f"skipped {op}: SDPA flash has no sliding window")
+                    continue
+                written += measure_and_write(files[dt], op, rev, device, args, flush)
+        finally:
+            for f in files.values():
+                f.close()
+        print(f"wrote {written} records of {len(ops)} shapes")
+        return
     for path in args.results:
         with open(path) as f:
             records = [json.loads(l) for l in f if l.strip()]
@@ -165,24 +270,7 @@ def main():
                 ops.append((op, r))
         with open(path, "a") as f:
             for op, src in ops:
-                try:
-                    rec, why = measure(op, args.budget_s, flush)
-                except torch.OutOfMemoryError as e:
-                    rec, why = None, f"out of memory: {e}"
-                if rec is None:
-                    print(f"skipped {op}: {why}")
-                    continue
-                record = {"schema_version": 1, "unix_time_s": time.time(),
-                          "git_revision": src.get("git_revision", "unknown"), "host": socket.gethostname(),
-                          "device": device, "op": op, "vendor_library": True, "telemetry": None, **rec}
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                t = rec["timing"]
-                print(f"{rec['variant']} {op['dtype']} b{op['batch']} h{op['q_heads']}/{op['kv_heads']} "
-                      f"q{op['q_len']} kv{op['kv_len']} d{op['qk_head_dim']} causal={op['causal']}: "
-                      + (f"{t['summary']['median_s'] * 1e3:.3f} ms, {t['flops_per_s'] / 1e12:.1f} TFLOP/s"
-                         if t else f"FAILED {rec['correctness']}"))
+                measure_and_write(f, op, src.get("git_revision", "unknown"), device, args, flush)
 
 
 if __name__ == "__main__":
