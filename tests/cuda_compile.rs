@@ -1,33 +1,247 @@
-//! Every CUDA kernel compiles with NVRTC for sm_80, sm_89 and sm_90a through the same code path
-//! the program uses. Without NVRTC the test says why it skipped — except under CI=true, where a
-//! missing NVRTC is a failure (CI installs it from PyPI).
+//! Every CUDA kernel file of the spec table compiles with NVRTC for sm_80, sm_89 and sm_90a
+//! through the same code path the program uses, defines every entry point its spec declares, and
+//! takes the arguments its spec's launches pass. Without NVRTC these tests say why they skipped —
+//! except under CI=true, where a missing NVRTC is a failure (CI installs it from PyPI).
 
 #![cfg(feature = "measure")]
 
-use gpucost::measure::backend::cuda::nvrtc;
+use gpucost::measure::backend::cuda::{Arg, Cuda, Layouts, SPECS, nvrtc, specs};
+use gpucost::model::dtype::DType;
+use gpucost::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op, Pass};
+use std::collections::{BTreeSet, HashMap};
+
+const ARCHS: [&str; 3] = ["compute_80", "compute_89", "compute_90a"];
+
+/// Whether NVRTC and the CUDA headers are here; outside CI, says why not.
+fn nvrtc_ready() -> bool {
+    if nvrtc::available() && nvrtc::include_dir().is_ok() {
+        return true;
+    }
+    let why = if nvrtc::available() {
+        nvrtc::include_dir().unwrap_err().to_string()
+    } else {
+        "libnvrtc not found on LD_LIBRARY_PATH".to_string()
+    };
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI=true needs NVRTC: {why}"
+    );
+    eprintln!("skipping CUDA compile test: {why}");
+    false
+}
+
+/// Ops of every class and dtype the CUDA kernels serve, enough for every entry point to be
+/// launched by one.
+fn sample_ops() -> Vec<Op> {
+    let mut out = Vec::new();
+    for dtype in [
+        DType::Fp32,
+        DType::Tf32,
+        DType::Fp16,
+        DType::Bf16,
+        DType::Int8,
+        DType::Fp8E4m3,
+    ] {
+        out.push(Op::Matmul(Matmul::new(1, 128, 256, 64, dtype)));
+    }
+    for dtype in [DType::Fp16, DType::Bf16] {
+        for d in [64, 128] {
+            for q_len in [1, 64] {
+                out.push(Op::Attention(Attention {
+                    batch: 2,
+                    q_heads: 4,
+                    kv_heads: 2,
+                    q_len,
+                    kv_len: 300,
+                    qk_head_dim: d,
+                    v_head_dim: d,
+                    causal: q_len > 1,
+                    window: None,
+                    dtype,
+                    kv_dtype: dtype,
+                    fused: true,
+                    pass: Pass::Forward,
+                }));
+            }
+        }
+    }
+    for dtype in [DType::Fp32, DType::Fp16, DType::Bf16] {
+        for kind in [
+            MemoryKind::RmsNorm,
+            MemoryKind::GatedActivation(Activation::Silu),
+            MemoryKind::ResidualAdd,
+            MemoryKind::Rotary,
+        ] {
+            out.push(Op::Memory(MemoryOp {
+                kind,
+                pass: Pass::Forward,
+                rows: 4,
+                cols: 256,
+                dtype,
+            }));
+        }
+    }
+    out
+}
+
+/// A kernel parameter as PTX declares it, or an argument as a spec passes it: (type class,
+/// bytes).
+fn ptx_param(line: &str) -> (&'static str, usize) {
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    let ty = tokens
+        .iter()
+        .skip(1)
+        .find(|t| !matches!(**t, ".align" | ".ptr" | ".global") && t.starts_with('.'))
+        .copied()
+        .unwrap_or("?");
+    match ty {
+        ".u64" | ".s64" | ".b64" => ("int", 8),
+        ".u32" | ".s32" | ".b32" => ("int", 4),
+        ".f32" => ("float", 4),
+        ".b8" => {
+            let n = line
+                .rsplit_once('[')
+                .and_then(|(_, n)| n.trim_end_matches([']', ',', ' ']).parse().ok())
+                .unwrap_or(0);
+            ("aggregate", n)
+        }
+        _ => ("?", 0),
+    }
+}
+
+fn arg_kind(a: &Arg) -> (&'static str, usize) {
+    match a {
+        Arg::Buf(_) | Arg::I64(_) => ("int", 8),
+        Arg::I32(_) => ("int", 4),
+        Arg::F32(_) => ("float", 4),
+        // The kernel's AttnLayout: four structs of four long longs.
+        Arg::Layout(_) => ("aggregate", 128),
+    }
+}
+
+/// The parameters of entry `name` in `ptx`, or None where it is not defined.
+fn entry_params(ptx: &str, name: &str) -> Option<Vec<(&'static str, usize)>> {
+    let start = ptx.find(&format!(".entry {name}("))?;
+    let body = &ptx[start..];
+    let end = body.find(')')?;
+    Some(
+        body[..end]
+            .lines()
+            .filter(|l| l.trim_start().starts_with(".param"))
+            .map(ptx_param)
+            .collect(),
+    )
+}
 
 #[test]
-fn every_kernel_compiles_for_ampere_ada_and_hopper() {
-    if !nvrtc::available() || nvrtc::include_dir().is_err() {
-        let why = if nvrtc::available() {
-            nvrtc::include_dir().unwrap_err().to_string()
-        } else {
-            "libnvrtc not found on LD_LIBRARY_PATH".to_string()
-        };
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI=true needs NVRTC: {why}"
-        );
-        eprintln!("skipping CUDA compile test: {why}");
+fn every_kernel_file_compiles_for_ampere_ada_and_hopper_with_its_entry_points() {
+    if !nvrtc_ready() {
         return;
     }
+    let sources = specs::sources();
+    assert!(!sources.is_empty());
     let mut failures = Vec::new();
-    for (file, source) in nvrtc::KERNEL_FILES {
-        for arch in ["compute_80", "compute_89", "compute_90a"] {
-            match nvrtc::compile(file, source, arch) {
-                Ok(ptx) => assert!(ptx.to_src().contains(".entry"), "{file} {arch}: no kernels"),
+    for source in &sources {
+        let entries: Vec<&str> = SPECS
+            .iter()
+            .filter_map(|s| match s.kernel {
+                Cuda::Nvrtc {
+                    source: src,
+                    entries,
+                    ..
+                } if src.file == source.file => Some(entries),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect();
+        for arch in ARCHS {
+            match nvrtc::compile(source.file, source.text, arch) {
+                Ok(ptx) => {
+                    let ptx = ptx.to_src();
+                    for e in &entries {
+                        if entry_params(&ptx, e).is_none() {
+                            failures.push(format!("{} {arch}: no entry {e}", source.file));
+                        }
+                    }
+                }
                 Err(e) => failures.push(e.to_string()),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What each spec launches names a declared entry point, and every declared entry point is
+/// launched for some op: the table and the sample ops cover every kernel. Needs no NVRTC.
+#[test]
+fn every_declared_entry_point_is_launched_and_every_launch_is_declared() {
+    let ops = sample_ops();
+    for spec in SPECS {
+        let Cuda::Nvrtc {
+            source,
+            entries,
+            launches,
+        } = spec.kernel
+        else {
+            assert!(spec.variant.vendor, "{}: no source", spec.variant.name);
+            continue;
+        };
+        assert!(!spec.variant.vendor, "{}: ours", spec.variant.name);
+        let mut launched = BTreeSet::new();
+        for op in ops.iter().filter(|op| spec.takes(op)) {
+            for l in launches(op, &Layouts::default()).unwrap() {
+                assert!(
+                    entries.contains(&l.entry.as_str()),
+                    "{}: {op} launches undeclared {}",
+                    source.file,
+                    l.entry
+                );
+                assert!(l.grid.0 > 0 && l.grid.1 > 0 && l.grid.2 > 0, "{l:?}");
+                launched.insert(l.entry);
+            }
+        }
+        let declared: BTreeSet<String> = entries.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            launched, declared,
+            "{}: entry points never launched",
+            source.file
+        );
+    }
+}
+
+/// Every launch passes the arguments its kernel takes: count, and each one's type and size,
+/// against the PTX signature.
+#[test]
+fn every_launch_matches_its_kernel_signature() {
+    if !nvrtc_ready() {
+        return;
+    }
+    let mut ptx: HashMap<&str, String> = HashMap::new();
+    let mut failures = Vec::new();
+    for op in sample_ops() {
+        for spec in SPECS.iter().filter(|s| s.takes(&op)) {
+            let Cuda::Nvrtc {
+                source, launches, ..
+            } = spec.kernel
+            else {
+                continue;
+            };
+            let text = ptx.entry(source.file).or_insert_with(|| {
+                nvrtc::compile(source.file, source.text, "compute_89")
+                    .unwrap()
+                    .to_src()
+            });
+            for l in launches(&op, &Layouts::default()).unwrap() {
+                let params = entry_params(text, &l.entry).unwrap_or_default();
+                let args: Vec<_> = l.args.iter().map(arg_kind).collect();
+                if params != args {
+                    failures.push(format!(
+                        "{} {} for {op}: kernel takes {params:?}, spec passes {args:?}",
+                        source.file, l.entry
+                    ));
+                }
             }
         }
     }
@@ -41,11 +255,13 @@ fn mma_kernels_emit_mma_instructions() {
         eprintln!("skipping: no NVRTC");
         return;
     }
-    let (file, src) = nvrtc::KERNEL_FILES
-        .iter()
-        .find(|(f, _)| *f == "matmul_mma.cu")
+    let source = specs::sources()
+        .into_iter()
+        .find(|s| s.file == "matmul_mma.cu")
         .unwrap();
-    let ptx = nvrtc::compile(file, src, "compute_89").unwrap().to_src();
+    let ptx = nvrtc::compile(source.file, source.text, "compute_89")
+        .unwrap()
+        .to_src();
     for needle in [
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
@@ -56,7 +272,9 @@ fn mma_kernels_emit_mma_instructions() {
     ] {
         assert!(ptx.contains(needle), "compute_89 PTX lacks {needle}");
     }
-    let ampere = nvrtc::compile(file, src, "compute_80").unwrap().to_src();
+    let ampere = nvrtc::compile(source.file, source.text, "compute_80")
+        .unwrap()
+        .to_src();
     assert!(
         !ampere.contains("e4m3.e4m3"),
         "fp8 MMA must not be emitted for sm_80"

@@ -1,18 +1,20 @@
-//! Every WGSL kernel variant, in every dtype, checked against the f64 reference on a real wgpu
-//! adapter (Mesa's lavapipe in CI). Without an adapter the test says why it skipped — except under
-//! CI=true, where a missing adapter is a failure.
+//! Every WGSL kernel of the spec table, in every dtype, checked against the f64 reference on a
+//! real wgpu adapter (Mesa's lavapipe in CI). Without an adapter the test says why it skipped —
+//! except under CI=true, where a missing adapter is a failure.
 
 #![cfg(feature = "measure")]
 
 mod common;
 use gpucost::measure::backend::Backend;
+use gpucost::measure::backend::wgpu::SPECS;
 use gpucost::measure::harness::{self, TimingPlan};
 use gpucost::model::dtype::DType;
-use gpucost::model::ops::Op;
+use gpucost::model::ops::{Op, OpClass};
 
-/// Checks (and briefly times) every variant the backend offers on every smoke shape of `op`, in
-/// both dtypes; `expected` is the variant list each shape must offer.
-fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
+/// Checks (and briefly times) every variant the backend offers on every smoke shape of `class`,
+/// in both dtypes: each shape is offered exactly the kernels of the table that take it, and every
+/// kernel of the table for the class is checked on at least one shape.
+fn check_smoke_shapes(class: OpClass) {
     let Some(mut backend) = common::open_wgpu() else {
         return;
     };
@@ -23,18 +25,21 @@ fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
         max_samples: 2,
         ..TimingPlan::default()
     };
+    let mut checked = vec![false; SPECS.len()];
+    let mut dtypes = Vec::new();
     for dtype in [DType::Fp32, DType::Fp16] {
         if dtype == DType::Fp16 && !backend.device().supports_f16 {
             eprintln!("adapter has no shader-f16: fp16 variants not checked");
             continue;
         }
-        let ops: Vec<Op> = match op_name {
-            "matmul" => harness::shapes::matmul_shapes("smoke", dtype, f64::INFINITY)
+        dtypes.push(dtype);
+        let ops: Vec<Op> = match class {
+            OpClass::Matmul => harness::shapes::matmul_shapes("smoke", dtype, f64::INFINITY)
                 .unwrap()
                 .into_iter()
                 .map(Op::Matmul)
                 .collect(),
-            "memory" => harness::shapes::memory_shapes("smoke", dtype, f64::INFINITY)
+            OpClass::Memory => harness::shapes::memory_shapes("smoke", dtype, f64::INFINITY)
                 .unwrap()
                 .into_iter()
                 .map(Op::Memory)
@@ -47,7 +52,16 @@ fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
         };
         for op in ops {
             let variants: Vec<&str> = backend.variants(&op).iter().map(|v| v.name).collect();
+            let expected: Vec<&str> = SPECS
+                .iter()
+                .filter(|s| s.takes(&op))
+                .map(|s| s.variant.name)
+                .collect();
             assert_eq!(variants, expected, "{op}");
+            assert!(!variants.is_empty(), "{op}: no kernel");
+            for (i, spec) in SPECS.iter().enumerate() {
+                checked[i] |= spec.takes(&op);
+            }
             for m in harness::measure(&mut backend, &op, &variants, &plan, 42).unwrap() {
                 assert!(
                     m.correctness.pass,
@@ -59,21 +73,31 @@ fn check_smoke_shapes(op_name: &str, expected: &[&str]) {
             }
         }
     }
+    for (spec, checked) in SPECS.iter().zip(checked) {
+        let files: Vec<&str> = spec.kernel.stages.iter().map(|s| s.source.file).collect();
+        let in_scope =
+            spec.serves.class() == class && dtypes.iter().any(|d| spec.dtypes.contains(d));
+        assert!(
+            checked || !in_scope,
+            "{} {files:?}: no smoke shape runs it",
+            spec.variant.name
+        );
+    }
 }
 
 #[test]
-fn every_matmul_variant_matches_the_reference_on_smoke_shapes() {
-    check_smoke_shapes("matmul", &["naive", "tiled", "regblock"]);
+fn every_matmul_kernel_matches_the_reference_on_smoke_shapes() {
+    check_smoke_shapes(OpClass::Matmul);
 }
 
 #[test]
-fn every_attention_variant_matches_the_reference_on_smoke_shapes() {
-    check_smoke_shapes("attention", &["naive", "fused"]);
+fn every_attention_kernel_matches_the_reference_on_smoke_shapes() {
+    check_smoke_shapes(OpClass::Attention);
 }
 
 #[test]
 fn every_memory_kernel_matches_the_reference_on_smoke_shapes() {
-    check_smoke_shapes("memory", &["elementwise"]);
+    check_smoke_shapes(OpClass::Memory);
 }
 
 /// A real kernel's output, compared with the reference of other inputs, must fail the check.

@@ -189,7 +189,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut records = Vec::new();
     for op in &ops {
         progress.set_message(op.to_string());
-        let available: Vec<&str> = backend.variants(op).iter().map(|v| v.name).collect();
+        let offered = backend.variants(op);
+        let available: Vec<&str> = offered.iter().map(|v| v.name).collect();
         if available.is_empty() {
             progress.println(format!(
                 "skipped {op}: no {} variant runs it here",
@@ -199,10 +200,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             continue;
         }
         let chosen: Vec<&str> = if a.variant.is_empty() {
-            available
+            offered
                 .iter()
-                .copied()
-                .filter(|v| !(matches!(*v, "naive" | "tiled") && op.flops() > a.baseline_max_flops))
+                .filter(|v| !(v.baseline && op.flops() > a.baseline_max_flops))
+                .map(|v| v.name)
                 .collect()
         } else {
             for v in &a.variant {

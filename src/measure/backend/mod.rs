@@ -1,11 +1,13 @@
 //! Device backends: something that can run a kernel variant on a device and time it on the
 //! device's clock. `cpu` is the f64 reference used to check results (not a contender); `wgpu`
-//! runs the WGSL kernels on any GPU, or on the CPU through Mesa's lavapipe. A CUDA backend plugs
-//! in through the same trait.
+//! runs the WGSL kernels on any GPU, or on the CPU through Mesa's lavapipe; `cuda` runs the CUDA
+//! kernels and the vendor libraries on NVIDIA GPUs. Each backend's kernels are declared in one
+//! table beside their sources (`spec`).
 
 pub mod block;
 pub mod cpu;
 pub mod cuda;
+pub mod spec;
 pub mod wgpu;
 
 use crate::model::ops::Op;
@@ -77,21 +79,19 @@ pub struct Variant {
     /// Output rows × columns one workgroup (block) computes; attention: query rows × 1. The
     /// cost model pads shapes to it (tile quantization). None where unknown (vendor libraries).
     pub tile: Option<(u32, u32)>,
+    /// A slow teaching baseline, skipped by default on large problems.
+    pub baseline: bool,
 }
 
 /// The tile of an implementation ("backend:variant", as results name it) for an op class,
 /// where the backend declares one.
 pub fn output_tile(implementation: &str, class: crate::model::ops::OpClass) -> Option<(u32, u32)> {
-    use crate::model::ops::OpClass;
     let (backend, name) = implementation.split_once(':')?;
-    let candidates: Vec<Variant> = match (backend, class) {
-        ("wgpu", OpClass::Matmul) => wgpu::MATMUL_VARIANTS.to_vec(),
-        ("wgpu", OpClass::Attention) => wgpu::ATTENTION_VARIANTS.to_vec(),
-        ("cuda", OpClass::Matmul) => cuda::MATMUL_VARIANTS.to_vec(),
-        ("cuda", OpClass::Attention) => cuda::ATTENTION_VARIANTS.to_vec(),
-        _ => Vec::new(),
-    };
-    candidates.iter().find(|v| v.name == name)?.tile
+    match backend {
+        "wgpu" => spec::tile(wgpu::SPECS, name, class),
+        "cuda" => spec::tile(cuda::SPECS, name, class),
+        _ => None,
+    }
 }
 
 /// Strides (batch, head, row) and offset, in elements, of one attention operand.

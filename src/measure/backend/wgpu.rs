@@ -2,6 +2,7 @@
 //! Mesa's lavapipe on a machine without a GPU). Timed with timestamp queries where the adapter has
 //! them, else with the host clock, labelled.
 
+use super::spec::{self, KernelSpec, Source};
 use super::{AttentionLayout, Backend, BackendError, Clock, DeviceInfo, Result, Variant};
 use crate::model::dtype::DType;
 use crate::model::ops::{Attention, MemoryKind, MemoryOp, Op};
@@ -11,106 +12,54 @@ use std::time::Instant;
 use wgpu::util::DeviceExt;
 
 mod block;
+#[path = "../../../kernels/wgsl/specs.rs"]
+mod specs;
 
-const MATMUL_NAIVE: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/matmul_naive.wgsl"
-));
-const MATMUL_TILED: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/matmul_tiled.wgsl"
-));
-const MATMUL_REGBLOCK: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/matmul_regblock.wgsl"
-));
-const ATTN_SCORES: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/attention_naive_scores.wgsl"
-));
-const ATTN_SOFTMAX: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/attention_naive_softmax.wgsl"
-));
-const ATTN_PV: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/attention_naive_pv.wgsl"
-));
-const ATTN_FUSED: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/attention_fused.wgsl"
-));
-const RMSNORM: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/rmsnorm.wgsl"
-));
-const GATED_SILU: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/gated_silu.wgsl"
-));
-const RESIDUAL_ADD: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/residual_add.wgsl"
-));
-const ROTARY: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/kernels/wgsl/rotary.wgsl"
-));
+pub use specs::SPECS;
 
-/// Tile edge of the shared-memory kernel.
-const TILE: u32 = 16;
-/// Register-blocked kernel: block BM×BN, K step BK, micro-tile TM×TN per invocation (TM, TN
-/// multiples of 4). Chosen on lavapipe from a small search (64×64 to 128×128 blocks, BK 8–64,
-/// micro-tiles 4×4 to 8×8 all within 30% of each other); 12 KiB of workgroup memory, 256
-/// invocations.
-const RB: [u32; 5] = [64, 128, 16, 4, 8];
-/// Fused attention: query rows per workgroup.
-const ATTN_BR: u32 = 64;
 /// Largest head dimension the attention kernels take.
 const MAX_HEAD_DIM: u64 = 256;
 
-pub const MATMUL_VARIANTS: [Variant; 3] = [
-    Variant {
-        name: "naive",
-        idea: "one invocation per output, operands from global memory",
-        vendor: false,
-        tile: Some((16, 16)),
-    },
-    Variant {
-        name: "tiled",
-        idea: "16x16 tiles of A and B staged in workgroup memory",
-        vendor: false,
-        tile: Some((16, 16)),
-    },
-    Variant {
-        name: "regblock",
-        idea: "64x128 block per workgroup, 4x8 register micro-tile of vec4 accumulators per invocation",
-        vendor: false,
-        tile: Some((64, 128)),
-    },
-];
+/// How the wgpu backend runs a kernel: its dispatches, in order.
+#[derive(Clone, Copy)]
+pub struct Wgsl {
+    pub stages: &'static [WgslStage],
+}
 
-pub const ATTENTION_VARIANTS: [Variant; 2] = [
-    Variant {
-        name: "naive",
-        idea: "three passes: scores, softmax and PV through a materialized score matrix",
-        vendor: false,
-        tile: None,
-    },
-    Variant {
-        name: "fused",
-        idea: "online softmax over K/V blocks in workgroup memory; scores stay on chip",
-        vendor: false,
-        tile: Some((64, 1)),
-    },
-];
+/// One dispatch of a kernel.
+#[derive(Clone, Copy)]
+pub struct WgslStage {
+    pub name: &'static str,
+    pub source: Source,
+    /// Computes in f32 whatever the op's dtype (the naive attention's softmax).
+    pub f32_only: bool,
+    /// The template step's `(placeholder, value)` pairs for an op, applied in order.
+    pub subs: fn(&Op) -> Vec<(&'static str, String)>,
+    /// What bindings 0, 1, … of group 0 point at.
+    pub slots: &'static [Slot],
+    /// Workgroups dispatched for an op.
+    pub groups: fn(&Op) -> [u32; 3],
+}
 
-pub const MEMORY_VARIANTS: [Variant; 1] = [Variant {
-    name: "elementwise",
-    idea: "one invocation per element (per pair for rotary, one workgroup per row for RMSNorm)",
-    vendor: false,
-    tile: None,
-}];
+impl WgslStage {
+    /// The element type the stage computes in for `op`.
+    pub fn dtype(&self, op: &Op) -> DType {
+        if self.f32_only {
+            DType::Fp32
+        } else {
+            op.dtype()
+        }
+    }
+}
+
+impl Wgsl {
+    /// Whether a stage goes through the scratch buffer (the whole score matrix).
+    fn uses_scratch(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.slots.iter().any(|x| matches!(x, Slot::Scratch)))
+    }
+}
 
 fn device_err(e: impl std::fmt::Display) -> BackendError {
     BackendError::Device(e.to_string())
@@ -140,38 +89,19 @@ fn template(source: &str, dtype: DType, subs: &[(&str, String)]) -> Result<Strin
     })
 }
 
-/// WGSL source of a matmul variant for an element type, after the template step.
-pub fn matmul_source(variant: &str, dtype: DType) -> Result<String> {
-    let [bm, bn, bk, tm, tn] = RB;
-    match variant {
-        "naive" => template(MATMUL_NAIVE, dtype, &[]),
-        "tiled" => template(
-            MATMUL_TILED,
-            dtype,
-            &[
-                ("TILE_SQ", (TILE * TILE).to_string()),
-                ("TILEu", format!("{TILE}u")),
-                ("TILE", TILE.to_string()),
-            ],
-        ),
-        "regblock" => template(
-            MATMUL_REGBLOCK,
-            dtype,
-            &[
-                ("BM_u", format!("{bm}u")),
-                ("BN_u", format!("{bn}u")),
-                ("BK_u", format!("{bk}u")),
-                ("TM_u", format!("{tm}u")),
-                ("TN_u", format!("{tn}u")),
-                ("THREADS_LIT", ((bm / tm) * (bn / tn)).to_string()),
-                ("A_VEC4S", (bk * bm / 4).to_string()),
-                ("B_VEC4S", (bk * bn / 4).to_string()),
-            ],
-        ),
-        other => Err(BackendError::Unsupported(format!(
-            "no wgpu matmul variant '{other}' (have: naive, tiled, regblock)"
-        ))),
-    }
+/// WGSL source of one stage of a kernel for `op`, after the template step.
+pub fn stage_source(stage: &WgslStage, op: &Op) -> Result<String> {
+    template(stage.source.text, stage.dtype(op), &(stage.subs)(op))
+}
+
+/// The kernel `variant` names for `op`.
+pub fn spec_for(variant: &str, op: &Op) -> Result<&'static KernelSpec<Wgsl>> {
+    spec::find(SPECS, variant, op).ok_or_else(|| {
+        BackendError::Unsupported(format!(
+            "no wgpu variant '{variant}' for {op} (have: {})",
+            spec::names_for(SPECS, op)
+        ))
+    })
 }
 
 /// The attention kernels' uniform block: shape, masking and scale (all kernels), then the fused
@@ -194,54 +124,21 @@ pub fn attention_params(a: &Attention, layout: &AttentionLayout) -> Vec<u32> {
     p
 }
 
-/// Keys per block of the fused attention kernel: K and V tiles stay within 8 KiB of workgroup
-/// memory together.
-fn attention_bc(d: u64, dv: u64) -> u32 {
-    (1024 / d.max(dv)).max(1) as u32
-}
-
-/// WGSL sources of an attention variant's stages, after the template step.
-pub fn attention_sources(variant: &str, a: &Attention) -> Result<Vec<String>> {
-    let (d, dv) = (a.qk_head_dim, a.v_head_dim);
-    let dims = [("DV_u", format!("{dv}u")), ("D_u", format!("{d}u"))];
-    match variant {
-        "naive" => Ok(vec![
-            template(ATTN_SCORES, a.dtype, &dims)?,
-            template(ATTN_SOFTMAX, DType::Fp32, &[])?,
-            template(ATTN_PV, a.dtype, &dims)?,
-        ]),
-        "fused" => {
-            let bc = attention_bc(d, dv);
-            let mut subs = dims.to_vec();
-            subs.extend([
-                ("BR_LIT", ATTN_BR.to_string()),
-                ("BR_u", format!("{ATTN_BR}u")),
-                ("BC_u", format!("{bc}u")),
-                ("K_TILE4", (u64::from(bc) * d / 4).to_string()),
-                ("V_TILE4", (u64::from(bc) * dv / 4).to_string()),
-            ]);
-            Ok(vec![template(ATTN_FUSED, a.dtype, &subs)?])
-        }
-        other => Err(BackendError::Unsupported(format!(
-            "no wgpu attention variant '{other}' (have: naive, fused)"
-        ))),
-    }
-}
-
 /// Where a stage's binding points.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
     Input(usize),
     Output,
     Scratch,
     Params,
 }
 
-/// One dispatch of a variant.
+/// One dispatch of a variant, ready to compile.
 struct Stage {
+    /// Pipeline cache key: the file, the element type and the template values.
     key: String,
     source: String,
-    slots: Vec<Slot>,
+    slots: &'static [Slot],
     groups: [u32; 3],
 }
 
@@ -258,129 +155,29 @@ fn split_groups(n: u64) -> [u32; 2] {
     [x as u32, n.div_ceil(65535).max(1) as u32]
 }
 
+/// The dispatches of `variant` on `op`.
 fn stages(op: &Op, variant: &str) -> Result<Vec<Stage>> {
-    match op {
-        Op::Matmul(mm) => {
-            let (m, n, b) = (mm.m as u32, mm.n as u32, mm.batch as u32);
-            let groups = match variant {
-                "regblock" => [n.div_ceil(RB[1]), m.div_ceil(RB[0]), b],
-                _ => [n.div_ceil(16), m.div_ceil(16), b],
-            };
-            Ok(vec![Stage {
-                key: format!("matmul-{variant}-{}", mm.input),
-                source: matmul_source(variant, mm.input)?,
-                slots: vec![Slot::Input(0), Slot::Input(1), Slot::Output, Slot::Params],
-                groups,
-            }])
-        }
-        Op::Attention(a) => {
-            let sources = attention_sources(variant, a)?;
-            let key = |stage: &str| {
-                format!(
-                    "attention-{variant}-{stage}-{}-d{}-dv{}",
-                    a.dtype, a.qk_head_dim, a.v_head_dim
-                )
-            };
-            let bh = (a.batch * a.q_heads) as u32;
-            let (q, kv) = (a.q_len as u32, a.kv_len as u32);
-            let mut sources = sources.into_iter();
-            let mut next = || sources.next().unwrap_or_default();
-            Ok(match variant {
-                "naive" => {
-                    let rows = a.batch * a.q_heads * a.q_len;
-                    let [rx, ry] = split_groups(rows);
-                    vec![
-                        Stage {
-                            key: key("scores"),
-                            source: next(),
-                            slots: vec![
-                                Slot::Input(0),
-                                Slot::Input(1),
-                                Slot::Scratch,
-                                Slot::Params,
-                            ],
-                            groups: [kv.div_ceil(16), q.div_ceil(16), bh],
-                        },
-                        Stage {
-                            key: key("softmax"),
-                            source: next(),
-                            slots: vec![Slot::Scratch, Slot::Params],
-                            groups: [rx, ry, 1],
-                        },
-                        Stage {
-                            key: key("pv"),
-                            source: next(),
-                            slots: vec![Slot::Scratch, Slot::Input(2), Slot::Output, Slot::Params],
-                            groups: [(a.v_head_dim as u32).div_ceil(16), q.div_ceil(16), bh],
-                        },
-                    ]
-                }
-                _ => vec![Stage {
-                    key: key("fused"),
-                    source: next(),
-                    slots: vec![
-                        Slot::Input(0),
-                        Slot::Input(1),
-                        Slot::Input(2),
-                        Slot::Output,
-                        Slot::Params,
-                    ],
-                    groups: [q.div_ceil(ATTN_BR), bh, 1],
-                }],
+    spec_for(variant, op)?
+        .kernel
+        .stages
+        .iter()
+        .map(|stage| {
+            let dtype = stage.dtype(op);
+            let values: Vec<String> = (stage.subs)(op).into_iter().map(|(_, v)| v).collect();
+            Ok(Stage {
+                key: format!("{}-{dtype}-{}", stage.source.file, values.join("-")),
+                source: stage_source(stage, op)?,
+                slots: stage.slots,
+                groups: (stage.groups)(op),
             })
-        }
-        Op::Memory(m) => Ok(vec![memory_stage(m)?]),
-        other => Err(BackendError::Unsupported(format!(
-            "wgpu backend has no kernels for {other}"
-        ))),
-    }
+        })
+        .collect()
 }
 
 /// Workgroups of 256 invocations covering `n` items.
 fn elementwise_groups(n: u64) -> [u32; 3] {
     let [x, y] = split_groups(n.div_ceil(256));
     [x, y, 1]
-}
-
-/// The one dispatch of a memory-bound op, reading the op's inputs in order.
-fn memory_stage(m: &MemoryOp) -> Result<Stage> {
-    let kind = super::measured_memory_kind(m)?;
-    let (rows, cols) = (m.rows, m.cols);
-    let key = format!("{}-{}", kind.name(), m.dtype);
-    let io = |inputs: usize| {
-        let mut slots: Vec<Slot> = (0..inputs).map(Slot::Input).collect();
-        slots.extend([Slot::Output, Slot::Params]);
-        slots
-    };
-    Ok(match kind {
-        MemoryKind::RmsNorm => {
-            let [x, y] = split_groups(rows);
-            Stage {
-                key,
-                source: template(RMSNORM, m.dtype, &[])?,
-                slots: io(2),
-                groups: [x, y, 1],
-            }
-        }
-        MemoryKind::GatedActivation(_) => Stage {
-            key,
-            source: template(GATED_SILU, m.dtype, &[])?,
-            slots: io(1),
-            groups: elementwise_groups(rows * cols),
-        },
-        MemoryKind::ResidualAdd => Stage {
-            key,
-            source: template(RESIDUAL_ADD, m.dtype, &[])?,
-            slots: io(2),
-            groups: elementwise_groups(rows * cols),
-        },
-        _ => Stage {
-            key,
-            source: template(ROTARY, m.dtype, &[])?,
-            slots: io(1),
-            groups: elementwise_groups(rows * cols / 2),
-        },
-    })
 }
 
 /// The uniform block of a memory-bound op's kernel.
@@ -620,7 +417,7 @@ impl WgpuBackend {
             let mut per_stage = Vec::new();
             for (stage, pipeline) in stages.iter().zip(&pipelines) {
                 let mut buffers = Vec::new();
-                for slot in &stage.slots {
+                for slot in stage.slots {
                     buffers.push(match slot {
                         Slot::Input(i) => set.get(*i).ok_or_else(|| {
                             BackendError::Device(format!("stage {} needs input {i}", stage.key))
@@ -774,31 +571,31 @@ impl Backend for WgpuBackend {
 
     fn variants(&self, op: &Op) -> Vec<Variant> {
         let dtype_ok = |d: DType| d == DType::Fp32 || (d == DType::Fp16 && self.info.supports_f16);
-        match op {
-            Op::Matmul(mm) if dtype_ok(mm.input) && mm.input == mm.output => {
-                MATMUL_VARIANTS.to_vec()
-            }
-            Op::Attention(a)
-                if dtype_ok(a.dtype)
+        let runs = match op {
+            Op::Matmul(mm) => dtype_ok(mm.input) && mm.input == mm.output,
+            Op::Attention(a) => {
+                dtype_ok(a.dtype)
                     && a.kv_dtype == a.dtype
                     && a.pass == crate::model::ops::Pass::Forward
                     && a.qk_head_dim <= MAX_HEAD_DIM
                     && a.v_head_dim <= MAX_HEAD_DIM
                     && a.qk_head_dim.is_multiple_of(4)
-                    && a.v_head_dim.is_multiple_of(4) =>
-            {
-                let (_, scores) = output_and_scratch(op);
-                ATTENTION_VARIANTS
-                    .into_iter()
-                    // The naive kernel needs the whole score matrix in one buffer.
-                    .filter(|v| v.name != "naive" || self.fits(scores * 4))
-                    .collect()
+                    && a.v_head_dim.is_multiple_of(4)
             }
-            Op::Memory(m) if dtype_ok(m.dtype) && super::measured_memory_kind(m).is_ok() => {
-                MEMORY_VARIANTS.to_vec()
-            }
-            _ => Vec::new(),
+            Op::Memory(m) => dtype_ok(m.dtype) && super::measured_memory_kind(m).is_ok(),
+            _ => false,
+        };
+        if !runs {
+            return Vec::new();
         }
+        let (_, scratch) = output_and_scratch(op);
+        SPECS
+            .iter()
+            .filter(|s| s.takes(op))
+            // A kernel through the score matrix needs all of it in one buffer.
+            .filter(|s| !s.kernel.uses_scratch() || self.fits(scratch * 4))
+            .map(|s| s.variant)
+            .collect()
     }
 
     fn load(&mut self, op: &Op, sets: &[Vec<Vec<f32>>]) -> Result<()> {
@@ -939,36 +736,15 @@ impl Backend for WgpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::{Activation, Matmul, Pass};
 
-    #[test]
-    fn template_step_leaves_no_placeholders() {
-        for v in MATMUL_VARIANTS {
-            for d in [DType::Fp32, DType::Fp16] {
-                let s = matmul_source(v.name, d).unwrap();
-                for token in ["ELEM", "TILE", "BM_u", "THREADS_LIT", "VEC4S"] {
-                    assert!(!s.contains(token), "{} {d}: {token} left", v.name);
-                }
-                assert_eq!(s.starts_with("enable f16;"), d == DType::Fp16);
-            }
-        }
-        assert!(matmul_source("magic", DType::Fp32).is_err());
-        for a in attention_cases() {
-            for v in ATTENTION_VARIANTS {
-                for src in attention_sources(v.name, &a).unwrap() {
-                    for token in ["ELEM", "D_u", "DV_u", "BR_", "BC_u", "_TILE"] {
-                        assert!(!src.contains(token), "{}: {token} left", v.name);
-                    }
-                }
-            }
-        }
-        assert!(matmul_source("naive", DType::Bf16).is_err());
-    }
-
-    fn attention_cases() -> Vec<Attention> {
+    /// Ops of every class in both dtypes, enough for every kernel of the table to take one.
+    fn sample_ops() -> Vec<Op> {
         let mut out = Vec::new();
         for dtype in [DType::Fp32, DType::Fp16] {
+            out.push(Op::Matmul(Matmul::new(2, 48, 80, 32, dtype)));
             for d in [64, 128] {
-                out.push(Attention {
+                out.push(Op::Attention(Attention {
                     batch: 1,
                     q_heads: 4,
                     kv_heads: 2,
@@ -981,8 +757,22 @@ mod tests {
                     dtype,
                     kv_dtype: dtype,
                     fused: true,
-                    pass: crate::model::ops::Pass::Forward,
-                });
+                    pass: Pass::Forward,
+                }));
+            }
+            for kind in [
+                MemoryKind::RmsNorm,
+                MemoryKind::GatedActivation(Activation::Silu),
+                MemoryKind::ResidualAdd,
+                MemoryKind::Rotary,
+            ] {
+                out.push(Op::Memory(MemoryOp {
+                    kind,
+                    pass: Pass::Forward,
+                    rows: 4,
+                    cols: 256,
+                    dtype,
+                }));
             }
         }
         out
@@ -999,25 +789,61 @@ mod tests {
         .unwrap_or_else(|e| panic!("{name}: {e:?}"));
     }
 
+    /// Every stage of every kernel in the table, for every sample op it takes: the template step
+    /// leaves no placeholder, and naga parses and validates the result.
     #[test]
-    fn every_variant_parses_and_validates_with_naga() {
-        for v in MATMUL_VARIANTS {
-            for d in [DType::Fp32, DType::Fp16] {
-                validate(
-                    &format!("matmul {} {d}", v.name),
-                    &matmul_source(v.name, d).unwrap(),
-                );
-            }
-        }
-        for a in attention_cases() {
-            for v in ATTENTION_VARIANTS {
-                for src in attention_sources(v.name, &a).unwrap() {
-                    validate(
-                        &format!("attention {} {} d{}", v.name, a.dtype, a.qk_head_dim),
-                        &src,
+    fn every_kernel_in_the_table_templates_and_validates_with_naga() {
+        let ops = sample_ops();
+        for (i, spec) in SPECS.iter().enumerate() {
+            let taken: Vec<&Op> = ops.iter().filter(|op| spec.takes(op)).collect();
+            let files: Vec<&str> = spec.kernel.stages.iter().map(|s| s.source.file).collect();
+            assert!(!taken.is_empty(), "no sample op for kernel {i} ({files:?})");
+            for op in taken {
+                let stages = stages(op, spec.variant.name).unwrap();
+                assert_eq!(stages.len(), spec.kernel.stages.len());
+                for (stage, built) in spec.kernel.stages.iter().zip(&stages) {
+                    let name = format!("{} on {op}", stage.source.file);
+                    let dtype = stage.dtype(op);
+                    for (token, _) in (stage.subs)(op)
+                        .into_iter()
+                        .chain([("ELEM", String::new())])
+                    {
+                        assert!(!built.source.contains(token), "{name}: {token} left");
+                    }
+                    assert_eq!(
+                        built.source.starts_with("enable f16;"),
+                        dtype == DType::Fp16
                     );
+                    assert!(
+                        built.groups.iter().all(|g| *g > 0),
+                        "{name}: {:?}",
+                        built.groups
+                    );
+                    validate(&name, &built.source);
                 }
             }
         }
+    }
+
+    #[test]
+    fn unknown_variants_and_dtypes_are_refused() {
+        let mm = Op::Matmul(Matmul::new(1, 16, 16, 16, DType::Fp32));
+        let e = stages(&mm, "magic").err().unwrap().to_string();
+        assert!(e.contains("naive, tiled, regblock"), "{e}");
+        let bf16 = Op::Matmul(Matmul::new(1, 16, 16, 16, DType::Bf16));
+        assert!(stages(&bf16, "naive").is_err());
+    }
+
+    /// The tiles the cost model pads to come from the table.
+    #[test]
+    fn output_tiles_come_from_the_table() {
+        use crate::model::ops::OpClass;
+        let tile = super::super::output_tile;
+        assert_eq!(tile("wgpu:regblock", OpClass::Matmul), Some((64, 128)));
+        assert_eq!(tile("wgpu:naive", OpClass::Matmul), Some((16, 16)));
+        assert_eq!(tile("wgpu:naive", OpClass::Attention), None);
+        assert_eq!(tile("wgpu:fused", OpClass::Attention), Some((64, 1)));
+        assert_eq!(tile("wgpu:elementwise", OpClass::Memory), None);
+        assert_eq!(tile("wgpu:magic", OpClass::Matmul), None);
     }
 }

@@ -5,12 +5,13 @@
 //! between the ops: inside the block, an op finds what the previous one left in L2, as it would
 //! in a model.
 
-use super::{CudaBackend, FlashLayout, blas, drv, memory_elem};
+use super::launch::{Buffers, Layouts};
+use super::{CudaBackend, drv, memory_elem, spec_for};
 use crate::measure::backend::block::{BlockInputs, BlockRun, BlockShape, Operand, operands};
 use crate::measure::backend::{BackendError, Result};
 use crate::model::ops::Op;
+use cudarc::driver::CudaSlice;
 use cudarc::driver::sys::CUdeviceptr;
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 impl CudaBackend {
     /// Runs `block` once with every output poisoned (the last read back), then `runs` timed
@@ -21,7 +22,7 @@ impl CudaBackend {
         inputs: &BlockInputs,
         runs: usize,
     ) -> Result<BlockRun> {
-        let (elem, suffix) = memory_elem(block.dtype)
+        let (elem, _) = memory_elem(block.dtype)
             .filter(|_| {
                 matches!(
                     block.dtype,
@@ -40,11 +41,6 @@ impl CudaBackend {
                 block.head_dim
             )));
         }
-        let handle = *self
-            .blas
-            .as_ref()
-            .ok_or_else(|| BackendError::Unavailable("cuBLAS not loaded".into()))?
-            .handle();
         let mut buffers: Vec<CudaSlice<u8>> = Vec::new();
         for t in inputs.tensors() {
             buffers.push(self.stream.clone_htod(&elem.encode(t)).map_err(drv)?);
@@ -66,66 +62,41 @@ impl CudaBackend {
             Operand::Input(i) => ptrs[i],
             Operand::Op(j) => ptrs[inputs_len + j],
         };
-        let flash = self.function(
-            "attention_flash.cu",
-            &format!("attn_flash_{suffix}_d{}", block.head_dim),
-        )?;
-        let layout = FlashLayout::from(&block.attention_layout());
-        let rotary = block.rotary_layout();
-        let launch_all = |me: &mut CudaBackend,
-                          events: Option<&[cudarc::driver::CudaEvent]>|
-         -> Result<()> {
-            for (i, (_, op)) in block.ops.iter().enumerate() {
-                let ins: Vec<CUdeviceptr> = wiring[i].iter().map(operand).collect();
-                let out = ptrs[inputs_len + i];
-                match op {
-                    Op::Matmul(mm) => {
-                        let g = blas::Gemm {
-                            m: mm.m as i32,
-                            n: mm.n as i32,
-                            k: mm.k as i32,
-                            batch: mm.batch as i32,
-                            a: ins[0],
-                            b: ins[1],
-                            c: out,
-                        };
-                        // SAFETY: buffers sized for this matmul, on the handle's stream.
-                        unsafe { blas::cublas_gemm(handle, mm.input, &g) }?;
-                    }
-                    Op::Attention(a) => {
-                        let (hq, hkv, sq, skv) = (
-                            a.q_heads as i32,
-                            a.kv_heads as i32,
-                            a.q_len as i32,
-                            a.kv_len as i32,
-                        );
-                        let (causal, window) = (i32::from(a.causal), a.window.unwrap_or(0) as i32);
-                        let scale = 1.0f32 / (a.qk_head_dim as f32).sqrt();
-                        let mut l = me.stream.launch_builder(&flash);
-                        l.arg(&ins[0]).arg(&ins[1]).arg(&ins[2]).arg(&out);
-                        l.arg(&hq).arg(&hkv).arg(&sq).arg(&skv);
-                        l.arg(&causal).arg(&window).arg(&scale).arg(&layout);
-                        let cfg = LaunchConfig {
-                            grid_dim: ((sq as u32).div_ceil(64), (a.batch * a.q_heads) as u32, 1),
-                            block_dim: (128, 1, 1),
-                            shared_mem_bytes: 2 * 64 * (a.qk_head_dim as u32 + 8) * 2,
-                        };
-                        // SAFETY: signature of attention_flash.cu; views inside the buffers.
-                        unsafe { l.launch(cfg) }.map_err(drv)?;
-                    }
-                    Op::Memory(m) => me.launch_memory(m, &ins, out, &rotary)?,
-                    other => {
-                        return Err(BackendError::Unsupported(format!(
-                            "cuda block: no kernel for {other}"
-                        )));
-                    }
-                }
-                if let Some(ev) = events {
-                    ev[i + 1].record(&me.stream).map_err(drv)?;
-                }
-            }
-            Ok(())
+        // Strided views of the projections, as the model's block reads them.
+        let layouts = Layouts {
+            attention: Some(block.attention_layout()),
+            rotary: Some(block.rotary_layout()),
         };
+        let mut steps = Vec::new();
+        let mut implementations = Vec::new();
+        for (i, (_, op)) in block.ops.iter().enumerate() {
+            // cuBLAS for the matmuls, as a training or serving run calls.
+            let variant = match op {
+                Op::Matmul(_) => "cublas",
+                Op::Attention(_) => "flash",
+                _ => "elementwise",
+            };
+            let spec = spec_for(variant, op)
+                .map_err(|e| BackendError::Unsupported(format!("cuda block: {e}")))?;
+            let ins: Vec<CUdeviceptr> = wiring[i].iter().map(operand).collect();
+            let bufs = Buffers {
+                ins: &ins,
+                out: ptrs[inputs_len + i],
+                scratch: None,
+            };
+            steps.push(self.prepare(spec, op, &layouts, &bufs)?);
+            implementations.push(format!("cuda:{variant}"));
+        }
+        let launch_all =
+            |me: &CudaBackend, events: Option<&[cudarc::driver::CudaEvent]>| -> Result<()> {
+                for (i, op_steps) in steps.iter().enumerate() {
+                    me.enqueue(op_steps)?;
+                    if let Some(ev) = events {
+                        ev[i + 1].record(&me.stream).map_err(drv)?;
+                    }
+                }
+                Ok(())
+            };
 
         // Checked run: every op's output poisoned first.
         for (i, n) in out_elems.iter().enumerate() {
@@ -162,16 +133,6 @@ impl CudaBackend {
                     .collect::<Result<Vec<_>>>()?,
             );
         }
-        let implementations = block
-            .ops
-            .iter()
-            .map(|(_, op)| match op {
-                Op::Matmul(_) => "cuda:cublas",
-                Op::Attention(_) => "cuda:flash",
-                _ => "cuda:elementwise",
-            })
-            .map(String::from)
-            .collect();
         Ok(BlockRun {
             output,
             block_s,

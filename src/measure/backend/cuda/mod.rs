@@ -5,18 +5,22 @@
 
 pub mod blas;
 mod block;
+pub mod launch;
 pub mod nvrtc;
+#[path = "../../../../kernels/cuda/specs.rs"]
+pub mod specs;
 pub mod telemetry;
 
+pub use launch::{Arg, Buf, Cuda, CudaSpec, Launch, Layouts, Library};
+pub use specs::SPECS;
+
+use super::spec::{self, Source};
 use super::{Backend, BackendError, Clock, DeviceInfo, Result, Telemetry, Variant};
 use crate::model::dtype::DType;
 use crate::model::dtype::fp8_bits;
-use crate::model::ops::{Attention, Matmul, Op, Pass};
+use crate::model::ops::{Matmul, Op, Pass};
 use cudarc::driver::sys::CUdeviceptr;
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
-    PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -58,75 +62,6 @@ pub fn library_status() -> Vec<(&'static str, Option<String>)> {
 fn drv(e: impl std::fmt::Debug) -> BackendError {
     BackendError::Device(format!("{e:?}"))
 }
-
-const FP32_VARIANTS: [Variant; 4] = [
-    Variant {
-        name: "naive",
-        idea: "one thread per output, operands from global memory",
-        vendor: false,
-        tile: Some((16, 16)),
-    },
-    Variant {
-        name: "tiled",
-        idea: "32x32 shared-memory tiles",
-        vendor: false,
-        tile: Some((32, 32)),
-    },
-    Variant {
-        name: "regblock",
-        idea: "128x128 block, 8x8 register micro-tiles, warp tiling, float4 loads",
-        vendor: false,
-        tile: Some((128, 128)),
-    },
-    Variant {
-        name: "cublas",
-        idea: "cuBLAS sgemm (plain fp32 math)",
-        vendor: true,
-        tile: None,
-    },
-];
-const MMA: Variant = Variant {
-    name: "mma",
-    idea: "mma.sync tensor cores, 128x128 block, cp.async double buffering",
-    vendor: false,
-    tile: Some((128, 128)),
-};
-const CUBLAS: Variant = Variant {
-    name: "cublas",
-    idea: "cublasGemmStridedBatchedEx",
-    vendor: true,
-    tile: None,
-};
-const CUBLAS_TF32: Variant = Variant {
-    name: "cublas-tf32",
-    idea: "cuBLAS fp32 with TF32 tensor-core math (CUBLAS_COMPUTE_32F_FAST_TF32)",
-    vendor: true,
-    tile: None,
-};
-const CUBLASLT: Variant = Variant {
-    name: "cublaslt",
-    idea: "cuBLASLt fp8 e4m3 matmul, bf16 out",
-    vendor: true,
-    tile: None,
-};
-const ATTN_NAIVE: Variant = Variant {
-    name: "naive",
-    idea: "three kernels through a materialized f32 score matrix",
-    vendor: false,
-    tile: None,
-};
-const ATTN_FLASH: Variant = Variant {
-    name: "flash",
-    idea: "FlashAttention-2-style fused forward on mma.sync, online softmax in registers",
-    vendor: false,
-    tile: Some((64, 1)),
-};
-const ATTN_DECODE: Variant = Variant {
-    name: "decode",
-    idea: "one query token, KV cache split across blocks, partials merged",
-    vendor: false,
-    tile: None,
-};
 
 /// The element type a buffer holds on the device.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -229,29 +164,6 @@ fn attention_elem(dtype: DType) -> Option<Elem> {
     }
 }
 
-/// Every matmul and attention variant this backend has (for lookups by name).
-pub const MATMUL_VARIANTS: [Variant; 8] = [
-    FP32_VARIANTS[0],
-    FP32_VARIANTS[1],
-    FP32_VARIANTS[2],
-    FP32_VARIANTS[3],
-    MMA,
-    CUBLAS,
-    CUBLAS_TF32,
-    CUBLASLT,
-];
-pub const ATTENTION_VARIANTS: [Variant; 3] = [ATTN_NAIVE, ATTN_FLASH, ATTN_DECODE];
-
-/// Keys per block of the split-KV decode kernel.
-const DECODE_CHUNK: u64 = 256;
-
-pub const MEMORY_VARIANT: Variant = Variant {
-    name: "elementwise",
-    idea: "one thread per element (per pair for rotary, one block per row for RMSNorm), f32 math",
-    vendor: false,
-    tile: None,
-};
-
 /// Element type and kernel-name suffix of the memory-bound kernels.
 fn memory_elem(dtype: DType) -> Option<(Elem, &'static str)> {
     match dtype {
@@ -284,9 +196,6 @@ impl From<&crate::measure::backend::AttentionLayout> for FlashLayout {
     }
 }
 
-/// A kernel to launch: file, function, grid, block, dynamic shared memory.
-type KernelLaunch = (&'static str, String, (u32, u32, u32), (u32, u32, u32), u32);
-
 /// The loaded problem.
 struct Problem {
     op: Op,
@@ -296,7 +205,6 @@ struct Problem {
     out_elems: usize,
     /// Naive attention's score matrix, or decode's partials.
     scratch: Option<CudaSlice<u8>>,
-    decode_splits: u32,
 }
 
 pub struct CudaBackend {
@@ -396,18 +304,14 @@ impl CudaBackend {
         })
     }
 
-    fn function(&mut self, file: &'static str, name: &str) -> Result<CudaFunction> {
-        if !self.modules.contains_key(file) {
-            let source = nvrtc::KERNEL_FILES
-                .iter()
-                .find(|(f, _)| *f == file)
-                .map(|(_, s)| *s)
-                .ok_or_else(|| BackendError::Device(format!("no kernel file {file}")))?;
-            let ptx = nvrtc::compile(file, source, &self.arch)?;
+    /// Entry point `name` of a kernel file, compiled for this device on first use.
+    fn function(&mut self, source: &Source, name: &str) -> Result<CudaFunction> {
+        if !self.modules.contains_key(source.file) {
+            let ptx = nvrtc::compile(source.file, source.text, &self.arch)?;
             let module = self.ctx.load_module(ptx).map_err(drv)?;
-            self.modules.insert(file, module);
+            self.modules.insert(source.file, module);
         }
-        self.modules[file].load_function(name).map_err(drv)
+        self.modules[source.file].load_function(name).map_err(drv)
     }
 
     fn ptr(&self, s: &CudaSlice<u8>) -> CUdeviceptr {
@@ -421,322 +325,37 @@ impl CudaBackend {
             .ok_or_else(|| BackendError::Device("no problem loaded".into()))
     }
 
-    /// Enqueues one run of `variant` on input set `set`.
-    fn launch(&mut self, variant: &str, set: usize) -> Result<()> {
-        let op = self.problem()?.op;
-        match op {
-            Op::Matmul(mm) => self.launch_matmul(&mm, variant, set),
-            Op::Attention(a) => self.launch_attention(&a, variant, set),
-            Op::Memory(m) => {
-                let p = self.problem()?;
-                let ins: Vec<CUdeviceptr> = p.inputs[set].iter().map(|b| self.ptr(b)).collect();
-                let out = self.ptr(&p.out);
-                let rotary = crate::measure::backend::cpu::RotaryLayout::standalone(&m);
-                self.launch_memory(&m, &ins, out, &rotary)
-            }
-            other => Err(BackendError::Unsupported(format!("cuda: {other}"))),
-        }
-    }
-
-    /// Enqueues a memory-bound op reading `ins` (in `harness::inputs` order) and writing `out`.
-    fn launch_memory(
-        &mut self,
-        m: &crate::model::ops::MemoryOp,
-        ins: &[CUdeviceptr],
-        out: CUdeviceptr,
-        rotary: &crate::measure::backend::cpu::RotaryLayout,
-    ) -> Result<()> {
-        use crate::model::ops::MemoryKind;
-        let kind = crate::measure::backend::measured_memory_kind(m)?;
-        let (_, suffix) = memory_elem(m.dtype)
-            .ok_or_else(|| BackendError::Unsupported(format!("cuda: {}", Op::Memory(*m))))?;
-        if ins.len() != crate::measure::backend::memory_input_count(kind) {
-            return Err(BackendError::Device(format!(
-                "{}: wrong input count",
-                kind.name()
-            )));
-        }
-        let (rows, cols) = (m.rows as i32, m.cols as i32);
-        let cfg = |grid: u32, block: u32| LaunchConfig {
-            grid_dim: (grid, 1, 1),
-            block_dim: (block, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // Grid-stride loops: enough blocks to fill the device, no more than the work needs.
-        let blocks = |items: u64| items.div_ceil(256).clamp(1, 65535) as u32;
-        let name = match kind {
-            MemoryKind::RmsNorm => "rmsnorm",
-            MemoryKind::GatedActivation(_) => "gated_silu",
-            MemoryKind::ResidualAdd => "residual_add",
-            _ => "rotary",
-        };
-        let f = self.function("memory.cu", &format!("{name}_{suffix}"))?;
-        let mut l = self.stream.launch_builder(&f);
-        // SAFETY (all launches): argument lists match memory.cu; buffers are sized for `m`.
-        match kind {
-            MemoryKind::RmsNorm => {
-                let eps = crate::measure::backend::cpu::RMSNORM_EPS as f32;
-                l.arg(&ins[0])
-                    .arg(&ins[1])
-                    .arg(&out)
-                    .arg(&rows)
-                    .arg(&cols)
-                    .arg(&eps);
-                unsafe { l.launch(cfg(m.rows as u32, 256)) }.map_err(drv)?;
-            }
-            MemoryKind::GatedActivation(_) => {
-                l.arg(&ins[0]).arg(&out).arg(&rows).arg(&cols);
-                unsafe { l.launch(cfg(blocks(m.rows * m.cols), 256)) }.map_err(drv)?;
-            }
-            MemoryKind::ResidualAdd => {
-                let n = (m.rows * m.cols) as i64;
-                l.arg(&ins[0]).arg(&ins[1]).arg(&out).arg(&n);
-                unsafe { l.launch(cfg(blocks(m.rows * m.cols), 256)) }.map_err(drv)?;
-            }
-            _ => {
-                let (rc, hd, seq) = (
-                    rotary.cols as i32,
-                    rotary.head_dim as i32,
-                    rotary.seq_len as i32,
-                );
-                let (in_row, out_row) = (rotary.in_row as i32, rotary.out_row as i32);
-                let theta = rotary.theta as f32;
-                l.arg(&ins[0])
-                    .arg(&out)
-                    .arg(&rows)
-                    .arg(&rc)
-                    .arg(&hd)
-                    .arg(&seq);
-                l.arg(&in_row).arg(&out_row).arg(&theta);
-                let pairs = m.rows * rotary.cols as u64 / 2;
-                unsafe { l.launch(cfg(blocks(pairs), 256)) }.map_err(drv)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn launch_matmul(&mut self, mm: &Matmul, variant: &str, set: usize) -> Result<()> {
+    /// The steps of one run of `variant` on input set `set` of the loaded problem.
+    fn steps(&mut self, variant: &str, set: usize) -> Result<Vec<launch::Step>> {
         let p = self.problem()?;
-        let (a, b, c) = (
-            self.ptr(&p.inputs[set][0]),
-            self.ptr(&p.inputs[set][1]),
-            self.ptr(&p.out),
-        );
-        let (m, n, k, batch) = (mm.m as i32, mm.n as i32, mm.k as i32, mm.batch as u32);
-        let g = blas::Gemm {
-            m,
-            n,
-            k,
-            batch: batch as i32,
-            a,
-            b,
-            c,
-        };
-        let cdiv = |x: i32, d: u32| (x as u32).div_ceil(d);
-        let (file, name, grid, block, smem): KernelLaunch = match (mm.input, variant) {
-            (_, "cublas") | (_, "cublas-tf32") => {
-                let handle = *self
-                    .blas
-                    .as_ref()
-                    .ok_or_else(|| BackendError::Unavailable("cuBLAS not loaded".into()))?
-                    .handle();
-                // SAFETY: buffers sized for this problem on this stream.
-                return unsafe { blas::cublas_gemm(handle, mm.input, &g) };
-            }
-            (DType::Fp8E4m3, "cublaslt") => {
-                let (lt, _) = self
-                    .lt
-                    .as_ref()
-                    .ok_or_else(|| BackendError::Unavailable("cuBLASLt not loaded".into()))?;
-                // SAFETY: as above.
-                return unsafe { blas::cublaslt_fp8(lt, &g, self.stream.cu_stream()) };
-            }
-            (DType::Fp32, "naive") => (
-                "matmul_fp32_naive.cu",
-                "matmul_fp32_naive".into(),
-                (cdiv(n, 16), cdiv(m, 16), batch),
-                (16, 16, 1),
-                0,
-            ),
-            (DType::Fp32, "tiled") => (
-                "matmul_fp32_tiled.cu",
-                "matmul_fp32_tiled".into(),
-                (cdiv(n, 32), cdiv(m, 32), batch),
-                (32, 32, 1),
-                0,
-            ),
-            (DType::Fp32, "regblock") => (
-                "matmul_fp32_regblock.cu",
-                "matmul_fp32_regblock".into(),
-                (cdiv(n, 128), cdiv(m, 128), batch),
-                (256, 1, 1),
-                0,
-            ),
-            (d, "mma") => {
-                let (suffix, elem_bytes, b_transposed) = match d {
-                    DType::Tf32 => ("tf32", 4u32, false),
-                    DType::Fp16 => ("f16", 2, false),
-                    DType::Bf16 => ("bf16", 2, false),
-                    DType::Int8 => ("i8", 1, true),
-                    DType::Fp8E4m3 => ("e4m3", 1, true),
-                    other => {
-                        return Err(BackendError::Unsupported(format!("mma for {other}")));
-                    }
-                };
-                // Two stages of A (128 rows × 80 bytes) and B (see matmul_mma.cu).
-                let a_bytes = 128 * 80;
-                let b_bytes = if b_transposed {
-                    128 * 80
-                } else {
-                    (64 / elem_bytes) * (128 * elem_bytes + 16)
-                };
-                (
-                    "matmul_mma.cu",
-                    format!("mma_{suffix}"),
-                    (cdiv(n, 128), cdiv(m, 128), batch),
-                    (256, 1, 1),
-                    2 * (a_bytes + b_bytes),
-                )
-            }
-            (d, v) => {
-                return Err(BackendError::Unsupported(format!(
-                    "no cuda matmul variant '{v}' for {d}"
-                )));
-            }
-        };
-        let f = self.function(file, &name)?;
-        let cfg = LaunchConfig {
-            grid_dim: grid,
-            block_dim: block,
-            shared_mem_bytes: smem,
-        };
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&a).arg(&b).arg(&c).arg(&m).arg(&n).arg(&k);
-        // SAFETY: argument types match the kernel signature; buffers are sized for the problem.
-        unsafe { l.launch(cfg) }.map_err(drv)?;
-        Ok(())
-    }
-
-    fn launch_attention(&mut self, at: &Attention, variant: &str, set: usize) -> Result<()> {
-        let suffix = match at.dtype {
-            DType::Fp16 => "f16",
-            _ => "bf16",
-        };
-        let d = at.qk_head_dim as i32;
-        let p = self.problem()?;
-        let (q, k, v, o) = (
-            self.ptr(&p.inputs[set][0]),
-            self.ptr(&p.inputs[set][1]),
-            self.ptr(&p.inputs[set][2]),
-            self.ptr(&p.out),
-        );
+        let op = p.op;
+        let spec = spec_for(variant, &op)?;
+        let ins: Vec<CUdeviceptr> = p
+            .inputs
+            .get(set)
+            .ok_or_else(|| BackendError::Device(format!("no input set {set}")))?
+            .iter()
+            .map(|b| self.ptr(b))
+            .collect();
+        let out = self.ptr(&p.out);
         let scratch = p.scratch.as_ref().map(|s| self.ptr(s));
-        let splits = p.decode_splits;
-        let (hq, hkv, sq, skv) = (
-            at.q_heads as i32,
-            at.kv_heads as i32,
-            at.q_len as i32,
-            at.kv_len as i32,
-        );
-        let bh = (at.batch * at.q_heads) as u32;
-        let causal = i32::from(at.causal);
-        let window = at.window.unwrap_or(0) as i32;
-        let scale = 1.0f32 / (at.qk_head_dim as f32).sqrt();
-        let cfg = |grid: (u32, u32, u32), block: (u32, u32, u32), smem: u32| LaunchConfig {
-            grid_dim: grid,
-            block_dim: block,
-            shared_mem_bytes: smem,
+        let bufs = launch::Buffers {
+            ins: &ins,
+            out,
+            scratch,
         };
-        match variant {
-            "naive" => {
-                let s = scratch.ok_or_else(|| BackendError::Device("no score buffer".into()))?;
-                let f1 =
-                    self.function("attention_naive.cu", &format!("attn_naive_scores_{suffix}"))?;
-                let f2 = self.function("attention_naive.cu", "attn_naive_softmax")?;
-                let f3 = self.function("attention_naive.cu", &format!("attn_naive_pv_{suffix}"))?;
-                let rows = (at.batch * at.q_heads * at.q_len) as i32;
-                let mut l = self.stream.launch_builder(&f1);
-                l.arg(&q)
-                    .arg(&k)
-                    .arg(&s)
-                    .arg(&hq)
-                    .arg(&hkv)
-                    .arg(&sq)
-                    .arg(&skv)
-                    .arg(&d);
-                l.arg(&causal).arg(&window).arg(&scale);
-                let g1 = ((skv as u32).div_ceil(16), (sq as u32).div_ceil(16), bh);
-                // SAFETY: signatures match attention_naive.cu.
-                unsafe { l.launch(cfg(g1, (16, 16, 1), 0)) }.map_err(drv)?;
-                let mut l = self.stream.launch_builder(&f2);
-                l.arg(&s).arg(&rows).arg(&skv);
-                let g2 = ((rows as u32).min(65535), (rows as u32).div_ceil(65535), 1);
-                unsafe { l.launch(cfg(g2, (256, 1, 1), 0)) }.map_err(drv)?;
-                let mut l = self.stream.launch_builder(&f3);
-                l.arg(&s)
-                    .arg(&v)
-                    .arg(&o)
-                    .arg(&hq)
-                    .arg(&hkv)
-                    .arg(&sq)
-                    .arg(&skv)
-                    .arg(&d);
-                let g3 = ((d as u32).div_ceil(16), (sq as u32).div_ceil(16), bh);
-                unsafe { l.launch(cfg(g3, (16, 16, 1), 0)) }.map_err(drv)?;
-            }
-            "flash" => {
-                let f =
-                    self.function("attention_flash.cu", &format!("attn_flash_{suffix}_d{d}"))?;
-                let smem = 2 * 64 * (d as u32 + 8) * 2;
-                let mut l = self.stream.launch_builder(&f);
-                l.arg(&q)
-                    .arg(&k)
-                    .arg(&v)
-                    .arg(&o)
-                    .arg(&hq)
-                    .arg(&hkv)
-                    .arg(&sq)
-                    .arg(&skv);
-                let layout =
-                    FlashLayout::from(&crate::measure::backend::AttentionLayout::head_major(at));
-                l.arg(&causal).arg(&window).arg(&scale).arg(&layout);
-                let grid = ((sq as u32).div_ceil(64), bh, 1);
-                // SAFETY: signature matches attention_flash.cu.
-                unsafe { l.launch(cfg(grid, (128, 1, 1), smem)) }.map_err(drv)?;
-            }
-            "decode" => {
-                let part = scratch.ok_or_else(|| BackendError::Device("no partials".into()))?;
-                let f1 =
-                    self.function("attention_decode.cu", &format!("attn_decode_{suffix}_d{d}"))?;
-                let f2 = self.function(
-                    "attention_decode.cu",
-                    &format!("attn_decode_combine_{suffix}_d{d}"),
-                )?;
-                let chunk = DECODE_CHUNK as i32;
-                let nsplits = splits as i32;
-                let mut l = self.stream.launch_builder(&f1);
-                l.arg(&q)
-                    .arg(&k)
-                    .arg(&v)
-                    .arg(&part)
-                    .arg(&hq)
-                    .arg(&hkv)
-                    .arg(&skv);
-                l.arg(&chunk).arg(&window).arg(&scale);
-                // SAFETY: signatures match attention_decode.cu.
-                unsafe { l.launch(cfg((splits, bh, 1), (128, 1, 1), 0)) }.map_err(drv)?;
-                let mut l = self.stream.launch_builder(&f2);
-                l.arg(&part).arg(&o).arg(&nsplits);
-                unsafe { l.launch(cfg((bh, 1, 1), (d as u32, 1, 1), 0)) }.map_err(drv)?;
-            }
-            other => {
-                return Err(BackendError::Unsupported(format!(
-                    "no cuda attention variant '{other}'"
-                )));
-            }
-        }
-        Ok(())
+        self.prepare(spec, &op, &Layouts::default(), &bufs)
     }
+}
+
+/// The kernel `variant` names for `op`.
+pub fn spec_for(variant: &str, op: &Op) -> Result<&'static CudaSpec> {
+    spec::find(SPECS, variant, op).ok_or_else(|| {
+        BackendError::Unsupported(format!(
+            "no cuda variant '{variant}' for {op} (have: {})",
+            spec::names_for(SPECS, op)
+        ))
+    })
 }
 
 impl Backend for CudaBackend {
@@ -745,99 +364,78 @@ impl Backend for CudaBackend {
     }
 
     fn variants(&self, op: &Op) -> Vec<Variant> {
-        let ada = self.cc >= (8, 9);
-        let have_blas = self.blas.is_some();
-        let have_lt = self.lt.is_some();
-        match op {
-            Op::Matmul(mm) if matmul_elems(mm.input).is_some() => {
-                let mut v: Vec<Variant> = match mm.input {
-                    DType::Fp32 => FP32_VARIANTS.to_vec(),
-                    DType::Tf32 => vec![MMA, CUBLAS_TF32],
-                    DType::Fp16 | DType::Bf16 | DType::Int8 => vec![MMA, CUBLAS],
-                    DType::Fp8E4m3 if ada => vec![MMA, CUBLASLT],
-                    _ => Vec::new(),
-                };
-                v.retain(|x| match x.name {
-                    "cublas" | "cublas-tf32" => have_blas,
-                    // cuBLASLt fp8 wants batch 1 and dimensions that are multiples of 16.
-                    "cublaslt" => {
-                        have_lt
-                            && mm.batch == 1
-                            && [mm.m, mm.n, mm.k].iter().all(|d| d.is_multiple_of(16))
-                    }
-                    _ => true,
-                });
-                // int8 cuBLAS needs k and n multiples of 4.
-                if mm.input == DType::Int8 && !(mm.k.is_multiple_of(4) && mm.n.is_multiple_of(4)) {
-                    v.retain(|x| x.name != "cublas");
-                }
-                v
+        let runs = match op {
+            // fp8 tensor cores arrive with Ada (sm_89).
+            Op::Matmul(mm) => {
+                matmul_elems(mm.input).is_some()
+                    && (mm.input != DType::Fp8E4m3 || self.cc >= (8, 9))
             }
-            Op::Attention(a)
-                if attention_elem(a.dtype).is_some()
+            Op::Attention(a) => {
+                attention_elem(a.dtype).is_some()
                     && a.pass == Pass::Forward
                     && a.kv_dtype == a.dtype
                     && a.qk_head_dim == a.v_head_dim
                     && matches!(a.qk_head_dim, 64 | 128)
-                    && a.q_len <= a.kv_len =>
-            {
-                let mut v = Vec::new();
-                let scores = a.batch * a.q_heads * a.q_len * a.kv_len * 4;
-                if scores <= 8 << 30 {
-                    v.push(ATTN_NAIVE);
-                }
-                v.push(ATTN_FLASH);
-                if a.q_len == 1 {
-                    v.push(ATTN_DECODE);
-                }
-                v
+                    && a.q_len <= a.kv_len
             }
-            Op::Memory(m)
-                if memory_elem(m.dtype).is_some()
-                    && crate::measure::backend::measured_memory_kind(m).is_ok() =>
-            {
-                vec![MEMORY_VARIANT]
+            Op::Memory(m) => {
+                memory_elem(m.dtype).is_some()
+                    && crate::measure::backend::measured_memory_kind(m).is_ok()
             }
-            _ => Vec::new(),
+            _ => false,
+        };
+        if !runs {
+            return Vec::new();
         }
+        SPECS
+            .iter()
+            .filter(|s| s.takes(op))
+            .filter(|s| match s.kernel {
+                Cuda::Library(Library::Cublas) => self.blas.is_some(),
+                Cuda::Library(Library::CublasLt) => self.lt.is_some(),
+                Cuda::Nvrtc { .. } => true,
+            })
+            .map(|s| s.variant)
+            .collect()
     }
 
     fn load(&mut self, op: &Op, sets: &[Vec<Vec<f32>>]) -> Result<()> {
         self.problem = None;
-        let (elems, out_elem, out_elems, scratch_bytes, splits) = match op {
+        let (elems, out_elem, out_elems, scratch_bytes) = match op {
             Op::Matmul(mm) => {
                 let (i, o) = matmul_elems(mm.input)
                     .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
-                (vec![i, i], o, (mm.batch * mm.m * mm.n) as usize, 0, 0)
+                (vec![i, i], o, (mm.batch * mm.m * mm.n) as usize, 0)
             }
             Op::Attention(a) => {
                 let e = attention_elem(a.dtype)
                     .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
                 let bh = a.batch * a.q_heads;
                 let out = (bh * a.q_len * a.v_head_dim) as usize;
-                // Decode: one block per 256 keys of every sequence and head (split-KV).
+                // Decode: one block per chunk of keys of every sequence and head (split-KV).
                 let splits = if a.q_len == 1 {
-                    a.kv_len.div_ceil(DECODE_CHUNK).max(1) as u32
+                    specs::decode_splits(a)
                 } else {
                     0
                 };
+                let max_scores = specs::MAX_SCORE_BYTES as usize;
                 let scores = (bh * a.q_len * a.kv_len * 4) as usize;
                 let partials = (bh * u64::from(splits) * (a.qk_head_dim + 2) * 4) as usize;
                 let scratch = if a.q_len == 1 {
-                    partials.max(scores.min(8 << 30))
-                } else if scores <= 8 << 30 {
+                    partials.max(scores.min(max_scores))
+                } else if scores <= max_scores {
                     scores
                 } else {
                     0
                 };
-                (vec![e, e, e], e, out, scratch, splits)
+                (vec![e, e, e], e, out, scratch)
             }
             Op::Memory(m) => {
                 let kind = crate::measure::backend::measured_memory_kind(m)?;
                 let (e, _) = memory_elem(m.dtype)
                     .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
                 let n = crate::measure::backend::memory_input_count(kind);
-                (vec![e; n], e, (m.rows * m.cols) as usize, 0, 0)
+                (vec![e; n], e, (m.rows * m.cols) as usize, 0)
             }
             other => return Err(BackendError::Unsupported(format!("cuda: {other}"))),
         };
@@ -871,7 +469,6 @@ impl Backend for CudaBackend {
             out_elem,
             out_elems,
             scratch,
-            decode_splits: splits,
         });
         Ok(())
     }
@@ -881,13 +478,14 @@ impl Backend for CudaBackend {
             let p = self.problem()?;
             (p.out_elem, p.out_elems)
         };
+        let steps = self.steps(variant, set)?;
         let poison = elem.poison(n);
         let p = self
             .problem
             .as_mut()
             .ok_or_else(|| BackendError::Device("no problem loaded".into()))?;
         self.stream.memcpy_htod(&poison, &mut p.out).map_err(drv)?;
-        self.launch(variant, set)?;
+        self.enqueue(&steps)?;
         self.stream.synchronize().map_err(drv)?;
         let p = self.problem()?;
         let bytes = self.stream.clone_dtoh(&p.out).map_err(drv)?;
@@ -897,6 +495,9 @@ impl Backend for CudaBackend {
     fn time(&mut self, variant: &str, runs: usize) -> Result<Vec<f64>> {
         use cudarc::driver::sys::CUevent_flags;
         let sets = self.problem()?.inputs.len();
+        let steps = (0..sets)
+            .map(|set| self.steps(variant, set))
+            .collect::<Result<Vec<_>>>()?;
         let start = self
             .ctx
             .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
@@ -910,7 +511,7 @@ impl Backend for CudaBackend {
             // A write over twice the L2 evicts whatever the last run left there.
             self.stream.memset_zeros(&mut self.flush).map_err(drv)?;
             start.record(&self.stream).map_err(drv)?;
-            self.launch(variant, i % sets)?;
+            self.enqueue(&steps[i % sets])?;
             end.record(&self.stream).map_err(drv)?;
             end.synchronize().map_err(drv)?;
             out.push(f64::from(start.elapsed_ms(&end).map_err(drv)?) * 1e-3);
@@ -985,6 +586,157 @@ mod tests {
                 1.0, 4.0, 2.0, 5.0, 3.0, 6.0, 7.0, 10.0, 8.0, 11.0, 9.0, 12.0
             ]
         );
+    }
+
+    fn offered(op: &Op) -> Vec<&'static str> {
+        SPECS
+            .iter()
+            .filter(|s| s.takes(op))
+            .map(|s| s.variant.name)
+            .collect()
+    }
+
+    fn attention(q_len: u64, kv_len: u64, d: u64) -> crate::model::ops::Attention {
+        crate::model::ops::Attention {
+            batch: 2,
+            q_heads: 8,
+            kv_heads: 2,
+            q_len,
+            kv_len,
+            qk_head_dim: d,
+            v_head_dim: d,
+            causal: true,
+            window: None,
+            dtype: DType::Fp16,
+            kv_dtype: DType::Fp16,
+            fused: true,
+            pass: Pass::Forward,
+        }
+    }
+
+    /// Which implementations run which dtypes and shapes, in the order they are measured.
+    #[test]
+    fn the_table_offers_each_dtype_its_implementations() {
+        let mm = |d, batch, m, n, k| Op::Matmul(Matmul::new(batch, m, n, k, d));
+        let square = |d| mm(d, 1, 64, 64, 64);
+        assert_eq!(
+            offered(&square(DType::Fp32)),
+            ["naive", "tiled", "regblock", "cublas"]
+        );
+        assert_eq!(offered(&square(DType::Tf32)), ["mma", "cublas-tf32"]);
+        for d in [DType::Fp16, DType::Bf16, DType::Int8] {
+            assert_eq!(offered(&square(d)), ["mma", "cublas"], "{d}");
+        }
+        assert_eq!(offered(&mm(DType::Int8, 1, 64, 6, 64)), ["mma"]);
+        assert_eq!(offered(&square(DType::Fp8E4m3)), ["mma", "cublaslt"]);
+        assert_eq!(offered(&mm(DType::Fp8E4m3, 2, 64, 64, 64)), ["mma"]);
+        assert_eq!(offered(&mm(DType::Fp8E4m3, 1, 8, 64, 64)), ["mma"]);
+        assert!(offered(&square(DType::Fp8E5m2)).is_empty());
+        let a = |q, kv| Op::Attention(attention(q, kv, 128));
+        assert_eq!(offered(&a(1, 4096)), ["naive", "flash", "decode"]);
+        assert_eq!(offered(&a(512, 512)), ["naive", "flash"]);
+        assert_eq!(offered(&a(1 << 17, 1 << 17)), ["flash"]);
+        let rms = crate::model::ops::MemoryOp::new(
+            crate::model::ops::MemoryKind::RmsNorm,
+            Pass::Forward,
+            4,
+            256,
+            DType::Bf16,
+        );
+        assert_eq!(offered(&Op::Memory(rms)), ["elementwise"]);
+    }
+
+    fn launch_of(variant: &str, op: &Op) -> Vec<Launch> {
+        match spec_for(variant, op).unwrap().kernel {
+            Cuda::Nvrtc { launches, .. } => launches(op, &Layouts::default()).unwrap(),
+            Cuda::Library(_) => panic!("{variant} is a library"),
+        }
+    }
+
+    /// Grids, blocks and shared memory as the kernels are written for.
+    #[test]
+    fn launches_keep_their_grids_and_shared_memory() {
+        let geometry = |l: &Launch| (l.entry.clone(), l.grid, l.block, l.smem);
+        let mm = |d| Op::Matmul(Matmul::new(3, 300, 500, 64, d));
+        let one = |v: &str, op: &Op| geometry(&launch_of(v, op)[0]);
+        assert_eq!(
+            one("naive", &mm(DType::Fp32)),
+            ("matmul_fp32_naive".into(), (32, 19, 3), (16, 16, 1), 0)
+        );
+        assert_eq!(
+            one("tiled", &mm(DType::Fp32)),
+            ("matmul_fp32_tiled".into(), (16, 10, 3), (32, 32, 1), 0)
+        );
+        assert_eq!(
+            one("regblock", &mm(DType::Fp32)),
+            ("matmul_fp32_regblock".into(), (4, 3, 3), (256, 1, 1), 0)
+        );
+        for (d, entry, smem) in [
+            (DType::Tf32, "mma_tf32", 37376),
+            (DType::Fp16, "mma_f16", 37888),
+            (DType::Bf16, "mma_bf16", 37888),
+            (DType::Int8, "mma_i8", 40960),
+            (DType::Fp8E4m3, "mma_e4m3", 40960),
+        ] {
+            assert_eq!(
+                one("mma", &mm(d)),
+                (entry.into(), (4, 3, 3), (256, 1, 1), smem)
+            );
+        }
+        let flash = Op::Attention(attention(100, 300, 128));
+        assert_eq!(
+            one("flash", &flash),
+            ("attn_flash_f16_d128".into(), (2, 16, 1), (128, 1, 1), 34816)
+        );
+        let naive: Vec<_> = launch_of("naive", &flash).iter().map(geometry).collect();
+        assert_eq!(
+            naive,
+            [
+                ("attn_naive_scores_f16".into(), (19, 7, 16), (16, 16, 1), 0),
+                ("attn_naive_softmax".into(), (1600, 1, 1), (256, 1, 1), 0),
+                ("attn_naive_pv_f16".into(), (8, 7, 16), (16, 16, 1), 0),
+            ]
+        );
+        let decode = Op::Attention(attention(1, 300, 64));
+        let launches = launch_of("decode", &decode);
+        assert_eq!(
+            launches.iter().map(geometry).collect::<Vec<_>>(),
+            [
+                ("attn_decode_f16_d64".into(), (2, 16, 1), (128, 1, 1), 0),
+                (
+                    "attn_decode_combine_f16_d64".into(),
+                    (16, 1, 1),
+                    (64, 1, 1),
+                    0
+                ),
+            ]
+        );
+        assert_eq!(launches[1].args.last(), Some(&Arg::I32(2)));
+        use crate::model::ops::{Activation, MemoryKind, MemoryOp};
+        for (kind, grid) in [
+            (MemoryKind::RmsNorm, 5),
+            (MemoryKind::GatedActivation(Activation::Silu), 5),
+            (MemoryKind::ResidualAdd, 5),
+            (MemoryKind::Rotary, 3),
+        ] {
+            let m = Op::Memory(MemoryOp::new(kind, Pass::Forward, 5, 256, DType::Fp16));
+            let (entry, g, block, _) = one("elementwise", &m);
+            assert!(entry.ends_with("_f16"), "{entry}");
+            assert_eq!((g, block), ((grid, 1, 1), (256, 1, 1)), "{entry}");
+        }
+    }
+
+    /// The tiles the cost model pads to come from the table.
+    #[test]
+    fn output_tiles_come_from_the_table() {
+        use crate::model::ops::OpClass;
+        let tile = crate::measure::backend::output_tile;
+        assert_eq!(tile("cuda:mma", OpClass::Matmul), Some((128, 128)));
+        assert_eq!(tile("cuda:naive", OpClass::Matmul), Some((16, 16)));
+        assert_eq!(tile("cuda:tiled", OpClass::Matmul), Some((32, 32)));
+        assert_eq!(tile("cuda:cublas", OpClass::Matmul), None);
+        assert_eq!(tile("cuda:naive", OpClass::Attention), None);
+        assert_eq!(tile("cuda:flash", OpClass::Attention), Some((64, 1)));
     }
 
     #[test]

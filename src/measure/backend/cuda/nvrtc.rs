@@ -1,5 +1,5 @@
-//! Run-time compilation of `kernels/cuda/*.cu` with NVRTC: finding the CUDA headers, compiling
-//! for a device's architecture, and the list of kernel files.
+//! Run-time compilation of `kernels/cuda/*.cu` with NVRTC: finding the CUDA headers and
+//! compiling for a device's architecture. The kernel files are listed in `specs`.
 
 use super::super::BackendError;
 use std::path::{Path, PathBuf};
@@ -8,66 +8,6 @@ const PRELUDE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/kernels/cuda/prelude.cuh"
 ));
-
-/// Every CUDA kernel file: (file name, source).
-pub const KERNEL_FILES: &[(&str, &str)] = &[
-    (
-        "memory.cu",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/kernels/cuda/memory.cu"
-        )),
-    ),
-    (
-        "matmul_fp32_naive.cu",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/kernels/cuda/matmul_fp32_naive.cu"
-        )),
-    ),
-    (
-        "matmul_fp32_tiled.cu",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/kernels/cuda/matmul_fp32_tiled.cu"
-        )),
-    ),
-    (
-        "matmul_fp32_regblock.cu",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/kernels/cuda/matmul_fp32_regblock.cu"
-        )),
-    ),
-    (
-        "matmul_mma.cu",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/kernels/cuda/matmul_mma.cu"
-        )),
-    ),
-    (
-        "attention_naive.cu",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/kernels/cuda/attention_naive.cu"
-        )),
-    ),
-    (
-        "attention_flash.cu",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/kernels/cuda/attention_flash.cu"
-        )),
-    ),
-    (
-        "attention_decode.cu",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/kernels/cuda/attention_decode.cu"
-        )),
-    ),
-];
 
 /// Whether the NVRTC library can be loaded (cudarc panics on first use otherwise).
 pub fn available() -> bool {

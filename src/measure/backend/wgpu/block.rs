@@ -4,8 +4,7 @@
 //! gives the whole block's time and each op's.
 
 use super::{
-    Slot, Stage, WgpuBackend, attention_params, device_err, memory_params, memory_stage, stages,
-    to_bytes,
+    Slot, Stage, WgpuBackend, attention_params, device_err, memory_params, stages, to_bytes,
 };
 use crate::measure::backend::block::{BlockInputs, BlockRun, BlockShape, Operand, operands};
 use crate::measure::backend::{BackendError, Result};
@@ -91,7 +90,9 @@ impl WgpuBackend {
                     (stage, params, "wgpu:fused".to_string())
                 }
                 Op::Memory(m) => (
-                    memory_stage(m)?,
+                    stages(op, "elementwise")?
+                        .pop()
+                        .ok_or_else(|| device_err("no memory-bound stage"))?,
                     memory_params(m, &block.rotary_layout()),
                     "wgpu:elementwise".to_string(),
                 ),
@@ -124,7 +125,7 @@ impl WgpuBackend {
                 });
             let mut ins = step.inputs.iter();
             let mut bound = Vec::new();
-            for slot in &step.stage.slots {
+            for slot in step.stage.slots {
                 bound.push(match slot {
                     Slot::Input(_) => ins
                         .next()

@@ -1,0 +1,542 @@
+//! The CUDA kernels and the vendor libraries beside them, one entry per implementation: the
+//! variant, the ops and dtypes it serves, its tile, and for ours the file, its entry points and
+//! the launches one run makes (grid, block, shared memory, arguments by role). The CUDA backend,
+//! the output tiles the cost model pads to, and the NVRTC tests all read this table: a new kernel
+//! is its `.cu` file and one entry here.
+
+use super::launch::{Arg, Buf, Cuda, Launch, Layouts, Library};
+use crate::measure::backend::spec::{KernelSpec, Serves, Source, any_shape};
+use crate::measure::backend::{AttentionLayout, BackendError, Result, Variant};
+use crate::model::dtype::DType;
+use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op};
+
+macro_rules! cu {
+    ($file:literal) => {
+        Source {
+            file: $file,
+            text: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/kernels/cuda/", $file)),
+        }
+    };
+}
+
+/// Keys per block of the split-KV decode kernel.
+pub const DECODE_CHUNK: u64 = 256;
+/// Largest f32 score matrix the naive attention materializes.
+pub const MAX_SCORE_BYTES: u64 = 8 << 30;
+
+const HALF: &[DType] = &[DType::Fp16, DType::Bf16];
+
+pub static SPECS: &[KernelSpec<Cuda>] = &[
+    KernelSpec {
+        variant: Variant {
+            name: "naive",
+            idea: "one thread per output, operands from global memory",
+            vendor: false,
+            tile: Some((16, 16)),
+            baseline: true,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Fp32],
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("matmul_fp32_naive.cu"),
+            entries: &["matmul_fp32_naive"],
+            launches: |op, _| matmul_launch(op, "matmul_fp32_naive".into(), 16, (16, 16, 1), 0),
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "tiled",
+            idea: "32x32 shared-memory tiles",
+            vendor: false,
+            tile: Some((32, 32)),
+            baseline: true,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Fp32],
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("matmul_fp32_tiled.cu"),
+            entries: &["matmul_fp32_tiled"],
+            launches: |op, _| matmul_launch(op, "matmul_fp32_tiled".into(), 32, (32, 32, 1), 0),
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "regblock",
+            idea: "128x128 block, 8x8 register micro-tiles, warp tiling, float4 loads",
+            vendor: false,
+            tile: Some((128, 128)),
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Fp32],
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("matmul_fp32_regblock.cu"),
+            entries: &["matmul_fp32_regblock"],
+            launches: |op, _| matmul_launch(op, "matmul_fp32_regblock".into(), 128, (256, 1, 1), 0),
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "cublas",
+            idea: "cuBLAS sgemm (plain fp32 math)",
+            vendor: true,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Fp32],
+        accepts: any_shape,
+        kernel: Cuda::Library(Library::Cublas),
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "mma",
+            idea: "mma.sync tensor cores, 128x128 block, cp.async double buffering",
+            vendor: false,
+            tile: Some((128, 128)),
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[
+            DType::Tf32,
+            DType::Fp16,
+            DType::Bf16,
+            DType::Int8,
+            DType::Fp8E4m3,
+        ],
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("matmul_mma.cu"),
+            entries: &["mma_tf32", "mma_f16", "mma_bf16", "mma_i8", "mma_e4m3"],
+            launches: |op, _| {
+                let (suffix, elem_bytes, b_transposed) = match op.dtype() {
+                    DType::Tf32 => ("tf32", 4u32, false),
+                    DType::Fp16 => ("f16", 2, false),
+                    DType::Bf16 => ("bf16", 2, false),
+                    DType::Int8 => ("i8", 1, true),
+                    DType::Fp8E4m3 => ("e4m3", 1, true),
+                    other => {
+                        return Err(BackendError::Unsupported(format!("mma for {other}")));
+                    }
+                };
+                // Two stages of A (128 rows × 80 bytes) and B (see matmul_mma.cu).
+                let a_bytes = 128 * 80;
+                let b_bytes = if b_transposed {
+                    128 * 80
+                } else {
+                    (64 / elem_bytes) * (128 * elem_bytes + 16)
+                };
+                let smem = 2 * (a_bytes + b_bytes);
+                matmul_launch(op, format!("mma_{suffix}"), 128, (256, 1, 1), smem)
+            },
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "cublas",
+            idea: "cublasGemmStridedBatchedEx",
+            vendor: true,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Fp16, DType::Bf16, DType::Int8],
+        // int8 cuBLAS needs k and n multiples of 4.
+        accepts: |op| match op {
+            Op::Matmul(mm) if mm.input == DType::Int8 => {
+                mm.k.is_multiple_of(4) && mm.n.is_multiple_of(4)
+            }
+            _ => true,
+        },
+        kernel: Cuda::Library(Library::Cublas),
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "cublas-tf32",
+            idea: "cuBLAS fp32 with TF32 tensor-core math (CUBLAS_COMPUTE_32F_FAST_TF32)",
+            vendor: true,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Tf32],
+        accepts: any_shape,
+        kernel: Cuda::Library(Library::Cublas),
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "cublaslt",
+            idea: "cuBLASLt fp8 e4m3 matmul, bf16 out",
+            vendor: true,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Fp8E4m3],
+        // cuBLASLt fp8 wants batch 1 and dimensions that are multiples of 16.
+        accepts: |op| {
+            matmul(op).is_some_and(|mm| {
+                mm.batch == 1 && [mm.m, mm.n, mm.k].iter().all(|d| d.is_multiple_of(16))
+            })
+        },
+        kernel: Cuda::Library(Library::CublasLt),
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "naive",
+            idea: "three kernels through a materialized f32 score matrix",
+            vendor: false,
+            tile: None,
+            baseline: true,
+        },
+        serves: Serves::Attention,
+        dtypes: HALF,
+        accepts: |op| {
+            attention(op)
+                .is_some_and(|a| a.batch * a.q_heads * a.q_len * a.kv_len * 4 <= MAX_SCORE_BYTES)
+        },
+        kernel: Cuda::Nvrtc {
+            source: cu!("attention_naive.cu"),
+            entries: &[
+                "attn_naive_scores_f16",
+                "attn_naive_pv_f16",
+                "attn_naive_scores_bf16",
+                "attn_naive_pv_bf16",
+                "attn_naive_softmax",
+            ],
+            launches: |op, _| {
+                let (a, s) = attention_scalars(op)?;
+                let rows = (a.batch * a.q_heads * a.q_len) as u32;
+                let (sq, skv, d) = (a.q_len as u32, a.kv_len as u32, a.qk_head_dim as u32);
+                let shape = [s.hq, s.hkv, s.sq, s.skv, s.d].map(Arg::I32);
+                let mut scores = vec![Arg::Buf(Buf::Input(0)), Arg::Buf(Buf::Input(1))];
+                scores.push(Arg::Buf(Buf::Scratch));
+                scores.extend(shape.clone());
+                scores.extend([Arg::I32(s.causal), Arg::I32(s.window), Arg::F32(s.scale)]);
+                let mut pv = vec![
+                    Arg::Buf(Buf::Scratch),
+                    Arg::Buf(Buf::Input(2)),
+                    Arg::Buf(Buf::Output),
+                ];
+                pv.extend(shape);
+                Ok(vec![
+                    Launch {
+                        entry: format!("attn_naive_scores_{}", s.suffix),
+                        grid: (skv.div_ceil(16), sq.div_ceil(16), s.bh),
+                        block: (16, 16, 1),
+                        smem: 0,
+                        args: scores,
+                    },
+                    Launch {
+                        entry: "attn_naive_softmax".into(),
+                        grid: (rows.min(65535), rows.div_ceil(65535), 1),
+                        block: (256, 1, 1),
+                        smem: 0,
+                        args: vec![
+                            Arg::Buf(Buf::Scratch),
+                            Arg::I32(rows as i32),
+                            Arg::I32(s.skv),
+                        ],
+                    },
+                    Launch {
+                        entry: format!("attn_naive_pv_{}", s.suffix),
+                        grid: (d.div_ceil(16), sq.div_ceil(16), s.bh),
+                        block: (16, 16, 1),
+                        smem: 0,
+                        args: pv,
+                    },
+                ])
+            },
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "flash",
+            idea: "FlashAttention-2-style fused forward on mma.sync, online softmax in registers",
+            vendor: false,
+            tile: Some((64, 1)),
+            baseline: false,
+        },
+        serves: Serves::Attention,
+        dtypes: HALF,
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("attention_flash.cu"),
+            entries: &[
+                "attn_flash_f16_d64",
+                "attn_flash_f16_d128",
+                "attn_flash_bf16_d64",
+                "attn_flash_bf16_d128",
+            ],
+            launches: |op, layouts| {
+                let (a, s) = attention_scalars(op)?;
+                let layout = layouts
+                    .attention
+                    .unwrap_or_else(|| AttentionLayout::head_major(a));
+                let mut args = [Buf::Input(0), Buf::Input(1), Buf::Input(2), Buf::Output]
+                    .map(Arg::Buf)
+                    .to_vec();
+                args.extend([s.hq, s.hkv, s.sq, s.skv, s.causal, s.window].map(Arg::I32));
+                args.extend([Arg::F32(s.scale), Arg::Layout(layout)]);
+                Ok(vec![Launch {
+                    entry: format!("attn_flash_{}_d{}", s.suffix, s.d),
+                    grid: ((a.q_len as u32).div_ceil(64), s.bh, 1),
+                    block: (128, 1, 1),
+                    smem: 2 * 64 * (a.qk_head_dim as u32 + 8) * 2,
+                    args,
+                }])
+            },
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "decode",
+            idea: "one query token, KV cache split across blocks, partials merged",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Attention,
+        dtypes: HALF,
+        accepts: |op| attention(op).is_some_and(|a| a.q_len == 1),
+        kernel: Cuda::Nvrtc {
+            source: cu!("attention_decode.cu"),
+            entries: &[
+                "attn_decode_f16_d64",
+                "attn_decode_combine_f16_d64",
+                "attn_decode_f16_d128",
+                "attn_decode_combine_f16_d128",
+                "attn_decode_bf16_d64",
+                "attn_decode_combine_bf16_d64",
+                "attn_decode_bf16_d128",
+                "attn_decode_combine_bf16_d128",
+            ],
+            launches: |op, _| {
+                let (a, s) = attention_scalars(op)?;
+                let splits = decode_splits(a);
+                let mut partial = [Buf::Input(0), Buf::Input(1), Buf::Input(2), Buf::Scratch]
+                    .map(Arg::Buf)
+                    .to_vec();
+                partial.extend([s.hq, s.hkv, s.skv, DECODE_CHUNK as i32, s.window].map(Arg::I32));
+                partial.push(Arg::F32(s.scale));
+                Ok(vec![
+                    Launch {
+                        entry: format!("attn_decode_{}_d{}", s.suffix, s.d),
+                        grid: (splits, s.bh, 1),
+                        block: (128, 1, 1),
+                        smem: 0,
+                        args: partial,
+                    },
+                    Launch {
+                        entry: format!("attn_decode_combine_{}_d{}", s.suffix, s.d),
+                        grid: (s.bh, 1, 1),
+                        block: (s.d as u32, 1, 1),
+                        smem: 0,
+                        args: vec![
+                            Arg::Buf(Buf::Scratch),
+                            Arg::Buf(Buf::Output),
+                            Arg::I32(splits as i32),
+                        ],
+                    },
+                ])
+            },
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "elementwise",
+            idea: "one thread per element (per pair for rotary, one block per row for RMSNorm), f32 math",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Memory(&[
+            MemoryKind::RmsNorm,
+            MemoryKind::GatedActivation(Activation::Silu),
+            MemoryKind::ResidualAdd,
+            MemoryKind::Rotary,
+        ]),
+        dtypes: &[DType::Fp32, DType::Fp16, DType::Bf16],
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("memory.cu"),
+            entries: &[
+                "rmsnorm_f32",
+                "gated_silu_f32",
+                "residual_add_f32",
+                "rotary_f32",
+                "rmsnorm_f16",
+                "gated_silu_f16",
+                "residual_add_f16",
+                "rotary_f16",
+                "rmsnorm_bf16",
+                "gated_silu_bf16",
+                "residual_add_bf16",
+                "rotary_bf16",
+            ],
+            launches: memory_launch,
+        },
+    },
+];
+
+/// Every kernel file of the table, each once.
+pub fn sources() -> Vec<Source> {
+    crate::measure::backend::spec::unique_sources(SPECS.iter().filter_map(|s| match s.kernel {
+        Cuda::Nvrtc { source, .. } => Some(source),
+        Cuda::Library(_) => None,
+    }))
+}
+
+/// Blocks of the split-KV decode kernel per sequence and head.
+pub fn decode_splits(a: &Attention) -> u32 {
+    a.kv_len.div_ceil(DECODE_CHUNK).max(1) as u32
+}
+
+fn matmul(op: &Op) -> Option<&Matmul> {
+    match op {
+        Op::Matmul(mm) => Some(mm),
+        _ => None,
+    }
+}
+
+fn attention(op: &Op) -> Option<&Attention> {
+    match op {
+        Op::Attention(a) => Some(a),
+        _ => None,
+    }
+}
+
+fn wrong_op(op: &Op) -> BackendError {
+    BackendError::Unsupported(format!("cuda: no such kernel for {op}"))
+}
+
+/// C = A·B, one block per `tile`×`tile` of each batch's output; every matmul kernel takes
+/// (a, b, c, m, n, k).
+fn matmul_launch(
+    op: &Op,
+    entry: String,
+    tile: u32,
+    block: (u32, u32, u32),
+    smem: u32,
+) -> Result<Vec<Launch>> {
+    let mm = matmul(op).ok_or_else(|| wrong_op(op))?;
+    let mut args = [Buf::Input(0), Buf::Input(1), Buf::Output]
+        .map(Arg::Buf)
+        .to_vec();
+    args.extend([mm.m, mm.n, mm.k].map(|x| Arg::I32(x as i32)));
+    Ok(vec![Launch {
+        entry,
+        grid: (
+            (mm.n as u32).div_ceil(tile),
+            (mm.m as u32).div_ceil(tile),
+            mm.batch as u32,
+        ),
+        block,
+        smem,
+        args,
+    }])
+}
+
+/// What every attention kernel is told about its problem.
+struct AttentionScalars {
+    suffix: &'static str,
+    hq: i32,
+    hkv: i32,
+    sq: i32,
+    skv: i32,
+    d: i32,
+    causal: i32,
+    window: i32,
+    scale: f32,
+    /// Sequences × query heads.
+    bh: u32,
+}
+
+fn attention_scalars(op: &Op) -> Result<(&Attention, AttentionScalars)> {
+    let a = attention(op).ok_or_else(|| wrong_op(op))?;
+    let suffix = match a.dtype {
+        DType::Fp16 => "f16",
+        DType::Bf16 => "bf16",
+        _ => return Err(wrong_op(op)),
+    };
+    Ok((
+        a,
+        AttentionScalars {
+            suffix,
+            hq: a.q_heads as i32,
+            hkv: a.kv_heads as i32,
+            sq: a.q_len as i32,
+            skv: a.kv_len as i32,
+            d: a.qk_head_dim as i32,
+            causal: i32::from(a.causal),
+            window: a.window.unwrap_or(0) as i32,
+            scale: 1.0f32 / (a.qk_head_dim as f32).sqrt(),
+            bh: (a.batch * a.q_heads) as u32,
+        },
+    ))
+}
+
+/// memory.cu: grid-stride loops with enough blocks of 256 threads to fill the device and no more
+/// than the work needs; RMSNorm one block per row. Math in f32 whatever the storage type.
+fn memory_launch(op: &Op, layouts: &Layouts) -> Result<Vec<Launch>> {
+    let Op::Memory(m @ MemoryOp { rows, cols, .. }) = op else {
+        return Err(wrong_op(op));
+    };
+    let suffix = match m.dtype {
+        DType::Fp32 => "f32",
+        DType::Fp16 => "f16",
+        DType::Bf16 => "bf16",
+        _ => return Err(wrong_op(op)),
+    };
+    let blocks = |items: u64| items.div_ceil(256).clamp(1, 65535) as u32;
+    let (r, c) = (*rows as i32, *cols as i32);
+    let (name, grid, args) = match m.kind {
+        MemoryKind::RmsNorm => {
+            let eps = crate::measure::backend::cpu::RMSNORM_EPS as f32;
+            let mut args = [Buf::Input(0), Buf::Input(1), Buf::Output]
+                .map(Arg::Buf)
+                .to_vec();
+            args.extend([Arg::I32(r), Arg::I32(c), Arg::F32(eps)]);
+            ("rmsnorm", *rows as u32, args)
+        }
+        MemoryKind::GatedActivation(Activation::Silu) => {
+            let args = vec![
+                Arg::Buf(Buf::Input(0)),
+                Arg::Buf(Buf::Output),
+                Arg::I32(r),
+                Arg::I32(c),
+            ];
+            ("gated_silu", blocks(rows * cols), args)
+        }
+        MemoryKind::ResidualAdd => {
+            let mut args = [Buf::Input(0), Buf::Input(1), Buf::Output]
+                .map(Arg::Buf)
+                .to_vec();
+            args.push(Arg::I64((rows * cols) as i64));
+            ("residual_add", blocks(rows * cols), args)
+        }
+        MemoryKind::Rotary => {
+            let rot = layouts
+                .rotary
+                .unwrap_or_else(|| crate::measure::backend::cpu::RotaryLayout::standalone(m));
+            let mut args = vec![Arg::Buf(Buf::Input(0)), Arg::Buf(Buf::Output), Arg::I32(r)];
+            args.extend(
+                [rot.cols, rot.head_dim, rot.seq_len, rot.in_row, rot.out_row]
+                    .map(|x| Arg::I32(x as i32)),
+            );
+            args.push(Arg::F32(rot.theta as f32));
+            ("rotary", blocks(rows * rot.cols as u64 / 2), args)
+        }
+        _ => return Err(wrong_op(op)),
+    };
+    Ok(vec![Launch {
+        entry: format!("{name}_{suffix}"),
+        grid: (grid, 1, 1),
+        block: (256, 1, 1),
+        smem: 0,
+        args,
+    }])
+}
