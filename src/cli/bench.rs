@@ -124,10 +124,7 @@ fn record(backend: &dyn Backend, op: &Op, m: &Measurement, profile: Option<&HwPr
         vendor_library: m.vendor,
         correctness: m.correctness.clone(),
         timing,
-        telemetry: m
-            .telemetry
-            .as_ref()
-            .and_then(|t| serde_json::to_value(t).ok()),
+        telemetry: m.telemetry.clone(),
     }
 }
 

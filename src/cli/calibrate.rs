@@ -136,6 +136,13 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
             cal.implementation
         );
         outln!(out, "{}", report_table(&report));
+        if report.excluded_throttled > 0 {
+            outln!(
+                out,
+                "excluded {} throttled records (power or heat held the clocks down)",
+                report.excluded_throttled
+            );
+        }
         let e = &cal.error_pct;
         let show = |v: Option<f64>| v.map(|x| format!("±{x:.1}%")).unwrap_or_else(|| "-".into());
         outln!(
@@ -165,6 +172,13 @@ pub fn validate(a: CalibrateArgs) -> Result<()> {
             report.method
         );
         outln!(out, "{}", report_table(&report));
+        if report.excluded_throttled > 0 {
+            outln!(
+                out,
+                "excluded {} throttled records (power or heat held the clocks down)",
+                report.excluded_throttled
+            );
+        }
     }
     super::emit(&out)
 }

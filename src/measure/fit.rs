@@ -13,13 +13,23 @@ use crate::model::hw::HwProfile;
 use crate::model::ops::Op;
 use serde::Serialize;
 
+/// " (N throttled records excluded)" where there were any.
+fn throttled_note(n: usize) -> String {
+    if n > 0 {
+        format!(" ({n} throttled records excluded)")
+    } else {
+        String::new()
+    }
+}
+
 /// "backend:variant", the identity of an implementation across backends.
 pub fn implementation(r: &Record) -> String {
     let backend = r.device.backend.split('/').next().unwrap_or("?");
     format!("{backend}:{}", r.variant)
 }
 
-/// Builds the calibration for `hw` from `records` (correct, timed ones only), with the held-out
+/// Builds the calibration for `hw` from `records` (correct, timed ones only, less those whose
+/// telemetry says the clocks were throttled: counted in the report), with the held-out
 /// validation its error bars come from. `implementation` is "best" (every implementation, each
 /// its own group; predictions take the fastest) or one backend:variant name.
 pub fn build(
@@ -30,12 +40,18 @@ pub fn build(
 ) -> Result<(Calibration, ValidationReport)> {
     // One (op, implementation) → the median of its records' medians, and the worst noise.
     let mut measured: Vec<(Op, String, Vec<f64>, f64)> = Vec::new();
+    let mut excluded_throttled = 0;
     for r in records {
         let Some(t) = r.timing.as_ref().filter(|_| r.correctness.pass) else {
             continue;
         };
         let imp = implementation(r);
         if implementation_filter != "best" && imp != implementation_filter {
+            continue;
+        }
+        // Power or heat held the clocks down: the time is the clocks', not the kernel's.
+        if r.throttled() {
+            excluded_throttled += 1;
             continue;
         }
         let noise = (t.summary.p90_s - t.summary.p10_s) / (2.0 * t.summary.median_s);
@@ -83,7 +99,9 @@ pub fn build(
     }
     if groups.is_empty() {
         return Err(Error::Unknown(format!(
-            "no correct, timed matmul, attention or memory-bound op records for implementation '{implementation_filter}'"
+            "no correct, timed matmul, attention or memory-bound op records for implementation \
+             '{implementation_filter}'{}",
+            throttled_note(excluded_throttled)
         )));
     }
     groups.sort_by(|a, b| {
@@ -109,7 +127,8 @@ pub fn build(
         error_pct: ErrorBars::default(),
     };
     // Error bars come from the predictions `predict` makes: the fastest implementation's.
-    let report = validate(&cal, hw)?;
+    let mut report = validate(&cal, hw)?;
+    report.excluded_throttled = excluded_throttled;
     // p90 in percent, where there are at least `min` values.
     let p90 = |v: Vec<f64>, min: usize| (v.len() >= min.max(1)).then(|| percentile(v, 0.9));
     let residuals = |kind: Option<&str>, prov: Provenance| -> Vec<f64> {
@@ -198,6 +217,14 @@ pub struct ValidationReport {
     pub groups: Vec<GroupStats>,
     pub residuals: Vec<Residual>,
     pub best_residuals: Vec<Residual>,
+    /// Correct, timed records left out because their telemetry says the clocks were throttled;
+    /// absent when none were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub excluded_throttled: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn stats(group: String, rs: &[&Residual]) -> GroupStats {
@@ -345,5 +372,105 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
         groups,
         residuals,
         best_residuals,
+        excluded_throttled: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::backend::{Clock, DeviceInfo};
+    use crate::measure::harness::stats::Summary;
+    use crate::measure::harness::{Correctness, MeasuredTelemetry};
+    use crate::measure::records::Timing;
+    use crate::model::dtype::DType;
+    use crate::model::ops::Matmul;
+
+    /// A correct wgpu:regblock record of an n³ fp32 matmul taking `seconds`.
+    fn record(n: u64, seconds: f64, throttled: bool) -> Record {
+        let summary = Summary {
+            n: 10,
+            median_s: seconds,
+            p10_s: seconds * 0.99,
+            p90_s: seconds * 1.01,
+            min_s: seconds * 0.98,
+            mean_s: seconds,
+            cv: 0.01,
+        };
+        Record {
+            schema_version: crate::measure::records::RECORD_SCHEMA_VERSION,
+            unix_time_s: 1.0,
+            git_revision: "abc".into(),
+            host: "h".into(),
+            device: DeviceInfo {
+                backend: "wgpu/vulkan".into(),
+                name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+                vendor: "0x10005".into(),
+                driver: "Mesa".into(),
+                device_type: "Cpu".into(),
+                memory_bytes: None,
+                compute_units: None,
+                timer_resolution_ns: Some(1.0),
+                clock: Clock::DeviceTimestamp,
+                supports_f16: true,
+            },
+            op: Op::Matmul(Matmul::new(1, n, n, n, DType::Fp32)),
+            variant: "regblock".into(),
+            vendor_library: false,
+            correctness: Correctness {
+                max_rel_error: 1e-7,
+                tolerance: 1e-5,
+                pass: true,
+                error: None,
+            },
+            timing: Some(Timing {
+                clock: Clock::DeviceTimestamp,
+                warmup_runs: 1,
+                summary,
+                samples_s: vec![seconds; 10],
+                flops_per_s: 0.0,
+                bytes_per_s: 0.0,
+                roofline_fraction: None,
+            }),
+            telemetry: Some(MeasuredTelemetry {
+                throttled,
+                ..MeasuredTelemetry::default()
+            }),
+        }
+    }
+
+    fn seconds(n: u64) -> f64 {
+        2.0 * (n as f64).powi(3) / 5e9 + 2e-5
+    }
+
+    #[test]
+    fn throttled_records_are_excluded_and_counted() {
+        let hw = crate::model::hw::load("lavapipe").unwrap();
+        let sizes = [64, 128, 256, 512];
+        let clean: Vec<Record> = sizes
+            .iter()
+            .map(|&n| record(n, seconds(n), false))
+            .collect();
+        let mut records = clean.clone();
+        // The same shape again, with the clocks held down: ten times slower.
+        records.push(record(256, 10.0 * seconds(256), true));
+        let (cal, report) = build(&records, &hw, "best", Vec::new()).unwrap();
+        assert_eq!(report.excluded_throttled, 1);
+        let measured: Vec<f64> = cal.groups[0].points.iter().map(|p| p.measured_s).collect();
+        let expected: Vec<f64> = sizes.iter().map(|&n| seconds(n)).collect();
+        assert_eq!(measured, expected);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["excluded_throttled"], 1);
+        // Nothing throttled: no count, and the key stays out of the JSON.
+        let (_, report) = build(&clean, &hw, "best", Vec::new()).unwrap();
+        assert_eq!(report.excluded_throttled, 0);
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("excluded_throttled").is_none());
+        // Only throttled records: the error says why nothing was left.
+        let throttled: Vec<Record> = sizes.iter().map(|&n| record(n, seconds(n), true)).collect();
+        let e = build(&throttled, &hw, "best", Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("4 throttled records excluded"), "{e}");
+    }
 }

@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::measure::backend::DeviceInfo;
-use crate::measure::harness::Correctness;
 use crate::measure::harness::stats::Summary;
+use crate::measure::harness::{Correctness, MeasuredTelemetry};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -31,7 +31,7 @@ pub struct Record {
     pub correctness: Correctness,
     pub timing: Option<Timing>,
     /// Filled by backends that read telemetry (NVML on NVIDIA).
-    pub telemetry: Option<serde_json::Value>,
+    pub telemetry: Option<MeasuredTelemetry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +52,13 @@ pub struct Timing {
 pub struct Writer {
     file: File,
     path: PathBuf,
+}
+
+impl Record {
+    /// Whether power or heat held the clocks down around this record's samples.
+    pub fn throttled(&self) -> bool {
+        self.telemetry.as_ref().is_some_and(|t| t.throttled)
+    }
 }
 
 impl Writer {
@@ -257,6 +264,34 @@ mod tests {
         std::fs::write(&path, damaged).unwrap();
         let e = read(&path).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    /// A CUDA record's telemetry as `bench` writes it, with keys a later version might add.
+    const TELEMETRY: &str = r#"{"after":{"energy_j":6409.6,"memory_clock_mhz":2619,"power_w":125.9,"sm_clock_mhz":1980,"temperature_c":39,"throttle_reasons":["sw_power_cap"],"fan_pct":30},"before":{"energy_j":6400.0,"memory_clock_mhz":2619,"power_w":120.0,"sm_clock_mhz":1980,"temperature_c":38,"throttle_reasons":[]},"energy_per_run_j":0.5,"throttled":true,"pcie_gbps":12.5}"#;
+
+    #[test]
+    fn telemetry_is_typed_and_tolerates_unknown_and_missing_keys() {
+        let mut line = serde_json::to_value(record("mma")).unwrap();
+        line["telemetry"] = serde_json::from_str(TELEMETRY).unwrap();
+        let r: Record = serde_json::from_value(line.clone()).unwrap();
+        let t = r.telemetry.as_ref().unwrap();
+        assert!(r.throttled() && t.throttled);
+        assert_eq!(t.before.sm_clock_mhz, Some(1980));
+        assert_eq!(t.after.throttle_reasons, ["sw_power_cap"]);
+        assert_eq!(t.after.energy_j, Some(6409.6));
+        assert_eq!(t.energy_per_run_j, Some(0.5));
+        // Written back with the same keys (less the unknown ones).
+        let back = serde_json::to_value(t).unwrap();
+        let keys: Vec<&String> = back.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["after", "before", "energy_per_run_j", "throttled"]);
+        // Readings without some sensors, and no throttle flag: not throttled.
+        line["telemetry"] = serde_json::json!({"before": {"power_w": 80.0}, "after": {}});
+        let r: Record = serde_json::from_value(line.clone()).unwrap();
+        assert!(!r.throttled());
+        assert_eq!(r.telemetry.unwrap().before.power_w, Some(80.0));
+        line["telemetry"] = serde_json::Value::Null;
+        let r: Record = serde_json::from_value(line).unwrap();
+        assert!(r.telemetry.is_none() && !r.throttled());
     }
 
     #[test]

@@ -163,8 +163,9 @@ pub fn memory_input_count(kind: crate::model::ops::MemoryKind) -> usize {
     }
 }
 
-/// One reading of a device's sensors (NVML on NVIDIA).
+/// One reading of a device's sensors (NVML on NVIDIA). Missing fields read as unknown.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Telemetry {
     pub sm_clock_mhz: Option<u32>,
     pub memory_clock_mhz: Option<u32>,

@@ -284,8 +284,10 @@ pub struct Measurement {
     pub telemetry: Option<MeasuredTelemetry>,
 }
 
-/// Sensor readings around the timed samples of one variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Sensor readings around the timed samples of one variant, as records store them. Missing
+/// fields read as empty and unknown ones are ignored, so records from other versions parse.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MeasuredTelemetry {
     pub before: crate::measure::backend::Telemetry,
     pub after: crate::measure::backend::Telemetry,
