@@ -268,6 +268,9 @@ fn predictions_match_the_golden_file() {
 /// The golden file would be worthless if it held only errors: most cases predict.
 #[test]
 fn the_golden_file_holds_predictions() {
+    if std::env::var_os("GPUCOST_BLESS").is_some() {
+        return; // the file is being rewritten
+    }
     let file = format!("{}/{GOLDEN}", env!("CARGO_MANIFEST_DIR"));
     let Ok(text) = std::fs::read_to_string(file) else {
         return; // the other test says the file is missing

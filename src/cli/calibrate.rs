@@ -88,6 +88,32 @@ fn load(a: &CalibrateArgs) -> Result<(Vec<Record>, HwProfile, Vec<String>), Erro
     device_records(&a.results, a.device.as_deref(), a.hw.as_deref())
 }
 
+/// The overall bars and how well they held on held-out points.
+fn bars_line(e: &crate::model::cost::calibrated::ErrorBars) -> String {
+    let show = |v: Option<f64>| v.map(|x| format!("±{x:.1}%")).unwrap_or_else(|| "-".into());
+    let all = e
+        .bars
+        .iter()
+        .find(|b| b.kind.is_empty() && b.regime.is_none());
+    let mut line = format!(
+        "error bars (all kinds): measured {}, interpolated {}, extrapolated {}, roofline {}",
+        show(all.and_then(|b| b.measured)),
+        show(all.and_then(|b| b.interpolated)),
+        show(all.and_then(|b| b.extrapolated)),
+        show(all.and_then(|b| b.roofline)),
+    );
+    if let Some(c) = &e.coverage {
+        line += &format!(
+            "; held-out coverage {:.0}% of {} points, width median ±{:.1}%, p90 ±{:.1}%",
+            c.coverage * 100.0,
+            c.n,
+            c.median_width_pct,
+            c.p90_width_pct
+        );
+    }
+    line
+}
+
 fn report_table(r: &ValidationReport) -> String {
     let mut b = Builder::default();
     b.push_record([
@@ -143,15 +169,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
                 report.excluded_throttled
             );
         }
-        let e = &cal.error_pct;
-        let show = |v: Option<f64>| v.map(|x| format!("±{x:.1}%")).unwrap_or_else(|| "-".into());
-        outln!(
-            out,
-            "error bars: measured {}, interpolated {}, extrapolated {}",
-            show(e.measured),
-            show(e.interpolated),
-            show(e.extrapolated)
-        );
+        outln!(out, "{}", bars_line(&cal.error_pct));
     }
     super::emit(&out)
 }
@@ -179,6 +197,7 @@ pub fn validate(a: CalibrateArgs) -> Result<()> {
                 report.excluded_throttled
             );
         }
+        outln!(out, "{}", bars_line(&cal.error_pct));
     }
     super::emit(&out)
 }

@@ -10,7 +10,7 @@ use crate::measure::backend::Backend;
 use crate::measure::backend::cuda::CudaBackend;
 use crate::measure::backend::wgpu::WgpuBackend;
 use crate::measure::compose;
-use crate::model::cost::calibrated::CalibratedModel;
+use crate::model::cost::calibrated::{CalibratedModel, Stack};
 use crate::model::cost::{CostModel, Prediction, Provenance, Roofline};
 use crate::model::dtype::DType;
 use crate::model::hw;
@@ -156,7 +156,7 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         }
     };
     let calibrated = load_calibration(a.calibration.as_deref(), a.roofline, &profile)?
-        .map(|calibration| CalibratedModel { calibration });
+        .map(|calibration| CalibratedModel::new(calibration, Stack::All));
     let model: &dyn CostModel = match &calibrated {
         Some(m) => m,
         None => &Roofline,

@@ -8,7 +8,7 @@ use crate::model::execution::{
     Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup, attention_dtype,
 };
 use crate::model::report::{Estimate, Options, estimate};
-use crate::model::system::System;
+use crate::model::system::{Stack, System};
 use anyhow::Result;
 use clap::Args;
 use tabled::builder::Builder;
@@ -50,8 +50,13 @@ pub struct PredictArgs {
     #[arg(long)]
     price_per_hour: Option<f64>,
     /// Use the uncalibrated roofline even where a calibration for the GPU exists.
-    #[arg(long, conflicts_with = "calibration")]
+    #[arg(long, conflicts_with_all = ["calibration", "stack"])]
     roofline: bool,
+    /// Which measured implementations price ops: production (the vendor libraries frameworks
+    /// run: cuBLAS, cuBLASLt, SDPA), ours (this suite's kernels), all (the fastest measured), or
+    /// one implementation ("cuda:mma").
+    #[arg(long, default_value = "production")]
+    stack: String,
     /// A calibration file from `gpucost calibrate` (default: the one embedded for the GPU, if any).
     #[arg(long)]
     calibration: Option<std::path::PathBuf>,
@@ -77,7 +82,12 @@ pub fn run(a: PredictArgs) -> Result<()> {
         .into());
     }
     let model = arch::load(&a.model)?;
-    let system = System::load(&a.hw, a.calibration.as_deref(), a.roofline)?;
+    let system = System::load_with(
+        &a.hw,
+        a.calibration.as_deref(),
+        a.roofline,
+        Stack::parse(&a.stack),
+    )?;
     let batch = args::positive("batch", a.batch)?;
     let fused = !a.no_fused_attention;
     let execution = Execution {

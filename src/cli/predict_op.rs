@@ -5,7 +5,7 @@ use super::format::{seconds, si};
 use super::{Format, args};
 use crate::error::Error;
 use crate::model::ops::{Attention, Matmul, Op, Pass};
-use crate::model::system::System;
+use crate::model::system::{Stack, System};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -29,8 +29,12 @@ struct Common {
     #[arg(long)]
     calibration: Option<PathBuf>,
     /// Use the uncalibrated roofline even where a calibration for the GPU exists.
-    #[arg(long, conflicts_with = "calibration")]
+    #[arg(long, conflicts_with_all = ["calibration", "stack"])]
     roofline: bool,
+    /// Which measured implementations price the op: production (vendor libraries), ours, all,
+    /// or one implementation ("cuda:mma").
+    #[arg(long, default_value = "production")]
+    stack: String,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -83,6 +87,8 @@ struct OpPrediction {
     tflops: f64,
     bound: crate::model::cost::Bound,
     provenance: crate::model::cost::Provenance,
+    /// What priced it: "backend:variant", or "roofline".
+    implementation: String,
     error_pct: Option<f64>,
     flops: f64,
     bytes: f64,
@@ -154,7 +160,12 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
             (Op::Attention(att), common)
         }
     };
-    let system = System::load(&common.hw, common.calibration.as_deref(), common.roofline)?;
+    let system = System::load_with(
+        &common.hw,
+        common.calibration.as_deref(),
+        common.roofline,
+        Stack::parse(&common.stack),
+    )?;
     let hardware = &system.hw;
     let p = system.cost_model.predict(&op, hardware)?;
     let doc = OpPrediction {
@@ -165,6 +176,10 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
         tflops: p.flops / p.seconds / 1e12,
         bound: p.bound,
         provenance: p.provenance,
+        implementation: system
+            .cost_model
+            .implementation_name(p.implementation)
+            .to_string(),
         error_pct: p.error_pct,
         flops: p.flops,
         bytes: p.bytes,

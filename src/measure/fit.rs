@@ -1,17 +1,16 @@
-//! From results records to a `Calibration`, and its held-out validation: leave-one-out over the
-//! measured shapes of each implementation, and of the fastest implementation per shape, beside
-//! the plain roofline's error on the same shapes.
+//! From results records to a `Calibration`: one group per implementation with its fitted time
+//! model, and the error bars its held-out validation (`validation`) earns.
 
 use crate::error::{Error, Result};
 use crate::measure::records::Record;
+use crate::measure::validation::percentile;
+pub use crate::measure::validation::{GroupStats, Residual, ValidationReport};
 use crate::model::cost::calibrated::{
-    CALIBRATION_SCHEMA_VERSION, Calibration, ErrorBars, Group, GroupKey, KindErrorBars,
-    MIN_RESIDUALS_PER_BAR, Point, TimeFit, key_and_features, predict_fastest, speed_of_light,
+    CALIBRATION_SCHEMA_VERSION, Calibration, ErrorBars, Group, Point, TimeFit, key_and_features,
+    speed_of_light,
 };
-use crate::model::cost::{CostModel, Provenance, Roofline};
 use crate::model::hw::HwProfile;
 use crate::model::ops::Op;
-use serde::Serialize;
 
 /// " (N throttled records excluded)" where there were any.
 fn throttled_note(n: usize) -> String {
@@ -86,6 +85,9 @@ pub fn build(
         match groups.iter_mut().find(|g| g.key == key) {
             Some(g) => g.points.push(p),
             None => groups.push(Group {
+                vendor: records
+                    .iter()
+                    .any(|r| r.vendor_library && implementation(r) == key.implementation),
                 tile: crate::measure::backend::output_tile(&key.implementation, class),
                 key,
                 points: vec![p],
@@ -94,6 +96,7 @@ pub fn build(
                     flops_per_s: None,
                     bytes_per_s: None,
                 },
+                regime_fits: Vec::new(),
             }),
         }
     }
@@ -126,254 +129,16 @@ pub fn build(
         groups,
         error_pct: ErrorBars::default(),
     };
-    // Error bars come from the predictions `predict` makes: the fastest implementation's.
-    let mut report = validate(&cal, hw)?;
+    // Error bars come from the predictions `predict` makes, held out.
+    let (mut report, bars) = crate::measure::validation::validate(&cal, hw)?;
     report.excluded_throttled = excluded_throttled;
-    // p90 in percent, where there are at least `min` values.
-    let p90 = |v: Vec<f64>, min: usize| (v.len() >= min.max(1)).then(|| percentile(v, 0.9));
-    let residuals = |kind: Option<&str>, prov: Provenance| -> Vec<f64> {
-        report
-            .best_residuals
-            .iter()
-            .filter(|r| r.provenance == prov && kind.is_none_or(|k| r.op_kind == k))
-            .map(|r| r.ape * 100.0)
-            .collect()
-    };
-    let noise = |kind: Option<&str>| -> Vec<f64> {
-        cal.groups
-            .iter()
-            .filter(|g| kind.is_none_or(|k| g.key.op_kind() == k))
-            .flat_map(|g| g.points.iter().map(|p| p.noise * 100.0))
-            .collect()
-    };
-    let mut kinds: Vec<String> = cal.groups.iter().map(|g| g.key.op_kind()).collect();
-    kinds.dedup();
-    let min = MIN_RESIDUALS_PER_BAR;
-    let by_kind = kinds
-        .iter()
-        .map(|k| KindErrorBars {
-            kind: k.clone(),
-            measured: p90(noise(Some(k)), min),
-            interpolated: p90(residuals(Some(k), Provenance::Interpolated), min),
-            extrapolated: p90(residuals(Some(k), Provenance::Extrapolated), min),
-        })
-        .collect();
-    cal.error_pct = ErrorBars {
-        measured: p90(noise(None), 1),
-        interpolated: p90(residuals(None, Provenance::Interpolated), 1),
-        extrapolated: p90(residuals(None, Provenance::Extrapolated), 1),
-        by_kind,
-    };
+    cal.error_pct = bars;
     Ok((cal, report))
 }
 
-/// The q-quantile of unsorted values (linear interpolation, as the bench statistics).
-fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    crate::measure::harness::stats::percentile(&v, q)
-}
-
-/// One held-out prediction.
-#[derive(Debug, Clone, Serialize)]
-pub struct Residual {
-    pub group: String,
-    /// The op kind ("matmul bf16"), as `GroupKey::op_kind` names it.
-    pub op_kind: String,
-    /// The implementation predicted (for the fastest-implementation check: the one predicted
-    /// fastest).
-    pub implementation: String,
-    pub shape: String,
-    pub measured_s: f64,
-    pub predicted_s: f64,
-    pub roofline_s: f64,
-    /// |predicted − measured| ÷ measured.
-    pub ape: f64,
-    pub roofline_ape: f64,
-    pub provenance: Provenance,
-}
-
-/// Error statistics of one group (or of all groups together).
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupStats {
-    pub group: String,
-    pub n: usize,
-    pub median_ape: f64,
-    pub p90_ape: f64,
-    pub max_ape: f64,
-    pub roofline_median_ape: f64,
-    pub roofline_p90_ape: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ValidationReport {
-    pub method: String,
-    /// The fastest implementation per held-out shape, all op kinds together — what `predict`
-    /// answers (`n`, `median_ape`, `p90_ape`, … at the top level of the JSON).
-    #[serde(flatten)]
-    pub overall: GroupStats,
-    /// Every implementation's own held-out predictions, all together.
-    pub implementations: GroupStats,
-    /// Per op kind × implementation, then per op kind for the fastest ("… best").
-    pub groups: Vec<GroupStats>,
-    pub residuals: Vec<Residual>,
-    pub best_residuals: Vec<Residual>,
-    /// Correct, timed records left out because their telemetry says the clocks were throttled;
-    /// absent when none were.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub excluded_throttled: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-fn stats(group: String, rs: &[&Residual]) -> GroupStats {
-    let ape: Vec<f64> = rs.iter().map(|r| r.ape).collect();
-    let roof: Vec<f64> = rs.iter().map(|r| r.roofline_ape).collect();
-    GroupStats {
-        group,
-        n: rs.len(),
-        median_ape: percentile(ape.clone(), 0.5),
-        p90_ape: percentile(ape.clone(), 0.9),
-        max_ape: ape.iter().copied().fold(0.0, f64::max),
-        roofline_median_ape: percentile(roof.clone(), 0.5),
-        roofline_p90_ape: percentile(roof, 0.9),
-    }
-}
-
-fn residual(
-    group: String,
-    op_kind: String,
-    implementation: &str,
-    op: &Op,
-    measured_s: f64,
-    predicted: (f64, Provenance),
-    hw: &HwProfile,
-) -> Result<Residual> {
-    let roofline_s = Roofline.predict(op, hw)?.seconds;
-    Ok(Residual {
-        group,
-        op_kind,
-        implementation: implementation.to_string(),
-        shape: op.to_string(),
-        measured_s,
-        predicted_s: predicted.0,
-        roofline_s,
-        ape: (predicted.0 - measured_s).abs() / measured_s,
-        roofline_ape: (roofline_s - measured_s).abs() / measured_s,
-        provenance: predicted.1,
-    })
-}
-
-/// The groups without `op`'s point, refitted.
-fn without(groups: &[&Group], op: &Op, hw: &HwProfile) -> Vec<Group> {
-    groups
-        .iter()
-        .map(|g| {
-            let mut rest = (*g).clone();
-            let before = rest.points.len();
-            rest.points.retain(|p| &p.op != op);
-            if rest.points.len() != before {
-                rest.refit(hw);
-            }
-            rest
-        })
-        .filter(|g| !g.points.is_empty())
-        .collect()
-}
-
-/// Leave-one-out, twice: each implementation's points (groups with at least three) predicted
-/// from the rest of that implementation's; and each shape's fastest measured time predicted as
-/// the fastest of every implementation's prediction with that shape held out of all of them.
+/// Validates a calibration (its error bars are recomputed, not read).
 pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
-    let mut residuals = Vec::new();
-    for g in cal.groups.iter().filter(|g| g.points.len() >= 3) {
-        for p in &g.points {
-            let rest = without(&[g], &p.op, hw);
-            // What the model answers without this shape: the roofline where the group cannot.
-            let predicted = match rest[0].predict_seconds(&p.op, &p.features, hw) {
-                Some(x) => x,
-                None => (Roofline.predict(&p.op, hw)?.seconds, Provenance::Roofline),
-            };
-            let name = format!("{} {}", g.key.op_kind(), g.key.implementation);
-            residuals.push(residual(
-                name,
-                g.key.op_kind(),
-                &g.key.implementation,
-                &p.op,
-                p.measured_s,
-                predicted,
-                hw,
-            )?);
-        }
-    }
-    let mut best_residuals = Vec::new();
-    let mut kinds: Vec<GroupKey> = cal.groups.iter().map(|g| g.key.clone()).collect();
-    kinds.dedup_by(|a, b| a.same_op_kind(b));
-    for kind in &kinds {
-        let competing: Vec<&Group> = cal
-            .groups
-            .iter()
-            .filter(|g| g.key.same_op_kind(kind))
-            .collect();
-        let mut shapes: Vec<(&Op, f64)> = Vec::new();
-        for p in competing.iter().flat_map(|g| &g.points) {
-            match shapes.iter_mut().find(|(op, _)| *op == &p.op) {
-                Some((_, t)) => *t = t.min(p.measured_s),
-                None => shapes.push((&p.op, p.measured_s)),
-            }
-        }
-        if shapes.len() < 3 {
-            continue;
-        }
-        for (op, fastest_s) in shapes {
-            let rest = without(&competing, op, hw);
-            let (s, provenance, imp) = match predict_fastest(&rest, op, hw) {
-                Some(x) => x,
-                None => (
-                    Roofline.predict(op, hw)?.seconds,
-                    Provenance::Roofline,
-                    "roofline",
-                ),
-            };
-            let name = format!("{} best", kind.op_kind());
-            best_residuals.push(residual(
-                name,
-                kind.op_kind(),
-                imp,
-                op,
-                fastest_s,
-                (s, provenance),
-                hw,
-            )?);
-        }
-    }
-    if residuals.is_empty() && best_residuals.is_empty() {
-        return Err(Error::Unknown(
-            "no group has the three measured shapes leave-one-out needs".into(),
-        ));
-    }
-    let mut groups = Vec::new();
-    for set in [&residuals, &best_residuals] {
-        let mut names: Vec<String> = set.iter().map(|r| r.group.clone()).collect();
-        names.dedup();
-        for n in names {
-            let rs: Vec<&Residual> = set.iter().filter(|r| r.group == n).collect();
-            groups.push(stats(n, &rs));
-        }
-    }
-    groups.sort_by(|a, b| a.group.cmp(&b.group));
-    let all: Vec<&Residual> = residuals.iter().collect();
-    let best: Vec<&Residual> = best_residuals.iter().collect();
-    Ok(ValidationReport {
-        method: "leave-one-out over the measured shapes".into(),
-        overall: stats("fastest implementation (what predict uses)".into(), &best),
-        implementations: stats("every implementation".into(), &all),
-        groups,
-        residuals,
-        best_residuals,
-        excluded_throttled: 0,
-    })
+    crate::measure::validation::validate(cal, hw).map(|(report, _)| report)
 }
 
 #[cfg(test)]

@@ -8,3 +8,4 @@ pub mod compose;
 pub mod fit;
 pub mod harness;
 pub mod records;
+pub mod validation;

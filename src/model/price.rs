@@ -13,7 +13,7 @@
 
 use crate::error::Result;
 use crate::model::arch::Architecture;
-use crate::model::cost::OpPrice;
+use crate::model::cost::{OpPrice, Provenance};
 use crate::model::execution::Execution;
 use crate::model::memory::{self, InferenceMemory, TrainingMemory};
 use crate::model::ops::Op;
@@ -114,6 +114,8 @@ pub struct PhaseCost {
     pub error_weighted: f64,
     /// Σ seconds over the ops that have an error bar.
     pub error_seconds: f64,
+    /// Σ seconds over the ops a calibration priced (not the roofline).
+    pub calibrated_seconds: f64,
 }
 
 impl PhaseCost {
@@ -126,6 +128,9 @@ impl PhaseCost {
             self.error_weighted += e * s;
             self.error_seconds += s;
         }
+        if p.provenance != Provenance::Roofline {
+            self.calibrated_seconds += s;
+        }
     }
 
     fn scaled(self, k: f64) -> PhaseCost {
@@ -135,6 +140,7 @@ impl PhaseCost {
             bytes: self.bytes * k,
             error_weighted: self.error_weighted * k,
             error_seconds: self.error_seconds * k,
+            calibrated_seconds: self.calibrated_seconds * k,
         }
     }
 
@@ -145,6 +151,7 @@ impl PhaseCost {
             bytes: self.bytes + o.bytes,
             error_weighted: self.error_weighted + o.error_weighted,
             error_seconds: self.error_seconds + o.error_seconds,
+            calibrated_seconds: self.calibrated_seconds + o.calibrated_seconds,
         }
     }
 
@@ -154,8 +161,13 @@ impl PhaseCost {
         (self.error_seconds > 0.0).then(|| self.error_weighted / self.error_seconds)
     }
 
-    /// Share of the time priced by ops with an error bar (calibrated ops).
+    /// Share of the time priced by a calibration (the rest by the roofline).
     pub fn calibrated_fraction(&self) -> f64 {
+        self.calibrated_seconds / self.seconds
+    }
+
+    /// Share of the time whose ops carry an error bar.
+    pub fn barred_fraction(&self) -> f64 {
         self.error_seconds / self.seconds
     }
 }

@@ -57,10 +57,13 @@ pub struct HardwareInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainingCost {
     pub step_time_s: f64,
-    /// ± percent: the time-weighted error bar of the calibrated ops; null under the roofline.
+    /// ± percent: the time-weighted held-out error bar of the ops that have one (calibrated
+    /// ops, and the roofline where it was validated on a measured GPU).
     pub step_time_error_pct: Option<f64>,
     /// Share of the step time priced by calibrated ops (the rest by the roofline).
     pub calibrated_time_fraction: f64,
+    /// Share of the step time whose ops carry an error bar (the bar covers only these).
+    pub barred_time_fraction: f64,
     pub tokens_per_step: u64,
     pub tokens_per_s: f64,
     /// Model FLOPs utilization: 3 × forward (matmul + attention) FLOPs per token × tokens/s ÷ peak.
@@ -102,6 +105,9 @@ pub struct ProvenanceInfo {
     pub cost_model: String,
     /// The provenance of every op prediction that went into the figures.
     pub op_provenance: Vec<Provenance>,
+    /// Every implementation that priced an op ("cuda:cublas", "torch:torch-sdpa-flash",
+    /// "roofline"), in the order they first appear.
+    pub implementations: Vec<String>,
     pub hardware_profile: String,
     pub energy_basis: String,
     pub price_basis: Option<String>,
@@ -122,6 +128,8 @@ pub struct OpCost {
     pub bytes_total: f64,
     pub bound: Bound,
     pub provenance: Provenance,
+    /// What priced it: "backend:variant", or "roofline".
+    pub implementation: String,
     /// ± percent, where the cost model has an error bar for this op.
     pub error_pct: Option<f64>,
 }
@@ -168,6 +176,11 @@ fn op_costs(ops: &[OpInstance], pricer: &mut Pricer, out: &mut Vec<OpCost>) -> R
             bytes_total: p.bytes * n,
             bound: p.bound,
             provenance: p.provenance,
+            implementation: pricer
+                .system
+                .cost_model
+                .implementation_name(p.implementation)
+                .to_string(),
             error_pct: p.error_pct,
         });
     }
@@ -196,6 +209,7 @@ pub fn report(
         step_time_s: t.seconds,
         step_time_error_pct: t.error_pct(),
         calibrated_time_fraction: t.calibrated_fraction(),
+        barred_time_fraction: t.barred_fraction(),
         tokens_per_step: train.tokens(),
         tokens_per_s,
         mfu: cost.model_flops_per_token * tokens_per_s / peak,
@@ -227,9 +241,13 @@ pub fn report(
         op_costs(ops, pricer, &mut costs)?;
     }
     let mut op_provenance: Vec<Provenance> = Vec::new();
+    let mut implementations: Vec<String> = Vec::new();
     for c in &costs {
         if !op_provenance.contains(&c.provenance) {
             op_provenance.push(c.provenance);
+        }
+        if !implementations.contains(&c.implementation) {
+            implementations.push(c.implementation.clone());
         }
     }
     let moe = arch.moe;
@@ -267,6 +285,7 @@ pub fn report(
         provenance: ProvenanceInfo {
             cost_model: pricer.system.describe(),
             op_provenance,
+            implementations,
             hardware_profile: pricer.system.hardware_origin.clone(),
             energy_basis: match tdp {
                 Some(w) => format!("board power limit (TDP) {w} W for the whole time; not measured"),

@@ -5,8 +5,9 @@
 /// `gpucost predict --format json`.
 pub const PREDICT: u32 = 1;
 /// `hw_profiles/<profile>.calibration.json`, written by `gpucost calibrate` (2: one group per
-/// implementation, a fitted time model).
-pub const CALIBRATION: u32 = 2;
+/// implementation, a fitted time model; 3: vendor flags, bars per kind and regime with the
+/// roofline's, held-out coverage).
+pub const CALIBRATION: u32 = 3;
 /// One line of a results file (`results/<device>/*.jsonl`), written by `gpucost bench`.
 pub const RECORD: u32 = 1;
 /// A composition report (`results/<device>/compose-*.json`), written by `gpucost compose`.

@@ -1,10 +1,13 @@
 //! The second input: the system a prediction is for — a hardware profile, the calibration of
-//! it (if any) and the cost model that prices ops on it. The profile and its calibration travel
-//! together, checked to belong to each other once, here.
+//! it (if any), the stack of implementations that prices ops, and so the cost model. The profile
+//! and its calibration travel together, checked to belong to each other once, here.
 
 use crate::error::{Error, Result};
-use crate::model::cost::calibrated::{CalibratedModel, Calibration, embedded};
-use crate::model::cost::{CostModel, Roofline};
+use crate::model::cost::CostModel;
+pub use crate::model::cost::calibrated::Stack;
+use crate::model::cost::calibrated::{
+    CalibratedModel, Calibration, ErrorBars, RooflineWithBars, embedded, embedded_profiles,
+};
 use crate::model::hw::{self, HwProfile};
 use std::path::Path;
 
@@ -16,20 +19,31 @@ pub struct System {
 }
 
 impl System {
-    /// `hw` priced by `calibration` where it has one, else by the roofline. A calibration of
-    /// another profile is refused, naming the file.
-    pub fn new(hw: HwProfile, calibration: Option<Calibration>) -> Result<System> {
-        let cost_model: Box<dyn CostModel> = match calibration {
-            Some(c) => {
-                if c.profile != hw.name {
-                    return Err(Error::Unsupported(format!(
-                        "the calibration of '{}' cannot price '{}'",
-                        c.profile, hw.name
-                    )));
-                }
-                Box::new(CalibratedModel { calibration: c })
-            }
-            None => Box::new(Roofline),
+    /// `hw` priced by `calibration` with `stack` where it has a calibration, else by the
+    /// roofline (also with `roofline`). The roofline carries the bars it earned held out: on
+    /// this GPU's measurements where they exist, else on the measured GPUs'. A calibration of
+    /// another profile is refused.
+    pub fn new(
+        hw: HwProfile,
+        calibration: Option<Calibration>,
+        roofline: bool,
+        stack: Stack,
+    ) -> Result<System> {
+        if let Some(c) = &calibration
+            && c.profile != hw.name
+        {
+            return Err(Error::Unsupported(format!(
+                "the calibration of '{}' cannot price '{}'",
+                c.profile, hw.name
+            )));
+        }
+        let cost_model: Box<dyn CostModel> = match (calibration, roofline) {
+            (Some(c), false) => Box::new(CalibratedModel::new(c, stack)),
+            (Some(c), true) => Box::new(RooflineWithBars {
+                bars: c.error_pct,
+                measured_on: vec![c.profile],
+            }),
+            (None, _) => Box::new(borrowed_roofline_bars()?),
         };
         let hardware_origin = format!("{} (embedded catalog)", hw.name);
         Ok(System {
@@ -39,11 +53,21 @@ impl System {
         })
     }
 
-    /// The system for `--hw NAME_OR_FILE`: the calibration file given, else the one embedded for
-    /// the GPU; none with `roofline`.
+    /// The system for `--hw NAME_OR_FILE` on the production stack: the calibration file given,
+    /// else the one embedded for the GPU; the roofline with `roofline`.
     pub fn load(hw_arg: &str, calibration_file: Option<&Path>, roofline: bool) -> Result<System> {
+        System::load_with(hw_arg, calibration_file, roofline, Stack::Production)
+    }
+
+    /// `load` with a stack of implementations.
+    pub fn load_with(
+        hw_arg: &str,
+        calibration_file: Option<&Path>,
+        roofline: bool,
+        stack: Stack,
+    ) -> Result<System> {
         let hardware = hw::load(hw_arg)?;
-        let calibration = load_calibration(calibration_file, roofline, &hardware)?;
+        let calibration = load_calibration(calibration_file, false, &hardware)?;
         let from_catalog =
             hw::catalog_names().contains(&hardware.name.as_str()) && !hw_arg.ends_with(".toml");
         let origin = if from_catalog {
@@ -51,7 +75,7 @@ impl System {
         } else {
             format!("{} (file {hw_arg})", hardware.name)
         };
-        let mut system = System::new(hardware, calibration)?;
+        let mut system = System::new(hardware, calibration, roofline, stack)?;
         system.hardware_origin = origin;
         Ok(system)
     }
@@ -60,6 +84,39 @@ impl System {
     pub fn describe(&self) -> String {
         self.cost_model.describe(&self.hw)
     }
+}
+
+/// The roofline's held-out bars on every GPU with an embedded calibration, the widest where
+/// several have one: what a GPU never measured borrows.
+fn borrowed_roofline_bars() -> Result<RooflineWithBars> {
+    let mut merged = ErrorBars::default();
+    let mut measured_on = Vec::new();
+    for name in embedded_profiles() {
+        let Some(c) = embedded(name)? else { continue };
+        if !c.groups.iter().any(|g| g.vendor) {
+            continue; // only a vendor library's measurements say how far the roofline is off
+        }
+        measured_on.push(c.profile.clone());
+        for b in c.error_pct.bars {
+            match merged
+                .bars
+                .iter_mut()
+                .find(|m| m.kind == b.kind && m.regime == b.regime)
+            {
+                Some(m) => {
+                    m.roofline = match (m.roofline, b.roofline) {
+                        (Some(x), Some(y)) => Some(x.max(y)),
+                        (x, y) => x.or(y),
+                    }
+                }
+                None => merged.bars.push(b),
+            }
+        }
+    }
+    Ok(RooflineWithBars {
+        bars: merged,
+        measured_on,
+    })
 }
 
 /// The calibration a system uses: the file given, else the one embedded for the GPU; none with

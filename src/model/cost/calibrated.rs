@@ -194,52 +194,141 @@ fn least_squares(rows: &[Vec<f64>]) -> Option<Vec<f64>> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     pub key: GroupKey,
+    /// A vendor library (cuBLAS, cuBLASLt, PyTorch SDPA): what frameworks run, and so what the
+    /// production stack prices with.
+    pub vendor: bool,
     /// The implementation's output tile (rows × columns; attention: query rows × 1), if known.
     pub tile: Option<(u32, u32)>,
     pub points: Vec<Point>,
+    /// The time model over every point.
     pub fit: TimeFit,
-}
-
-/// ± relative error in percent per provenance class (p90 of the validation residuals; for
-/// measured shapes, the p90 of the points' run-to-run noise): over all ops, and per op kind
-/// where that kind has enough residuals of the class.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ErrorBars {
-    pub measured: Option<f64>,
-    pub interpolated: Option<f64>,
-    pub extrapolated: Option<f64>,
-    /// Per op kind ("matmul bf16", "attention fp16 d128 decode"): the same three, each present
-    /// only where the kind had at least `MIN_RESIDUALS_PER_BAR` residuals (or points) of it.
+    /// The time model of each regime with enough points of its own (a GEMV's time does not
+    /// follow a tiled GEMM's law): what predictions in that regime use.
     #[serde(default)]
-    pub by_kind: Vec<KindErrorBars>,
+    pub regime_fits: Vec<(Regime, TimeFit)>,
 }
 
-/// Error bars of one op kind.
+/// What limits an op, as residual corrections and validation see it: a skinny matmul (a GEMV,
+/// whose kernels differ from tiled GEMMs), or an op whose speed-of-light time is set by
+/// arithmetic or by memory traffic. Neighbours correct a prediction only within its regime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Regime {
+    Gemv,
+    Compute,
+    Memory,
+}
+
+impl Regime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Regime::Gemv => "gemv",
+            Regime::Compute => "compute",
+            Regime::Memory => "memory",
+        }
+    }
+}
+
+pub use super::GEMV_MAX_ROWS;
+
+/// The regime of `op` on `hw`.
+pub fn regime(op: &Op, hw: &HwProfile) -> Regime {
+    if let Op::Matmul(m) = op
+        && m.m.min(m.n) <= GEMV_MAX_ROWS
+    {
+        return Regime::Gemv;
+    }
+    let compute = peak_rate(op, hw).map_or(0.0, |r| op.flops() / r);
+    let memory = op.min_bytes() / hw.memory_bandwidth_bytes_per_s.value;
+    if compute >= memory {
+        Regime::Compute
+    } else {
+        Regime::Memory
+    }
+}
+
+/// Bars wider than this (± percent) are not promised: the better-validated model answers, and
+/// a prediction that still has no narrower bar says so.
+pub const MAX_ERROR_PCT: f64 = 50.0;
+
+/// Held-out error bars of one op kind (and regime): ± percent, the p90 of |error| of held-out
+/// predictions of each provenance, and of the roofline on the same points.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KindErrorBars {
+    /// "matmul bf16", "attention fp16 d128 decode"; empty for all kinds together.
     pub kind: String,
+    /// None for every regime of the kind together.
+    pub regime: Option<Regime>,
     pub measured: Option<f64>,
     pub interpolated: Option<f64>,
     pub extrapolated: Option<f64>,
+    pub roofline: Option<f64>,
+    /// Held-out predictions (of any provenance) behind these bars.
+    pub n: usize,
+    /// The roofline validated better than the calibrated model here: it answers.
+    pub use_roofline: bool,
 }
 
-/// Residuals an op kind needs before its own p90 replaces the all-ops one.
+/// How well the bars kept their promise on points held out of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BarCoverage {
+    /// Share of held-out predictions whose true time lay inside the bar (target 0.85–0.95).
+    pub coverage: f64,
+    pub median_width_pct: f64,
+    pub p90_width_pct: f64,
+    pub n: usize,
+}
+
+/// Every error bar of a calibration, most specific first: per kind and regime, per kind, then
+/// over everything (`kind` empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBars {
+    pub bars: Vec<KindErrorBars>,
+    pub coverage: Option<BarCoverage>,
+}
+
+/// Residuals an op kind (or regime) needs before its own p90 replaces a coarser one.
 pub const MIN_RESIDUALS_PER_BAR: usize = 5;
 
 impl ErrorBars {
-    /// The error bar of a prediction of this provenance for an op of `kind` (see
-    /// `GroupKey::op_kind`): the kind's own where it has one, else the all-ops one; none for the
-    /// roofline.
-    pub fn for_provenance(&self, kind: &str, p: Provenance) -> Option<f64> {
-        let own = self.by_kind.iter().find(|k| k.kind == kind);
-        let pick =
-            |all: Option<f64>, per: fn(&KindErrorBars) -> Option<f64>| own.and_then(per).or(all);
-        match p {
-            Provenance::Measured => pick(self.measured, |k| k.measured),
-            Provenance::Interpolated => pick(self.interpolated, |k| k.interpolated),
-            Provenance::Extrapolated => pick(self.extrapolated, |k| k.extrapolated),
-            Provenance::Roofline => None,
-        }
+    /// The most specific bars that apply to `kind` in `regime`.
+    fn entries<'a>(
+        &'a self,
+        kind: &'a str,
+        regime: Regime,
+    ) -> impl Iterator<Item = &'a KindErrorBars> + 'a {
+        let exact = self
+            .bars
+            .iter()
+            .filter(move |b| b.kind == kind && b.regime == Some(regime));
+        let kind_wide = self
+            .bars
+            .iter()
+            .filter(move |b| b.kind == kind && b.regime.is_none());
+        let all = self
+            .bars
+            .iter()
+            .filter(|b| b.kind.is_empty() && b.regime.is_none());
+        exact.chain(kind_wide).chain(all)
+    }
+
+    /// The bar of a prediction of this provenance for an op of `kind` in `regime`: the most
+    /// specific one that exists.
+    pub fn for_provenance(&self, kind: &str, regime: Regime, p: Provenance) -> Option<f64> {
+        self.entries(kind, regime).find_map(|b| match p {
+            Provenance::Measured => b.measured,
+            Provenance::Interpolated => b.interpolated,
+            Provenance::Extrapolated => b.extrapolated,
+            Provenance::Roofline => b.roofline,
+        })
+    }
+
+    /// Whether validation chose the roofline for `kind` in `regime` (the most specific entry
+    /// that has residuals decides).
+    pub fn roofline_answers(&self, kind: &str, regime: Regime) -> bool {
+        self.entries(kind, regime)
+            .find(|b| b.n > 0)
+            .is_some_and(|b| b.use_roofline)
     }
 }
 
@@ -303,6 +392,11 @@ const EMBEDDED: &[(&str, &str)] = &[
 ];
 
 /// The embedded calibration for a profile, if there is one.
+/// The profiles with an embedded calibration.
+pub fn embedded_profiles() -> impl Iterator<Item = &'static str> {
+    EMBEDDED.iter().map(|(name, _)| *name)
+}
+
 pub fn embedded(profile: &str) -> Result<Option<Calibration>> {
     EMBEDDED
         .iter()
@@ -408,25 +502,53 @@ impl Group {
         }
     }
 
-    /// Refits the time model to the group's points (kept as is when they cannot be fitted).
+    /// Refits the time models to the group's points: over all of them (kept as is when they
+    /// cannot be fitted), and per regime with at least `MIN_POINTS_TO_PREDICT` points.
     pub fn refit(&mut self, hw: &HwProfile) {
-        let data: Vec<(Work, f64)> = self
+        let data: Vec<(Regime, Work, f64)> = self
             .points
             .iter()
-            .map(|p| (self.work(&p.op, hw), p.measured_s))
+            .map(|p| (regime(&p.op, hw), self.work(&p.op, hw), p.measured_s))
             .collect();
-        if let Some(f) = TimeFit::fit(&data) {
+        let all: Vec<(Work, f64)> = data.iter().map(|(_, w, t)| (*w, *t)).collect();
+        if let Some(f) = TimeFit::fit(&all) {
             self.fit = f;
+        }
+        self.regime_fits.clear();
+        for reg in [Regime::Gemv, Regime::Compute, Regime::Memory] {
+            let own: Vec<(Work, f64)> = data
+                .iter()
+                .filter(|(r, _, _)| *r == reg)
+                .map(|(_, w, t)| (*w, *t))
+                .collect();
+            if own.len() >= MIN_POINTS_TO_PREDICT
+                && let Some(f) = TimeFit::fit(&own)
+            {
+                self.regime_fits.push((reg, f));
+            }
         }
     }
 
-    /// log(measured ÷ fitted) of a point: what the time model misses there.
-    fn residual(&self, p: &Point, hw: &HwProfile) -> f64 {
-        (p.measured_s / self.fit.seconds(self.work(&p.op, hw))).ln()
+    /// The time model of regime `reg`: its own where it has one.
+    fn fit_for(&self, reg: Regime) -> Option<&TimeFit> {
+        self.regime_fits
+            .iter()
+            .find(|(r, _)| *r == reg)
+            .map(|(_, f)| f)
+    }
+
+    /// log(measured ÷ fitted) of a point under `fit`: what the time model misses there.
+    fn residual(&self, fit: &TimeFit, p: &Point, hw: &HwProfile) -> f64 {
+        (p.measured_s / fit.seconds(self.work(&p.op, hw))).ln()
     }
 
     /// This implementation's predicted time for `op` (with `features`), and how it was obtained.
-    /// None for a group without points.
+    /// None for a group without points, or with too few to predict a shape it did not measure.
+    ///
+    /// The fitted time model is corrected by the log residuals of the nearest measured points in
+    /// the op's regime (inverse-distance weighted, decaying with distance); then bounded by what
+    /// was measured in that regime: never more efficient than the best point, and, beyond the
+    /// largest problem, no less efficient than it.
     pub fn predict_seconds(
         &self,
         op: &Op,
@@ -448,52 +570,74 @@ impl Group {
         if self.points.len() < MIN_POINTS_TO_PREDICT {
             return None;
         }
-        let base = self.fit.seconds(self.work(op, hw));
-        let inside = (0..features.len()).all(|i| {
-            let (lo, hi) = self
-                .points
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
-                    (l.min(p.features[i]), h.max(p.features[i]))
-                });
-            features[i] >= lo && features[i] <= hi
-        });
-        if inside && near.len() >= 2 {
-            // Inverse-distance weights over the four nearest, on the log residuals.
-            let (mut num, mut den) = (0.0, 0.0);
-            for (d, p) in near.iter().take(4) {
-                let w = 1.0 / (d * d);
-                num += w * self.residual(p, hw);
-                den += w;
-            }
-            return Some((base * (num / den).exp(), Provenance::Interpolated));
+        let reg = regime(op, hw);
+        near.retain(|(_, p)| regime(&p.op, hw) == reg);
+        // Nothing measured in this regime: the group does not speak for it.
+        if near.is_empty() {
+            return None;
         }
-        // Outside the grid: the nearest point's residual, at most a factor of two either way
-        // (a correction measured far away is not trusted further). Two physical limits: never
-        // faster than speed of light, and a problem larger than every measured one runs at no
-        // lower utilization than the largest measured one (devices fill up as work grows).
-        let r = self.residual(nearest, hw).clamp(-LN_2, LN_2);
+        let same: Vec<&Point> = near.iter().map(|(_, p)| *p).collect();
+        let inside = !same.is_empty()
+            && (0..features.len()).all(|i| {
+                let (lo, hi) = same
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+                        (l.min(p.features[i]), h.max(p.features[i]))
+                    });
+                features[i] >= lo && features[i] <= hi
+            });
         let sol = speed_of_light(op, hw).ok()?;
-        let mut seconds = base * r.exp();
-        let by_size = |a: &&Point, b: &&Point| a.sol_s.total_cmp(&b.sol_s);
-        if let Some(largest) = self.points.iter().max_by(by_size)
-            && sol > largest.sol_s
-        {
-            // Larger than every measured problem: no lower utilization than the largest, and
-            // no less time.
-            seconds = seconds
-                .min(sol / largest.utilization())
-                .max(largest.measured_s);
+        let mut seconds = match self.fit_for(reg) {
+            Some(fit) => {
+                let (mut num, mut den) = (0.0, 0.0);
+                for (d, p) in near.iter().take(4) {
+                    let w = 1.0 / (d * d);
+                    num += w * self.residual(fit, p, hw);
+                    den += w;
+                }
+                // A correction measured far away is trusted less: it fades with the distance to
+                // the nearest point, and outside the measured grid it is at most a factor of two.
+                let r = num / den * (-near[0].0 / RESIDUAL_DECAY).exp();
+                let r = if inside { r } else { r.clamp(-LN_2, LN_2) };
+                fit.seconds(self.work(op, hw)) * r.exp()
+            }
+            // Too few points in the regime for a law of its own: the nearest one's utilization.
+            None => sol / near[0].1.utilization(),
+        };
+        let pool = same;
+        let best = pool.iter().map(|p| p.utilization()).fold(0.0f64, f64::max);
+        if best > 0.0 {
+            seconds = seconds.max(sol / best);
         }
-        if let Some(smallest) = self.points.iter().min_by(by_size)
-            && sol < smallest.sol_s
-        {
-            // Smaller than every measured problem: no more time than the smallest took.
-            seconds = seconds.min(smallest.measured_s);
+        if !inside {
+            let by_size = |a: &&&Point, b: &&&Point| a.sol_s.total_cmp(&b.sol_s);
+            if let Some(largest) = pool.iter().max_by(by_size)
+                && sol > largest.sol_s
+            {
+                // Larger than every measured problem: no lower utilization than the largest,
+                // and no less time.
+                seconds = seconds
+                    .min(sol / largest.utilization())
+                    .max(largest.measured_s);
+            }
+            if let Some(smallest) = pool.iter().min_by(by_size)
+                && sol < smallest.sol_s
+            {
+                // Smaller than every measured problem: no more time than the smallest took.
+                seconds = seconds.min(smallest.measured_s);
+            }
         }
-        Some((seconds.max(sol), Provenance::Extrapolated))
+        let provenance = if inside {
+            Provenance::Interpolated
+        } else {
+            Provenance::Extrapolated
+        };
+        Some((seconds.max(sol), provenance))
     }
 }
+
+/// Distance (in log2 units of the shape features) over which a neighbour's residual fades by e.
+pub const RESIDUAL_DECAY: f64 = 2.0;
 
 /// Shapes a group needs before it predicts shapes it did not measure.
 pub const MIN_POINTS_TO_PREDICT: usize = 3;
@@ -516,23 +660,66 @@ fn trust_rank(p: Provenance) -> u8 {
     }
 }
 
+/// Which implementations price a prediction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stack {
+    /// What frameworks run: the vendor libraries (cuBLAS, cuBLASLt, PyTorch SDPA). An op no
+    /// vendor implementation was measured for is priced by the roofline.
+    #[default]
+    Production,
+    /// The hand-written kernels of this benchmark suite.
+    Ours,
+    /// Every measured implementation; the fastest well-supported one answers.
+    All,
+    /// One implementation, "backend:variant".
+    Only(String),
+}
+
+impl Stack {
+    /// `production`, `ours`, `all`, or one implementation name ("cuda:mma").
+    pub fn parse(s: &str) -> Stack {
+        match s {
+            "production" => Stack::Production,
+            "ours" => Stack::Ours,
+            "all" => Stack::All,
+            other => Stack::Only(other.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Stack::Production => "production",
+            Stack::Ours => "ours",
+            Stack::All => "all",
+            Stack::Only(name) => name,
+        }
+    }
+
+    pub fn admits(&self, g: &Group) -> bool {
+        match self {
+            Stack::Production => g.vendor,
+            Stack::Ours => !g.vendor,
+            Stack::All => true,
+            Stack::Only(name) => &g.key.implementation == name,
+        }
+    }
+}
+
 /// The fastest prediction over `groups` that compete for `op` (same class, dtype and kind):
-/// seconds, provenance, and the implementation. Only the best-supported predictions compete —
-/// measured before interpolated before extrapolated — so that an implementation measured far
-/// from this shape cannot win on an extrapolation.
+/// seconds, provenance, and the index of the group that gave it. Only the best-supported
+/// predictions compete — measured before interpolated before extrapolated — so that an
+/// implementation measured far from this shape cannot win on an extrapolation.
 pub fn predict_fastest<'a>(
     groups: impl IntoIterator<Item = &'a Group>,
     op: &Op,
     hw: &HwProfile,
-) -> Option<(f64, Provenance, &'a str)> {
+) -> Option<(f64, Provenance, usize)> {
     let (key, features) = key_and_features(op)?;
     groups
         .into_iter()
-        .filter(|g| g.key.same_op_kind(&key))
-        .filter_map(|g| {
-            g.predict_seconds(op, &features, hw)
-                .map(|(s, p)| (s, p, g.key.implementation.as_str()))
-        })
+        .enumerate()
+        .filter(|(_, g)| g.key.same_op_kind(&key))
+        .filter_map(|(i, g)| g.predict_seconds(op, &features, hw).map(|(s, p)| (s, p, i)))
         .min_by(|a, b| {
             trust_rank(a.1)
                 .cmp(&trust_rank(b.1))
@@ -540,95 +727,217 @@ pub fn predict_fastest<'a>(
         })
 }
 
-/// The calibrated model; ops it has no group for are priced by the roofline.
+/// The calibrated model; ops its stack has no group for, and regimes where validation found
+/// the roofline better, are priced by the roofline.
 #[derive(Debug, Clone)]
 pub struct CalibratedModel {
     pub calibration: Calibration,
+    pub stack: Stack,
 }
 
-impl CostModel for CalibratedModel {
-    fn describe(&self, hw: &HwProfile) -> String {
-        let c = &self.calibration;
-        format!(
-            "calibrated on {} ({}, {} groups, implementation {}); roofline for the rest: {}",
-            c.device,
-            c.driver,
-            c.groups.len(),
-            c.implementation,
-            Roofline.describe(hw)
-        )
-    }
-
-    fn predict(&self, op: &Op, hw: &HwProfile) -> Result<Prediction> {
-        match predict_fastest(&self.calibration.groups, op, hw) {
-            Some(found) => self.prediction(op, hw, found, true),
-            None => Roofline.predict(op, hw),
-        }
-    }
-
-    fn price(&self, op: &Op, hw: &HwProfile) -> Result<OpPrice> {
-        match predict_fastest(&self.calibration.groups, op, hw) {
-            Some(found) => self.prediction(op, hw, found, false).map(|p| p.price()),
-            None => Roofline.price(op, hw),
-        }
-    }
+/// What priced an op, before the bar and the detail are added.
+struct Answer {
+    seconds: f64,
+    provenance: Provenance,
+    /// Index of the group that answered; None for the roofline.
+    group: Option<usize>,
+    error_pct: Option<f64>,
 }
 
 impl CalibratedModel {
+    pub fn new(calibration: Calibration, stack: Stack) -> Self {
+        CalibratedModel { calibration, stack }
+    }
+
+    /// The calibrated answer for `op` where the stack has one and it is the better-validated
+    /// model, else the roofline's; each with its held-out bar.
+    fn answer(&self, op: &Op, hw: &HwProfile) -> Result<Answer> {
+        let bars = &self.calibration.error_pct;
+        let kind_regime = key_and_features(op).map(|(k, _)| (k.op_kind(), regime(op, hw)));
+        let roofline = |hw: &HwProfile| -> Result<Answer> {
+            Ok(Answer {
+                seconds: Roofline.price(op, hw)?.seconds,
+                provenance: Provenance::Roofline,
+                group: None,
+                error_pct: kind_regime
+                    .as_ref()
+                    .and_then(|(k, r)| bars.for_provenance(k, *r, Provenance::Roofline)),
+            })
+        };
+        let admitted = self
+            .calibration
+            .groups
+            .iter()
+            .filter(|g| self.stack.admits(g));
+        let Some((seconds, provenance, i)) = predict_fastest(admitted, op, hw) else {
+            return roofline(hw);
+        };
+        // predict_fastest indexes the admitted groups; find the group itself.
+        let group = self
+            .calibration
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| self.stack.admits(g))
+            .nth(i)
+            .map(|(j, _)| j);
+        let Some((kind, reg)) = kind_regime.as_ref() else {
+            return roofline(hw);
+        };
+        let bar = bars.for_provenance(kind, *reg, provenance);
+        let roofline_bar = bars.for_provenance(kind, *reg, Provenance::Roofline);
+        let worse_than_roofline =
+            provenance != Provenance::Measured && bars.roofline_answers(kind, *reg);
+        // A bar past the limit is not promised: the roofline answers where its own bar is
+        // narrower.
+        let too_wide =
+            bar.is_some_and(|b| b > MAX_ERROR_PCT && roofline_bar.is_some_and(|r| r < b));
+        if worse_than_roofline || too_wide {
+            return roofline(hw);
+        }
+        Ok(Answer {
+            seconds,
+            provenance,
+            group,
+            error_pct: bar,
+        })
+    }
+
     /// The prediction for one implementation ("backend:variant"), where a group of it answers
-    /// for `op`; `predict` takes the fastest implementation instead.
+    /// for `op` (compose prices each op with the kernel that ran it).
     pub fn predict_implementation(
         &self,
         op: &Op,
         hw: &HwProfile,
         implementation: &str,
     ) -> Result<Option<Prediction>> {
-        let own = self
+        let one = CalibratedModel {
+            calibration: self.calibration.clone(),
+            stack: Stack::Only(implementation.to_string()),
+        };
+        let own = one
             .calibration
             .groups
             .iter()
-            .filter(|g| g.key.implementation == implementation);
-        predict_fastest(own, op, hw)
-            .map(|found| self.prediction(op, hw, found, true))
-            .transpose()
+            .filter(|g| one.stack.admits(g));
+        match predict_fastest(own, op, hw) {
+            None => Ok(None),
+            Some(_) => one.predict(op, hw).map(Some),
+        }
     }
 
-    /// A `Prediction` from a group's answer: seconds, provenance and implementation.
-    fn prediction(
-        &self,
-        op: &Op,
-        hw: &HwProfile,
-        (seconds, provenance, implementation): (f64, Provenance, &str),
-        detailed: bool,
-    ) -> Result<Prediction> {
+    fn prediction(&self, op: &Op, hw: &HwProfile, a: Answer, detailed: bool) -> Result<Prediction> {
         let sol = speed_of_light(op, hw)?;
         let compute_s = op.flops() / peak_rate(op, hw)?;
         let memory_s = op.min_bytes() / hw.memory_bandwidth_bytes_per_s.value;
-        let e = &self.calibration.error_pct;
+        let implementation = self.implementation_name(a.group);
         Ok(Prediction {
-            seconds,
+            seconds: a.seconds,
             bound: if compute_s >= memory_s {
                 Bound::Compute
             } else {
                 Bound::Memory
             },
-            provenance,
+            provenance: a.provenance,
             flops: op.flops(),
             bytes: op.min_bytes(),
             compute_s,
             memory_s,
             latency_s: 0.0,
-            error_pct: key_and_features(op)
-                .and_then(|(k, _)| e.for_provenance(&k.op_kind(), provenance)),
+            error_pct: a.error_pct,
+            implementation: a.group,
             detail: if detailed {
                 format!(
                     "{implementation}, utilization {:.3} of speed of light",
-                    sol / seconds
+                    sol / a.seconds
                 )
             } else {
                 String::new()
             },
         })
+    }
+}
+
+/// The roofline with the error bars it earned on measured GPUs (its own p90 |error| per op kind
+/// and regime, held out by nature: nothing was fitted).
+#[derive(Debug, Clone)]
+pub struct RooflineWithBars {
+    pub bars: ErrorBars,
+    /// The profiles whose measurements the bars come from.
+    pub measured_on: Vec<String>,
+}
+
+impl RooflineWithBars {
+    fn bar(&self, op: &Op, hw: &HwProfile) -> Option<f64> {
+        let (key, _) = key_and_features(op)?;
+        self.bars
+            .for_provenance(&key.op_kind(), regime(op, hw), Provenance::Roofline)
+    }
+}
+
+impl CostModel for RooflineWithBars {
+    fn describe(&self, hw: &HwProfile) -> String {
+        let bars = if self.measured_on.is_empty() {
+            "no error bars (no measured GPU to validate them on)".to_string()
+        } else {
+            format!(
+                "error bars: the roofline's held-out error on {}",
+                self.measured_on.join(", ")
+            )
+        };
+        format!("{}; {bars}", Roofline.describe(hw))
+    }
+
+    fn predict(&self, op: &Op, hw: &HwProfile) -> Result<Prediction> {
+        let mut p = Roofline.predict(op, hw)?;
+        p.error_pct = self.bar(op, hw);
+        Ok(p)
+    }
+
+    fn price(&self, op: &Op, hw: &HwProfile) -> Result<OpPrice> {
+        let mut p = Roofline.price(op, hw)?;
+        p.error_pct = self.bar(op, hw);
+        Ok(p)
+    }
+}
+
+impl CostModel for CalibratedModel {
+    fn describe(&self, hw: &HwProfile) -> String {
+        let c = &self.calibration;
+        format!(
+            "calibrated on {} ({}, {} groups, stack {}); roofline for the rest: {}",
+            c.device,
+            c.driver,
+            c.groups.len(),
+            self.stack.name(),
+            Roofline.describe(hw)
+        )
+    }
+
+    fn predict(&self, op: &Op, hw: &HwProfile) -> Result<Prediction> {
+        let a = self.answer(op, hw)?;
+        if a.group.is_none() {
+            let mut p = Roofline.predict(op, hw)?;
+            p.error_pct = a.error_pct;
+            return Ok(p);
+        }
+        self.prediction(op, hw, a, true)
+    }
+
+    fn price(&self, op: &Op, hw: &HwProfile) -> Result<OpPrice> {
+        let a = self.answer(op, hw)?;
+        if a.group.is_none() {
+            let mut p = Roofline.price(op, hw)?;
+            p.error_pct = a.error_pct;
+            return Ok(p);
+        }
+        self.prediction(op, hw, a, false).map(|p| p.price())
+    }
+
+    fn implementation_name(&self, group: Option<usize>) -> &str {
+        group
+            .and_then(|i| self.calibration.groups.get(i))
+            .map_or("roofline", |g| g.key.implementation.as_str())
     }
 }
 
@@ -659,6 +968,7 @@ mod tests {
             })
             .collect();
         let mut g = Group {
+            vendor: false,
             key: GroupKey {
                 class: OpClass::Matmul,
                 dtype: DType::Fp32,
@@ -672,6 +982,7 @@ mod tests {
                 flops_per_s: None,
                 bytes_per_s: None,
             },
+            regime_fits: Vec::new(),
         };
         g.refit(&hw);
         g
@@ -697,38 +1008,80 @@ mod tests {
     }
 
     #[test]
-    fn error_bars_take_the_kinds_own_else_the_overall() {
-        let bars = ErrorBars {
-            measured: Some(3.0),
-            interpolated: Some(20.0),
-            extrapolated: Some(90.0),
-            by_kind: vec![KindErrorBars {
-                kind: "matmul bf16".into(),
-                measured: None,
-                interpolated: Some(8.0),
-                extrapolated: None,
-            }],
+    fn error_bars_take_the_most_specific_cell() {
+        let cell = |kind: &str, regime, interpolated, roofline| KindErrorBars {
+            kind: kind.into(),
+            regime,
+            interpolated,
+            roofline,
+            n: 10,
+            ..KindErrorBars::default()
         };
+        let bars = ErrorBars {
+            bars: vec![
+                cell("", None, Some(20.0), Some(40.0)),
+                cell("matmul bf16", None, Some(8.0), None),
+                cell("matmul bf16", Some(Regime::Gemv), Some(3.0), Some(12.0)),
+            ],
+            coverage: None,
+        };
+        let at = |kind, regime, p| bars.for_provenance(kind, regime, p);
         assert_eq!(
-            bars.for_provenance("matmul bf16", Provenance::Interpolated),
-            Some(8.0)
-        );
-        assert_eq!(
-            bars.for_provenance("matmul bf16", Provenance::Extrapolated),
-            Some(90.0)
-        );
-        assert_eq!(
-            bars.for_provenance("matmul bf16", Provenance::Measured),
+            at("matmul bf16", Regime::Gemv, Provenance::Interpolated),
             Some(3.0)
         );
         assert_eq!(
-            bars.for_provenance("matmul fp16", Provenance::Interpolated),
-            Some(20.0)
+            at("matmul bf16", Regime::Compute, Provenance::Interpolated),
+            Some(8.0)
         );
         assert_eq!(
-            bars.for_provenance("matmul bf16", Provenance::Roofline),
-            None
+            at("matmul bf16", Regime::Compute, Provenance::Roofline),
+            Some(40.0)
         );
+        assert_eq!(
+            at("matmul fp16", Regime::Gemv, Provenance::Interpolated),
+            Some(20.0)
+        );
+        assert_eq!(at("matmul bf16", Regime::Gemv, Provenance::Measured), None);
+    }
+
+    #[test]
+    fn gemvs_and_bound_decide_the_regime() {
+        let h100 = crate::model::hw::load("h100-sxm").unwrap();
+        let mm = |m, n, k| Op::Matmul(Matmul::new(1, m, n, k, DType::Bf16));
+        assert_eq!(regime(&mm(1, 4096, 4096), &h100), Regime::Gemv);
+        assert_eq!(regime(&mm(4096, 4096, 4096), &h100), Regime::Compute);
+        assert_eq!(regime(&mm(64, 8192, 8192), &h100), Regime::Memory);
+    }
+
+    /// Far beyond the measured sizes a group does not climb to the datasheet peak: it stays at
+    /// the best utilization it was measured at.
+    #[test]
+    fn extrapolation_stays_below_the_best_measured_utilization() {
+        let hw = lavapipe();
+        // Utilization climbs with size up to 512, as launch costs amortize.
+        let g = group("wgpu:x", &[64, 128, 256, 512], |op| {
+            2e-4 + op.flops() / 5e10
+        });
+        let best = g.points.iter().map(|p| p.utilization()).fold(0.0, f64::max);
+        let op = Op::Matmul(Matmul::new(1, 8192, 8192, 8192, DType::Fp32));
+        let (_, f) = key_and_features(&op).unwrap();
+        let (s, p) = g.predict_seconds(&op, &f, &hw).unwrap();
+        assert_eq!(p, Provenance::Extrapolated);
+        let sol = speed_of_light(&op, &hw).unwrap();
+        assert!(sol / s <= best * (1.0 + 1e-9), "{} > {best}", sol / s);
+    }
+
+    #[test]
+    fn stacks_admit_their_implementations() {
+        let mut vendor = group("cuda:cublas", &[64, 128, 256], |op| op.flops() / 1e11);
+        vendor.vendor = true;
+        let ours = group("cuda:mma", &[64, 128, 256], |op| op.flops() / 1e11);
+        assert!(Stack::Production.admits(&vendor) && !Stack::Production.admits(&ours));
+        assert!(Stack::Ours.admits(&ours) && !Stack::Ours.admits(&vendor));
+        assert!(Stack::All.admits(&ours) && Stack::All.admits(&vendor));
+        assert!(Stack::parse("cuda:mma").admits(&ours));
+        assert!(!Stack::parse("cuda:mma").admits(&vendor));
     }
 
     #[test]
@@ -823,9 +1176,17 @@ mod tests {
         let ((s, p), truth) = at(200);
         assert_eq!(p, Provenance::Interpolated);
         assert!((s / truth - 1.0).abs() < 1e-6, "{s} {truth}");
+        // Beyond the grid the fit is held to the best utilization measured (512³ here), so a
+        // law whose utilization keeps climbing is predicted conservatively, and never faster.
         let ((s, p), truth) = at(2048);
         assert_eq!(p, Provenance::Extrapolated);
-        assert!((s / truth - 1.0).abs() < 1e-6, "{s} {truth}");
+        let best = g.points.iter().map(|p| p.utilization()).fold(0.0, f64::max);
+        let op = Op::Matmul(Matmul::new(1, 2048, 2048, 2048, DType::Fp32));
+        let capped = speed_of_light(&op, &hw).unwrap() / best;
+        assert!(
+            (s / capped - 1.0).abs() < 1e-9 && s >= truth,
+            "{s} {truth} {capped}"
+        );
     }
 
     #[test]
@@ -856,7 +1217,10 @@ mod tests {
         let tiny = group("wgpu:tiny", &[8, 16, 24], |op| 1e-6 + op.flops() / 1e13);
         let op = Op::Matmul(Matmul::new(1, 300, 300, 300, DType::Fp32));
         let groups = [slow, fast, tiny];
-        let (_, p, imp) = predict_fastest(&groups, &op, &hw).unwrap();
-        assert_eq!((p, imp), (Provenance::Interpolated, "wgpu:fast"));
+        let (_, p, i) = predict_fastest(&groups, &op, &hw).unwrap();
+        assert_eq!(
+            (p, groups[i].key.implementation.as_str()),
+            (Provenance::Interpolated, "wgpu:fast")
+        );
     }
 }

@@ -60,6 +60,8 @@ pub struct Prediction {
     pub latency_s: f64,
     /// ± relative error in percent, where the provenance class has validation residuals.
     pub error_pct: Option<f64>,
+    /// The calibration group (implementation) that priced it; None for the roofline.
+    pub implementation: Option<usize>,
     /// Model-specific detail (the chosen tile and its waves, for example).
     pub detail: String,
 }
@@ -74,6 +76,7 @@ impl Prediction {
             bound: self.bound,
             provenance: self.provenance,
             error_pct: self.error_pct,
+            implementation: self.implementation,
         }
     }
 }
@@ -89,6 +92,8 @@ pub struct OpPrice {
     pub provenance: Provenance,
     /// ± relative error in percent, where the provenance class has validation residuals.
     pub error_pct: Option<f64>,
+    /// The calibration group (implementation) that priced it; None for the roofline.
+    pub implementation: Option<usize>,
 }
 
 /// Predicts op costs on a device.
@@ -101,7 +106,14 @@ pub trait CostModel: Send + Sync {
     fn price(&self, op: &Op, hw: &HwProfile) -> Result<OpPrice> {
         self.predict(op, hw).map(|p| p.price())
     }
+    /// The name of the implementation an `OpPrice::implementation` refers to.
+    fn implementation_name(&self, _implementation: Option<usize>) -> &str {
+        "roofline"
+    }
 }
+
+/// A matmul with at most this many rows (or columns) per product runs as a GEMV-like kernel.
+pub const GEMV_MAX_ROWS: u64 = 16;
 
 /// The uncalibrated roofline model.
 #[derive(Debug, Clone, Copy, Default)]
@@ -168,6 +180,7 @@ impl Roofline {
             memory_s,
             latency_s,
             error_pct: None,
+            implementation: None,
             detail,
         }
     }
@@ -191,8 +204,18 @@ impl Roofline {
         let rate = hw.require_peak_flops(mm.input)? * hw.model.matmul_efficiency;
         let units = u64::from(hw.compute_units.value);
         let plan = Self::matmul_plan(mm, hw)?;
+        // A skinny product (a decode step's projections) runs as a GEMV-like kernel: vendor
+        // libraries do not pad it to a GEMM tile, and it streams the weights.
+        let gemv = mm.m.min(mm.n) <= GEMV_MAX_ROWS;
+        let work = if gemv {
+            mm.flops()
+        } else {
+            plan.effective_flops
+        };
         let detail = if !detailed {
             String::new()
+        } else if gemv {
+            format!("GEMV (a side of at most {GEMV_MAX_ROWS}): unpadded")
         } else {
             format!(
                 "tile {}x{}, {} tiles, split-k {}, {} wave{} on {} {}s",
@@ -207,7 +230,7 @@ impl Roofline {
             )
         };
         Ok(Self::finish(
-            plan.effective_flops / rate,
+            work / rate,
             Self::memory_s(mm.min_bytes(), hw),
             hw.model.launch_latency_s,
             mm.flops(),
@@ -284,6 +307,7 @@ impl Roofline {
             memory_s: network_s,
             latency_s,
             error_pct: None,
+            implementation: None,
             detail: if detailed {
                 format!("{name}, {} ranks", c.ranks)
             } else {
@@ -379,6 +403,23 @@ mod tests {
         let p = Roofline.predict(&Op::Matmul(mm), &h).unwrap();
         let achieved = mm.flops() / (p.seconds - p.latency_s);
         assert!((achieved / (989.4e12 * 0.8) - 1.0).abs() < 1e-9);
+    }
+
+    /// A batch-1 fp32 projection streams its weights: memory bound, not a padded 64-row tile,
+    /// so more bandwidth makes it faster.
+    #[test]
+    fn a_decode_gemv_is_not_padded_to_a_tile() {
+        let mm = Op::Matmul(Matmul::new(1, 1, 14336, 4096, DType::Fp32));
+        let a100 = hw::load("a100-sxm-80gb").unwrap();
+        let p = Roofline.predict(&mm, &a100).unwrap();
+        assert_eq!(p.bound, Bound::Memory, "{}", p.detail);
+        let h100 = Roofline
+            .predict(&mm, &hw::load("h100-sxm").unwrap())
+            .unwrap();
+        let h200 = Roofline
+            .predict(&mm, &hw::load("h200-sxm").unwrap())
+            .unwrap();
+        assert!(h200.seconds < h100.seconds);
     }
 
     #[test]

@@ -1,0 +1,157 @@
+//! What a prediction promises: the production stack prices with the vendor libraries only, every
+//! figure carries a finite error bar, and the bars and validation figures the documentation
+//! states are what the committed data gives.
+
+mod common;
+
+use common::{gpucost, num, predict_json, run_json};
+use serde_json::Value;
+
+/// Implementations a framework runs: what the production stack may price with.
+fn is_vendor(implementation: &str) -> bool {
+    implementation == "roofline"
+        || implementation.starts_with("cuda:cublas")
+        || implementation.starts_with("torch:")
+}
+
+#[test]
+fn a_hand_written_kernel_never_prices_a_production_prediction() {
+    for model in ["llama-3-8b", "mixtral-8x7b", "gpt2"] {
+        for dtype in ["bf16", "fp16", "fp8-e4m3", "fp32", "tf32", "int8"] {
+            let doc = predict_json(&[
+                "--model",
+                model,
+                "--hw",
+                "h100-sxm",
+                "--dtype",
+                dtype,
+                "--batch",
+                "4",
+                "--breakdown",
+            ]);
+            let rows = doc["breakdown"].as_array().expect("breakdown");
+            for row in rows {
+                let imp = row["implementation"].as_str().expect("implementation");
+                assert!(
+                    is_vendor(imp),
+                    "{model} {dtype}: {} priced by {imp}",
+                    row["label"]
+                );
+            }
+            for imp in doc["provenance"]["implementations"].as_array().unwrap() {
+                assert!(is_vendor(imp.as_str().unwrap()), "{imp}");
+            }
+        }
+    }
+    // A decode GEMM our mma kernel measured and cuBLASLt did not: the vendor (or the roofline)
+    // answers, never ours.
+    let op = run_json(gpucost().args([
+        "predict-op",
+        "matmul",
+        "--m",
+        "1",
+        "--n",
+        "4096",
+        "--k",
+        "4096",
+        "--dtype",
+        "fp8-e4m3",
+        "--hw",
+        "h100-sxm",
+        "--format",
+        "json",
+    ]));
+    assert!(is_vendor(op["implementation"].as_str().unwrap()), "{op}");
+    // Asked for, our kernels do price it.
+    let ours = run_json(gpucost().args([
+        "predict-op",
+        "matmul",
+        "--m",
+        "1",
+        "--n",
+        "4096",
+        "--k",
+        "4096",
+        "--dtype",
+        "fp8-e4m3",
+        "--hw",
+        "h100-sxm",
+        "--stack",
+        "ours",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(ours["implementation"], "cuda:mma", "{ours}");
+}
+
+fn finite_bar(doc: &Value, path: &str) -> f64 {
+    let v = num(doc, path);
+    assert!(v.is_finite() && v >= 0.0, "{path} = {v}");
+    v
+}
+
+#[test]
+fn every_prediction_carries_a_finite_error_bar() {
+    for gpu in [
+        "h100-sxm",
+        "h200-sxm",
+        "a100-sxm-80gb",
+        "l40s",
+        "rtx-4090",
+        "lavapipe",
+    ] {
+        for dtype in ["bf16", "fp32"] {
+            if gpu == "lavapipe" && dtype == "bf16" {
+                continue; // no bf16 rate on lavapipe
+            }
+            for extra in [&[][..], &["--roofline"][..]] {
+                let mut args = vec!["--model", "llama-3-8b", "--hw", gpu, "--dtype", dtype];
+                args.extend_from_slice(extra);
+                let doc = predict_json(&args);
+                for path in [
+                    "training.step_time_error_pct",
+                    "inference.ttft_error_pct",
+                    "inference.tpot_error_pct",
+                ] {
+                    finite_bar(&doc, path);
+                }
+            }
+        }
+    }
+}
+
+/// The figures docs/calibration.md states for the committed data: held-out median and p90
+/// |error| of what predict answers, the roofline's on the same points, and the bars' coverage.
+#[cfg(feature = "measure")]
+#[test]
+fn validation_reproduces_the_documented_figures() {
+    // The documented figures (docs/calibration.md, "How accurate is it" in the README).
+    const H100: [f64; 4] = [12.53, 41.26, 24.06, 83.46];
+    const LAVAPIPE: [f64; 4] = [9.73, 47.55, 83.33, 86.51];
+    let cases = [
+        // (results folder, [median %, p90 %, roofline median %, coverage %])
+        ("results/nvidia-h100-80gb-hbm3", H100),
+        ("results/llvmpipe-llvm-15-0-6-256-bits", LAVAPIPE),
+    ];
+    for (folder, expect) in cases {
+        let doc = run_json(gpucost().current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "validate",
+            "--results",
+            folder,
+            "--format",
+            "json",
+        ]));
+        let got = [
+            num(&doc, "median_ape") * 100.0,
+            num(&doc, "p90_ape") * 100.0,
+            num(&doc, "roofline_median_ape") * 100.0,
+            num(&doc, "coverage.coverage") * 100.0,
+        ];
+        for (g, e) in got.iter().zip(expect) {
+            assert!(
+                (g - e).abs() < 0.006,
+                "{folder}: {got:?}, documented {expect:?}"
+            );
+        }
+    }
+}
