@@ -37,11 +37,35 @@ impl Error {
     }
 }
 
-/// Reads a file to a string, naming it in the error.
+/// `text` without a leading UTF-8 byte-order mark (editors on Windows write one; JSON and TOML
+/// parsers reject it as a stray character).
+pub fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// Reads a UTF-8 file to a string (without a byte-order mark), naming it in the error.
 pub fn read_to_string(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::File {
-        file: path.display().to_string(),
+    let file = || path.display().to_string();
+    if path.is_dir() {
+        return Err(Error::File {
+            file: file(),
+            message: "is a folder, not a file".into(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::File {
+        file: file(),
         message: format!("cannot read: {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::File {
+        file: file(),
+        message: format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ),
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     })
 }
 
@@ -51,6 +75,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// Parses TOML into `T`, reporting the dotted path of the offending field.
 pub fn parse_toml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T> {
+    let text = strip_bom(text);
     let de = toml::Deserializer::parse(text).map_err(|e| Error::File {
         file: file.to_string(),
         message: format!(
@@ -77,6 +102,7 @@ pub fn parse_toml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T> {
 
 /// Parses JSON into `T`, reporting the dotted path of the offending field.
 pub fn parse_json<T: DeserializeOwned>(file: &str, text: &str) -> Result<T> {
+    let text = strip_bom(text);
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -3,6 +3,7 @@
 
 use crate::error::Error;
 use crate::model::dtype::DType;
+use crate::model::ops::limits;
 
 /// `--flag` as a dtype.
 pub fn dtype(flag: &str, value: &str) -> Result<DType, Error> {
@@ -17,4 +18,10 @@ pub fn positive(flag: &str, value: i64) -> Result<u64, Error> {
         .ok()
         .filter(|&v| v > 0)
         .ok_or_else(|| Error::Unsupported(format!("--{flag} must be positive, got {value}")))
+}
+
+/// `--flag` as a positive integer of at most `limit` (one of `limits`).
+pub fn bounded(flag: &str, value: i64, limit: u64) -> Result<u64, Error> {
+    let v = positive(flag, value)?;
+    limits::at_most(v, limit).map_err(|e| Error::Unsupported(format!("--{flag} {e}")))
 }

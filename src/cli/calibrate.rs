@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::measure::fit::{self, ValidationReport};
 use crate::measure::records::{self, Record};
 use crate::model::hw::{self, HwProfile};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use tabled::builder::Builder;
@@ -27,41 +27,79 @@ pub struct CalibrateArgs {
     /// Hardware profile for speed of light (default: the catalog profile matching the device).
     #[arg(long)]
     hw: Option<String>,
-    /// Where to write the calibration (default hw_profiles/<profile>.calibration.json); validate
-    /// writes nothing.
+    /// Use --hw even when the results come from a device whose catalog profile is another one.
     #[arg(long)]
+    allow_hw_mismatch: bool,
+    /// Where to write the calibration: a file, or a folder to write <profile>.calibration.json
+    /// in (default gpucost-calibrations/<profile>.calibration.json); validate writes nothing.
+    #[arg(long, conflicts_with = "update_embedded")]
     out: Option<PathBuf>,
+    /// Write hw_profiles/<profile>.calibration.json, the calibration the next build embeds (run
+    /// from the repository root, for a catalog profile).
+    #[arg(long)]
+    update_embedded: bool,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
 
+/// Where `calibrate` writes when neither --out nor --update-embedded says otherwise: a folder of
+/// the user's, never the repository's tracked hw_profiles/.
+pub const DEFAULT_CALIBRATIONS_DIR: &str = "gpucost-calibrations";
+
 /// The records of one device under `results`, with its hardware profile (`hw`, else the catalog
-/// profile matching the device) and the files they came from. Shared by calibrate, validate and
-/// plot.
+/// profile matching the device) and the files they came from. Results from a device whose
+/// catalog profile is not `hw` are refused unless `allow_mismatch`. Shared by calibrate,
+/// validate and plot.
 pub(crate) fn device_records(
     results_path: &Path,
     device: Option<&str>,
     hw: Option<&str>,
+    allow_mismatch: bool,
 ) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
     let files = records::find_files(results_path)?;
+    if files.is_empty() {
+        return Err(Error::File {
+            file: results_path.display().to_string(),
+            message: "no .jsonl results files".into(),
+        });
+    }
     let mut records = Vec::new();
     let mut sources = Vec::new();
+    let mut all_devices: Vec<String> = Vec::new();
     for f in &files {
         let read = records::read(f)?;
         let before = records.len();
-        records.extend(
-            read.records
-                .into_iter()
-                .filter(|r| device.is_none_or(|d| r.device.name.contains(d))),
-        );
+        for r in read.records {
+            if !all_devices.contains(&r.device.name) {
+                all_devices.push(r.device.name.clone());
+            }
+            if device.is_none_or(|d| r.device.name.contains(d)) {
+                records.push(r);
+            }
+        }
         if records.len() > before {
             sources.push(f.display().to_string());
         }
     }
+    if all_devices.is_empty() {
+        return Err(Error::File {
+            file: results_path.display().to_string(),
+            message: format!("the {} results files hold no records", files.len()),
+        });
+    }
     let mut devices: Vec<&str> = records.iter().map(|r| r.device.name.as_str()).collect();
     devices.sort();
     devices.dedup();
-    if devices.len() != 1 {
+    if devices.is_empty() {
+        all_devices.sort();
+        return Err(Error::Unknown(format!(
+            "{}: no records whose device name contains '{}' (devices: {})",
+            results_path.display(),
+            device.unwrap_or_default(),
+            all_devices.join(", ")
+        )));
+    }
+    if devices.len() > 1 {
         return Err(Error::Unknown(format!(
             "{}: {} devices in the results ({}); choose one with --device",
             results_path.display(),
@@ -70,7 +108,11 @@ pub(crate) fn device_records(
         )));
     }
     let profile = match hw {
-        Some(h) => hw::load(h)?,
+        Some(h) => {
+            let profile = hw::load(h)?;
+            check_device_matches(devices[0], &profile, allow_mismatch)?;
+            profile
+        }
         None => {
             let name = hw::profile_for_device(devices[0]).ok_or_else(|| {
                 Error::Unknown(format!(
@@ -84,8 +126,53 @@ pub(crate) fn device_records(
     Ok((records, profile, sources))
 }
 
+/// Refuses measurements of `device` for a profile of another GPU (a catalog profile names the
+/// GPU it describes), unless `allow`. A device with no catalog profile can be described by any.
+pub(crate) fn check_device_matches(
+    device: &str,
+    profile: &HwProfile,
+    allow: bool,
+) -> Result<(), Error> {
+    match hw::profile_for_device(device) {
+        Some(expected) if expected != profile.name && !allow => Err(Error::Unsupported(format!(
+            "the device '{device}' is described by profile {expected}, not --hw {}; pass --allow-hw-mismatch to use it anyway",
+            profile.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn load(a: &CalibrateArgs) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
-    device_records(&a.results, a.device.as_deref(), a.hw.as_deref())
+    device_records(
+        &a.results,
+        a.device.as_deref(),
+        a.hw.as_deref(),
+        a.allow_hw_mismatch,
+    )
+}
+
+/// Where `calibrate` writes the calibration of `profile`.
+fn output_path(a: &CalibrateArgs, profile: &str) -> Result<PathBuf, Error> {
+    let file = format!("{profile}.calibration.json");
+    if a.update_embedded {
+        if !hw::catalog_names().contains(&profile) {
+            return Err(Error::Unsupported(format!(
+                "--update-embedded: '{profile}' is not a catalog profile, so no build embeds its calibration; use --out"
+            )));
+        }
+        let dir = Path::new("hw_profiles");
+        if !dir.join(format!("{profile}.toml")).is_file() {
+            return Err(Error::Unsupported(format!(
+                "--update-embedded: no hw_profiles/{profile}.toml here; run it from the repository root"
+            )));
+        }
+        return Ok(dir.join(file));
+    }
+    Ok(match &a.out {
+        Some(out) if out.is_dir() => out.join(file),
+        Some(out) => out.clone(),
+        None => Path::new(DEFAULT_CALIBRATIONS_DIR).join(file),
+    })
 }
 
 /// The overall bars and how well they held on held-out points.
@@ -141,12 +228,13 @@ fn report_table(r: &ValidationReport) -> String {
 
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let (records, profile, sources) = load(&a)?;
+    let path = output_path(&a, &profile.name)?;
     let (cal, report) = fit::build(&records, &profile, &a.implementation, sources)?;
-    let path = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("hw_profiles/{}.calibration.json", profile.name)));
-    records::write_atomically(&path, &(serde_json::to_string_pretty(&cal)? + "\n"))?;
+    let text = serde_json::to_string_pretty(&cal)? + "\n";
+    // What is written must load: a file the loader refuses is never left behind.
+    crate::model::cost::calibrated::Calibration::parse(&path.display().to_string(), &text)
+        .context("the fitted calibration does not read back")?;
+    records::write_atomically(&path, &text)?;
     let mut out = String::new();
     if a.format == Format::Json {
         outln!(out, "{}", serde_json::to_string_pretty(&cal)?);

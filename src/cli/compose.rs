@@ -30,10 +30,10 @@ pub struct ComposeArgs {
     #[arg(long)]
     model: String,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = 128)]
-    tokens: u64,
-    #[arg(long, default_value_t = 1)]
-    batch: u64,
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
+    tokens: i64,
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    batch: i64,
     #[arg(long, default_value = "fp32")]
     dtype: String,
     #[arg(long, value_enum, default_value_t = BackendName::Wgpu)]
@@ -43,6 +43,9 @@ pub struct ComposeArgs {
     /// Hardware profile for the predictions (default: the catalog profile matching the device).
     #[arg(long)]
     hw: Option<String>,
+    /// Use --hw even when the device's catalog profile is another one.
+    #[arg(long)]
+    allow_hw_mismatch: bool,
     /// A calibration from `gpucost calibrate` (default: the one embedded for the profile).
     #[arg(long)]
     calibration: Option<PathBuf>,
@@ -54,8 +57,9 @@ pub struct ComposeArgs {
     runs: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Results folder: the report goes to DIR/<device>/compose-<model>-<dtype>-<time>.json.
-    #[arg(long, default_value = "results")]
+    /// Results folder: the report goes to DIR/<device>/compose-<model>-<dtype>-<time>.json
+    /// (default: gpucost-results, never the repository's committed results/).
+    #[arg(long, default_value = "gpucost-results")]
     out: PathBuf,
     #[arg(long)]
     no_save: bool,
@@ -127,24 +131,76 @@ fn predict_for(
     })
 }
 
+/// Tokens (batch × tokens per sequence) one composition run may hold: the f64 reference's
+/// attention grows with the square of the sequence.
+pub const MAX_TOKENS: u64 = 1 << 15;
+/// Host memory one composition run may need, by the estimate of `host_bytes`.
+pub const MAX_HOST_BYTES: f64 = 32.0 * (1u64 << 30) as f64;
+/// Timed runs.
+pub const MAX_RUNS: usize = 100_000;
+
+/// An estimate of the host memory the block needs: one layer's weights and the activations of
+/// its ops over `tokens`, each held in f32 for the device, f32 on the host and f64 for the
+/// reference.
+fn host_bytes(arch: &crate::model::arch::Architecture, tokens: u64) -> f64 {
+    let (h, ff) = (arch.hidden_size as f64, arch.intermediate_size as f64);
+    let (q, kv) = (arch.q_width() as f64, arch.kv_width() as f64);
+    let weights = h * (q + 2.0 * kv) + q * h + 3.0 * h * ff;
+    let per_token = 6.0 * h + 2.0 * (q + 2.0 * kv) + 4.0 * ff;
+    (weights + tokens as f64 * per_token) * (4.0 + 4.0 + 8.0)
+}
+
 pub fn run(a: ComposeArgs) -> Result<()> {
-    let dtype: DType = a
-        .dtype
-        .parse()
-        .map_err(|e| Error::Unknown(format!("--dtype: {e}")))?;
-    if a.runs == 0 {
-        return Err(Error::Unsupported("--runs must be positive".into()).into());
+    let dtype = super::args::dtype("dtype", &a.dtype)?;
+    if a.runs == 0 || a.runs > MAX_RUNS {
+        return Err(Error::Unsupported(format!(
+            "--runs must be from 1 to {MAX_RUNS}, got {}",
+            a.runs
+        ))
+        .into());
+    }
+    let batch = super::args::bounded("batch", a.batch, MAX_TOKENS)?;
+    let tokens = super::args::bounded("tokens", a.tokens, MAX_TOKENS)?;
+    if batch * tokens > MAX_TOKENS {
+        return Err(Error::Unsupported(format!(
+            "--batch x --tokens = {} exceeds the limit of {} tokens per composition run",
+            batch * tokens,
+            crate::model::ops::limits::show(MAX_TOKENS)
+        ))
+        .into());
     }
     let arch = crate::model::arch::load(&a.model)?;
-    let block =
-        compose::block_shape(&arch, a.batch, a.tokens, dtype).map_err(Error::Unsupported)?;
+    if arch.moe.is_some() {
+        return Err(Error::field(
+            &arch.source,
+            "moe",
+            "a mixture-of-experts model; compose runs a dense layer only",
+        )
+        .into());
+    }
+    let need = host_bytes(&arch, batch * tokens);
+    if need > MAX_HOST_BYTES {
+        return Err(Error::Unsupported(format!(
+            "the {} block over {} tokens needs about {:.0} GiB of host memory, more than the {:.0} GiB limit: use fewer --tokens or a smaller model",
+            arch.name,
+            batch * tokens,
+            need / (1u64 << 30) as f64,
+            MAX_HOST_BYTES / (1u64 << 30) as f64
+        ))
+        .into());
+    }
+    let block = compose::block_shape(&arch, batch, tokens, dtype).map_err(Error::Unsupported)?;
     let mut backend: Box<dyn Backend> = match a.backend {
         BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter)?),
         BackendName::Cuda => Box::new(CudaBackend::open(a.adapter)?),
     };
     let device = backend.device().clone();
     let profile = match &a.hw {
-        Some(h) => hw::load(h)?,
+        Some(h) => {
+            let profile = hw::load(h)?;
+            super::calibrate::check_device_matches(&device.name, &profile, a.allow_hw_mismatch)?;
+            profile
+        }
         None => {
             let name = hw::profile_for_device(&device.name).ok_or_else(|| {
                 Error::Unknown(format!(
@@ -207,8 +263,8 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         backend: device.backend.clone(),
         git_revision: crate::measure::records::git_revision(),
         dtype,
-        batch: a.batch,
-        tokens: a.tokens,
+        batch,
+        tokens,
         cost_model: model.describe(&profile),
         max_rel_error: m.correctness.max_rel_error,
         tolerance: m.correctness.tolerance,

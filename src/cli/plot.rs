@@ -29,15 +29,41 @@ pub struct PlotArgs {
     /// Hardware profile (default: the catalog profile matching the device).
     #[arg(long)]
     hw: Option<String>,
+    /// Use --hw even when the results come from a device whose catalog profile is another one.
+    #[arg(long)]
+    allow_hw_mismatch: bool,
     /// The SVG to write.
     #[arg(short = 'o', long)]
     out: PathBuf,
 }
 
 fn load(a: &PlotArgs) -> Result<(Vec<Record>, HwProfile), Error> {
-    let (records, profile, _) =
-        super::calibrate::device_records(&a.results, a.device.as_deref(), a.hw.as_deref())?;
+    check_output(&a.out)?;
+    let (records, profile, _) = super::calibrate::device_records(
+        &a.results,
+        a.device.as_deref(),
+        a.hw.as_deref(),
+        a.allow_hw_mismatch,
+    )?;
     Ok((records, profile))
+}
+
+/// `-o` must name a file whose folder exists (the SVG writer reports neither clearly).
+fn check_output(out: &Path) -> Result<(), Error> {
+    let err = |message: &str| Error::File {
+        file: out.display().to_string(),
+        message: message.into(),
+    };
+    if out.is_dir() {
+        return Err(err("is a folder; name the .svg file to write"));
+    }
+    match out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(err(&format!(
+            "cannot write: {} is not an existing folder",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {

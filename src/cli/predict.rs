@@ -7,6 +7,7 @@ use crate::model::arch;
 use crate::model::execution::{
     Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup, attention_dtype,
 };
+use crate::model::ops::limits;
 use crate::model::report::{Estimate, Options, estimate};
 use crate::model::system::{Stack, System};
 use anyhow::Result;
@@ -74,10 +75,11 @@ pub fn run(a: PredictArgs) -> Result<()> {
         None => attention_dtype(dtype),
     };
     if let Some(p) = a.price_per_hour
-        && !(p.is_finite() && p >= 0.0)
+        && !(p.is_finite() && (0.0..=limits::PRICE_PER_HOUR).contains(&p))
     {
         return Err(Error::Unsupported(format!(
-            "--price-per-hour must be a non-negative number, got {p}"
+            "--price-per-hour must be a number from 0 to {:e}, got {p}",
+            limits::PRICE_PER_HOUR
         ))
         .into());
     }
@@ -88,12 +90,12 @@ pub fn run(a: PredictArgs) -> Result<()> {
         a.roofline,
         Stack::parse(&a.stack),
     )?;
-    let batch = args::positive("batch", a.batch)?;
+    let batch = args::bounded("batch", a.batch, limits::TOKENS)?;
     let fused = !a.no_fused_attention;
     let execution = Execution {
         training: TrainingSetup {
             batch,
-            seq: args::positive("seq", a.seq)?,
+            seq: args::bounded("seq", a.seq, limits::TOKENS)?,
             dtype,
             recompute: a.recompute,
             fused_attention: fused,
@@ -101,8 +103,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
         },
         serving: InferenceSetup {
             batch,
-            prompt: args::positive("prompt", a.prompt)?,
-            generate: args::positive("gen", a.generate)?,
+            prompt: args::bounded("prompt", a.prompt, limits::CONTEXT)?,
+            generate: args::bounded("gen", a.generate, limits::GEN)?,
             dtype,
             kv_dtype,
             fused_attention: fused,
@@ -113,13 +115,41 @@ pub fn run(a: PredictArgs) -> Result<()> {
         price_usd_per_hour: a.price_per_hour,
         breakdown: a.breakdown,
     };
+    // Checked before planning: the plan multiplies these sizes.
+    execution.validate()?;
     let e = estimate(&model, &execution, &system, &opts)?;
+    if let Some(w) = context_warning(&model, &execution) {
+        eprintln!("warning: {w}");
+    }
     let mut out = String::new();
     match a.format {
         Format::Json => outln!(out, "{}", serde_json::to_string_pretty(&e)?),
         Format::Table => out = render_tables(&e),
     }
     super::emit(&out)
+}
+
+/// One line when a context runs past the positions the model was built for (its answers
+/// there describe a model that does not exist, but the arithmetic is still well defined).
+fn context_warning(model: &arch::Architecture, e: &Execution) -> Option<String> {
+    let max = model.max_position_embeddings;
+    let serving = e.serving.prompt.saturating_add(e.serving.generate);
+    let mut over = Vec::new();
+    if e.training.seq > max {
+        over.push(format!("--seq {}", e.training.seq));
+    }
+    if serving > max {
+        over.push(format!("--prompt + --gen = {serving}"));
+    }
+    (!over.is_empty()).then(|| {
+        format!(
+            "{} exceed{} {}'s max_position_embeddings of {max} ({}); predicting anyway",
+            over.join(" and "),
+            if over.len() == 1 { "s" } else { "" },
+            model.name,
+            model.source
+        )
+    })
 }
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {

@@ -4,7 +4,7 @@
 use super::format::{seconds, si};
 use super::{Format, args};
 use crate::error::Error;
-use crate::model::ops::{Attention, Matmul, Op, Pass};
+use crate::model::ops::{Attention, Matmul, Op, Pass, limits};
 use crate::model::system::{Stack, System};
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -95,6 +95,30 @@ struct OpPrediction {
     detail: String,
 }
 
+/// An `Op::check` message with the op's field names written as this command's flags.
+fn flag_names(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|word| {
+            let w = word.trim_end_matches(':');
+            let flag = match w {
+                "batch" => "--batch",
+                "m" => "--m",
+                "n" => "--n",
+                "k" => "--k",
+                "q_len" => "--seq-q",
+                "kv_len" => "--seq-kv",
+                "q_heads" => "--heads",
+                "kv_heads" => "--kv-heads",
+                "qk_head_dim" | "v_head_dim" => "--head-dim",
+                _ => return word.to_string(),
+            };
+            format!("{flag}{}", &word[w.len()..])
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn run(a: PredictOpArgs) -> Result<()> {
     let (op, common) = match a.op {
         OpArgs::Matmul {
@@ -106,10 +130,10 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
         } => {
             let dtype = args::dtype("dtype", &common.dtype)?;
             let mm = Matmul::kernel(
-                args::positive("batch", batch)?,
-                args::positive("m", m)?,
-                args::positive("n", n)?,
-                args::positive("k", k)?,
+                args::bounded("batch", batch, limits::OP_DIM)?,
+                args::bounded("m", m, limits::OP_DIM)?,
+                args::bounded("n", n, limits::OP_DIM)?,
+                args::bounded("k", k, limits::OP_DIM)?,
                 dtype,
             );
             (Op::Matmul(mm), common)
@@ -125,10 +149,11 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
             common,
         } => {
             let dtype = args::dtype("dtype", &common.dtype)?;
-            let heads = args::positive("heads", heads)?;
-            let kv_heads = args::positive("kv-heads", kv_heads.unwrap_or(heads as i64))?;
-            let seq_q = args::positive("seq-q", seq_q)?;
-            let seq_kv = args::positive("seq-kv", seq_kv.unwrap_or(seq_q as i64))?;
+            let heads = args::bounded("heads", heads, limits::HEADS)?;
+            let kv_heads =
+                args::bounded("kv-heads", kv_heads.unwrap_or(heads as i64), limits::HEADS)?;
+            let seq_q = args::bounded("seq-q", seq_q, limits::OP_DIM)?;
+            let seq_kv = args::bounded("seq-kv", seq_kv.unwrap_or(seq_q as i64), limits::OP_DIM)?;
             if !heads.is_multiple_of(kv_heads) {
                 return Err(Error::Unsupported(format!(
                     "--kv-heads {kv_heads} does not divide --heads {heads}"
@@ -141,9 +166,9 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
                 ))
                 .into());
             }
-            let d = args::positive("head-dim", head_dim)?;
+            let d = args::bounded("head-dim", head_dim, limits::HEAD_DIM)?;
             let att = Attention {
-                batch: args::positive("batch", batch)?,
+                batch: args::bounded("batch", batch, limits::OP_DIM)?,
                 q_heads: heads,
                 kv_heads,
                 q_len: seq_q,
@@ -160,6 +185,8 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
             (Op::Attention(att), common)
         }
     };
+    // Products of the sizes (operand elements, queries) within `limits`, named by flag.
+    op.check().map_err(|e| Error::Unsupported(flag_names(&e)))?;
     let system = System::load_with(
         &common.hw,
         common.calibration.as_deref(),

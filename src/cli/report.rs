@@ -26,6 +26,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
         .into());
     }
     let mut out = String::new();
+    let count = files.len();
     for f in files {
         let read = records::read(&f)?;
         let Some(first) = read.records.first() else {
@@ -47,6 +48,13 @@ pub fn run(a: ReportArgs) -> Result<()> {
             );
         }
         outln!(out, "{}", summary_table(&read.records));
+    }
+    if out.is_empty() {
+        return Err(Error::File {
+            file: a.results.display().to_string(),
+            message: format!("the {count} results files hold no records"),
+        }
+        .into());
     }
     super::emit(&out)
 }

@@ -59,12 +59,129 @@ impl Record {
     pub fn throttled(&self) -> bool {
         self.telemetry.as_ref().is_some_and(|t| t.throttled)
     }
+
+    /// What a reader relies on: the supported schema, an op within `limits`, finite positive
+    /// times and a consistent summary. The error says which field and why.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.schema_version != RECORD_SCHEMA_VERSION {
+            return Err(format!(
+                "schema_version is {}, this gpucost reads {RECORD_SCHEMA_VERSION}",
+                self.schema_version
+            ));
+        }
+        if !self.unix_time_s.is_finite() {
+            return Err(format!(
+                "unix_time_s must be a finite number, got {}",
+                self.unix_time_s
+            ));
+        }
+        self.op.check().map_err(|e| format!("op: {e}"))?;
+        let c = &self.correctness;
+        if !(c.max_rel_error.is_finite() && c.max_rel_error >= 0.0) && c.pass {
+            return Err(format!(
+                "correctness.max_rel_error must be a non-negative number when pass is true, got {}",
+                c.max_rel_error
+            ));
+        }
+        if !(c.tolerance.is_finite() && c.tolerance > 0.0) {
+            return Err(format!(
+                "correctness.tolerance must be a positive number, got {}",
+                c.tolerance
+            ));
+        }
+        if let Some(t) = &self.timing {
+            t.check()?;
+        }
+        if let Some(e) = self.telemetry.as_ref().and_then(|t| t.energy_per_run_j)
+            && !(e.is_finite() && e >= 0.0)
+        {
+            return Err(format!(
+                "telemetry.energy_per_run_j must be a non-negative number, got {e}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Timing {
+    fn check(&self) -> std::result::Result<(), String> {
+        let s = &self.summary;
+        if s.n == 0 {
+            return Err("timing.summary.n must be at least 1, got 0".into());
+        }
+        for (field, v) in [
+            ("median_s", s.median_s),
+            ("p10_s", s.p10_s),
+            ("p90_s", s.p90_s),
+            ("min_s", s.min_s),
+            ("mean_s", s.mean_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!(
+                    "timing.summary.{field} must be a positive number of seconds, got {v}"
+                ));
+            }
+        }
+        if !(s.cv.is_finite() && s.cv >= 0.0) {
+            return Err(format!(
+                "timing.summary.cv must be a non-negative number, got {}",
+                s.cv
+            ));
+        }
+        // Interpolated percentiles may differ from the order by rounding only.
+        let le = |a: f64, b: f64| a <= b * (1.0 + 1e-9);
+        if !(le(s.min_s, s.p10_s) && le(s.p10_s, s.median_s) && le(s.median_s, s.p90_s)) {
+            return Err(format!(
+                "timing.summary is inconsistent: min {} <= p10 {} <= median {} <= p90 {} does not hold",
+                s.min_s, s.p10_s, s.median_s, s.p90_s
+            ));
+        }
+        if let Some(x) = self
+            .samples_s
+            .iter()
+            .find(|x| !(x.is_finite() && **x > 0.0))
+        {
+            return Err(format!(
+                "timing.samples_s must hold positive numbers of seconds, got {x}"
+            ));
+        }
+        if !self.samples_s.is_empty() && self.samples_s.len() != s.n {
+            return Err(format!(
+                "timing.samples_s holds {} samples but timing.summary.n is {}",
+                self.samples_s.len(),
+                s.n
+            ));
+        }
+        for (field, v) in [
+            ("flops_per_s", Some(self.flops_per_s)),
+            ("bytes_per_s", Some(self.bytes_per_s)),
+            ("roofline_fraction", self.roofline_fraction),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(format!(
+                    "timing.{field} must be a non-negative number, got {v}"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Writer {
     /// Creates `dir/<device-slug>/<stem>.jsonl`, never overwriting an existing file.
     pub fn create(dir: &Path, device_slug: &str, stem: &str) -> Result<Writer> {
         let folder = dir.join(device_slug);
+        if let Some(file) = folder.ancestors().find(|a| a.is_file()) {
+            return Err(Error::File {
+                file: dir.display().to_string(),
+                message: format!(
+                    "cannot write results: {} is a file, not a folder",
+                    file.display()
+                ),
+            });
+        }
         std::fs::create_dir_all(&folder).map_err(|e| Error::File {
             file: folder.display().to_string(),
             message: format!("cannot create: {e}"),
@@ -109,10 +226,12 @@ pub struct ReadOutcome {
     pub truncated_last_line: Option<usize>,
 }
 
-/// Reads a JSON Lines results file. A bad line in the middle is an error naming the line; a bad
-/// last line is reported as truncated.
+/// Reads a JSON Lines results file. A bad line in the middle, or a record that fails
+/// `Record::check`, is an error naming the line; a last line that does not parse is reported as
+/// truncated.
 pub fn read(path: &Path) -> Result<ReadOutcome> {
     let text = crate::error::read_to_string(path)?;
+    let file = path.display().to_string();
     let lines: Vec<&str> = text.lines().collect();
     let mut records = Vec::new();
     let mut truncated_last_line = None;
@@ -121,16 +240,29 @@ pub fn read(path: &Path) -> Result<ReadOutcome> {
             continue;
         }
         match serde_json::from_str::<Record>(line) {
-            Ok(r) => records.push(r),
+            Ok(r) => {
+                r.check()
+                    .map_err(|e| Error::field(&file, &format!("line {}", i + 1), e))?;
+                records.push(r)
+            }
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {
                 truncated_last_line = Some(i + 1)
             }
             Err(e) => {
-                return Err(Error::field(
-                    &path.display().to_string(),
-                    &format!("line {}", i + 1),
-                    format!("not a valid record: {e}"),
-                ));
+                // A record of another version is named as such, not by the field it lacks.
+                #[derive(Deserialize)]
+                struct Version {
+                    schema_version: Option<u32>,
+                }
+                let message = match serde_json::from_str::<Version>(line) {
+                    Ok(Version {
+                        schema_version: Some(v),
+                    }) if v != RECORD_SCHEMA_VERSION => {
+                        format!("schema_version is {v}, this gpucost reads {RECORD_SCHEMA_VERSION}")
+                    }
+                    _ => format!("not a valid record: {e}"),
+                };
+                return Err(Error::field(&file, &format!("line {}", i + 1), message));
             }
         }
     }
@@ -170,6 +302,20 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
         file: path.display().to_string(),
         message: format!("cannot write: {e}"),
     };
+    // Name the real obstacle rather than the OS's "Is a directory" / "Not a directory".
+    let refuse = |message: String| Error::File {
+        file: path.display().to_string(),
+        message,
+    };
+    if path.is_dir() {
+        return Err(refuse("is a folder; name the file to write".into()));
+    }
+    if let Some(file) = path.ancestors().skip(1).find(|a| a.is_file()) {
+        return Err(refuse(format!(
+            "cannot write: {} is a file, not a folder",
+            file.display()
+        )));
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
     }

@@ -2,7 +2,7 @@
 //! and exact parameter counts (counted the way the published checkpoints count them).
 
 use crate::error::{Error, Result, parse_toml, read_to_string};
-use crate::model::ops::Activation;
+use crate::model::ops::{Activation, limits};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -154,36 +154,50 @@ pub struct LayerKind {
 }
 
 impl Architecture {
+    /// Query width: heads × head_dim (saturating; `validate` bounds it).
     pub fn q_width(&self) -> u64 {
-        self.num_heads * self.head_dim
+        self.num_heads.saturating_mul(self.head_dim)
     }
 
+    /// Key (or value) width: kv heads × head_dim (saturating; `validate` bounds it).
     pub fn kv_width(&self) -> u64 {
-        self.num_kv_heads * self.head_dim
+        self.num_kv_heads.saturating_mul(self.head_dim)
     }
 
-    fn mlp_params(&self, intermediate: u64) -> u64 {
+    fn mlp_params(&self, intermediate: u64) -> Option<u64> {
         let h = self.hidden_size;
-        let mats = if self.mlp.gated { 3 } else { 2 };
+        let mats: u64 = if self.mlp.gated { 3 } else { 2 };
         let bias = if self.biases.mlp {
-            (mats - 1) * intermediate + h
+            ((mats - 1).checked_mul(intermediate)?).checked_add(h)?
         } else {
             0
         };
-        mats * h * intermediate + bias
+        limits::product(&[mats, h, intermediate])?.checked_add(bias)
     }
 
-    fn attention_params(&self) -> u64 {
+    fn attention_params(&self) -> Option<u64> {
         let h = self.hidden_size;
-        let (q, kv) = (self.q_width(), self.kv_width());
-        let weights = h * q + 2 * h * kv + q * h;
-        let qkv_bias = if self.biases.qkv { q + 2 * kv } else { 0 };
+        let (q, kv) = (
+            self.num_heads.checked_mul(self.head_dim)?,
+            self.num_kv_heads.checked_mul(self.head_dim)?,
+        );
+        let weights = sum(&[
+            h.checked_mul(q)?,
+            limits::product(&[2, h, kv])?,
+            q.checked_mul(h)?,
+        ])?;
+        let qkv_bias = if self.biases.qkv {
+            q.checked_add(kv.checked_mul(2)?)?
+        } else {
+            0
+        };
         let out_bias = if self.biases.attn_out { h } else { 0 };
-        weights + qkv_bias + out_bias
+        sum(&[weights, qkv_bias, out_bias])
     }
 
-    fn norm_params(&self) -> u64 {
-        self.hidden_size * if self.norm_bias { 2 } else { 1 }
+    fn norm_params(&self) -> Option<u64> {
+        self.hidden_size
+            .checked_mul(if self.norm_bias { 2 } else { 1 })
     }
 
     /// The kind of layer `index`.
@@ -269,84 +283,120 @@ impl Architecture {
         groups
     }
 
-    /// (total, active) parameters of one layer of `kind`.
-    fn layer_params(&self, kind: LayerKind) -> (u64, u64) {
-        let fixed = self.attention_params() + self.norms_per_layer * self.norm_params();
+    /// (total, active) parameters of one layer of `kind`; None on overflow.
+    fn layer_params(&self, kind: LayerKind) -> Option<(u64, u64)> {
+        let fixed = self
+            .attention_params()?
+            .checked_add(self.norms_per_layer.checked_mul(self.norm_params()?)?)?;
         match (kind.moe, self.moe) {
             (true, Some(m)) => {
-                let expert = self.mlp_params(m.expert_intermediate_size);
-                let shared = m.shared_experts * self.mlp_params(m.shared_intermediate_size)
-                    + if m.shared_expert_gate {
+                let expert = self.mlp_params(m.expert_intermediate_size)?;
+                let shared = m
+                    .shared_experts
+                    .checked_mul(self.mlp_params(m.shared_intermediate_size)?)?
+                    .checked_add(if m.shared_expert_gate {
                         self.hidden_size
                     } else {
                         0
-                    };
-                let router = self.hidden_size * m.num_experts;
-                (
-                    fixed + router + shared + m.num_experts * expert,
-                    fixed + router + shared + m.top_k * expert,
-                )
+                    })?;
+                let router = self.hidden_size.checked_mul(m.num_experts)?;
+                let common = sum(&[fixed, router, shared])?;
+                Some((
+                    common.checked_add(m.num_experts.checked_mul(expert)?)?,
+                    common.checked_add(m.top_k.checked_mul(expert)?)?,
+                ))
             }
             _ => {
-                let dense = fixed + self.mlp_params(self.intermediate_size);
-                (dense, dense)
+                let dense = fixed.checked_add(self.mlp_params(self.intermediate_size)?)?;
+                Some((dense, dense))
             }
         }
     }
 
-    pub fn params(&self) -> ParamCount {
+    /// Parameter counts with checked arithmetic: None when a count does not fit a u64 (a
+    /// validated architecture always fits, see `limits::PARAMS`).
+    pub fn checked_params(&self) -> Option<ParamCount> {
         let h = self.hidden_size;
         let positions = match self.positions {
-            Positions::Learned => self.max_position_embeddings * h,
+            Positions::Learned => self.max_position_embeddings.checked_mul(h)?,
             Positions::Rotary => 0,
         };
-        let embedding = self.vocab_size * h + positions;
-        let lm_head = if self.tie_embeddings {
-            0
-        } else {
-            self.vocab_size * h
-        };
-        let (mut layers_total, mut layers_active) = (0, 0);
+        let table = self.vocab_size.checked_mul(h)?;
+        let embedding = table.checked_add(positions)?;
+        let lm_head = if self.tie_embeddings { 0 } else { table };
+        let (mut layers_total, mut layers_active) = (0u64, 0u64);
         for (kind, count) in self.layer_groups() {
-            let (t, a) = self.layer_params(kind);
-            layers_total += t * count;
-            layers_active += a * count;
+            let (t, a) = self.layer_params(kind)?;
+            layers_total = layers_total.checked_add(t.checked_mul(count)?)?;
+            layers_active = layers_active.checked_add(a.checked_mul(count)?)?;
         }
-        let non_embedding = layers_total + self.norm_params();
-        let active_non_embedding = layers_active + self.norm_params();
-        ParamCount {
-            total: embedding + lm_head + non_embedding,
-            active: embedding + lm_head + active_non_embedding,
+        let non_embedding = layers_total.checked_add(self.norm_params()?)?;
+        let active_non_embedding = layers_active.checked_add(self.norm_params()?)?;
+        Some(ParamCount {
+            total: sum(&[embedding, lm_head, non_embedding])?,
+            active: sum(&[embedding, lm_head, active_non_embedding])?,
             embedding,
             lm_head,
             non_embedding,
             active_non_embedding,
-        }
+        })
+    }
+
+    /// Parameter counts. Every count of a validated architecture fits; one that would overflow
+    /// (an architecture built without `validate`) reads u64::MAX instead of wrapping.
+    pub fn params(&self) -> ParamCount {
+        self.checked_params().unwrap_or(ParamCount {
+            total: u64::MAX,
+            active: u64::MAX,
+            embedding: u64::MAX,
+            lm_head: u64::MAX,
+            non_embedding: u64::MAX,
+            active_non_embedding: u64::MAX,
+        })
     }
 
     /// KV-cache elements per token (keys and values, all layers). Multiply by the cache dtype's
     /// size for bytes.
     pub fn kv_elements_per_token(&self) -> u64 {
-        2 * self.num_layers * self.kv_width()
+        self.num_layers
+            .saturating_mul(self.kv_width())
+            .saturating_mul(2)
     }
 
-    /// Checks sizes are positive and shapes are consistent; `file` names the input in errors.
+    /// Checks sizes are positive and within `limits`, shapes are consistent, and the parameter
+    /// count fits; `file` names the input in errors.
     pub fn validate(&self, file: &str) -> Result<()> {
-        let positive = [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("num_layers", self.num_layers),
-            ("num_heads", self.num_heads),
-            ("num_kv_heads", self.num_kv_heads),
-            ("head_dim", self.head_dim),
-            ("intermediate_size", self.intermediate_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-            ("norms_per_layer", self.norms_per_layer),
+        use limits::{at_most, product_at_most, show};
+        let sizes = [
+            ("vocab_size", self.vocab_size, limits::VOCAB),
+            ("hidden_size", self.hidden_size, limits::HIDDEN),
+            ("num_layers", self.num_layers, limits::LAYERS),
+            ("num_heads", self.num_heads, limits::HEADS),
+            ("num_kv_heads", self.num_kv_heads, limits::HEADS),
+            ("head_dim", self.head_dim, limits::HEAD_DIM),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                limits::INTERMEDIATE,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                limits::POSITIONS,
+            ),
+            (
+                "norms_per_layer",
+                self.norms_per_layer,
+                limits::NORMS_PER_LAYER,
+            ),
         ];
-        for (field, v) in positive {
+        for (field, v, _) in sizes {
             if v == 0 {
                 return Err(Error::field(file, field, "must be positive, got 0"));
             }
+        }
+        for (field, v, limit) in sizes {
+            at_most(v, limit).map_err(|e| Error::field(file, field, e))?;
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::field(
@@ -358,14 +408,32 @@ impl Architecture {
                 ),
             ));
         }
-        if let Some(w) = self.sliding_window
-            && w.size == 0
-        {
-            return Err(Error::field(
-                file,
-                "sliding_window",
-                "must be positive, got 0",
-            ));
+        product_at_most(&[self.num_heads, self.head_dim], limits::ATTENTION_WIDTH).map_err(
+            |e| {
+                Error::field(
+                    file,
+                    "head_dim",
+                    format!(
+                        "{} heads x head_dim {}: a query width of {e}",
+                        self.num_heads, self.head_dim
+                    ),
+                )
+            },
+        )?;
+        if let Some(w) = self.sliding_window {
+            if w.size == 0 {
+                return Err(Error::field(
+                    file,
+                    "sliding_window",
+                    "must be positive, got 0",
+                ));
+            }
+            at_most(w.size, limits::POSITIONS)
+                .map_err(|e| Error::field(file, "sliding_window", e))?;
+            if let WindowLayers::From(first) = w.layers {
+                at_most(first, limits::LAYERS)
+                    .map_err(|e| Error::field(file, "max_window_layers", e))?;
+            }
         }
         if let Some(m) = self.moe {
             for (field, v) in [
@@ -376,6 +444,27 @@ impl Architecture {
                 if v == 0 {
                     return Err(Error::field(file, field, "must be positive, got 0"));
                 }
+            }
+            for (field, v, limit) in [
+                ("moe.num_experts", m.num_experts, limits::EXPERTS),
+                ("moe.top_k", m.top_k, limits::TOP_K),
+                (
+                    "moe.expert_intermediate_size",
+                    m.expert_intermediate_size,
+                    limits::INTERMEDIATE,
+                ),
+                (
+                    "moe.shared_experts",
+                    m.shared_experts,
+                    limits::SHARED_EXPERTS,
+                ),
+                (
+                    "moe.shared_intermediate_size",
+                    m.shared_intermediate_size,
+                    limits::INTERMEDIATE,
+                ),
+            ] {
+                at_most(v, limit).map_err(|e| Error::field(file, field, e))?;
             }
             if m.top_k > m.num_experts {
                 return Err(Error::field(
@@ -394,6 +483,20 @@ impl Architecture {
                     "must be positive when there are shared experts",
                 ));
             }
+            product_at_most(
+                &[m.shared_experts, m.shared_intermediate_size],
+                limits::INTERMEDIATE,
+            )
+            .map_err(|e| {
+                Error::field(
+                    file,
+                    "moe.shared_intermediate_size",
+                    format!(
+                        "{} shared experts x {}: a shared width of {e}",
+                        m.shared_experts, m.shared_intermediate_size
+                    ),
+                )
+            })?;
             if m.first_dense_layers > self.num_layers {
                 return Err(Error::field(
                     file,
@@ -402,8 +505,32 @@ impl Architecture {
                 ));
             }
         }
-        Ok(())
+        match self.checked_params() {
+            Some(p) if p.total <= limits::PARAMS => Ok(()),
+            Some(p) => Err(Error::field(
+                file,
+                "(parameters)",
+                format!(
+                    "{} in total exceeds the limit of {}",
+                    p.total,
+                    show(limits::PARAMS)
+                ),
+            )),
+            None => Err(Error::field(
+                file,
+                "(parameters)",
+                format!(
+                    "more than 2^64 in total exceeds the limit of {}",
+                    show(limits::PARAMS)
+                ),
+            )),
+        }
     }
+}
+
+/// The sum of `terms`, or None on overflow.
+fn sum(terms: &[u64]) -> Option<u64> {
+    terms.iter().try_fold(0u64, |s, &t| s.checked_add(t))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,6 +642,7 @@ pub const HF_MODEL_TYPES: &[&str] = &[
 
 /// Builds an architecture from the text of a Hugging Face `config.json`.
 pub fn from_hf_config(file: &str, text: &str) -> Result<Architecture> {
+    let text = crate::error::strip_bom(text);
     let value: Value = serde_json::from_str(text).map_err(|e| Error::File {
         file: file.to_string(),
         message: format!("invalid JSON: {e}"),
@@ -590,13 +718,33 @@ fn hf_field_names(e: Error, model_type: &str) -> Error {
     }
 }
 
+/// hidden ÷ heads, the head dim a config implies when it gives none; the heads must divide the
+/// hidden size (a remainder would be a silently different model).
+fn implied_head_dim(
+    file: &str,
+    heads_key: &str,
+    hidden_key: &str,
+    heads: u64,
+    hidden: u64,
+) -> Result<u64> {
+    if hidden > 0 && !hidden.is_multiple_of(heads) {
+        return Err(Error::field(
+            file,
+            heads_key,
+            format!("{heads} heads do not divide {hidden_key} {hidden} (give head_dim)"),
+        ));
+    }
+    Ok(hidden / heads)
+}
+
 fn gpt2(f: &Fields, name: String) -> Result<Architecture> {
     let hidden = f.u64("n_embd")?;
     let heads = f.u64("n_head")?;
     if heads == 0 {
         return Err(Error::field(f.file, "n_head", "must be positive, got 0"));
     }
-    let inner = f.u64_opt("n_inner")?.unwrap_or(4 * hidden);
+    let head_dim = implied_head_dim(f.file, "n_head", "n_embd", heads, hidden)?;
+    let inner = f.u64_opt("n_inner")?.unwrap_or(hidden.saturating_mul(4));
     Ok(Architecture {
         name,
         source: f.file.to_string(),
@@ -605,7 +753,7 @@ fn gpt2(f: &Fields, name: String) -> Result<Architecture> {
         num_layers: f.u64("n_layer")?,
         num_heads: heads,
         num_kv_heads: heads,
-        head_dim: hidden / heads,
+        head_dim,
         intermediate_size: inner,
         mlp: Mlp {
             gated: false,
@@ -638,7 +786,10 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
         ));
     }
     let kv_heads = f.u64_opt("num_key_value_heads")?.unwrap_or(heads);
-    let head_dim = f.u64_opt("head_dim")?.unwrap_or(hidden / heads);
+    let head_dim = match f.u64_opt("head_dim")? {
+        Some(d) => d,
+        None => implied_head_dim(f.file, "num_attention_heads", "hidden_size", heads, hidden)?,
+    };
     let gemma = model_type.starts_with("gemma");
     let qwen = model_type.starts_with("qwen2");
     let attention_bias = f.bool_or("attention_bias", false)?;
@@ -840,6 +991,10 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
     if n.num_heads == 0 {
         return Err(Error::field(file, "num_heads", "must be positive, got 0"));
     }
+    let head_dim = match n.head_dim {
+        Some(d) => d,
+        None => implied_head_dim(file, "num_heads", "hidden_size", n.num_heads, n.hidden_size)?,
+    };
     let moe = n.moe.map(|m| Moe {
         num_experts: m.num_experts,
         top_k: m.top_k,
@@ -859,7 +1014,7 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
         num_layers: n.num_layers,
         num_heads: n.num_heads,
         num_kv_heads: n.num_kv_heads.unwrap_or(n.num_heads),
-        head_dim: n.head_dim.unwrap_or(n.hidden_size / n.num_heads),
+        head_dim,
         intermediate_size: n.intermediate_size,
         mlp: parse_mlp(file, &n.mlp)?,
         norm: n.norm,

@@ -91,8 +91,10 @@ impl DType {
     }
 
     /// Bytes `n` elements occupy, rounded up to whole bytes (int4 packs two per byte).
+    /// Saturates at u64::MAX rather than overflowing.
     pub fn bytes_for(self, n: u64) -> u64 {
-        (n * u64::from(self.storage_bits())).div_ceil(8)
+        let bits = u128::from(n) * u128::from(self.storage_bits());
+        u64::try_from(bits.div_ceil(8)).unwrap_or(u64::MAX)
     }
 
     /// The precision a tensor-core matmul in this dtype accumulates in.

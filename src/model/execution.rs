@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::dtype::DType;
+use crate::model::ops::limits;
 use serde::{Deserialize, Serialize};
 
 /// How the model is split over GPUs, and how a step is cut into microbatches. Only one GPU and
@@ -31,7 +32,7 @@ impl Default for Parallelism {
 
 impl Parallelism {
     pub fn gpus(&self) -> u64 {
-        self.tp * self.pp * self.dp
+        self.tp.saturating_mul(self.pp).saturating_mul(self.dp)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -113,24 +114,79 @@ fn check_positive(fields: &[(&str, u64)]) -> Result<()> {
     Ok(())
 }
 
+/// `--a` × `--b` (or + when `sum`) within `limit`, else an error naming both flags.
+fn check_combined(
+    (a, va): (&str, u64),
+    (b, vb): (&str, u64),
+    sum: bool,
+    limit: u64,
+    what: &str,
+) -> Result<()> {
+    let (combined, op) = if sum {
+        (va.checked_add(vb), "+")
+    } else {
+        (va.checked_mul(vb), "x")
+    };
+    match combined {
+        Some(c) if c <= limit => Ok(()),
+        c => Err(Error::Unsupported(format!(
+            "--{a} {op} --{b} = {} {what} exceeds the limit of {}",
+            c.map_or_else(|| "more than 2^64".to_string(), |c| c.to_string()),
+            limits::show(limit)
+        ))),
+    }
+}
+
 impl TrainingSetup {
+    /// Sizes positive, tokens per step within `limits::TOKENS`, one GPU.
     pub fn validate(&self) -> Result<()> {
         check_positive(&[("batch", self.batch), ("seq", self.seq)])?;
+        check_combined(
+            ("batch", self.batch),
+            ("seq", self.seq),
+            false,
+            limits::TOKENS,
+            "tokens per step",
+        )?;
         self.parallelism.validate()
     }
 
+    /// Tokens per step (saturating; `validate` bounds it).
     pub fn tokens(&self) -> u64 {
-        self.batch * self.seq
+        self.batch.saturating_mul(self.seq)
     }
 }
 
 impl InferenceSetup {
+    /// Sizes positive; `--gen` within `limits::GEN`, the prefill within `limits::TOKENS`, the
+    /// context within `limits::CONTEXT`; one GPU.
     pub fn validate(&self) -> Result<()> {
         check_positive(&[
             ("batch", self.batch),
             ("prompt", self.prompt),
             ("gen", self.generate),
         ])?;
+        if self.generate > limits::GEN {
+            return Err(Error::Unsupported(format!(
+                "--gen {} exceeds the limit of {}",
+                self.generate,
+                limits::show(limits::GEN)
+            )));
+        }
+        check_combined(
+            ("batch", self.batch),
+            ("prompt", self.prompt),
+            false,
+            limits::TOKENS,
+            "prefill tokens",
+        )?;
+        check_combined(
+            ("prompt", self.prompt),
+            ("gen", self.generate),
+            true,
+            limits::CONTEXT,
+            "tokens of context",
+        )?;
         self.parallelism.validate()
     }
 
@@ -138,8 +194,8 @@ impl InferenceSetup {
     /// token comes from the prefill, token j (j = 2..=gen) attends to prompt + j − 1 positions.
     /// With one generated token, the one decode step that would follow stands for it.
     pub fn decode_contexts(&self) -> std::ops::RangeInclusive<u64> {
-        let first = self.prompt + 1;
-        first..=first.max(self.prompt + self.generate.saturating_sub(1))
+        let first = self.prompt.saturating_add(1);
+        first..=first.max(self.prompt.saturating_add(self.generate.saturating_sub(1)))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result, parse_toml};
 use crate::model::dtype::{DType, PeakClass};
+use crate::model::ops::limits;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -224,10 +225,34 @@ impl HwProfile {
         out
     }
 
-    /// Checks every figure is positive and finite and carries a source; checks the model defaults.
+    /// Checks every figure is positive, finite, within `limits` and carries a source; checks the
+    /// model defaults.
     pub fn validate(&self, file: &str) -> Result<()> {
         if self.name.trim().is_empty() {
             return Err(Error::field(file, "name", "must not be empty"));
+        }
+        // The name becomes part of file names (NAME.calibration.json).
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.name.len() > 64 || !self.name.chars().all(plain) || self.name.starts_with('.') {
+            return Err(Error::field(
+                file,
+                "name",
+                format!(
+                    "'{}' must be at most 64 letters, digits, '-', '_' or '.', not starting with '.'",
+                    self.name.escape_debug()
+                ),
+            ));
+        }
+        if self.compute_units.value > limits::COMPUTE_UNITS {
+            return Err(Error::field(
+                file,
+                "compute_units.value",
+                format!(
+                    "{} exceeds the limit of {}",
+                    self.compute_units.value,
+                    limits::show(u64::from(limits::COMPUTE_UNITS))
+                ),
+            ));
         }
         for (field, value, source) in self.figures() {
             if !(value.is_finite() && value > 0.0) {
@@ -235,6 +260,22 @@ impl HwProfile {
                     file,
                     &format!("{field}.value"),
                     format!("must be a positive number, got {value}"),
+                ));
+            }
+            // Bounded so that every time, rate and energy derived from the figure is finite.
+            let max = if field == "price_usd_per_hour" {
+                limits::PRICE_PER_HOUR
+            } else {
+                limits::FIGURE_MAX
+            };
+            if !(limits::FIGURE_MIN..=max).contains(&value) {
+                return Err(Error::field(
+                    file,
+                    &format!("{field}.value"),
+                    format!(
+                        "{value} is outside [{:e}, {max:e}], the range gpucost accepts",
+                        limits::FIGURE_MIN
+                    ),
                 ));
             }
             if source.trim().is_empty() {
@@ -259,6 +300,16 @@ impl HwProfile {
                     format!("must be in (0, 1], got {v}"),
                 ));
             }
+            if v < limits::EFFICIENCY_MIN {
+                return Err(Error::field(
+                    file,
+                    field,
+                    format!(
+                        "{v} is below {:e}, the smallest efficiency gpucost accepts",
+                        limits::EFFICIENCY_MIN
+                    ),
+                ));
+            }
         }
         for (field, v) in [
             ("model.launch_latency_s", m.launch_latency_s),
@@ -271,12 +322,45 @@ impl HwProfile {
                     format!("must be a non-negative number, got {v}"),
                 ));
             }
+            if v > limits::LATENCY_MAX {
+                return Err(Error::field(
+                    file,
+                    field,
+                    format!("{v} s exceeds the limit of {} s", limits::LATENCY_MAX),
+                ));
+            }
         }
         if m.matmul_tiles.is_empty() || m.matmul_tiles.iter().any(|t| t[0] == 0 || t[1] == 0) {
             return Err(Error::field(
                 file,
                 "model.matmul_tiles",
                 "needs at least one tile, each side positive",
+            ));
+        }
+        if m.matmul_tiles.len() > limits::TILES {
+            return Err(Error::field(
+                file,
+                "model.matmul_tiles",
+                format!(
+                    "{} tiles exceed the limit of {}",
+                    m.matmul_tiles.len(),
+                    limits::TILES
+                ),
+            ));
+        }
+        if let Some(t) = m
+            .matmul_tiles
+            .iter()
+            .flatten()
+            .find(|&&t| t > limits::TILE_SIDE)
+        {
+            return Err(Error::field(
+                file,
+                "model.matmul_tiles",
+                format!(
+                    "a tile side of {t} exceeds the limit of {}",
+                    limits::show(limits::TILE_SIDE)
+                ),
             ));
         }
         Ok(())

@@ -58,7 +58,7 @@ fn saved_per_token(arch: &Architecture, kind: LayerKind) -> (f64, f64) {
             let k = m.top_k as f64;
             // Dispatched inputs, expert intermediates and expert outputs for each routed copy.
             elems += k * (2.0 * h + mlp(m.expert_intermediate_size as f64));
-            elems += mlp((m.shared_experts * m.shared_intermediate_size) as f64);
+            elems += mlp(m.shared_experts as f64 * m.shared_intermediate_size as f64);
             fp32 += m.num_experts as f64 * 4.0;
         }
         _ => elems += mlp(arch.intermediate_size as f64),
@@ -121,7 +121,7 @@ pub fn training(arch: &Architecture, s: &TrainingSetup, capacity_bytes: f64) -> 
 
 pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -> InferenceMemory {
     let weights_bytes = s.dtype.bytes_for(arch.params().total) as f64;
-    let context = s.prompt + s.generate;
+    let context = s.prompt.saturating_add(s.generate);
     let kv_per_layer_token = 2.0 * arch.kv_width() as f64 * s.kv_dtype.bytes();
     let kv_cache_bytes: f64 = arch
         .layer_groups()
@@ -137,12 +137,12 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
     let h = arch.hidden_size as f64;
     let mlp_width = arch.moe.map_or(arch.intermediate_size, |m| {
         m.expert_intermediate_size
-            .max(m.shared_experts * m.shared_intermediate_size)
+            .max(m.shared_experts.saturating_mul(m.shared_intermediate_size))
             .max(arch.intermediate_size)
     }) as f64
         * if arch.mlp.gated { 3.0 } else { 2.0 };
-    let widest = mlp_width.max((arch.q_width() + 2 * arch.kv_width()) as f64);
-    let tokens = (s.batch * s.prompt) as f64;
+    let widest = mlp_width.max(arch.q_width() as f64 + 2.0 * arch.kv_width() as f64);
+    let tokens = s.batch as f64 * s.prompt as f64;
     let activations_bytes =
         tokens * (2.0 * h + widest) * e + s.batch as f64 * arch.vocab_size as f64 * 4.0;
     let total_bytes = weights_bytes + kv_cache_bytes + activations_bytes;

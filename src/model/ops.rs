@@ -15,6 +15,112 @@ use crate::model::dtype::DType;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Upper limits on every size gpucost accepts, in one place. Each is generous for real models
+/// (well above the largest published) and small enough that every product formed from the sizes
+/// downstream (parameters, FLOPs, bytes, output tiles, tokens × widths) fits in a u64 and stays
+/// finite in an f64. A size beyond its limit is refused with one line naming the file and field
+/// (or the flag).
+pub mod limits {
+    /// `hidden_size` (`n_embd`).
+    pub const HIDDEN: u64 = 1 << 20;
+    /// Layers (`num_hidden_layers`, `n_layer`); also `max_window_layers`.
+    pub const LAYERS: u64 = 1 << 16;
+    /// Query heads and key/value heads.
+    pub const HEADS: u64 = 1 << 16;
+    /// `head_dim`.
+    pub const HEAD_DIM: u64 = 1 << 16;
+    /// Query width: heads × head_dim.
+    pub const ATTENTION_WIDTH: u64 = 1 << 24;
+    /// MLP widths: `intermediate_size`, the expert width, and the shared experts' total width.
+    pub const INTERMEDIATE: u64 = 1 << 20;
+    /// `vocab_size`.
+    pub const VOCAB: u64 = 1 << 24;
+    /// Routed experts per MoE layer.
+    pub const EXPERTS: u64 = 1 << 16;
+    /// Experts each token is routed to (top-k).
+    pub const TOP_K: u64 = 1 << 8;
+    /// Shared experts per MoE layer.
+    pub const SHARED_EXPERTS: u64 = 1 << 8;
+    /// `max_position_embeddings` and the sliding window.
+    pub const POSITIONS: u64 = 1 << 32;
+    /// Norms per layer (2, or 4 for sandwich norms).
+    pub const NORMS_PER_LAYER: u64 = 8;
+    /// Total parameters, checked with overflow-free arithmetic.
+    pub const PARAMS: u64 = 1 << 50;
+
+    /// Tokens one pass runs: `--batch` × `--seq` for training, `--batch` × `--prompt` for the
+    /// prefill.
+    pub const TOKENS: u64 = 1 << 32;
+    /// Context per sequence: `--prompt` + `--gen`.
+    pub const CONTEXT: u64 = 1 << 32;
+    /// Generated tokens per sequence (`--gen`).
+    pub const GEN: u64 = 1 << 24;
+
+    /// Each op dimension: matmul batch, m, n, k; attention batch, query and key lengths, window.
+    pub const OP_DIM: u64 = 1 << 32;
+    /// Elements in each matmul operand (batch·m·k, batch·k·n, batch·m·n) and in a memory op's
+    /// tensor (rows·cols).
+    pub const OP_ELEMENTS: u64 = 1 << 62;
+    /// Attention queries: batch × query length.
+    pub const ATTENTION_QUERIES: u64 = 1 << 32;
+    /// Bytes a collective moves.
+    pub const COLLECTIVE_BYTES: u64 = 1 << 60;
+    /// GPUs in a collective.
+    pub const RANKS: u64 = 1 << 20;
+
+    /// Hardware profile: compute units.
+    pub const COMPUTE_UNITS: u32 = 1 << 20;
+    /// Hardware profile: every other figure (rates, bandwidths, bytes, clocks, watts, dollars)
+    /// lies in [FIGURE_MIN, FIGURE_MAX].
+    pub const FIGURE_MIN: f64 = 1e-3;
+    pub const FIGURE_MAX: f64 = 1e21;
+    /// Hardware profile: efficiencies lie in [EFFICIENCY_MIN, 1].
+    pub const EFFICIENCY_MIN: f64 = 1e-6;
+    /// Hardware profile: launch and collective latencies lie in [0, LATENCY_MAX] seconds.
+    pub const LATENCY_MAX: f64 = 1.0;
+    /// Hardware profile: each side of a matmul tile.
+    pub const TILE_SIDE: u64 = 1 << 16;
+    /// Hardware profile: tile shapes to choose from.
+    pub const TILES: usize = 64;
+    /// `--price-per-hour` and a profile's price, US dollars.
+    pub const PRICE_PER_HOUR: f64 = 1e6;
+
+    /// A limit as written in messages: "2^20" for powers of two, the number otherwise.
+    pub fn show(limit: u64) -> String {
+        if limit.is_power_of_two() && limit >= 1 << 8 {
+            format!("2^{}", limit.trailing_zeros())
+        } else {
+            limit.to_string()
+        }
+    }
+
+    /// `value` when it is at most `limit`; else "X exceeds the limit of 2^N".
+    pub fn at_most(value: u64, limit: u64) -> Result<u64, String> {
+        if value <= limit {
+            Ok(value)
+        } else {
+            Err(format!("{value} exceeds the limit of {}", show(limit)))
+        }
+    }
+
+    /// The product of `factors`, or None when it overflows a u64.
+    pub fn product(factors: &[u64]) -> Option<u64> {
+        factors.iter().try_fold(1u64, |p, &f| p.checked_mul(f))
+    }
+
+    /// The product of `factors` when it is at most `limit`; else "X exceeds …" (a product
+    /// beyond u64 is shown as "more than 2^64").
+    pub fn product_at_most(factors: &[u64], limit: u64) -> Result<u64, String> {
+        match product(factors) {
+            Some(p) => at_most(p, limit),
+            None => Err(format!(
+                "more than 2^64 exceeds the limit of {}",
+                show(limit)
+            )),
+        }
+    }
+}
+
 /// Forward or backward pass of an op whose backward is a different kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -117,6 +223,84 @@ impl Op {
             Op::Memory(_) => OpClass::Memory,
             Op::Collective(_) => OpClass::Collective,
         }
+    }
+
+    /// Checks every size against `limits`, so that pricing the op cannot overflow; the error
+    /// names the field ("m", "q_len", …) and says why.
+    pub fn check(&self) -> Result<(), String> {
+        use limits::{OP_DIM, OP_ELEMENTS, at_most, product_at_most};
+        let dim = |name: &str, v: u64| -> Result<(), String> {
+            if v == 0 {
+                return Err(format!("{name} must be positive, got 0"));
+            }
+            at_most(v, OP_DIM)
+                .map(drop)
+                .map_err(|e| format!("{name} {e}"))
+        };
+        match self {
+            Op::Matmul(m) => {
+                for (name, v) in [("batch", m.batch), ("m", m.m), ("n", m.n), ("k", m.k)] {
+                    dim(name, v)?;
+                }
+                for (name, f) in [
+                    ("batch x m x k (A)", [m.batch, m.m, m.k]),
+                    ("batch x k x n (B)", [m.batch, m.k, m.n]),
+                    ("batch x m x n (C)", [m.batch, m.m, m.n]),
+                ] {
+                    product_at_most(&f, OP_ELEMENTS)
+                        .map_err(|e| format!("{name}: {e} elements"))?;
+                }
+            }
+            Op::Attention(a) => {
+                dim("batch", a.batch)?;
+                dim("q_len", a.q_len)?;
+                dim("kv_len", a.kv_len)?;
+                for (name, v, limit) in [
+                    ("q_heads", a.q_heads, limits::HEADS),
+                    ("kv_heads", a.kv_heads, limits::HEADS),
+                    ("qk_head_dim", a.qk_head_dim, limits::HEAD_DIM),
+                    ("v_head_dim", a.v_head_dim, limits::HEAD_DIM),
+                ] {
+                    if v == 0 {
+                        return Err(format!("{name} must be positive, got 0"));
+                    }
+                    at_most(v, limit).map_err(|e| format!("{name} {e}"))?;
+                }
+                if let Some(w) = a.window {
+                    dim("window", w)?;
+                }
+                if a.q_len > a.kv_len {
+                    return Err(format!("q_len {} exceeds kv_len {}", a.q_len, a.kv_len));
+                }
+                if !a.q_heads.is_multiple_of(a.kv_heads) {
+                    return Err(format!(
+                        "kv_heads {} does not divide q_heads {}",
+                        a.kv_heads, a.q_heads
+                    ));
+                }
+                product_at_most(&[a.batch, a.q_len], limits::ATTENTION_QUERIES)
+                    .map_err(|e| format!("batch x q_len: {e} queries"))?;
+            }
+            Op::Memory(m) => {
+                if m.rows == 0 || m.cols == 0 {
+                    return Err(format!(
+                        "rows and cols must be positive, got {}x{}",
+                        m.rows, m.cols
+                    ));
+                }
+                product_at_most(&[m.rows, m.cols], OP_ELEMENTS)
+                    .map_err(|e| format!("rows x cols: {e} elements"))?;
+            }
+            Op::Collective(c) => {
+                at_most(c.payload_bytes, limits::COLLECTIVE_BYTES)
+                    .map_err(|e| format!("payload_bytes {e}"))?;
+                if c.ranks == 0 {
+                    return Err("ranks must be positive, got 0".into());
+                }
+                at_most(c.ranks, limits::RANKS).map_err(|e| format!("ranks {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The dtype whose peak rate applies (the input dtype for matmuls and attention).
@@ -275,13 +459,15 @@ impl Attention {
         let w = self.window.map(u128::from).unwrap_or(u128::MAX);
         // Positions p in [first, last] with p + 1 <= w contribute p + 1; the rest contribute w.
         let ramp_end = last.min(w.saturating_sub(1));
+        // Exact in u128 for any size within `limits`; saturating beyond (no overflow panic).
+        let tri = |n: u128| n.saturating_mul(n + 1) / 2;
         let mut total: u128 = 0;
         if first <= ramp_end {
-            total += (ramp_end + 1) * (ramp_end + 2) / 2 - first * (first + 1) / 2;
+            total = total.saturating_add(tri(ramp_end + 1) - tri(first));
         }
         let flat_start = first.max(ramp_end.saturating_add(1));
         if flat_start <= last && w != u128::MAX {
-            total += (last - flat_start + 1) * w;
+            total = total.saturating_add((last - flat_start + 1).saturating_mul(w));
         }
         total as f64
     }
@@ -291,15 +477,20 @@ impl Attention {
         match (self.causal, self.window) {
             (true, Some(w)) => {
                 let first_query_pos = self.kv_len.saturating_sub(self.q_len);
-                self.kv_len - (first_query_pos + 1).saturating_sub(w)
+                self.kv_len - first_query_pos.saturating_add(1).saturating_sub(w)
             }
             _ => self.kv_len,
         }
     }
 
+    /// Sequences × query heads, in f64 (exact within `limits`, never an overflow).
+    fn rows(&self) -> f64 {
+        self.batch as f64 * self.q_heads as f64
+    }
+
     fn forward_flops(&self) -> f64 {
-        let per_pair = 2.0 * (self.qk_head_dim + self.v_head_dim) as f64;
-        (self.batch * self.q_heads) as f64 * self.visible_pairs() * per_pair
+        let per_pair = 2.0 * (self.qk_head_dim as f64 + self.v_head_dim as f64);
+        self.rows() * self.visible_pairs() * per_pair
     }
 
     /// Forward: QKᵀ and PV. Backward (FlashAttention-2 style): recompute QKᵀ, then dV = PᵀdO,
@@ -308,8 +499,8 @@ impl Attention {
         match self.pass {
             Pass::Forward => self.forward_flops(),
             Pass::Backward => {
-                let per_pair = 2.0 * (3 * self.qk_head_dim + 2 * self.v_head_dim) as f64;
-                (self.batch * self.q_heads) as f64 * self.visible_pairs() * per_pair
+                let per_pair = 2.0 * (3.0 * self.qk_head_dim as f64 + 2.0 * self.v_head_dim as f64);
+                self.rows() * self.visible_pairs() * per_pair
             }
         }
     }
@@ -317,11 +508,13 @@ impl Attention {
     pub fn min_bytes(&self) -> f64 {
         let (e, kv_e) = (self.dtype.bytes(), self.kv_dtype.bytes());
         let b = self.batch as f64;
-        let q = b * (self.q_heads * self.q_len * self.qk_head_dim) as f64;
-        let o = b * (self.q_heads * self.q_len * self.v_head_dim) as f64;
+        // Products in f64: exact below 2^53 (any real model), never an overflow.
+        let prod = |x: u64, y: u64, z: u64| x as f64 * y as f64 * z as f64;
+        let q = b * prod(self.q_heads, self.q_len, self.qk_head_dim);
+        let o = b * prod(self.q_heads, self.q_len, self.v_head_dim);
         let keys = self.keys_touched();
-        let k = b * (self.kv_heads * keys * self.qk_head_dim) as f64;
-        let v = b * (self.kv_heads * keys * self.v_head_dim) as f64;
+        let k = b * prod(self.kv_heads, keys, self.qk_head_dim);
+        let v = b * prod(self.kv_heads, keys, self.v_head_dim);
         // Unfused: scores written by QKᵀ, read and probabilities written by softmax, read by PV
         // (backward: probabilities read, their gradient written and read).
         let scores = if self.fused {
@@ -333,7 +526,7 @@ impl Attention {
             Pass::Forward => (q + o) * e + (k + v) * kv_e + scores,
             Pass::Backward => {
                 // Read Q, K, V, O, dO and the fp32 log-sum-exp; write dQ, dK, dV.
-                let lse = b * (self.q_heads * self.q_len) as f64 * 4.0;
+                let lse = b * (self.q_heads as f64 * self.q_len as f64) * 4.0;
                 (2.0 * q + 2.0 * o) * e + 2.0 * (k + v) * kv_e + lse + scores
             }
         }
