@@ -84,7 +84,11 @@ pub(crate) fn device_records(
     if all_devices.is_empty() {
         return Err(Error::File {
             file: results_path.display().to_string(),
-            message: format!("the {} results files hold no records", files.len()),
+            message: format!(
+                "no records in {} results file{}",
+                files.len(),
+                if files.len() == 1 { "" } else { "s" }
+            ),
         });
     }
     let mut devices: Vec<&str> = records.iter().map(|r| r.device.name.as_str()).collect();

@@ -9,7 +9,7 @@ use crate::model::execution::{
 };
 use crate::model::ops::limits;
 use crate::model::report::{Estimate, Options, estimate};
-use crate::model::system::{Stack, System};
+use crate::model::system::System;
 use anyhow::Result;
 use clap::Args;
 use tabled::builder::Builder;
@@ -48,7 +48,7 @@ pub struct PredictArgs {
     #[arg(long)]
     no_fused_attention: bool,
     /// Price per GPU-hour in USD (overrides the profile's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     price_per_hour: Option<f64>,
     /// Use the uncalibrated roofline even where a calibration for the GPU exists.
     #[arg(long, conflicts_with_all = ["calibration", "stack"])]
@@ -88,7 +88,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         &a.hw,
         a.calibration.as_deref(),
         a.roofline,
-        Stack::parse(&a.stack),
+        args::stack(&a.stack, &a.hw, a.calibration.as_deref(), a.roofline)?,
     )?;
     let batch = args::bounded("batch", a.batch, limits::TOKENS)?;
     let fused = !a.no_fused_attention;

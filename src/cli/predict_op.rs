@@ -5,7 +5,7 @@ use super::format::{seconds, si};
 use super::{Format, args};
 use crate::error::Error;
 use crate::model::ops::{Attention, Matmul, Op, Pass, limits};
-use crate::model::system::{Stack, System};
+use crate::model::system::System;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -191,7 +191,12 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
         &common.hw,
         common.calibration.as_deref(),
         common.roofline,
-        Stack::parse(&common.stack),
+        args::stack(
+            &common.stack,
+            &common.hw,
+            common.calibration.as_deref(),
+            common.roofline,
+        )?,
     )?;
     let hardware = &system.hw;
     let p = system.cost_model.predict(&op, hardware)?;

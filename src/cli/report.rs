@@ -52,7 +52,10 @@ pub fn run(a: ReportArgs) -> Result<()> {
     if out.is_empty() {
         return Err(Error::File {
             file: a.results.display().to_string(),
-            message: format!("the {count} results files hold no records"),
+            message: format!(
+                "no records in {count} results file{}",
+                if count == 1 { "" } else { "s" }
+            ),
         }
         .into());
     }

@@ -727,7 +727,8 @@ fn implied_head_dim(
     heads: u64,
     hidden: u64,
 ) -> Result<u64> {
-    if hidden > 0 && !hidden.is_multiple_of(heads) {
+    // A size beyond its limit is refused by `validate`, by name.
+    if hidden > 0 && hidden <= limits::HIDDEN && !hidden.is_multiple_of(heads) {
         return Err(Error::field(
             file,
             heads_key,

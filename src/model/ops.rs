@@ -85,9 +85,9 @@ pub mod limits {
     /// `--price-per-hour` and a profile's price, US dollars.
     pub const PRICE_PER_HOUR: f64 = 1e6;
 
-    /// A limit as written in messages: "2^20" for powers of two, the number otherwise.
+    /// A limit as written in messages: "2^20" for large powers of two, the number otherwise.
     pub fn show(limit: u64) -> String {
-        if limit.is_power_of_two() && limit >= 1 << 8 {
+        if limit.is_power_of_two() && limit >= 1 << 16 {
             format!("2^{}", limit.trailing_zeros())
         } else {
             limit.to_string()
