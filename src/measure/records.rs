@@ -444,4 +444,57 @@ mod tests {
     fn device_slug_is_file_system_safe() {
         assert_eq!(record("x").device.slug(), "llvmpipe-llvm-15-0-6-256-bits");
     }
+
+    fn timed(median: f64, p10: f64, p90: f64) -> Record {
+        let mut r = record("naive");
+        r.timing = Some(Timing {
+            clock: Clock::DeviceTimestamp,
+            warmup_runs: 1,
+            summary: Summary {
+                n: 2,
+                median_s: median,
+                p10_s: p10,
+                p90_s: p90,
+                min_s: p10,
+                mean_s: median,
+                cv: 0.1,
+            },
+            samples_s: vec![p10, p90],
+            flops_per_s: 1.0,
+            bytes_per_s: 1.0,
+            roofline_fraction: None,
+        });
+        r
+    }
+
+    #[test]
+    fn records_are_checked_on_read() {
+        assert!(timed(2e-3, 1e-3, 3e-3).check().is_ok());
+        let e = timed(-2e-3, 1e-3, 3e-3).check().unwrap_err();
+        assert!(
+            e.starts_with("timing.summary.median_s must be a positive"),
+            "{e}"
+        );
+        let e = timed(2e-3, 3e-3, 4e-3).check().unwrap_err();
+        assert!(e.starts_with("timing.summary is inconsistent"), "{e}");
+        let mut r = record("x");
+        r.schema_version = 99;
+        assert_eq!(
+            r.check().unwrap_err(),
+            "schema_version is 99, this gpucost reads 1"
+        );
+        // On read, the error names the file and the line.
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let lines = [record("a"), timed(2e-3, 3e-3, 4e-3)]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect::<String>();
+        std::fs::write(&path, lines).unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("r.jsonl: line 2: timing.summary is inconsistent"),
+            "{e}"
+        );
+    }
 }

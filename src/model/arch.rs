@@ -1248,4 +1248,32 @@ first_dense_layers = 1
         assert_eq!(p.active, 1000 * h + dense + 3 * moe_active + h);
         assert_eq!(p.lm_head, 0);
     }
+
+    /// Sizes whose parameter count overflows a u64 are refused by name, and counting them
+    /// without validation saturates instead of wrapping.
+    #[test]
+    fn parameter_counts_never_wrap() {
+        let mut a = load("llama-2-7b").unwrap();
+        a.hidden_size = 1 << 31;
+        a.num_heads = 1 << 24;
+        a.num_kv_heads = 1 << 24;
+        a.vocab_size = 1 << 40;
+        assert_eq!(a.checked_params(), None);
+        assert_eq!(a.params().total, u64::MAX);
+        let e = a.validate("x.json").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "x.json: vocab_size: 1099511627776 exceeds the limit of 2^24"
+        );
+        let mut a = load("llama-2-7b").unwrap();
+        a.hidden_size = limits::HIDDEN;
+        a.intermediate_size = limits::INTERMEDIATE;
+        a.num_layers = limits::LAYERS;
+        a.head_dim = limits::HIDDEN / a.num_heads;
+        let e = a.validate("x.json").unwrap_err().to_string();
+        assert!(
+            e.starts_with("x.json: (parameters): ") && e.ends_with("exceeds the limit of 2^50"),
+            "{e}"
+        );
+    }
 }

@@ -249,4 +249,28 @@ mod tests {
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("microbatches=4"), "{e}");
     }
+
+    #[test]
+    fn sizes_beyond_the_limits_are_refused() {
+        let e = |s: InferenceSetup| s.validate().unwrap_err().to_string();
+        assert_eq!(
+            e(serving(100, 1 << 25)),
+            "--gen 33554432 exceeds the limit of 2^24"
+        );
+        assert_eq!(
+            e(serving(1 << 32, 2)),
+            "--prompt + --gen = 4294967298 tokens of context exceeds the limit of 2^32"
+        );
+        let wide = InferenceSetup {
+            batch: 1 << 20,
+            ..serving(1 << 20, 4)
+        };
+        assert_eq!(
+            e(wide),
+            "--batch x --prompt = 1099511627776 prefill tokens exceeds the limit of 2^32"
+        );
+        assert!(serving((1 << 32) - 4, 4).validate().is_ok());
+        // Unvalidated sizes saturate instead of wrapping.
+        assert_eq!(serving(u64::MAX, 3).decode_contexts().end(), &u64::MAX);
+    }
 }

@@ -273,7 +273,7 @@ impl HwProfile {
                     file,
                     &format!("{field}.value"),
                     format!(
-                        "{value} is outside [{:e}, {max:e}], the range gpucost accepts",
+                        "{value:e} is outside [{:e}, {max:e}], the range gpucost accepts",
                         limits::FIGURE_MIN
                     ),
                 ));
@@ -546,6 +546,24 @@ mod tests {
         assert!(
             e.contains("unknown GPU 'h900'") && e.contains("h100-sxm"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn figures_and_names_beyond_the_limits_are_refused() {
+        let text = CATALOG[0].1;
+        let e = |t: &str| parse_profile("x.toml", t).unwrap_err().to_string();
+        assert!(
+            e(&text.replace("value = 132,", "value = 2000000,"))
+                .starts_with("x.toml: compute_units.value: 2000000 exceeds the limit of 2^20")
+        );
+        assert!(
+            e(&text.replace("name = \"h100-sxm\"", "name = \"../h100\""))
+                .starts_with("x.toml: name: '../h100' must be")
+        );
+        assert!(
+            e(&text.replace("value = 989.4e12", "value = 1e30"))
+                .starts_with("x.toml: peak_flops.fp16.value: 1e30 is outside [1e-3, 1e21]")
         );
     }
 }

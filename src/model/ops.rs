@@ -884,4 +884,48 @@ mod tests {
         let single = Collective { ranks: 1, ..c };
         assert_eq!(single.bytes_on_wire_per_rank(), 0.0);
     }
+
+    #[test]
+    fn limits_are_shown_and_products_checked() {
+        assert_eq!(limits::show(1 << 20), "2^20");
+        assert_eq!(limits::show(256), "256");
+        assert_eq!(limits::product(&[1 << 32, 1 << 32]), None);
+        assert_eq!(limits::product(&[1 << 31, 2]), Some(1 << 32));
+        assert_eq!(
+            limits::at_most(5, 4).unwrap_err(),
+            "5 exceeds the limit of 4"
+        );
+    }
+
+    #[test]
+    fn op_check_names_the_field() {
+        let big = 1u64 << 32;
+        let m = Op::Matmul(Matmul::new(1, big, big, 16, DType::Bf16));
+        let e = m.check().unwrap_err();
+        assert!(e.starts_with("batch x m x n (C): more than 2^64"), "{e}");
+        let m = Op::Matmul(Matmul::new(1, big + 1, 1, 1, DType::Bf16));
+        assert_eq!(
+            m.check().unwrap_err(),
+            "m 4294967297 exceeds the limit of 2^32"
+        );
+        let a = Attention {
+            batch: 2,
+            ..attn(big, big, true, None)
+        };
+        let e = Op::Attention(a).check().unwrap_err();
+        assert_eq!(
+            e,
+            "batch x q_len: 8589934592 exceeds the limit of 2^32 queries"
+        );
+        assert!(Op::Attention(attn(big, big, true, None)).check().is_ok());
+        // At the limits the arithmetic stays finite.
+        let a = Attention {
+            q_heads: limits::HEADS,
+            kv_heads: 1,
+            qk_head_dim: limits::HEAD_DIM,
+            v_head_dim: limits::HEAD_DIM,
+            ..attn(big, big, true, None)
+        };
+        assert!(a.flops().is_finite() && a.min_bytes().is_finite() && a.flops() > 0.0);
+    }
 }
