@@ -19,6 +19,8 @@ mod compose;
 #[cfg(feature = "measure")]
 mod devices;
 mod format;
+mod frontier;
+mod frontier_plot;
 mod hw;
 #[cfg(feature = "measure")]
 mod plot;
@@ -26,6 +28,7 @@ mod predict;
 mod predict_op;
 #[cfg(feature = "measure")]
 mod report;
+mod score;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -46,6 +49,10 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Predict the cost of one matmul or attention kernel.
     PredictOp(predict_op::PredictOpArgs),
+    /// Price and rank every candidate of a search space: the Pareto frontier.
+    Frontier(frontier::FrontierArgs),
+    /// Score candidates for an optimizer: JSON Lines in on stdin, one line of objectives out each.
+    Score(score::ScoreArgs),
     /// The hardware catalog.
     #[command(subcommand)]
     Hw(hw::HwCommand),
@@ -95,6 +102,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Predict(args) => predict::run(args),
         Command::PredictOp(args) => predict_op::run(args),
+        Command::Frontier(args) => frontier::run(args),
+        Command::Score(args) => score::run(args),
         Command::Hw(cmd) => hw::run(cmd),
         #[cfg(feature = "measure")]
         Command::Devices(args) => devices::run(args),

@@ -8,6 +8,7 @@ pub mod arch;
 pub mod cost;
 pub mod dtype;
 pub mod execution;
+pub mod frontier;
 pub mod hw;
 pub mod memory;
 pub mod ops;

@@ -242,6 +242,15 @@ impl<'s> Scorer<'s> {
         self.system
     }
 
+    /// Runs `f` with this thread's pricer and plan buffers (inside a rayon job: the job's
+    /// worker's, so its memo stays warm across calls).
+    pub fn with_worker<R>(&self, f: impl FnOnce(&mut Pricer<'s>, &mut Plan) -> R) -> R {
+        let i = rayon::current_thread_index().unwrap_or(0) % self.workers.len();
+        let mut worker = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
+        let (pricer, plan) = &mut *worker;
+        f(pricer, plan)
+    }
+
     /// The cost of every candidate, in the candidates' order.
     pub fn price_all(&self, candidates: &[(&Architecture, Execution)]) -> Vec<Result<Cost>> {
         use rayon::prelude::*;

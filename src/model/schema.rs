@@ -12,3 +12,7 @@ pub const CALIBRATION: u32 = 3;
 pub const RECORD: u32 = 1;
 /// A composition report (`results/<device>/compose-*.json`), written by `gpucost compose`.
 pub const COMPOSE: u32 = 1;
+/// `gpucost frontier --format json`.
+pub const FRONTIER: u32 = 1;
+/// One answer line of `gpucost score`.
+pub const SCORE: u32 = 1;

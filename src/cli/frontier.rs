@@ -1,0 +1,297 @@
+//! `gpucost frontier SPACE.toml`: every candidate of a search space priced and ranked; the Pareto
+//! frontier as a table, every candidate as JSON or CSV, two objectives as an SVG.
+
+use super::format::{bytes, count, seconds, si};
+use crate::Error;
+use crate::model::frontier::objectives::Objective;
+use crate::model::frontier::search::{self, Frontier, Goal};
+use crate::model::frontier::space::Space;
+use crate::model::price::Scorer;
+use crate::model::schema;
+use crate::model::system::{Stack, System};
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum FrontierFormat {
+    #[default]
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct FrontierArgs {
+    /// The search space (TOML; see docs/frontier.md).
+    space: PathBuf,
+    /// A catalog GPU or a profile .toml (default: the space's workload.hw).
+    #[arg(long)]
+    hw: Option<String>,
+    /// Use the uncalibrated roofline even where a calibration for the GPU exists.
+    #[arg(long, conflicts_with = "stack")]
+    roofline: bool,
+    /// Which measured implementations price ops (production, ours, all, or one).
+    #[arg(long, default_value = "production")]
+    stack: String,
+    /// Candidates shown (table) or written (JSON, CSV), frontier first; 0 for all.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Draw the first two objectives, the frontier and the error bars, as SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    format: FrontierFormat,
+}
+
+/// Loads the space and the system it is priced on.
+pub(super) fn load(
+    space: &std::path::Path,
+    hw: Option<&str>,
+    roofline: bool,
+    stack: &str,
+) -> Result<(Space, System)> {
+    let file = space.display().to_string();
+    let text = crate::error::read_to_string(space)?;
+    let space = Space::parse(&file, &text)?;
+    let hw = match (hw, &space.workload.hw) {
+        (Some(h), _) => h.to_string(),
+        (None, Some(h)) => h.clone(),
+        (None, None) => {
+            return Err(
+                Error::field(&file, "workload.hw", "no GPU: give it here or pass --hw").into(),
+            );
+        }
+    };
+    let system = System::load_with(&hw, None, roofline, Stack::parse(stack))?;
+    Ok((space, system))
+}
+
+pub fn run(a: FrontierArgs) -> Result<()> {
+    let (space, system) = load(&a.space, a.hw.as_deref(), a.roofline, &a.stack)?;
+    let drawn = space.points().len() as u64;
+    let bar = (drawn >= 100_000 && a.format == FrontierFormat::Table)
+        .then(|| indicatif::ProgressBar::new(drawn));
+    let scorer = Scorer::new(&system);
+    let f = search::run(&space, &scorer, &|done| {
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(path) = &a.plot {
+        super::frontier_plot::draw(path, &space, &f)?;
+    }
+    let order = f.ordered();
+    let shown: Vec<usize> = if a.top == 0 {
+        order
+    } else {
+        order.into_iter().take(a.top).collect()
+    };
+    let out = match a.format {
+        FrontierFormat::Table => table(&space, &system, &f, &shown),
+        FrontierFormat::Json => {
+            serde_json::to_string_pretty(&document(&space, &scorer, &f, &shown))? + "\n"
+        }
+        FrontierFormat::Csv => csv(&space, &scorer, &f, &shown),
+    };
+    super::emit(&out)
+}
+
+/// A candidate's varied fields as table cells, in the axes' order.
+fn cells(space: &Space, point: &[u32]) -> Vec<String> {
+    space
+        .axes
+        .iter()
+        .zip(point)
+        .map(|(ax, &i)| {
+            ax.values[i as usize]
+                .to_json()
+                .to_string()
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect()
+}
+
+/// A candidate's varied fields, as JSON.
+fn fields(space: &Space, point: &[u32]) -> Map<String, Value> {
+    space
+        .axes
+        .iter()
+        .zip(point)
+        .map(|(ax, &i)| (ax.field.name().to_string(), ax.values[i as usize].to_json()))
+        .collect()
+}
+
+/// A finite number, or null.
+fn num(v: f64) -> Value {
+    if v.is_finite() { json!(v) } else { Value::Null }
+}
+
+fn document(space: &Space, scorer: &Scorer, f: &Frontier, shown: &[usize]) -> Value {
+    let system = scorer.system();
+    let candidates: Vec<Value> = shown
+        .iter()
+        .map(|&i| {
+            let c = &f.candidates[i];
+            // Every objective, not only the ranked ones: recomputed for what is shown.
+            let s = search::scores_of(space, scorer, &c.point);
+            let objectives: Map<String, Value> = Objective::ALL
+                .iter()
+                .map(|o| (o.name().to_string(), num(s.map_or(f64::NAN, |s| s.get(*o)))))
+                .collect();
+            let bars: Map<String, Value> = f
+                .goals
+                .iter()
+                .zip(&c.bars_pct)
+                .map(|(g, b)| (g.objective.name().to_string(), json!(b)))
+                .collect();
+            json!({
+                "fields": fields(space, &c.point),
+                "objectives": objectives,
+                "error_pct": bars,
+                "fits_training": s.is_some_and(|s| s.fits_training),
+                "fits_serving": s.is_some_and(|s| s.fits_serving),
+                "pareto_rank": f.ranks[i],
+                "crowding": num(f.crowding[i]),
+                "possibly_optimal": f.possibly_optimal[i],
+            })
+        })
+        .collect();
+    json!({
+        "schema_version": schema::FRONTIER,
+        "space": space.name,
+        "file": space.file,
+        "hardware": system.hw.name,
+        "cost_model": system.describe(),
+        "scaling_law": space.law,
+        "objectives": f.goals.iter().map(|g| json!({
+            "name": g.objective.name(),
+            "sense": if g.minimize() { "minimize" } else { "maximize" },
+        })).collect::<Vec<_>>(),
+        "drawn": f.drawn,
+        "valid": f.candidates.len(),
+        "invalid": f.invalid.iter().map(|(r, n)| json!({"reason": r, "count": n})).collect::<Vec<_>>(),
+        "frontier_size": f.ranks.iter().filter(|r| **r == 0).count(),
+        "possibly_optimal": f.possibly_optimal.iter().filter(|p| **p).count(),
+        "hypervolume": f.hypervolume.map(num),
+        "candidates": candidates,
+    })
+}
+
+/// An objective's value for a table cell.
+fn human(o: Objective, v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    match o {
+        Objective::Loss => format!("{v:.4}"),
+        Objective::Mfu => format!("{:.1}%", v * 100.0),
+        Objective::StepTimeS | Objective::TrainingTimeS | Objective::TtftS | Objective::TpotS => {
+            seconds(v)
+        }
+        Objective::TrainingMemoryBytes
+        | Objective::ServingMemoryBytes
+        | Objective::KvBytesPerToken => bytes(v),
+        Objective::ParamsTotal | Objective::ParamsActive | Objective::TrainingTokens => si(v),
+        Objective::TrainingUsd => format!("${v:.0}"),
+        Objective::TrainingGpuHours | Objective::TrainingEnergyKwh => format!("{v:.0}"),
+        Objective::DecodeTokensPerS => format!("{v:.0}"),
+    }
+}
+
+fn goal_header(g: &Goal) -> String {
+    let arrow = if g.minimize() { "↓" } else { "↑" };
+    format!("{} {arrow}", g.objective.name())
+}
+
+fn table(space: &Space, system: &System, f: &Frontier, shown: &[usize]) -> String {
+    let mut out = String::new();
+    outln!(
+        out,
+        "{} on {} ({})",
+        space.name,
+        system.hw.display_name,
+        system.describe()
+    );
+    outln!(
+        out,
+        "{} candidates drawn, {} valid; frontier {}, possibly optimal within their error bars {}{}",
+        count(f.drawn),
+        count(f.candidates.len() as u64),
+        f.ranks.iter().filter(|r| **r == 0).count(),
+        f.possibly_optimal.iter().filter(|p| **p).count(),
+        f.hypervolume
+            .map(|h| format!(", hypervolume {h:.4e}"))
+            .unwrap_or_default()
+    );
+    for (reason, n) in &f.invalid {
+        outln!(out, "  left out: {n} × {reason}");
+    }
+    let mut b = Builder::default();
+    let mut header: Vec<String> = vec!["rank".into()];
+    header.extend(space.axes.iter().map(|a| a.field.name().to_string()));
+    header.extend(f.goals.iter().map(goal_header));
+    header.push("possibly optimal".into());
+    b.push_record(header);
+    for &i in shown {
+        let c = &f.candidates[i];
+        let mut row: Vec<String> = vec![f.ranks[i].to_string()];
+        row.extend(cells(space, &c.point));
+        for (k, g) in f.goals.iter().enumerate() {
+            let v = human(g.objective, c.values[k]);
+            let bar = c.bars_pct[k];
+            row.push(if bar > 0.0 {
+                format!("{v} ±{bar:.0}%")
+            } else {
+                v
+            });
+        }
+        row.push(if f.possibly_optimal[i] { "yes" } else { "no" }.into());
+        b.push_record(row);
+    }
+    outln!(out, "{}", b.build().with(Style::rounded()));
+    out
+}
+
+fn csv(space: &Space, scorer: &Scorer, f: &Frontier, shown: &[usize]) -> String {
+    let mut out = String::new();
+    let mut header: Vec<String> = space
+        .axes
+        .iter()
+        .map(|a| a.field.name().to_string())
+        .collect();
+    header.extend(Objective::ALL.iter().map(|o| o.name().to_string()));
+    header.extend(
+        f.goals
+            .iter()
+            .map(|g| format!("{}_error_pct", g.objective.name())),
+    );
+    header.extend(["pareto_rank", "crowding", "possibly_optimal"].map(String::from));
+    outln!(out, "{}", header.join(","));
+    for &i in shown {
+        let c = &f.candidates[i];
+        let mut row: Vec<String> = cells(space, &c.point);
+        let s = search::scores_of(space, scorer, &c.point);
+        row.extend(Objective::ALL.iter().map(|o| {
+            let v = s.map_or(f64::NAN, |s| s.get(*o));
+            if v.is_finite() {
+                v.to_string()
+            } else {
+                String::new()
+            }
+        }));
+        row.extend(f.goals.iter().zip(&c.bars_pct).map(|(_, b)| b.to_string()));
+        row.push(f.ranks[i].to_string());
+        row.push(f.crowding[i].to_string());
+        row.push(f.possibly_optimal[i].to_string());
+        outln!(out, "{}", row.join(","));
+    }
+    out
+}

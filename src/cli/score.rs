@@ -1,0 +1,122 @@
+//! `gpucost score --space SPACE.toml`: a JSON Lines stream for optimizers. Each line on stdin is
+//! one candidate — an object of space fields ("layers", "hidden_size", "dtype", …; fields left
+//! out keep the space's base model and workload) — and each answer on stdout is one line of
+//! objectives, in order, flushed per line. A bad line gets `{"error": "..."}` and the stream goes
+//! on.
+
+use crate::model::frontier::objectives::{Objective, score};
+use crate::model::frontier::space::{Axis, Field, Space, Value};
+use crate::model::price::{Pricer, price_candidate};
+use crate::model::schema;
+use crate::model::system::System;
+use anyhow::Result;
+use clap::Args;
+use serde_json::{Map, json};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The space whose base model, workload and quality law candidates are scored under.
+    #[arg(long)]
+    space: PathBuf,
+    /// A catalog GPU or a profile .toml (default: the space's workload.hw).
+    #[arg(long)]
+    hw: Option<String>,
+    /// Use the uncalibrated roofline even where a calibration for the GPU exists.
+    #[arg(long, conflicts_with = "stack")]
+    roofline: bool,
+    /// Which measured implementations price ops (production, ours, all, or one).
+    #[arg(long, default_value = "production")]
+    stack: String,
+}
+
+/// The longest line read (a candidate is a few hundred bytes).
+const MAX_LINE: usize = 1 << 16;
+
+pub fn run(a: ScoreArgs) -> Result<()> {
+    let (space, system) = super::frontier::load(&a.space, a.hw.as_deref(), a.roofline, &a.stack)?;
+    let mut pricer = Pricer::new(&system);
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    for (n, line) in stdin.split(b'\n').enumerate() {
+        let line = line?;
+        let answer = if line.len() > MAX_LINE {
+            json!({"error": format!("line {}: longer than {MAX_LINE} bytes", n + 1)})
+        } else if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        } else {
+            match answer(&space, &system, &mut pricer, &line) {
+                Ok(v) => v,
+                Err(e) => json!({"error": format!("line {}: {e}", n + 1)}),
+            }
+        };
+        let written = writeln!(out, "{answer}").and_then(|()| out.flush());
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+/// The objectives of one candidate line, or why it cannot be scored.
+fn answer(
+    space: &Space,
+    system: &System,
+    pricer: &mut Pricer,
+    line: &[u8],
+) -> std::result::Result<serde_json::Value, String> {
+    let fields: Map<String, serde_json::Value> =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut one = space.clone();
+    one.axes = Vec::with_capacity(fields.len());
+    for (key, v) in &fields {
+        let field = Field::by_name(key).ok_or_else(|| format!("{key}: unknown field"))?;
+        let value = match (field, v) {
+            (Field::Dtype | Field::KvDtype, serde_json::Value::String(s)) => {
+                Value::Dtype(s.parse().map_err(|e| format!("{key}: {e}"))?)
+            }
+            (Field::MlpRatio, serde_json::Value::Number(x)) => match x.as_f64() {
+                Some(r) if r.is_finite() && r > 0.0 => Value::Ratio(r),
+                _ => return Err(format!("{key}: must be a positive number")),
+            },
+            (_, serde_json::Value::Number(x)) => match x.as_u64() {
+                Some(v) if v > 0 => Value::Int(v),
+                _ => return Err(format!("{key}: must be a positive integer")),
+            },
+            _ => return Err(format!("{key}: {v} is not a valid value")),
+        };
+        one.axes.push(Axis {
+            field,
+            values: vec![value],
+        });
+    }
+    let point = vec![0u32; one.axes.len()];
+    let (arch, execution) = one.realize(&point)?;
+    let cost = price_candidate(&arch, &execution, pricer).map_err(|e| e.to_string())?;
+    let s = score(&one, &arch, &execution, &cost, &system.hw);
+    let num = |v: f64| {
+        if v.is_finite() {
+            json!(v)
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    let objectives: Map<String, serde_json::Value> = Objective::ALL
+        .iter()
+        .map(|o| (o.name().to_string(), num(s.get(*o))))
+        .collect();
+    let bars: Map<String, serde_json::Value> = Objective::ALL
+        .iter()
+        .filter(|o| s.bar(**o) > 0.0)
+        .map(|o| (o.name().to_string(), json!(s.bar(*o))))
+        .collect();
+    Ok(json!({
+        "schema_version": schema::SCORE,
+        "objectives": objectives,
+        "error_pct": bars,
+        "fits_training": s.fits_training,
+        "fits_serving": s.fits_serving,
+    }))
+}
