@@ -1,27 +1,23 @@
 //! The f64 reference: what every kernel's output is checked against. Slow and exact enough.
 
 use crate::model::ops::{Attention, Matmul};
+use rayon::prelude::*;
 
-/// C[z] = A[z] · B[z] in f64, row-major, from inputs given as f32 (already rounded to the dtype).
+/// C[z] = A[z] · B[z] in f64, row-major, from inputs given as f32 (already rounded to the dtype);
+/// rows on all cores.
 pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32]) -> Vec<f64> {
     let (m, n, k) = (mm.m as usize, mm.n as usize, mm.k as usize);
     let mut c = vec![0.0f64; mm.batch as usize * m * n];
-    for z in 0..mm.batch as usize {
-        let (a, b) = (
-            &a[z * m * k..(z + 1) * m * k],
-            &b[z * k * n..(z + 1) * k * n],
-        );
-        let c = &mut c[z * m * n..(z + 1) * m * n];
-        for i in 0..m {
-            for p in 0..k {
-                let av = f64::from(a[i * k + p]);
-                let row = &b[p * n..(p + 1) * n];
-                for (cv, bv) in c[i * n..(i + 1) * n].iter_mut().zip(row) {
-                    *cv += av * f64::from(*bv);
-                }
+    c.par_chunks_mut(n.max(1)).enumerate().for_each(|(row, c)| {
+        let (z, i) = (row / m, row % m);
+        let (a, b) = (&a[(z * m + i) * k..][..k], &b[z * k * n..][..k * n]);
+        for (p, av) in a.iter().enumerate() {
+            let av = f64::from(*av);
+            for (cv, bv) in c.iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                *cv += av * f64::from(*bv);
             }
         }
-    }
+    });
     c
 }
 
@@ -30,9 +26,11 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32]) -> Vec<f64> {
 /// K [b, hkv, kv, d], V [b, hkv, kv, dv], output [b, hq, q, dv].
 pub fn attention(a: &Attention, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f64> {
     let rows = (a.batch * a.q_heads * a.q_len) as usize;
-    (0..rows)
-        .flat_map(|row| attention_row(a, q, k, v, row))
-        .collect()
+    let out: Vec<Vec<f64>> = (0..rows)
+        .into_par_iter()
+        .map(|row| attention_row(a, q, k, v, row))
+        .collect();
+    out.concat()
 }
 
 /// One output row of `attention`: row index (b·hq + h)·q_len + i.
@@ -216,19 +214,26 @@ impl RotaryLayout {
 /// output holds only those columns, `l.out_row` apart.
 pub fn rotary(x: &[f32], rows: usize, l: &RotaryLayout) -> Vec<f64> {
     let mut y = vec![0.0f64; rows * l.out_row];
-    let half = l.head_dim / 2;
     for row in 0..rows {
-        let pos = (row % l.seq_len) as f64;
-        for head in 0..l.cols / l.head_dim {
-            for i in 0..half {
-                let (c0, c1) = (head * l.head_dim + i, head * l.head_dim + i + half);
-                let angle = pos * l.theta.powf(-2.0 * i as f64 / l.head_dim as f64);
-                let (sn, cs) = angle.sin_cos();
-                let x0 = f64::from(x[row * l.in_row + c0]);
-                let x1 = f64::from(x[row * l.in_row + c1]);
-                y[row * l.out_row + c0] = x0 * cs - x1 * sn;
-                y[row * l.out_row + c1] = x1 * cs + x0 * sn;
-            }
+        let out = rotary_row(&x[row * l.in_row..], row, l);
+        y[row * l.out_row..][..l.cols].copy_from_slice(&out);
+    }
+    y
+}
+
+/// The `l.cols` rotated columns of row `row`, whose input starts at `x[0]`.
+pub fn rotary_row(x: &[f32], row: usize, l: &RotaryLayout) -> Vec<f64> {
+    let mut y = vec![0.0f64; l.cols];
+    let half = l.head_dim / 2;
+    let pos = (row % l.seq_len) as f64;
+    for head in 0..l.cols / l.head_dim {
+        for i in 0..half {
+            let (c0, c1) = (head * l.head_dim + i, head * l.head_dim + i + half);
+            let angle = pos * l.theta.powf(-2.0 * i as f64 / l.head_dim as f64);
+            let (sn, cs) = angle.sin_cos();
+            let (x0, x1) = (f64::from(x[c0]), f64::from(x[c1]));
+            y[c0] = x0 * cs - x1 * sn;
+            y[c1] = x1 * cs + x0 * sn;
         }
     }
     y

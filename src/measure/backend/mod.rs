@@ -2,11 +2,12 @@
 //! device's clock. `cpu` is the f64 reference used to check results (not a contender); `wgpu`
 //! runs the WGSL kernels on any GPU, or on the CPU through Mesa's lavapipe; `cuda` runs the CUDA
 //! kernels and the vendor libraries on NVIDIA GPUs. Each backend's kernels are declared in one
-//! table beside their sources (`spec`).
+//! table beside their sources (`spec`); `host` rounds and packs values for device buffers.
 
 pub mod block;
 pub mod cpu;
 pub mod cuda;
+pub mod host;
 pub mod spec;
 pub mod wgpu;
 

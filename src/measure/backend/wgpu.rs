@@ -528,26 +528,15 @@ impl WgpuBackend {
 
 fn to_bytes(values: &[f32], dtype: DType) -> Vec<u8> {
     match dtype {
-        DType::Fp16 => values
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect(),
+        DType::Fp16 => super::host::encode(values, |v| half::f16::from_f32(v).to_le_bytes()),
         _ => bytemuck::cast_slice(values).to_vec(),
     }
 }
 
 fn from_bytes(bytes: &[u8], dtype: DType, n: usize) -> Vec<f32> {
     match dtype {
-        DType::Fp16 => bytes
-            .chunks_exact(2)
-            .take(n)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        _ => bytes
-            .chunks_exact(4)
-            .take(n)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
+        DType::Fp16 => super::host::decode(bytes, n, |b| half::f16::from_le_bytes(b).to_f32()),
+        _ => super::host::decode(bytes, n, f32::from_le_bytes),
     }
 }
 

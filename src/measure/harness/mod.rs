@@ -2,6 +2,7 @@
 //! variant that fails gets no time), then timing on the device's clock with warm-up, rotated input
 //! sets and a noise-based stopping rule.
 
+pub mod random;
 pub mod shapes;
 pub mod stats;
 
@@ -10,6 +11,8 @@ use crate::model::dtype::DType;
 pub use crate::model::dtype::{fp8_bits, round_to};
 use crate::model::ops::{Matmul, MemoryKind, Op};
 use rand::{RngExt, SeedableRng};
+pub use random::random_tensor;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use stats::Summary;
 use std::time::{Duration, Instant};
@@ -26,6 +29,8 @@ pub struct TimingPlan {
     pub budget: Duration,
     /// Input sets are rotated over at least this many bytes so caches do not flatter.
     pub rotate_bytes: f64,
+    /// Exactly this many input sets, where given, instead of what `rotate_bytes` asks for.
+    pub input_sets: Option<usize>,
 }
 
 impl Default for TimingPlan {
@@ -37,6 +42,7 @@ impl Default for TimingPlan {
             target_cv: 0.02,
             budget: Duration::from_secs(2),
             rotate_bytes: 0.0,
+            input_sets: None,
         }
     }
 }
@@ -63,19 +69,6 @@ pub fn tolerance(dtype: DType, k: u64) -> f64 {
         _ => 2.0f64.powi(-22),
     };
     accumulate + 2.0 * output
-}
-
-/// Seeded random values that `dtype` holds exactly: uniform in [−1, 1) rounded to the dtype for
-/// floating types, uniform integers in [−127, 127] for int8 (and [−7, 7] for int4).
-pub fn random_tensor(n: usize, dtype: DType, seed: u64) -> Vec<f32> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| match dtype {
-            DType::Int8 => rng.random_range(-127i32..=127) as f32,
-            DType::Int4 => rng.random_range(-7i32..=7) as f32,
-            _ => round_to(dtype, rng.random_range(-1.0f32..1.0)),
-        })
-        .collect()
 }
 
 /// Input tensors of a matmul for one set.
@@ -149,25 +142,59 @@ pub enum Expected {
 
 /// Problems above this many FLOPs are checked at sampled positions.
 pub const FULL_REFERENCE_MAX_FLOPS: f64 = 5e8;
-/// Output elements (matmul) or rows (attention) a sampled check computes.
+/// So are problems with more output elements than this (memory-bound ops do few FLOPs each).
+pub const FULL_REFERENCE_MAX_OUTPUTS: usize = 1 << 22;
+/// Output elements (matmul) or rows (attention, memory-bound ops: this ÷ 32) a sampled check
+/// computes.
 const SAMPLES: usize = 2048;
+
+/// Output elements of an op the harness measures.
+fn output_len(op: &Op) -> usize {
+    match op {
+        Op::Matmul(mm) => (mm.batch * mm.m * mm.n) as usize,
+        Op::Attention(a) => (a.batch * a.q_heads * a.q_len * a.v_head_dim) as usize,
+        Op::Memory(m) => (m.rows * m.cols) as usize,
+        _ => 0,
+    }
+}
 
 /// The expected output of `op` on `inputs`.
 pub fn expected(op: &Op, inputs: &[Vec<f32>], seed: u64) -> Result<Expected, BackendError> {
-    if op.flops() <= FULL_REFERENCE_MAX_FLOPS {
+    if op.flops() <= FULL_REFERENCE_MAX_FLOPS && output_len(op) <= FULL_REFERENCE_MAX_OUTPUTS {
         return reference(op, inputs).map(Expected::Full);
     }
+    sampled(op, inputs, seed)
+}
+
+/// The reference at a seeded sample of output positions: matmul elements, whole rows of
+/// attention and of memory-bound ops; the first and last always among them.
+fn sampled(op: &Op, inputs: &[Vec<f32>], seed: u64) -> Result<Expected, BackendError> {
+    use crate::measure::backend::cpu;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
+    // Whole rows of a `rows` × `width` output, each computed by `row`.
+    let mut by_rows = |rows: usize, width: usize, row: &(dyn Fn(usize) -> Vec<f64> + Sync)| {
+        let mut picked: Vec<usize> = (0..SAMPLES / 32)
+            .map(|_| rng.random_range(0..rows))
+            .collect();
+        picked.extend([0, rows - 1]);
+        let values: Vec<Vec<f64>> = picked.par_iter().map(|&r| row(r)).collect();
+        Expected::Sampled {
+            len: rows * width,
+            indices: picked
+                .iter()
+                .flat_map(|r| (0..width).map(move |c| r * width + c))
+                .collect(),
+            values: values.concat(),
+        }
+    };
     match op {
         Op::Matmul(mm) => {
             let len = (mm.batch * mm.m * mm.n) as usize;
             let mut indices: Vec<usize> = (0..SAMPLES).map(|_| rng.random_range(0..len)).collect();
             indices.extend([0, len - 1]);
             let values = indices
-                .iter()
-                .map(|&i| {
-                    crate::measure::backend::cpu::matmul_element(mm, &inputs[0], &inputs[1], i)
-                })
+                .par_iter()
+                .map(|&i| cpu::matmul_element(mm, &inputs[0], &inputs[1], i))
                 .collect();
             Ok(Expected::Sampled {
                 len,
@@ -177,25 +204,22 @@ pub fn expected(op: &Op, inputs: &[Vec<f32>], seed: u64) -> Result<Expected, Bac
         }
         Op::Attention(a) => {
             let rows = (a.batch * a.q_heads * a.q_len) as usize;
-            let dv = a.v_head_dim as usize;
-            let mut picked: Vec<usize> = (0..SAMPLES / 32)
-                .map(|_| rng.random_range(0..rows))
-                .collect();
-            picked.extend([0, rows - 1]);
-            let mut indices = Vec::new();
-            let mut values = Vec::new();
-            for row in picked {
-                let out = crate::measure::backend::cpu::attention_row(
-                    a, &inputs[0], &inputs[1], &inputs[2], row,
-                );
-                indices.extend((0..dv).map(|c| row * dv + c));
-                values.extend(out);
-            }
-            Ok(Expected::Sampled {
-                len: rows * dv,
-                indices,
-                values,
-            })
+            Ok(by_rows(rows, a.v_head_dim as usize, &|row| {
+                cpu::attention_row(a, &inputs[0], &inputs[1], &inputs[2], row)
+            }))
+        }
+        Op::Memory(m) => {
+            let kind = crate::measure::backend::measured_memory_kind(m)?;
+            let cols = m.cols as usize;
+            let x = |row: usize, width: usize| &inputs[0][row * width..(row + 1) * width];
+            Ok(by_rows(m.rows as usize, cols, &|row| match kind {
+                MemoryKind::RmsNorm => cpu::rmsnorm(x(row, cols), &inputs[1], cols),
+                MemoryKind::GatedActivation(_) => cpu::gated_silu(x(row, 2 * cols), cols),
+                MemoryKind::ResidualAdd => {
+                    cpu::residual_add(x(row, cols), &inputs[1][row * cols..(row + 1) * cols])
+                }
+                _ => cpu::rotary_row(x(row, cols), row, &cpu::RotaryLayout::standalone(m)),
+            }))
         }
         other => Err(BackendError::Unsupported(format!(
             "no reference implementation for {other}"
@@ -215,7 +239,7 @@ pub fn check(out: &[f32], expected: &Expected, tolerance: f64) -> Correctness {
             if out.len() != *len {
                 return compare(out, &vec![0.0; *len], tolerance);
             }
-            let unwritten = out.iter().filter(|v| !v.is_finite()).count();
+            let unwritten = out.par_iter().filter(|v| !v.is_finite()).count();
             if unwritten > 0 {
                 return Correctness {
                     max_rel_error: f64::INFINITY,
@@ -335,7 +359,10 @@ pub fn measure(
     seed: u64,
 ) -> Result<Vec<Measurement>, BackendError> {
     let set_bytes = op.min_bytes();
-    let n_sets = ((plan.rotate_bytes / set_bytes).ceil() as usize).clamp(1, 8);
+    let n_sets = plan
+        .input_sets
+        .unwrap_or_else(|| ((plan.rotate_bytes / set_bytes).ceil() as usize).clamp(1, 8))
+        .max(1);
     let sets = (0..n_sets)
         .map(|i| inputs(op, seed.wrapping_add(i as u64)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -522,6 +549,59 @@ mod tests {
         let mut wrong = out;
         wrong[indices[0]] += 1.0;
         assert!(!check(&wrong, &exp, 1e-5).pass);
+    }
+
+    #[test]
+    fn sampled_memory_reference_checks_whole_rows_of_every_kind() {
+        use crate::model::ops::{Activation, MemoryOp, Pass};
+        for kind in [
+            MemoryKind::RmsNorm,
+            MemoryKind::GatedActivation(Activation::Silu),
+            MemoryKind::ResidualAdd,
+            MemoryKind::Rotary,
+        ] {
+            let op = Op::Memory(MemoryOp::new(kind, Pass::Forward, 300, 256, DType::Bf16));
+            let ins = inputs(&op, 4).unwrap();
+            let full = reference(&op, &ins).unwrap();
+            let Expected::Sampled {
+                len,
+                indices,
+                values,
+            } = sampled(&op, &ins, 4).unwrap()
+            else {
+                panic!("expected a sampled reference");
+            };
+            assert_eq!(len, full.len(), "{kind:?}");
+            assert!(indices.len() >= 66 * 256 / 2 && indices.len() % 256 == 0);
+            assert!(indices.contains(&0) && indices.contains(&(len - 1)));
+            for (i, v) in indices.iter().zip(&values) {
+                assert!((full[*i] - v).abs() < 1e-12, "{kind:?} at {i}");
+            }
+            let out: Vec<f32> = full.iter().map(|v| *v as f32).collect();
+            let exp = Expected::Sampled {
+                len,
+                indices: indices.clone(),
+                values,
+            };
+            assert!(check(&out, &exp, op_tolerance(&op)).pass, "{kind:?}");
+            let mut wrong = out;
+            wrong[indices[300]] += 1.0;
+            assert!(!check(&wrong, &exp, op_tolerance(&op)).pass, "{kind:?}");
+        }
+        // A memory-bound op with more outputs than the full reference takes is sampled.
+        let big = MemoryOp::new(
+            MemoryKind::ResidualAdd,
+            Pass::Forward,
+            4097,
+            1024,
+            DType::Bf16,
+        );
+        let n = (big.rows * big.cols) as usize;
+        let ins = vec![vec![0.5f32; n], vec![0.25f32; n]];
+        assert!(matches!(
+            expected(&Op::Memory(big), &ins, 1).unwrap(),
+            Expected::Sampled { len, .. } if len == n
+        ));
     }
 
     #[test]

@@ -15,10 +15,9 @@ pub use launch::{Arg, Buf, Cuda, CudaSpec, Launch, Layouts, Library};
 pub use specs::SPECS;
 
 use super::spec::{self, Source};
-use super::{Backend, BackendError, Clock, DeviceInfo, Result, Telemetry, Variant};
+use super::{Backend, BackendError, Clock, DeviceInfo, Result, Telemetry, Variant, host};
 use crate::model::dtype::DType;
-use crate::model::dtype::fp8_bits;
-use crate::model::ops::{Matmul, Op, Pass};
+use crate::model::ops::{Op, Pass};
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
 use std::collections::HashMap;
@@ -86,49 +85,21 @@ impl Elem {
     fn encode(self, values: &[f32]) -> Vec<u8> {
         match self {
             Elem::F32 => bytemuck::cast_slice(values).to_vec(),
-            Elem::F16 => values
-                .iter()
-                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                .collect(),
-            Elem::Bf16 => values
-                .iter()
-                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-                .collect(),
-            Elem::Fp8E4m3 => values
-                .iter()
-                .map(|v| fp8_bits(DType::Fp8E4m3, *v))
-                .collect(),
-            Elem::I8 => values.iter().map(|v| (*v as i8) as u8).collect(),
-            Elem::I32 => values
-                .iter()
-                .flat_map(|v| (*v as i32).to_le_bytes())
-                .collect(),
+            Elem::F16 => host::encode(values, |v| half::f16::from_f32(v).to_le_bytes()),
+            Elem::Bf16 => host::encode(values, |v| half::bf16::from_f32(v).to_le_bytes()),
+            Elem::Fp8E4m3 => host::encode(values, |v| [host::fp8_e4m3_bits(v)]),
+            Elem::I8 => host::encode(values, |v| [(v as i8) as u8]),
+            Elem::I32 => host::encode(values, |v| (v as i32).to_le_bytes()),
         }
     }
 
     fn decode(self, bytes: &[u8], n: usize) -> Vec<f32> {
         match self {
-            Elem::F32 => bytes
-                .chunks_exact(4)
-                .take(n)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Elem::I32 => bytes
-                .chunks_exact(4)
-                .take(n)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
-                .collect(),
-            Elem::F16 => bytes
-                .chunks_exact(2)
-                .take(n)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Elem::Bf16 => bytes
-                .chunks_exact(2)
-                .take(n)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Elem::Fp8E4m3 | Elem::I8 => bytes.iter().take(n).map(|b| *b as i8 as f32).collect(),
+            Elem::F32 => host::decode(bytes, n, f32::from_le_bytes),
+            Elem::I32 => host::decode(bytes, n, |b| i32::from_le_bytes(b) as f32),
+            Elem::F16 => host::decode(bytes, n, |b| half::f16::from_le_bytes(b).to_f32()),
+            Elem::Bf16 => host::decode(bytes, n, |b| half::bf16::from_le_bytes(b).to_f32()),
+            Elem::Fp8E4m3 | Elem::I8 => host::decode(bytes, n, |[b]| b as i8 as f32),
         }
     }
 
@@ -443,13 +414,16 @@ impl Backend for CudaBackend {
         for set in sets {
             let mut bufs = Vec::new();
             for (i, (t, e)) in set.iter().zip(&elems).enumerate() {
+                let mut data = e.encode(t);
                 // 8-bit matmuls take B as n×k (k contiguous), the layout fp8 tensor cores and
                 // cuBLASLt use.
-                let data = match op {
-                    Op::Matmul(mm) if i == 1 && e.bytes() == 1 => transpose_b(mm, t),
-                    _ => t.clone(),
-                };
-                bufs.push(self.stream.clone_htod(&e.encode(&data)).map_err(drv)?);
+                if let Op::Matmul(mm) = op
+                    && i == 1
+                    && e.bytes() == 1
+                {
+                    data = host::transpose(&data, mm.k as usize, mm.n as usize);
+                }
+                bufs.push(self.stream.clone_htod(&data).map_err(drv)?);
             }
             inputs.push(bufs);
         }
@@ -533,27 +507,10 @@ impl Backend for CudaBackend {
     }
 }
 
-/// B (k×n row-major) as n×k row-major.
-fn transpose_b(mm: &Matmul, b: &[f32]) -> Vec<f32> {
-    let (k, n) = (mm.k as usize, mm.n as usize);
-    let mut out = vec![0.0; b.len()];
-    for z in 0..mm.batch as usize {
-        let (src, dst) = (
-            &b[z * k * n..(z + 1) * k * n],
-            &mut out[z * k * n..(z + 1) * k * n],
-        );
-        for i in 0..k {
-            for j in 0..n {
-                dst[j * k + i] = src[i * n + j];
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::Matmul;
 
     #[test]
     fn element_encodings_round_trip() {
@@ -576,16 +533,22 @@ mod tests {
 
     #[test]
     fn b_is_transposed_per_batch() {
-        let mm = Matmul::new(2, 1, 3, 2, DType::Int8);
-        let b = [
-            1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0,
-        ];
+        let b: Vec<u8> = (1..=12).collect();
+        // Two 3×2 matrices, each as 2×3.
         assert_eq!(
-            transpose_b(&mm, &b),
-            [
-                1.0, 4.0, 2.0, 5.0, 3.0, 6.0, 7.0, 10.0, 8.0, 11.0, 9.0, 12.0
-            ]
+            host::transpose(&b, 3, 2),
+            [1, 3, 5, 2, 4, 6, 7, 9, 11, 8, 10, 12]
         );
+    }
+
+    #[test]
+    fn fp8_inputs_encode_as_the_reference_bits() {
+        let v = crate::measure::harness::random_tensor(5000, DType::Fp8E4m3, 9);
+        let want: Vec<u8> = v
+            .iter()
+            .map(|x| crate::model::dtype::fp8_bits(DType::Fp8E4m3, *x))
+            .collect();
+        assert_eq!(Elem::Fp8E4m3.encode(&v), want);
     }
 
     fn offered(op: &Op) -> Vec<&'static str> {
