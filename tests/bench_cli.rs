@@ -35,6 +35,7 @@ fn devices_lists_every_backend_and_why_one_is_missing() {
     }
 }
 
+/// Without --out, records go to ./gpucost-results/<device>/, never into a results/ folder.
 #[test]
 fn bench_writes_one_record_per_variant_and_shape() {
     if !have_adapter() {
@@ -45,6 +46,7 @@ fn bench_writes_one_record_per_variant_and_shape() {
     std::fs::write(&shapes, "[[attention]]\nbatch = 1\nheads = 4\nkv_heads = 2\nseq_q = 9\nhead_dim = 64\ncausal = true\n").unwrap();
     let out = run_ok(
         gpucost()
+            .current_dir(dir.path())
             .args([
                 "bench",
                 "--op",
@@ -53,30 +55,84 @@ fn bench_writes_one_record_per_variant_and_shape() {
                 "f32",
                 "--budget-s",
                 "0.2",
+                "--input-sets",
+                "2",
                 "--shapes",
             ])
-            .arg(&shapes)
-            .arg("--out")
-            .arg(dir.path()),
+            .arg(&shapes),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("fused") && stdout.contains("naive") && stdout.contains("wrote 2 records"),
         "{stdout}"
     );
-    let files: Vec<_> = files_under(dir.path())
+    assert!(!dir.path().join("results").exists());
+    let files: Vec<_> = files_under(&dir.path().join("gpucost-results"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     assert_eq!(files.len(), 1);
     let read = gpucost::measure::records::read(&files[0]).unwrap();
     assert_eq!(read.records.len(), 2);
+    assert_eq!(
+        files[0].parent().unwrap().file_name().unwrap().to_str(),
+        Some(read.records[0].device.slug().as_str())
+    );
     for r in &read.records {
         assert!(r.correctness.pass);
         let t = r.timing.as_ref().unwrap();
         assert!(t.summary.median_s > 0.0 && t.flops_per_s > 0.0 && !t.samples_s.is_empty());
         assert!(t.roofline_fraction.is_some());
     }
+}
+
+/// A shape the named variant cannot run is skipped with a line and counted; the rest run.
+#[test]
+fn bench_skips_shapes_a_named_variant_cannot_run() {
+    if !have_adapter() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let shapes = dir.path().join("shapes.toml");
+    // The WGSL attention kernels read head dims in vec4s: 6 is not offered.
+    let entry = |d: u32| {
+        format!("[[attention]]\nbatch = 1\nheads = 2\nseq_q = 5\nhead_dim = {d}\ncausal = true\n")
+    };
+    std::fs::write(&shapes, entry(6) + &entry(64) + &entry(6)).unwrap();
+    let out = run_ok(
+        gpucost()
+            .args([
+                "bench",
+                "--op",
+                "attention",
+                "--dtype",
+                "f32",
+                "--variant",
+                "fused",
+                "--budget-s",
+                "0.1",
+                "--shapes",
+            ])
+            .arg(&shapes)
+            .arg("--out")
+            .arg(dir.path()),
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("wrote 1 records"), "{stdout}");
+    assert_eq!(
+        stderr
+            .matches("for fused: not offered for this shape")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("skipped 2 of 3 shapes: --variant fused not offered"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -98,4 +154,24 @@ fn bench_rejects_bad_flags_with_one_line() {
         e.contains("matmul[0]: m, n, k and batch must be positive"),
         "{e}"
     );
+    let e = common::user_error(&["bench", "--op", "matmul", "--input-sets", "0"]);
+    assert!(e.contains("--input-sets must be positive, got 0"), "{e}");
+    // A name the backend has no kernel by is a mistake, not a shape to skip.
+    let e = common::user_error(&["bench", "--op", "matmul", "--variant", "regblok"]);
+    assert!(
+        e.contains("--variant: 'regblok' is no wgpu variant for these fp32 shapes (have: naive, tiled, regblock)"),
+        "{e}"
+    );
+    let e = common::user_error(&[
+        "bench",
+        "--backend",
+        "cuda",
+        "--op",
+        "attention",
+        "--dtype",
+        "bf16",
+        "--variant",
+        "cublas",
+    ]);
+    assert!(e.contains("'cublas' is no cuda variant"), "{e}");
 }

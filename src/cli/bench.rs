@@ -4,9 +4,10 @@
 use super::Format;
 use super::format::{percent, seconds};
 use crate::error::Error;
-use crate::measure::backend::Backend;
 use crate::measure::backend::cuda::CudaBackend;
+use crate::measure::backend::spec::{self, KernelSpec};
 use crate::measure::backend::wgpu::WgpuBackend;
+use crate::measure::backend::{self as backends, Backend};
 use crate::measure::harness::{self, Measurement, TimingPlan};
 use crate::measure::records::{self, Record, Timing, Writer};
 use crate::model::cost::{CostModel, Roofline};
@@ -47,14 +48,16 @@ pub struct BenchArgs {
     /// attention on cuda.
     #[arg(long, default_value = "f32")]
     dtype: String,
-    /// Only these variants (repeat or comma-separate); default all.
+    /// Only these variants (repeat or comma-separate); default all. A shape a named variant
+    /// cannot run is skipped for it, with a line on stderr.
     #[arg(long, value_delimiter = ',')]
     variant: Vec<String>,
     /// `smoke` (CI-sized), `sweep` (the calibration grid) or a TOML file of shapes.
     #[arg(long, default_value = "smoke")]
     shapes: String,
-    /// Results folder; records go to DIR/<device>/<op>-<dtype>-<time>.jsonl.
-    #[arg(long, default_value = "results")]
+    /// Results folder; records go to DIR/<device>/<backend>-<op>-<dtype>-<time>.jsonl. The
+    /// default keeps new measurements out of the repository's committed results/.
+    #[arg(long, default_value = "gpucost-results")]
     out: PathBuf,
     /// Do not write a results file.
     #[arg(long)]
@@ -70,6 +73,11 @@ pub struct BenchArgs {
     target_cv: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Input sets rotated between samples (default: enough to cover three times the profile's
+    /// L2, at most 8). Making inputs is host time; the CUDA backend flushes the L2 before
+    /// every sample anyway, so 1 is enough there.
+    #[arg(long)]
+    input_sets: Option<i64>,
     /// Skip the slow baseline variants (naive, tiled) on problems above this many FLOPs.
     #[arg(long, default_value_t = 2e11)]
     baseline_max_flops: f64,
@@ -138,8 +146,26 @@ pub fn run(a: BenchArgs) -> Result<()> {
             Error::Unsupported("--budget-s and --target-cv must be positive".into()).into(),
         );
     }
+    let input_sets = a
+        .input_sets
+        .map(|n| super::args::positive("input-sets", n))
+        .transpose()?
+        .map(|n| n as usize);
     // Read the shapes before touching the device, so a bad shape file fails fast and alone.
     let mut ops = shapes(&a, dtype, f64::INFINITY)?;
+    for v in &a.variant {
+        let known = match a.backend {
+            BackendName::Wgpu => table_names(backends::wgpu::SPECS, v, &ops),
+            BackendName::Cuda => table_names(backends::cuda::SPECS, v, &ops),
+        };
+        if let Err(have) = known {
+            return Err(Error::Unknown(format!(
+                "--variant: '{v}' is no {} variant for these {dtype} shapes (have: {have})",
+                format!("{:?}", a.backend).to_lowercase()
+            ))
+            .into());
+        }
+    }
     let mut backend: Box<dyn Backend> = match a.backend {
         BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter)?),
         BackendName::Cuda => Box::new(CudaBackend::open(a.adapter)?),
@@ -161,6 +187,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         budget: Duration::from_secs_f64(a.budget_s),
         target_cv: a.target_cv,
         rotate_bytes: profile.as_ref().map_or(0.0, |p| 3.0 * p.l2_bytes.value),
+        input_sets,
         ..TimingPlan::default()
     };
     let mut writer = if a.no_save {
@@ -184,18 +211,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut records = Vec::new();
+    let mut skipped = 0usize;
+    // Lines on stderr that the bar, drawn only on a terminal, does not swallow.
+    let note = |line: String| progress.suspend(|| eprintln!("{line}"));
     for op in &ops {
         progress.set_message(op.to_string());
         let offered = backend.variants(op);
         let available: Vec<&str> = offered.iter().map(|v| v.name).collect();
-        if available.is_empty() {
-            progress.println(format!(
-                "skipped {op}: no {} variant runs it here",
-                device.backend
-            ));
-            progress.inc(1);
-            continue;
-        }
         let chosen: Vec<&str> = if a.variant.is_empty() {
             offered
                 .iter()
@@ -203,17 +225,37 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 .map(|v| v.name)
                 .collect()
         } else {
-            for v in &a.variant {
-                if !available.contains(&v.as_str()) {
-                    return Err(Error::Unknown(format!(
-                        "--variant: '{v}' does not run {op} (available: {})",
+            let (runs, cannot): (Vec<&str>, Vec<&str>) = a
+                .variant
+                .iter()
+                .map(String::as_str)
+                .partition(|v| available.contains(v));
+            if !cannot.is_empty() {
+                note(format!(
+                    "skipped {op} for {}: not offered for this shape here (available: {})",
+                    cannot.join(", "),
+                    if available.is_empty() {
+                        "none".to_string()
+                    } else {
                         available.join(", ")
-                    ))
-                    .into());
-                }
+                    }
+                ));
+                skipped += 1;
             }
-            a.variant.iter().map(String::as_str).collect()
+            runs
         };
+        if chosen.is_empty() {
+            if a.variant.is_empty() {
+                note(if available.is_empty() {
+                    format!("skipped {op}: no {} variant runs it here", device.backend)
+                } else {
+                    format!("skipped {op}: only baselines run it, above --baseline-max-flops")
+                });
+                skipped += 1;
+            }
+            progress.inc(1);
+            continue;
+        }
         let measured = harness::measure(backend.as_mut(), op, &chosen, &plan, a.seed)
             .with_context(|| format!("measuring {op}"))?;
         for m in &measured {
@@ -226,6 +268,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
         progress.inc(1);
     }
     progress.finish_and_clear();
+    if skipped > 0 {
+        let why = if a.variant.is_empty() {
+            "nothing to run on them here".to_string()
+        } else {
+            format!(
+                "--variant {} not offered for them here",
+                a.variant.join(",")
+            )
+        };
+        eprintln!("skipped {skipped} of {} shapes: {why}", ops.len());
+    }
 
     let mut out = String::new();
     if a.format == Format::Json {
@@ -251,6 +304,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
         );
     }
     super::emit(&out)
+}
+
+/// `Ok` when `variant` names a kernel of `table` for the class and dtype of any of `ops` (shape
+/// limits aside), else the names the table has for them.
+fn table_names<K>(table: &[KernelSpec<K>], variant: &str, ops: &[Op]) -> Result<(), String> {
+    match ops.first() {
+        Some(first)
+            if !ops
+                .iter()
+                .any(|op| spec::find(table, variant, op).is_some()) =>
+        {
+            Err(spec::names_for(table, first))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Median seconds of the fastest correct vendor-library record for the same op, if any.
