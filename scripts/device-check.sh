@@ -15,12 +15,12 @@
 # CALIBRATION=1: correctness on the smoke shapes, the composition check, then the bf16 and fp16
 # calibration sweeps with long limits (no wgpu, no criterion), within about 6.5 minutes.
 # SWEEP=1: the dense calibration sweep within 7 minutes (SWEEP_BUDGET_S), vendors first: cuBLAS /
-# cuBLASLt GEMMs in bf16, fp16, fp8-e4m3 and tf32, PyTorch SDPA prefill and decode, the
-# memory-bound kernels, PyTorch Llama models end to end beside `gpucost predict`, then our own
-# kernels on a thin grid in the time left; everything is packed into $OUT/sweep.tar.gz at the end
-# (SWEEP_KEEP=1 keeps the loose files too). SWEEP_DRY=1: count the sweep's shapes and estimate
-# each step's time, here or there, no GPU needed. The shape files and the time model:
-# scripts/make_sweep.py.
+# cuBLASLt GEMMs in bf16, fp16, fp8-e4m3 and tf32, PyTorch SDPA (flash and cuDNN) prefill and
+# decode, the memory-bound kernels, PyTorch Llama models end to end beside `gpucost predict`,
+# then our own kernels on a thin grid in the time left; everything is packed into
+# $OUT/sweep.tar.gz at the end (SWEEP_KEEP=1 keeps the loose files too). SWEEP_DRY=1: count the
+# sweep's shapes and estimate each step's time, here or there, no GPU needed. The shape files
+# and the time model: scripts/make_sweep.py.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -57,9 +57,9 @@ sweep_plan() {
   cat <<'PLAN'
 gemm bf16 90 scripts/sweep_h200_gemm.toml cublas
 gemm fp16 25 scripts/sweep_h200_gemm.toml cublas
-gemm fp8-e4m3 30 scripts/sweep_h200_gemm_fp8.toml cublaslt
+gemm fp8-e4m3 30 scripts/sweep_h200_gemm.toml cublaslt
 gemm tf32 25 scripts/sweep_h200_gemm.toml cublas-tf32
-sdpa bf16 50 scripts/sweep_h200_attention.toml -
+sdpa bf16 75 scripts/sweep_h200_attention.toml -
 memory bf16 25 scripts/sweep_h200_memory.toml -
 e2e - 100 models/Meta-Llama-3-8B.json,models/Llama-2-7b-hf.json -
 gemm bf16 rest scripts/sweep_h200_ours.toml -
@@ -82,30 +82,13 @@ sweep_dry() {
     --setup-s "$SWEEP_SETUP_S" "${args[@]}"
 }
 
-# A copy of the device's catalog profile whose L2 is one byte: gpucost bench then makes one input
-# set per shape instead of rotating up to eight over three L2s. Rotation guards against a warm L2;
-# the CUDA backend flushes the L2 before every sample anyway, and making inputs on the host is
-# most of the sweep's time. Prints the file's path, or nothing for a device without a profile.
-sweep_profile() {
-  local name p f
-  name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-  case "$name" in
-    *H200*) p=h200-sxm ;;
-    *H100*PCIe*) p=h100-pcie ;;
-    *H100*) p=h100-sxm ;;
-    *) return 0 ;;
-  esac
-  f=/tmp/gpucost-sweep-$p.toml
-  sed -E 's/^l2_bytes = .*/l2_bytes = { value = 1, source = "one byte, not the device L2: one input set per shape (the CUDA backend flushes the L2 before every sample)" }/' \
-    "hw_profiles/$p.toml" > "$f" && grep -q '^l2_bytes = { value = 1,' "$f" && echo "$f"
-}
-
 sweep() {
   local res=$1 bin=$2 deadline=$((SWEEP_BUDGET_S - SWEEP_RESERVE_S))
   echo "=== sweep: ${SWEEP_BUDGET_S} s in all; the dry run's estimate:"
   sweep_dry
-  local hw; hw=$(sweep_profile)
-  local opts=(--budget-s 0.1 --target-cv 0.03 --out "$res" ${hw:+--hw "$hw"})
+  # One input set per shape: the CUDA backend flushes the L2 before every sample, and making
+  # inputs is host time.
+  local opts=(--budget-s 0.1 --target-cv 0.03 --input-sets 1 --out "$res")
   GPUCOST_GIT_REVISION=$(cat .device/revision 2>/dev/null || echo unknown)
   export GPUCOST_GIT_REVISION PYTHONUNBUFFERED=1
   local kind dtype limit file variants left rest var cfgs

@@ -9,28 +9,29 @@ subset: the projections of a 4096-wide model first, then the grid from coarse to
 level cheapest first. Files (read by `gpucost bench --shapes FILE` and by
 `reference_torch.py --shapes FILE`):
 
-  sweep_h200_gemm.toml       [[matmul]]  bf16, fp16, tf32 (cuBLAS): M 1..16384 (powers of two)
-                                         x N, K 256..32768 (every other power of two, and 32768),
-                                         plus QKV (GQA), attention-out, gate+up, down and the
-                                         128k-vocab LM head of hidden 2048..16384 at M in
-                                         {1, 8, 64, 512, 4096, 16384}
-  sweep_h200_gemm_fp8.toml   [[matmul]]  the same for fp8-e4m3 (cuBLASLt wants M, N, K multiples
-                                         of 16, so M starts at 16), with a smaller size cap
-  sweep_h200_attention.toml  [[attention]] PyTorch SDPA: prefill 512..32k tokens, head dim
-                                         64/128/256, MHA and GQA, causal and not, one sequence
-                                         and a 64k-token batch; decode (q_len 1) over 1k..128k
-                                         contexts at batch 1..256
+  sweep_h200_gemm.toml       [[matmul]]  bf16, fp16, tf32 (cuBLAS) and fp8-e4m3 (cuBLASLt):
+                                         M 1..16384 (powers of two) x N, K 256..32768 (every
+                                         other power of two, and 32768), plus QKV (GQA),
+                                         attention-out, gate+up, down and the 128k-vocab LM head
+                                         of hidden 2048..16384 at M in {1, 8, 64, 512, 4096,
+                                         16384}; cuBLASLt fp8 wants M, N, K multiples of 16, and
+                                         `gpucost bench --variant cublaslt` skips the others
+  sweep_h200_attention.toml  [[attention]] PyTorch SDPA (flash and cuDNN backends): prefill
+                                         512..32k tokens, head dim 64/128/256, MHA and GQA,
+                                         causal and not, one sequence and a 64k-token batch;
+                                         decode (q_len 1) over 1k..128k contexts at batch 1..256
   sweep_h200_memory.toml     [[memory]]  RMSNorm, SwiGLU, residual add, rotary at real widths
   sweep_h200_ours.toml       [[matmul]] + [[attention]]: a thin grid for our own kernels
 
-The time model (used by `estimate` and to cap the grid) comes from the H100 runs'
-results: `gpucost bench` spends most of a shape's time on the host making its random inputs
-(about 13 ns per input element, 85 ns for fp8, whose rounding and encoding are slow), then
-checking the output (assumed 3 ns per output element); a timed sample costs the kernel (a
-roofline at the efficiencies below), the L2 flush (2 x 60 MiB) and a launch and sync. The
-device check passes a profile whose L2 is one byte, so bench makes one input set per shape
-(the CUDA backend flushes the L2 before every sample, which is what rotating sets guards
-against on backends that cannot). See ASSUMPTIONS for every constant.
+The time model (used by `estimate` and to cap the grid): `gpucost bench` spends a large part of
+a shape's time on the host making its random inputs and packing them for upload (about 3 ns
+per input element, 4 ns in fp8, as measured on a 2-vCPU VM with the inputs made on every core;
+a many-core GPU host is faster, so this is an upper bound; the H100 runs, before inputs were
+made in parallel, spent 13 ns and 85 ns), then checking the output (assumed 3 ns per output
+element); a timed sample costs the kernel (a roofline at the efficiencies below), the L2 flush
+(2 x 60 MiB) and a launch and sync. The device check passes `--input-sets 1`, so bench makes
+one input set per shape (the CUDA backend flushes the L2 before every sample, which is what
+rotating sets guards against on backends that cannot). See ASSUMPTIONS for every constant.
 
 STEP is KIND:DTYPE:LIMIT_S:FILE[:VARIANTS], KIND one of gemm, attention (our kernels),
 memory, sdpa, e2e (FILE then names model configs, comma-separated, and DTYPE is ignored).
@@ -49,10 +50,12 @@ ASSUMPTIONS = {
     "process_start_s": 1.5,        # gpucost bench: CUDA context, NVRTC compile, cuBLAS handles
     "python_start_s": 8.0,         # python3 + import torch + CUDA context
     "shape_fixed_s": 0.03,         # per shape: allocation, upload, the first launches
-    "gen_ns_per_input": {"fp32": 13, "tf32": 13, "fp16": 13, "bf16": 13, "int8": 18,
-                         "fp8-e4m3": 85},
+    "gen_ns_per_input": {"fp32": 3, "tf32": 3, "fp16": 3, "bf16": 3, "int8": 3,
+                         "fp8-e4m3": 4},
     "check_ns_per_output": 3,      # poison, download, decode, NaN scan, per variant
-    "memory_ref_ns_per_output": 10,  # memory ops: the full f64 reference and compare
+    "memory_ref_ns_per_output": 10,  # memory ops: the f64 reference and compare, per output checked
+    "full_reference_max_outputs": 2 ** 22,  # above: 66 sampled rows are checked
+    "sdpa_variants": 2,            # PyTorch SDPA's flash and cuDNN backends, on the same inputs
     "attn_ref_ns_per_mac": 1.0,    # our attention: 66 sampled rows x kv x d on the host
     "flush_s": 40e-6,              # memset of 2 x L2 before every sample
     "sample_overhead_s": 15e-6,    # event record, launch, sync (gpucost); torch adds 30 us
@@ -120,18 +123,14 @@ def sampling(t, overhead, budget_s):
     return (A["warmup_runs"] + 1) * (t + overhead) + n * per
 
 
-def gemm_shapes(args, fp8=False):
+def gemm_shapes(args):
     """The priority-ordered GEMM grid, capped by estimated host cost and device memory."""
-    dtype = "fp8-e4m3" if fp8 else "bf16"
-    cap = args.fp8_max_shape_s if fp8 else args.max_shape_s
-    proj_cap = args.fp8_max_shape_s if fp8 else args.proj_max_shape_s
+    dtype = "bf16"
+    cap, proj_cap = args.max_shape_s, args.proj_max_shape_s
     ms = [m for m in pow2(1, args.m_max)]
     nks = pow2(args.nk_min, args.nk_max, args.nk_step)
     proj_ms = [int(x) for x in args.proj_m.split(",")]
     hiddens = [int(x) for x in args.hidden.split(",")]
-    if fp8:  # cuBLASLt fp8: M, N, K multiples of 16
-        ms = [m for m in ms if m % 16 == 0]
-        proj_ms = sorted({max(16, m) for m in proj_ms})
 
     def ok(m, n, k, proj):
         elems = m * k + k * n + m * n
@@ -208,6 +207,11 @@ def attention_shapes(args):
     return out, dropped
 
 
+def cublaslt_takes(m, n, k):
+    """Whether cuBLASLt fp8 runs a shape (as kernels/cuda/specs.rs accepts it)."""
+    return m % 16 == 0 and n % 16 == 0 and k % 16 == 0
+
+
 def sdpa_cost(s, dtype, ours=False, budget_s=0.1):
     b, hq, hkv, q, kv, d, causal = s
     pairs = q * kv if not causal else (kv * (kv + 1)) // 2 - ((kv - q) * (kv - q + 1)) // 2
@@ -219,17 +223,18 @@ def sdpa_cost(s, dtype, ours=False, budget_s=0.1):
         host = A["shape_fixed_s"] + A["gen_ns_per_input"][dtype] * 1e-9 * nbytes / 2 \
             + A["attn_ref_ns_per_mac"] * 1e-9 * 66 * kv * d + A["check_ns_per_output"] * 1e-9 * b * hq * q * d
         return host + sampling(t, A["sample_overhead_s"], budget_s)
-    # torch: inputs made on the GPU; the f64 check of 66 rows costs ~0.5 ms each plus the copy.
+    # torch: inputs made on the GPU; the f64 check of 66 rows costs ~0.5 ms each plus the copy,
+    # computed once and compared with each backend's output.
     host = 0.04 + 66 * (0.5e-3 + kv * d * 16 / 1e12)
-    return host + sampling(t, A["torch_sample_overhead_s"], budget_s)
+    return host + A["sdpa_variants"] * sampling(t, A["torch_sample_overhead_s"], budget_s)
 
 
 MEMORY_KINDS = ("rmsnorm", "gated-silu", "residual-add", "rotary")
 
 
 def memory_shapes(args):
-    """(kind, rows, cols) at the widths real models use; rows x cols capped (the host computes
-    the whole f64 reference, and bench has no sampled reference for ops over 5e8 FLOPs)."""
+    """(kind, rows, cols) at the widths real models use; rows x cols capped (bandwidth has long
+    saturated by then, and the host makes every input)."""
     widths = {
         "rmsnorm": [2048, 4096, 8192, 16384],
         "residual-add": [2048, 4096, 8192, 16384],
@@ -262,8 +267,9 @@ def memory_cost(kind, rows, cols, dtype, budget_s=0.1):
     e = rows * cols
     inputs = {"rmsnorm": e + cols, "gated-silu": 2 * e, "residual-add": 2 * e, "rotary": e}[kind]
     reads = {"rmsnorm": 1, "gated-silu": 2, "residual-add": 2, "rotary": 1}[kind]
+    checked = e if e <= A["full_reference_max_outputs"] else 66 * cols
     host = A["shape_fixed_s"] + A["gen_ns_per_input"][dtype] * 1e-9 * inputs \
-        + (A["memory_ref_ns_per_output"] + A["check_ns_per_output"]) * 1e-9 * e
+        + A["memory_ref_ns_per_output"] * 1e-9 * checked + A["check_ns_per_output"] * 1e-9 * e
     t = (reads + 1) * e * A["bytes"][dtype] / (A["efficiency"]["memory"] * A["bandwidth"]) + 3e-6
     return host + sampling(t, A["sample_overhead_s"], budget_s)
 
@@ -323,29 +329,24 @@ def toml_memory(shapes):
 def gen(args):
     cmd = "scripts/make_sweep.py " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "scripts/make_sweep.py"
     gemm, gd = gemm_shapes(args)
-    fp8, fd = gemm_shapes(args, fp8=True)
     attn, ad = attention_shapes(args)
     mem, md = memory_shapes(args)
     mm, at = ours_shapes(args)
-    assert all(x % 16 == 0 for s in fp8 for x in s), "cuBLASLt fp8 needs multiples of 16"
+    fp8 = [s for s in gemm if cublaslt_takes(*s)]
     note = f"Written by `{cmd}`; regenerate rather than edit. Priority-ordered: a cut keeps a spread."
 
     def est(shapes, f):
         return sum(f(s) for s in shapes)
 
     write(os.path.join(args.out_dir, "sweep_h200_gemm.toml"), header(
-        "Dense GEMM calibration grid for cuBLAS (bf16, fp16, tf32) on an H200.",
+        "Dense GEMM calibration grid for cuBLAS (bf16, fp16, tf32) and cuBLASLt (fp8-e4m3) on an H200.",
         [note, f"{len(gemm)} shapes ({gd} over {args.max_shape_s:g} s, projections over {args.proj_max_shape_s:g} s, left out);",
          f"estimated {est(gemm, lambda s: matmul_cost(*s, 'bf16')):.0f} s in bf16, "
-         f"{est(gemm, lambda s: matmul_cost(*s, 'tf32')):.0f} s in tf32 with the vendor variant "
-         "(make_sweep.py's time model)."]) + toml_matmul(gemm))
-    write(os.path.join(args.out_dir, "sweep_h200_gemm_fp8.toml"), header(
-        "Dense GEMM calibration grid for cuBLASLt fp8-e4m3 on an H200 (M, N, K multiples of 16).",
-        [note, f"{len(fp8)} shapes ({fd} over {args.fp8_max_shape_s:g} s each left out);",
-         f"estimated {est(fp8, lambda s: matmul_cost(*s, 'fp8-e4m3')):.0f} s with the vendor variant."])
-        + toml_matmul(fp8))
+         f"{est(gemm, lambda s: matmul_cost(*s, 'tf32')):.0f} s in tf32 with the vendor variant, "
+         f"{est(fp8, lambda s: matmul_cost(*s, 'fp8-e4m3')):.0f} s in fp8-e4m3 over the {len(fp8)} "
+         "shapes cuBLASLt takes (M, N, K multiples of 16) (make_sweep.py's time model)."]) + toml_matmul(gemm))
     write(os.path.join(args.out_dir, "sweep_h200_attention.toml"), header(
-        "Attention calibration grid for PyTorch SDPA (flash) on an H200: prefill and decode (seq_q 1).",
+        "Attention calibration grid for PyTorch SDPA (flash, cuDNN) on an H200: prefill and decode (seq_q 1).",
         [note, f"{len(attn)} shapes ({ad} over {args.attn_max_bytes:.3g} bytes of Q, K, V, O left out);",
          f"estimated {est(attn, lambda s: sdpa_cost(s, 'bf16')):.0f} s in bf16 "
          "(scripts/reference_torch.py --shapes)."]) + toml_attention(attn))
@@ -424,7 +425,10 @@ def estimate(steps, budget, reserve=0.0, setup=0.0):
             # Without --variant, bench runs every variant: ours (mma) beside the vendor.
             ours = not variants
             nvar = nvar if variants else 2
-            sh = [(s["m"], s["n"], s["k"]) for s in read_shapes(path, "matmul")]
+            sh = [(s["m"], s["n"], s["k"]) for s in read_shapes(path, "matmul")
+                  if s.get("batch", 1) == 1 or variants != "cublaslt"]
+            if variants == "cublaslt":  # bench skips the shapes cuBLASLt does not take
+                sh = [s for s in sh if cublaslt_takes(*s)]
             costs = [matmul_cost(*s, dtype, nvar, ours) for s in sh]
             start = A["process_start_s"]
         elif kind == "attention":
@@ -486,11 +490,9 @@ def main():
     ap.add_argument("--mlp-ratio", type=float, default=3.5)
     ap.add_argument("--vocab", type=int, default=128256)
     ap.add_argument("--max-shape-s", type=float, default=1.0,
-                    help="GEMM grid cap: a shape's estimated seconds in bf16 (mostly making inputs on the host)")
+                    help="GEMM grid cap: a shape's estimated seconds in bf16")
     ap.add_argument("--proj-max-shape-s", type=float, default=2.5,
                     help="the same cap for the projection shapes")
-    ap.add_argument("--fp8-max-shape-s", type=float, default=1.5,
-                    help="fp8 GEMM cap: a shape's estimated seconds (inputs cost ~85 ns each)")
     ap.add_argument("--max-device-bytes", type=float, default=32e9)
     ap.add_argument("--attn-max-bytes", type=float, default=16e9, help="SDPA cap: bytes of Q, K, V, O")
     ap.add_argument("--memory-max-elems", type=float, default=2 ** 25, help="memory ops: rows*cols cap")

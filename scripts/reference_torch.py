@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Vendor reference for attention: PyTorch's scaled_dot_product_attention with the flash backend,
-timed the way gpucost times its own kernels (CUDA events, L2 flushed before every sample,
-warm-up, median of samples until the spread settles) and checked against an f64 reference on
-sampled rows. For every attention shape in a gpucost results file it appends a record in the same
-schema (variant "torch-sdpa-flash", vendor_library true), so `gpucost report` puts each of our
-kernels beside the vendor on the same shape. With --shapes it reads the shapes from a gpucost
+"""Vendor reference for attention: PyTorch's scaled_dot_product_attention with the flash backend
+and, where this PyTorch has it and it takes the shape, the cuDNN backend, each timed the way
+gpucost times its own kernels (CUDA events, L2 flushed before every sample, warm-up, median of
+samples until the spread settles) and checked against an f64 reference on sampled rows (the same
+inputs and rows for both). For every attention shape in a gpucost results file it appends a
+record per backend in the same schema (variants "torch-sdpa-flash" and "torch-sdpa-cudnn",
+vendor_library true), so `gpucost report` puts each of our kernels beside the vendor on the same
+shape, and the production stack can take the faster vendor kernel. With --shapes it reads the shapes from a gpucost
 shape file instead (its [[attention]] entries) and writes the records, in the same schema, to
 OUT/<device>/torch-attention-<dtype>-<ms>.jsonl, each flushed as it is measured; gpucost need
 not have run first.
@@ -20,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -81,47 +84,78 @@ def reference_rows(q, k, v, causal, rows, scale):
     return torch.stack(out)
 
 
+# The SDPA backends measured, each as its own vendor variant; a backend this PyTorch lacks (cuDNN
+# attention arrived in 2.5) or that refuses a shape is skipped for it.
+BACKENDS = [("torch-sdpa-flash", "FLASH_ATTENTION"), ("torch-sdpa-cudnn", "CUDNN_ATTENTION")]
+
+
 def measure(op, budget_s, flush, target_cv=0.03):
+    """Measures op on every SDPA backend: a list of (record fields or None, why skipped)."""
     dt = DTYPES[op["dtype"]]
     b, hq, hkv = op["batch"], op["q_heads"], op["kv_heads"]
     sq, skv, d = op["q_len"], op["kv_len"], op["qk_head_dim"]
+    # PyTorch aligns a causal mask top-left; gpucost puts queries at the end of the context.
+    # They agree when q_len == kv_len, and a single query sees everything either way.
+    if op["causal"] and sq not in (1, skv):
+        return [(None, "causal with q_len < kv_len > 1 has no SDPA equivalent")]
+    causal = op["causal"] and sq == skv
     g = torch.Generator(device="cuda").manual_seed(42)
     q = torch.empty(b, hq, sq, d, device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
     k = torch.empty(b, hkv, skv, d, device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
     v = torch.empty(b, hkv, skv, op["v_head_dim"], device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
-    # PyTorch aligns a causal mask top-left; gpucost puts queries at the end of the context.
-    # They agree when q_len == kv_len, and a single query sees everything either way.
-    if op["causal"] and sq not in (1, skv):
-        return None, "causal with q_len < kv_len > 1 has no SDPA flash equivalent"
-    causal = op["causal"] and sq == skv
-    variant = "torch-sdpa-flash"
+    rows = sorted(set([0, b * hq * sq - 1] + torch.randint(0, b * hq * sq, (62,)).tolist()))
+    ref = reference_rows(q, k, v, causal, rows, 1.0 / math.sqrt(d))
+    out = []
+    for name, attr in BACKENDS:
+        backend = getattr(SDPBackend, attr, None)
+        if backend is None:
+            out.append((None, f"{name}: this PyTorch has no SDPBackend.{attr}"))
+            continue
+        try:
+            out.append(measure_backend(op, q, k, v, causal, rows, ref, name, backend, budget_s,
+                                       flush, target_cv))
+        except Exception as e:  # a refusal or out of memory costs only this backend's record
+            first = str(e).splitlines()[0] if str(e) else ""
+            out.append((None, f"{name}: {type(e).__name__}: {first}"))
+            torch.cuda.empty_cache()
+    return out
+
+
+def measure_backend(op, q, k, v, causal, rows, ref, variant, backend, budget_s, flush, target_cv):
+    """Checks then times one SDPA backend on prepared inputs: (record fields, None)."""
+    dt = q.dtype
+    b, hq, hkv = op["batch"], op["q_heads"], op["kv_heads"]
+    sq, skv, d = op["q_len"], op["kv_len"], op["qk_head_dim"]
     kwargs = {}
     if hq != hkv:
         kwargs["enable_gqa"] = True
 
     def run():
-        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        with sdpa_kernel(backend):
             return F.scaled_dot_product_attention(q, k, v, is_causal=causal, **kwargs)
 
     try:
-        out = run()
-    except Exception as e:  # flash may refuse GQA on some versions: expand K/V instead
+        with warnings.catch_warnings():  # a refusal also warns, once per reason
+            warnings.simplefilter("ignore")
+            out = run()
+    except Exception:  # a backend may refuse GQA on some versions: expand K/V instead
         if not kwargs:
-            return None, f"flash backend refused: {e}"
+            raise
         rep = hq // hkv
         k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
         kwargs = {}
-        variant = "torch-sdpa-flash-expanded-kv"
-        out = run()
+        variant += "-expanded-kv"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = run()
     torch.cuda.synchronize()
-    rows = sorted(set([0, b * hq * sq - 1] + torch.randint(0, b * hq * sq, (62,)).tolist()))
-    ref = reference_rows(q, k, v, causal, rows, 1.0 / math.sqrt(d))
     got = out.reshape(b * hq * sq, -1)[rows].double()
     scale = ref.abs().max().item() or 1e-30
     err = (got - ref).abs().max().item() / scale
     tol = 2 * (2 ** -23 * math.sqrt(max(d, skv)) * 4 + 2 * (2 ** -10 if dt == torch.float16 else 2 ** -7))
     correct = {"max_rel_error": err, "tolerance": tol, "pass": bool(err <= tol and torch.isfinite(out).all()),
                "error": None}
+    del out
     if not correct["pass"]:
         return {"variant": variant, "correctness": correct, "timing": None}, None
     for _ in range(2):
@@ -192,29 +226,33 @@ def git_revision():
 
 
 def measure_and_write(f, op, src_revision, device, args, flush):
-    """Measures one op and appends its record to the open file f; returns whether it wrote."""
+    """Measures one op on every SDPA backend and appends a record per backend that ran to the
+    open file f; returns how many it wrote."""
     try:
-        rec, why = measure(op, args.budget_s, flush, args.target_cv)
+        results = measure(op, args.budget_s, flush, args.target_cv)
     except torch.OutOfMemoryError as e:
-        rec, why = None, f"out of memory: {str(e).splitlines()[0]}"
+        results = [(None, f"out of memory: {str(e).splitlines()[0]}")]
     except Exception as e:  # one bad shape must not end the sweep
-        rec, why = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        results = [(None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")]
     torch.cuda.empty_cache()
-    if rec is None:
-        print(f"skipped {op}: {why}")
-        return False
-    record = {"schema_version": 1, "unix_time_s": time.time(),
-              "git_revision": src_revision, "host": socket.gethostname(),
-              "device": device, "op": op, "vendor_library": True, "telemetry": None, **rec}
-    f.write(json.dumps(record) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-    t = rec["timing"]
-    print(f"{rec['variant']} {op['dtype']} b{op['batch']} h{op['q_heads']}/{op['kv_heads']} "
-          f"q{op['q_len']} kv{op['kv_len']} d{op['qk_head_dim']} causal={op['causal']}: "
-          + (f"{t['summary']['median_s'] * 1e3:.3f} ms, {t['flops_per_s'] / 1e12:.1f} TFLOP/s"
-             if t else f"FAILED {rec['correctness']}"), flush=True)
-    return True
+    written = 0
+    for rec, why in results:
+        if rec is None:
+            print(f"skipped {op}: {why}")
+            continue
+        record = {"schema_version": 1, "unix_time_s": time.time(),
+                  "git_revision": src_revision, "host": socket.gethostname(),
+                  "device": device, "op": op, "vendor_library": True, "telemetry": None, **rec}
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+        written += 1
+        t = rec["timing"]
+        print(f"{rec['variant']} {op['dtype']} b{op['batch']} h{op['q_heads']}/{op['kv_heads']} "
+              f"q{op['q_len']} kv{op['kv_len']} d{op['qk_head_dim']} causal={op['causal']}: "
+              + (f"{t['summary']['median_s'] * 1e3:.3f} ms, {t['flops_per_s'] / 1e12:.1f} TFLOP/s"
+                 if t else f"FAILED {rec['correctness']}"), flush=True)
+    return written
 
 
 def main():
@@ -250,13 +288,13 @@ def main():
                     files[dt] = open(os.path.join(folder, stem + ".jsonl"), "x")
                     print(f"writing {files[dt].name}")
                 if op.get("window") is not None:
-                    print(f"skipped {op}: SDPA flash has no sliding window")
+                    print(f"skipped {op}: SDPA has no sliding window")
                     continue
                 written += measure_and_write(files[dt], op, rev, device, args, flush)
         finally:
             for f in files.values():
                 f.close()
-        print(f"wrote {written} records of {len(ops)} shapes")
+        print(f"wrote {written} records for {len(ops)} shapes ({len(BACKENDS)} backends each)")
         return
     for path in args.results:
         with open(path) as f:
