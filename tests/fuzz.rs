@@ -503,11 +503,9 @@ proptest! {
         let _ = Calibration::parse("fuzz.json", &mutated_calibration(edits));
     }
 
-    /// What the calibration parser accepts prices finitely. Ignored until `Calibration::parse`
-    /// checks its points (each op within `limits`, finite positive times and fits): a point
-    /// whose op has batch 139748061164466301 overflows in `quantized_flops`.
+    /// What the calibration parser accepts prices finitely (it checks its points: each op
+    /// within `limits`, finite positive times and fits).
     #[test]
-    #[ignore]
     fn accepted_calibrations_price_finitely(
         edits in prop::collection::vec((0usize..4000, json_value()), 1..6),
     ) {

@@ -219,6 +219,9 @@ pub fn price_candidate(
     execution: &Execution,
     pricer: &mut Pricer,
 ) -> Result<Cost> {
+    // Library callers may build models in code: check them before the plan multiplies sizes.
+    arch.validate(&arch.source)?;
+    execution.validate()?;
     let plan = crate::model::plan::plan(arch, execution);
     price(arch, execution, &plan, pricer)
 }
@@ -261,6 +264,8 @@ impl<'s> Scorer<'s> {
                 // A worker's state stays consistent even if another candidate panicked.
                 let mut worker = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
                 let (pricer, plan) = &mut *worker;
+                arch.validate(&arch.source)?;
+                execution.validate()?;
                 plan_into(plan, arch, execution);
                 price(arch, execution, plan, pricer)
             })

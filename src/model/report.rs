@@ -154,6 +154,8 @@ pub fn estimate(
     system: &System,
     opts: &Options,
 ) -> Result<Estimate> {
+    arch.validate(&arch.source)?;
+    execution.validate()?;
     let plan = plan(arch, execution);
     let mut pricer = Pricer::new(system);
     let cost = price(arch, execution, &plan, &mut pricer)?;

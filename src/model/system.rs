@@ -67,9 +67,14 @@ impl System {
         stack: Stack,
     ) -> Result<System> {
         let hardware = hw::load(hw_arg)?;
-        let calibration = load_calibration(calibration_file, false, &hardware)?;
         let from_catalog =
             hw::catalog_names().contains(&hardware.name.as_str()) && !hw_arg.ends_with(".toml");
+        // A user's profile named like a catalog GPU is not that GPU: the embedded calibration
+        // is only for the catalog's own profile.
+        let calibration = match (calibration_file, from_catalog) {
+            (None, false) => None,
+            _ => load_calibration(calibration_file, false, &hardware)?,
+        };
         let origin = if from_catalog {
             format!("{} (embedded catalog)", hardware.name)
         } else {

@@ -367,7 +367,63 @@ impl Calibration {
                 ),
             ));
         }
-        crate::error::parse_json(file, text)
+        let cal: Calibration = crate::error::parse_json(file, text)?;
+        cal.check(file)?;
+        Ok(cal)
+    }
+
+    /// Every figure a prediction reads is within bounds: ops within the limits, times, noise,
+    /// fits and bars finite and of the right sign, tiles at least one — so that what parses
+    /// prices finitely.
+    pub fn check(&self, file: &str) -> Result<()> {
+        let bad = |path: String, why: String| Err(Error::field(file, &path, why));
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        for (g, group) in self.groups.iter().enumerate() {
+            let at = |what: &str| format!("groups[{g}].{what}");
+            if let Some((tm, tn)) = group.tile
+                && (tm == 0 || tn == 0)
+            {
+                return bad(at("tile"), "a tile side is 0".into());
+            }
+            for fit in std::iter::once(&group.fit).chain(group.regime_fits.iter().map(|(_, f)| f)) {
+                let rates_ok = [fit.flops_per_s, fit.bytes_per_s]
+                    .into_iter()
+                    .flatten()
+                    .all(positive);
+                if !non_negative(fit.launch_s) || !rates_ok {
+                    return bad(
+                        at("fit"),
+                        "a time model's figures must be finite and positive".into(),
+                    );
+                }
+            }
+            for (i, p) in group.points.iter().enumerate() {
+                let here = at(&format!("points[{i}]"));
+                if let Err(e) = p.op.check() {
+                    return bad(format!("{here}.op"), e);
+                }
+                if !positive(p.measured_s) || !positive(p.sol_s) || !non_negative(p.noise) {
+                    return bad(
+                        here,
+                        "times must be finite and positive, noise finite".into(),
+                    );
+                }
+                if p.features.iter().any(|f| !f.is_finite()) {
+                    return bad(format!("{here}.features"), "must be finite".into());
+                }
+            }
+        }
+        for (i, b) in self.error_pct.bars.iter().enumerate() {
+            let all = [b.measured, b.interpolated, b.extrapolated, b.roofline];
+            if all.into_iter().flatten().any(|v| !non_negative(v)) {
+                return bad(
+                    format!("error_pct.bars[{i}]"),
+                    "bars must be finite and non-negative".into(),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
