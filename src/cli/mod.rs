@@ -65,7 +65,7 @@ pub enum Command {
     /// Summarise results files, each kernel beside the vendor library.
     #[cfg(feature = "measure")]
     Report(report::ReportArgs),
-    /// Fit the cost model to measured results; write hw_profiles/<device>.calibration.json.
+    /// Fit the cost model to measured results; write gpucost-calibrations/<profile>.calibration.json.
     #[cfg(feature = "measure")]
     Calibrate(calibrate::CalibrateArgs),
     /// Leave-one-out validation of the calibration against the plain roofline.
