@@ -6,7 +6,8 @@
 
 use crate::model::frontier::objectives::{Objective, score};
 use crate::model::frontier::space::{Axis, Field, Space, Value};
-use crate::model::price::{Pricer, price_candidate};
+use crate::model::plan::{Plan, plan_into};
+use crate::model::price::{Pricer, price};
 use crate::model::schema;
 use crate::model::system::System;
 use anyhow::Result;
@@ -37,6 +38,9 @@ const MAX_LINE: usize = 1 << 16;
 pub fn run(a: ScoreArgs) -> Result<()> {
     let (space, system) = super::frontier::load(&a.space, a.hw.as_deref(), a.roofline, &a.stack)?;
     let mut pricer = Pricer::new(&system);
+    // One copy of the space whose axes each line replaces (a clone per line would dominate).
+    let mut one = space.clone();
+    let mut plan = Plan::default();
     let stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
     for (n, line) in stdin.split(b'\n').enumerate() {
@@ -46,12 +50,15 @@ pub fn run(a: ScoreArgs) -> Result<()> {
         } else if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         } else {
-            match answer(&space, &system, &mut pricer, &line) {
+            match answer(&mut one, &system, &mut pricer, &mut plan, &line) {
                 Ok(v) => v,
                 Err(e) => json!({"error": format!("line {}: {e}", n + 1)}),
             }
         };
-        let written = writeln!(out, "{answer}").and_then(|()| out.flush());
+        let written = serde_json::to_writer(&mut out, &answer)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
         match written {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
             r => r?,
@@ -62,15 +69,15 @@ pub fn run(a: ScoreArgs) -> Result<()> {
 
 /// The objectives of one candidate line, or why it cannot be scored.
 fn answer(
-    space: &Space,
+    one: &mut Space,
     system: &System,
     pricer: &mut Pricer,
+    plan: &mut Plan,
     line: &[u8],
 ) -> std::result::Result<serde_json::Value, String> {
     let fields: Map<String, serde_json::Value> =
         serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
-    let mut one = space.clone();
-    one.axes = Vec::with_capacity(fields.len());
+    one.axes.clear();
     for (key, v) in &fields {
         let field = Field::by_name(key).ok_or_else(|| format!("{key}: unknown field"))?;
         let value = match (field, v) {
@@ -94,8 +101,10 @@ fn answer(
     }
     let point = vec![0u32; one.axes.len()];
     let (arch, execution) = one.realize(&point)?;
-    let cost = price_candidate(&arch, &execution, pricer).map_err(|e| e.to_string())?;
-    let s = score(&one, &arch, &execution, &cost, &system.hw);
+    // `realize` checked the model and the execution.
+    plan_into(plan, &arch, &execution);
+    let cost = price(&arch, &execution, plan, pricer).map_err(|e| e.to_string())?;
+    let s = score(one, &arch, &execution, &cost, &system.hw);
     let num = |v: f64| {
         if v.is_finite() {
             json!(v)

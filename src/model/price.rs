@@ -264,8 +264,9 @@ impl<'s> Scorer<'s> {
                 // A worker's state stays consistent even if another candidate panicked.
                 let mut worker = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
                 let (pricer, plan) = &mut *worker;
+                // `price` checks the execution; the model is checked before the plan multiplies
+                // its sizes.
                 arch.validate(&arch.source)?;
-                execution.validate()?;
                 plan_into(plan, arch, execution);
                 price(arch, execution, plan, pricer)
             })

@@ -388,7 +388,8 @@ impl Space {
     pub fn points(&self) -> Vec<Point> {
         let mut points = self.draws();
         if self.sampling.method != Method::Grid {
-            let mut seen = std::collections::HashSet::with_capacity(points.len());
+            let mut seen = rustc_hash::FxHashSet::default();
+            seen.reserve(points.len());
             points.retain(|p| seen.insert(p.clone()));
         }
         points
