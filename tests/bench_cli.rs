@@ -175,3 +175,68 @@ fn bench_rejects_bad_flags_with_one_line() {
     ]);
     assert!(e.contains("'cublas' is no cuda variant"), "{e}");
 }
+
+/// A shapes file with a shape too large for the device is refused by name before anything is
+/// allocated (a 100000³ fp32 matmul moves 120 GB).
+#[test]
+fn a_shape_too_large_for_the_device_is_refused() {
+    if !have_adapter() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let shapes = dir.path().join("huge.toml");
+    std::fs::write(&shapes, "[[matmul]]\nm = 100000\nn = 100000\nk = 100000\n").unwrap();
+    // Mesa prints a line of its own without a runtime dir; give it one.
+    let runtime = tempfile::TempDir::new().unwrap();
+    let out = gpucost()
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .args([
+            "bench",
+            "--op",
+            "matmul",
+            "--dtype",
+            "f32",
+            "--no-save",
+            "--shapes",
+        ])
+        .arg(&shapes)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let e = stderr.lines().last().unwrap_or_default();
+    assert!(
+        e.contains("huge.toml") && e.contains("shape 1") && e.contains("quarter"),
+        "{e}"
+    );
+}
+
+/// A dtype the backend has no kernel for measures nothing: refused, not an empty table.
+#[test]
+fn a_dtype_the_backend_cannot_run_is_refused() {
+    if !have_adapter() {
+        return;
+    }
+    let runtime = tempfile::TempDir::new().unwrap();
+    let out = gpucost()
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .args([
+            "bench",
+            "--backend",
+            "wgpu",
+            "--op",
+            "matmul",
+            "--dtype",
+            "bf16",
+            "--no-save",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let e = stderr.lines().last().unwrap_or_default();
+    assert!(
+        e.contains("nothing to measure") && e.contains("bf16"),
+        "{e}"
+    );
+}

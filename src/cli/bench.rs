@@ -86,6 +86,30 @@ pub struct BenchArgs {
 }
 
 fn shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<Vec<Op>, Error> {
+    let ops = preset_or_file_shapes(a, dtype, max_bytes)?;
+    // A shapes file is the user's: every op within the limits, and small enough to allocate
+    // (the presets are capped the same way when they are built).
+    if !matches!(a.shapes.as_str(), "smoke" | "sweep") {
+        for (i, op) in ops.iter().enumerate() {
+            let field = format!("shape {}", i + 1);
+            op.check().map_err(|e| Error::field(&a.shapes, &field, e))?;
+            if op.min_bytes() > max_bytes {
+                return Err(Error::field(
+                    &a.shapes,
+                    &field,
+                    format!(
+                        "{op} moves {:.3e} bytes, more than the {:.3e} a run may use here (a quarter of the device's memory)",
+                        op.min_bytes(),
+                        max_bytes
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(ops)
+}
+
+fn preset_or_file_shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<Vec<Op>, Error> {
     Ok(match a.op {
         OpName::Matmul => harness::shapes::matmul_shapes(&a.shapes, dtype, max_bytes)?
             .into_iter()
@@ -175,11 +199,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Some(h) => Some(hw::load(h)?),
         None => hw::profile_for_device(&device.name).and_then(|n| hw::load(n).ok()),
     };
-    if a.shapes == "sweep" {
-        // Keep the sweep's operands within a quarter of the device's memory.
+    if a.shapes != "smoke" {
+        // Keep the operands within a quarter of the device's memory: the sweep is capped to it,
+        // a shapes file is refused past it.
         let max_bytes = profile
             .as_ref()
             .map(|p| p.memory_bytes.value / 4.0)
+            .or_else(|| device.memory_bytes.map(|b| b as f64 / 4.0))
             .unwrap_or(1e9);
         ops = shapes(&a, dtype, max_bytes)?;
     }
@@ -268,6 +294,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
         progress.inc(1);
     }
     progress.finish_and_clear();
+    if records.is_empty() {
+        // Nothing ran: say so instead of printing an empty table and exiting 0.
+        return Err(Error::Unsupported(format!(
+            "nothing to measure: no {} variant runs these {dtype} {} shapes on {}",
+            device.backend,
+            format!("{:?}", a.op).to_lowercase(),
+            device.name
+        ))
+        .into());
+    }
     if skipped > 0 {
         let why = if a.variant.is_empty() {
             "nothing to run on them here".to_string()
