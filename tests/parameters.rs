@@ -1,5 +1,5 @@
 //! Exact parameter counts for every real Hugging Face config (the published checkpoints' counts,
-//! from shared/hf_configs/README.md), read through the binary as a user would.
+//! as their model cards and safetensors indexes give them), read through the binary as a user would.
 
 mod common;
 use common::{num, path, predict_json};

@@ -93,13 +93,13 @@ pub struct Interconnect {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelDefaults {
     /// Fraction of peak a large, well-shaped vendor-library matmul reaches. 0.80 by default:
-    /// cuBLAS bf16 reaches about 790–800 of 989 TFLOP/s on an H100 SXM (shared/reference/gpus.md).
+    /// cuBLAS bf16 reached 791 of 989 TFLOP/s on an H100 SXM (results/nvidia-h100-80gb-hbm3).
     pub matmul_efficiency: f64,
     /// Fraction of peak a fused attention kernel reaches. 0.60 by default (FlashAttention-2 on
     /// A100 reports up to ~70%; on H100 the FA2 kernels reach ~35–40%, set in that profile).
     pub attention_efficiency: f64,
     /// Fraction of peak bandwidth a streaming kernel reaches. 0.90 by default (a device-to-device
-    /// copy on an H100 SXM moves ~3.0 of 3.35 TB/s, shared/reference/gpus.md).
+    /// copy on an H100 SXM moves about 3.0 of 3.35 TB/s).
     pub memory_efficiency: f64,
     /// Fraction of link bandwidth a collective reaches. 0.80 by default.
     pub collective_efficiency: f64,
