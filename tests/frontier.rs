@@ -219,3 +219,62 @@ fn the_score_stream_answers_every_line_in_order() {
     let tpot = |i: usize| answers[i]["objectives"]["tpot_s"].as_f64().unwrap();
     assert!(tpot(4) < tpot(5), "{} vs {}", tpot(4), tpot(5));
 }
+
+/// Measured losses replace the scaling law for the candidates they match, and say so.
+#[test]
+fn measured_losses_replace_the_proxy() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("losses.csv"),
+        "layers,hidden_size,loss\n16,2048,3.25\n24,2048,3.125\n",
+    )
+    .unwrap();
+    let space = dir.path().join("space.toml");
+    std::fs::write(
+        &space,
+        r#"base = "llama-3-8b"
+[grid]
+layers = [16, 24, 32]
+hidden_size = [2048, 4096]
+[workload]
+hw = "h100-sxm"
+training_tokens = 1e11
+[quality]
+measured = "losses.csv"
+[objectives]
+minimize = ["loss", "tpot_s"]
+"#,
+    )
+    .unwrap();
+    let doc = frontier_json(space.to_str().unwrap(), &[]);
+    let cands = doc["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 6);
+    for c in cands {
+        let (l, h) = (
+            c["fields"]["layers"].as_u64().unwrap(),
+            c["fields"]["hidden_size"].as_u64().unwrap(),
+        );
+        let loss = c["objectives"]["loss"].as_f64().unwrap();
+        match (l, h) {
+            (16, 2048) => assert_eq!(
+                (loss, c["loss_source"].as_str().unwrap()),
+                (3.25, "measured")
+            ),
+            (24, 2048) => assert_eq!(
+                (loss, c["loss_source"].as_str().unwrap()),
+                (3.125, "measured")
+            ),
+            _ => {
+                assert_eq!(c["loss_source"], "scaling_law");
+                assert!(loss < 3.0, "{loss}");
+            }
+        }
+    }
+    // A bad row is named by file and line.
+    std::fs::write(dir.path().join("losses.csv"), "layers,loss\n16,-2\n").unwrap();
+    let e = user_error(&["frontier", space.to_str().unwrap()]);
+    assert!(
+        e.contains("losses.csv") && e.contains("line 2: loss"),
+        "{e}"
+    );
+}

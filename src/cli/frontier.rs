@@ -158,6 +158,7 @@ fn document(space: &Space, scorer: &Scorer, f: &Frontier, shown: &[usize]) -> Va
                 "error_pct": bars,
                 "fits_training": s.is_some_and(|s| s.fits_training),
                 "fits_serving": s.is_some_and(|s| s.fits_serving),
+                "loss_source": if c.loss_measured { "measured" } else { "scaling_law" },
                 "pareto_rank": f.ranks[i],
                 "crowding": num(f.crowding[i]),
                 "possibly_optimal": f.possibly_optimal[i],
@@ -231,6 +232,13 @@ fn table(space: &Space, system: &System, f: &Frontier, shown: &[usize]) -> Strin
             .map(|h| format!(", hypervolume {h:.4e}"))
             .unwrap_or_default()
     );
+    let measured = f.candidates.iter().filter(|c| c.loss_measured).count();
+    if measured > 0 {
+        outln!(
+            out,
+            "  measured losses replace the scaling law for {measured} candidates (loss marked *)"
+        );
+    }
     for (reason, n) in &f.invalid {
         outln!(out, "  left out: {n} × {reason}");
     }
@@ -245,7 +253,10 @@ fn table(space: &Space, system: &System, f: &Frontier, shown: &[usize]) -> Strin
         let mut row: Vec<String> = vec![f.ranks[i].to_string()];
         row.extend(cells(space, &c.point));
         for (k, g) in f.goals.iter().enumerate() {
-            let v = human(g.objective, c.values[k]);
+            let mut v = human(g.objective, c.values[k]);
+            if g.objective == Objective::Loss && c.loss_measured {
+                v.push('*');
+            }
             let bar = c.bars_pct[k];
             row.push(if bar > 0.0 {
                 format!("{v} ±{bar:.0}%")

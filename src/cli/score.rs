@@ -4,7 +4,7 @@
 //! objectives, in order, flushed per line. A bad line gets `{"error": "..."}` and the stream goes
 //! on.
 
-use crate::model::frontier::objectives::{Objective, score};
+use crate::model::frontier::objectives::{Objective, score, use_measured_loss};
 use crate::model::frontier::space::{Axis, Field, Space, Value};
 use crate::model::plan::{Plan, plan_into};
 use crate::model::price::{Pricer, price};
@@ -104,7 +104,10 @@ fn answer(
     // `realize` checked the model and the execution.
     plan_into(plan, &arch, &execution);
     let cost = price(&arch, &execution, plan, pricer).map_err(|e| e.to_string())?;
-    let s = score(one, &arch, &execution, &cost, &system.hw);
+    let mut s = score(one, &arch, &execution, &cost, &system.hw);
+    if let Some(loss) = one.measured_loss(&point) {
+        use_measured_loss(&mut s, loss);
+    }
     let num = |v: f64| {
         if v.is_finite() {
             json!(v)
@@ -127,5 +130,6 @@ fn answer(
         "error_pct": bars,
         "fits_training": s.fits_training,
         "fits_serving": s.fits_serving,
+        "loss_source": if s.loss_measured { "measured" } else { "scaling_law" },
     }))
 }

@@ -2,6 +2,7 @@
 //! cost model and a scaling law (`objectives`, `quality`), and the Pareto ranking over them
 //! (`pareto`, `search`) — which architectures are worth training, without training any.
 
+pub mod measured;
 pub mod objectives;
 pub mod pareto;
 pub mod quality;

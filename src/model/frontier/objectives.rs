@@ -110,6 +110,8 @@ pub struct Scores {
     pub bars_pct: [f64; 16],
     pub fits_training: bool,
     pub fits_serving: bool,
+    /// The loss is a measured one, not the scaling law's.
+    pub loss_measured: bool,
 }
 
 impl Scores {
@@ -135,6 +137,12 @@ pub fn law_parameters(space: &Space, arch: &Architecture) -> Option<f64> {
         ParameterCount::NonEmbedding => p.non_embedding as f64,
         ParameterCount::Active => p.active as f64,
     })
+}
+
+/// Replaces the proxy loss with a measured one.
+pub fn use_measured_loss(s: &mut Scores, loss: f64) {
+    s.values[Objective::Loss as usize] = loss;
+    s.loss_measured = true;
 }
 
 /// Scores a priced candidate.
@@ -210,5 +218,6 @@ pub fn score(
         bars_pct,
         fits_training: cost.training_memory.fits,
         fits_serving: cost.inference_memory.fits,
+        loss_measured: false,
     }
 }

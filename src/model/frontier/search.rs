@@ -3,7 +3,9 @@
 //! with each cost's error bar, also which candidates could be on the frontier.
 
 use crate::error::{Error, Result};
-use crate::model::frontier::objectives::{Objective, Scores, law_parameters, score};
+use crate::model::frontier::objectives::{
+    Objective, Scores, law_parameters, score, use_measured_loss,
+};
 use crate::model::frontier::pareto::{self, Sense};
 use crate::model::frontier::space::{Point, Space};
 use crate::model::price::Scorer;
@@ -67,6 +69,8 @@ pub struct Candidate {
     pub point: Point,
     pub values: Vec<f64>,
     pub bars_pct: Vec<f64>,
+    /// The loss is measured (joined from the space's `quality.measured`).
+    pub loss_measured: bool,
 }
 
 /// The ranked candidates of a space.
@@ -131,7 +135,10 @@ fn evaluate(space: &Space, scorer: &Scorer, point: &[u32], wants_loss: bool) -> 
     });
     match cost {
         Ok(c) => {
-            let s = score(space, &a, &e, &c, &scorer.system().hw);
+            let mut s = score(space, &a, &e, &c, &scorer.system().hw);
+            if let Some(loss) = space.measured_loss(point) {
+                use_measured_loss(&mut s, loss);
+            }
             match broken_constraint(space, &s) {
                 Some(reason) => Outcome::Invalid(reason),
                 None => Outcome::Valid(Box::new(s)),
@@ -169,6 +176,7 @@ pub fn run(space: &Space, scorer: &Scorer, progress: &dyn Fn(u64)) -> Result<Fro
                     point: p.clone(),
                     values: goals.iter().map(|g| s.get(g.objective)).collect(),
                     bars_pct: goals.iter().map(|g| s.bar(g.objective)).collect(),
+                    loss_measured: s.loss_measured,
                 }),
                 Outcome::Invalid(reason) => match invalid.iter_mut().find(|(r, _)| *r == reason) {
                     Some((_, n)) => *n += 1,

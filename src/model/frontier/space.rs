@@ -8,6 +8,7 @@ use crate::model::dtype::DType;
 use crate::model::execution::{
     Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup, attention_dtype,
 };
+use crate::model::frontier::measured::{self, Measured};
 use crate::model::frontier::quality::{ParameterCount, ScalingLaw};
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
@@ -193,6 +194,9 @@ pub struct QualitySpec {
     /// For mixture-of-experts candidates: which count stands for N. The literature has no
     /// settled rule (Clark et al. 2022; Krajewski et al. 2024), so there is no default.
     pub moe_parameters: Option<ParameterCount>,
+    /// Measured losses (JSONL or CSV, relative to the space file) that replace the proxy for
+    /// the candidates they match.
+    pub measured: Option<String>,
 }
 
 fn default_parameters() -> ParameterCount {
@@ -251,6 +255,8 @@ pub struct Space {
     pub law: ScalingLaw,
     pub parameters: ParameterCount,
     pub moe_parameters: Option<ParameterCount>,
+    /// Measured losses joined in by field values.
+    pub measured: Vec<Measured>,
     pub objectives: ObjectiveSpec,
     pub sampling: SamplingSpec,
 }
@@ -284,6 +290,17 @@ impl Space {
         }
         // Fields in a fixed order (tables and CSV columns), whatever the file's order.
         axes.sort_by_key(|a: &Axis| Field::ALL.iter().position(|f| *f == a.field));
+        let measured = match f.quality.as_ref().and_then(|q| q.measured.as_ref()) {
+            None => Vec::new(),
+            Some(rel) => {
+                let path = std::path::Path::new(file)
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(rel);
+                let name = path.display().to_string();
+                measured::parse(&name, &crate::error::read_to_string(&path)?)?
+            }
+        };
         let (law, parameters, moe_parameters) = match &f.quality {
             None => (ScalingLaw::HOFFMANN, ParameterCount::Total, None),
             Some(q) => {
@@ -351,6 +368,7 @@ impl Space {
             law,
             parameters,
             moe_parameters,
+            measured,
             objectives: f.objectives,
             sampling,
         };
@@ -453,6 +471,14 @@ impl Space {
             .zip(point)
             .find(|(a, _)| a.field == field)
             .map(|(a, &i)| a.values[i as usize])
+    }
+
+    /// The measured loss of a point, where a measured row matches its field values.
+    pub fn measured_loss(&self, point: &[u32]) -> Option<f64> {
+        if self.measured.is_empty() {
+            return None;
+        }
+        measured::lookup(&self.measured, |f| self.value(point, f))
     }
 
     /// The architecture and execution of a point, or why the combination is not a model.
