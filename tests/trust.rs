@@ -45,42 +45,30 @@ fn a_hand_written_kernel_never_prices_a_production_prediction() {
     }
     // A decode GEMM our mma kernel measured and cuBLASLt did not: the vendor (or the roofline)
     // answers, never ours.
-    let op = run_json(gpucost().args([
-        "predict-op",
-        "matmul",
-        "--m",
-        "1",
-        "--n",
-        "4096",
-        "--k",
-        "4096",
-        "--dtype",
-        "fp8-e4m3",
-        "--hw",
-        "h100-sxm",
-        "--format",
-        "json",
-    ]));
+    // The default stack (nothing asked for) and then ours.
+    let fp8_decode_gemm = |extra: &[&str]| {
+        run_json(
+            gpucost()
+                .args([
+                    "predict-op",
+                    "matmul",
+                    "--m",
+                    "1",
+                    "--n",
+                    "4096",
+                    "--k",
+                    "4096",
+                ])
+                .args([
+                    "--dtype", "fp8-e4m3", "--hw", "h100-sxm", "--format", "json",
+                ])
+                .args(extra),
+        )
+    };
+    let op = fp8_decode_gemm(&[]);
     assert!(is_vendor(op["implementation"].as_str().unwrap()), "{op}");
     // Asked for, our kernels do price it.
-    let ours = run_json(gpucost().args([
-        "predict-op",
-        "matmul",
-        "--m",
-        "1",
-        "--n",
-        "4096",
-        "--k",
-        "4096",
-        "--dtype",
-        "fp8-e4m3",
-        "--hw",
-        "h100-sxm",
-        "--stack",
-        "ours",
-        "--format",
-        "json",
-    ]));
+    let ours = fp8_decode_gemm(&["--stack", "ours"]);
     assert_eq!(ours["implementation"], "cuda:mma", "{ours}");
 }
 

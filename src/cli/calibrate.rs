@@ -205,6 +205,17 @@ fn bars_line(e: &crate::model::cost::calibrated::ErrorBars) -> String {
     line
 }
 
+/// One line on records left out because the GPU was throttled; nothing when none were.
+fn throttled_line(r: &ValidationReport) -> String {
+    if r.excluded_throttled == 0 {
+        return String::new();
+    }
+    format!(
+        "excluded {} throttled records (power or heat held the clocks down)\n",
+        r.excluded_throttled
+    )
+}
+
 fn report_table(r: &ValidationReport) -> String {
     let mut b = Builder::default();
     b.push_record([
@@ -254,13 +265,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
             cal.implementation
         );
         outln!(out, "{}", report_table(&report));
-        if report.excluded_throttled > 0 {
-            outln!(
-                out,
-                "excluded {} throttled records (power or heat held the clocks down)",
-                report.excluded_throttled
-            );
-        }
+        out += &throttled_line(&report);
         outln!(out, "{}", bars_line(&cal.error_pct));
     }
     super::emit(&out)
@@ -282,13 +287,7 @@ pub fn validate(a: CalibrateArgs) -> Result<()> {
             report.method
         );
         outln!(out, "{}", report_table(&report));
-        if report.excluded_throttled > 0 {
-            outln!(
-                out,
-                "excluded {} throttled records (power or heat held the clocks down)",
-                report.excluded_throttled
-            );
-        }
+        out += &throttled_line(&report);
         outln!(out, "{}", bars_line(&cal.error_pct));
     }
     super::emit(&out)

@@ -3,7 +3,7 @@
 
 use super::format::{bytes, count, seconds, si};
 use crate::Error;
-use crate::model::frontier::objectives::Objective;
+use crate::model::frontier::objectives::{Objective, Scores};
 use crate::model::frontier::search::{self, Frontier, Goal};
 use crate::model::frontier::space::Space;
 use crate::model::price::Scorer;
@@ -24,10 +24,9 @@ pub enum FrontierFormat {
     Csv,
 }
 
+/// What a space is priced on: shared by `frontier` and `score`.
 #[derive(Debug, Args)]
-pub struct FrontierArgs {
-    /// The search space (TOML; see docs/frontier.md).
-    space: PathBuf,
+pub struct SystemArgs {
     /// A catalog GPU or a profile .toml (default: the space's workload.hw).
     #[arg(long)]
     hw: Option<String>,
@@ -37,6 +36,14 @@ pub struct FrontierArgs {
     /// Which measured implementations price ops (production, ours, all, or one).
     #[arg(long, default_value = "production")]
     stack: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FrontierArgs {
+    /// The search space (TOML; see docs/frontier.md).
+    space: PathBuf,
+    #[command(flatten)]
+    system: SystemArgs,
     /// Candidates shown (table) or written (JSON, CSV), frontier first; 0 for all.
     #[arg(long, default_value_t = 20)]
     top: usize,
@@ -48,16 +55,11 @@ pub struct FrontierArgs {
 }
 
 /// Loads the space and the system it is priced on.
-pub(super) fn load(
-    space: &std::path::Path,
-    hw: Option<&str>,
-    roofline: bool,
-    stack: &str,
-) -> Result<(Space, System)> {
+pub(super) fn load(space: &std::path::Path, s: &SystemArgs) -> Result<(Space, System)> {
     let file = space.display().to_string();
     let text = crate::error::read_to_string(space)?;
     let space = Space::parse(&file, &text)?;
-    let hw = match (hw, &space.workload.hw) {
+    let hw = match (&s.hw, &space.workload.hw) {
         (Some(h), _) => h.to_string(),
         (None, Some(h)) => h.clone(),
         (None, None) => {
@@ -66,12 +68,12 @@ pub(super) fn load(
             );
         }
     };
-    let system = System::load_with(&hw, None, roofline, Stack::parse(stack))?;
+    let system = System::load_with(&hw, None, s.roofline, Stack::parse(&s.stack))?;
     Ok((space, system))
 }
 
 pub fn run(a: FrontierArgs) -> Result<()> {
-    let (space, system) = load(&a.space, a.hw.as_deref(), a.roofline, &a.stack)?;
+    let (space, system) = load(&a.space, &a.system)?;
     let drawn = space.points().len() as u64;
     let bar = (drawn >= 100_000 && a.format == FrontierFormat::Table)
         .then(|| indicatif::ProgressBar::new(drawn));
@@ -134,6 +136,14 @@ fn num(v: f64) -> Value {
     if v.is_finite() { json!(v) } else { Value::Null }
 }
 
+/// Every objective by name: its value where finite, else null (also null without scores).
+pub(super) fn objectives_json(s: Option<&Scores>) -> Map<String, Value> {
+    Objective::ALL
+        .iter()
+        .map(|o| (o.name().to_string(), num(s.map_or(f64::NAN, |s| s.get(*o)))))
+        .collect()
+}
+
 fn document(space: &Space, scorer: &Scorer, f: &Frontier, shown: &[usize]) -> Value {
     let system = scorer.system();
     let candidates: Vec<Value> = shown
@@ -142,10 +152,7 @@ fn document(space: &Space, scorer: &Scorer, f: &Frontier, shown: &[usize]) -> Va
             let c = &f.candidates[i];
             // Every objective, not only the ranked ones: recomputed for what is shown.
             let s = search::scores_of(space, scorer, &c.point);
-            let objectives: Map<String, Value> = Objective::ALL
-                .iter()
-                .map(|o| (o.name().to_string(), num(s.map_or(f64::NAN, |s| s.get(*o)))))
-                .collect();
+            let objectives = objectives_json(s.as_ref());
             let bars: Map<String, Value> = f
                 .goals
                 .iter()

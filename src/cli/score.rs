@@ -21,22 +21,15 @@ pub struct ScoreArgs {
     /// The space whose base model, workload and quality law candidates are scored under.
     #[arg(long)]
     space: PathBuf,
-    /// A catalog GPU or a profile .toml (default: the space's workload.hw).
-    #[arg(long)]
-    hw: Option<String>,
-    /// Use the uncalibrated roofline even where a calibration for the GPU exists.
-    #[arg(long, conflicts_with = "stack")]
-    roofline: bool,
-    /// Which measured implementations price ops (production, ours, all, or one).
-    #[arg(long, default_value = "production")]
-    stack: String,
+    #[command(flatten)]
+    system: super::frontier::SystemArgs,
 }
 
 /// The longest line read (a candidate is a few hundred bytes).
 const MAX_LINE: usize = 1 << 16;
 
 pub fn run(a: ScoreArgs) -> Result<()> {
-    let (space, system) = super::frontier::load(&a.space, a.hw.as_deref(), a.roofline, &a.stack)?;
+    let (space, system) = super::frontier::load(&a.space, &a.system)?;
     let mut pricer = Pricer::new(&system);
     // One copy of the space whose axes each line replaces (a clone per line would dominate).
     let mut one = space.clone();
@@ -80,20 +73,7 @@ fn answer(
     one.axes.clear();
     for (key, v) in &fields {
         let field = Field::by_name(key).ok_or_else(|| format!("{key}: unknown field"))?;
-        let value = match (field, v) {
-            (Field::Dtype | Field::KvDtype, serde_json::Value::String(s)) => {
-                Value::Dtype(s.parse().map_err(|e| format!("{key}: {e}"))?)
-            }
-            (Field::MlpRatio, serde_json::Value::Number(x)) => match x.as_f64() {
-                Some(r) if r.is_finite() && r > 0.0 => Value::Ratio(r),
-                _ => return Err(format!("{key}: must be a positive number")),
-            },
-            (_, serde_json::Value::Number(x)) => match x.as_u64() {
-                Some(v) if v > 0 => Value::Int(v),
-                _ => return Err(format!("{key}: must be a positive integer")),
-            },
-            _ => return Err(format!("{key}: {v} is not a valid value")),
-        };
+        let value = Value::from_json(field, v).map_err(|e| format!("{key}: {e}"))?;
         one.axes.push(Axis {
             field,
             values: vec![value],
@@ -108,17 +88,7 @@ fn answer(
     if let Some(loss) = one.measured_loss(&point) {
         use_measured_loss(&mut s, loss);
     }
-    let num = |v: f64| {
-        if v.is_finite() {
-            json!(v)
-        } else {
-            serde_json::Value::Null
-        }
-    };
-    let objectives: Map<String, serde_json::Value> = Objective::ALL
-        .iter()
-        .map(|o| (o.name().to_string(), num(s.get(*o))))
-        .collect();
+    let objectives = super::frontier::objectives_json(Some(&s));
     let bars: Map<String, serde_json::Value> = Objective::ALL
         .iter()
         .filter(|o| s.bar(**o) > 0.0)

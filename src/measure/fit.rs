@@ -144,9 +144,9 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<ValidationReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::backend::{Clock, DeviceInfo};
+    use crate::measure::backend::Clock;
+    use crate::measure::harness::MeasuredTelemetry;
     use crate::measure::harness::stats::Summary;
-    use crate::measure::harness::{Correctness, MeasuredTelemetry};
     use crate::measure::records::Timing;
     use crate::model::dtype::DType;
     use crate::model::ops::Matmul;
@@ -163,31 +163,7 @@ mod tests {
             cv: 0.01,
         };
         Record {
-            schema_version: crate::measure::records::RECORD_SCHEMA_VERSION,
-            unix_time_s: 1.0,
-            git_revision: "abc".into(),
-            host: "h".into(),
-            device: DeviceInfo {
-                backend: "wgpu/vulkan".into(),
-                name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
-                vendor: "0x10005".into(),
-                driver: "Mesa".into(),
-                device_type: "Cpu".into(),
-                memory_bytes: None,
-                compute_units: None,
-                timer_resolution_ns: Some(1.0),
-                clock: Clock::DeviceTimestamp,
-                supports_f16: true,
-            },
             op: Op::Matmul(Matmul::new(1, n, n, n, DType::Fp32)),
-            variant: "regblock".into(),
-            vendor_library: false,
-            correctness: Correctness {
-                max_rel_error: 1e-7,
-                tolerance: 1e-5,
-                pass: true,
-                error: None,
-            },
             timing: Some(Timing {
                 clock: Clock::DeviceTimestamp,
                 warmup_runs: 1,
@@ -201,6 +177,7 @@ mod tests {
                 throttled,
                 ..MeasuredTelemetry::default()
             }),
+            ..crate::measure::records::test_record("regblock")
         }
     }
 

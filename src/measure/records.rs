@@ -344,43 +344,50 @@ pub fn host() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// A correct, untimed lavapipe record of a small fp32 matmul (for tests).
+#[cfg(test)]
+pub(crate) fn test_record(variant: &str) -> Record {
+    use crate::measure::backend::Clock;
+    use crate::model::dtype::DType;
+    use crate::model::ops::{Matmul, Op};
+    Record {
+        schema_version: RECORD_SCHEMA_VERSION,
+        unix_time_s: 1.0,
+        git_revision: "abc".into(),
+        host: "h".into(),
+        device: DeviceInfo {
+            backend: "wgpu/vulkan".into(),
+            name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+            vendor: "0x10005".into(),
+            driver: "Mesa".into(),
+            device_type: "Cpu".into(),
+            memory_bytes: None,
+            compute_units: None,
+            timer_resolution_ns: Some(1.0),
+            clock: Clock::DeviceTimestamp,
+            supports_f16: true,
+        },
+        op: Op::Matmul(Matmul::new(1, 2, 3, 4, DType::Fp32)),
+        variant: variant.into(),
+        vendor_library: false,
+        correctness: Correctness {
+            max_rel_error: 1e-7,
+            tolerance: 1e-5,
+            pass: true,
+            error: None,
+        },
+        timing: None,
+        telemetry: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::measure::backend::Clock;
-    use crate::model::dtype::DType;
-    use crate::model::ops::{Matmul, Op};
 
     fn record(variant: &str) -> Record {
-        Record {
-            schema_version: RECORD_SCHEMA_VERSION,
-            unix_time_s: 1.0,
-            git_revision: "abc".into(),
-            host: "h".into(),
-            device: DeviceInfo {
-                backend: "wgpu/vulkan".into(),
-                name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
-                vendor: "0x10005".into(),
-                driver: "Mesa".into(),
-                device_type: "Cpu".into(),
-                memory_bytes: None,
-                compute_units: None,
-                timer_resolution_ns: Some(1.0),
-                clock: Clock::DeviceTimestamp,
-                supports_f16: true,
-            },
-            op: Op::Matmul(Matmul::new(1, 2, 3, 4, DType::Fp32)),
-            variant: variant.into(),
-            vendor_library: false,
-            correctness: Correctness {
-                max_rel_error: 1e-7,
-                tolerance: 1e-5,
-                pass: true,
-                error: None,
-            },
-            timing: None,
-            telemetry: None,
-        }
+        test_record(variant)
     }
 
     #[test]

@@ -14,8 +14,8 @@
 
 use crate::error::{Error, Result};
 use crate::model::cost::calibrated::{
-    BarCoverage, Calibration, ErrorBars, Group, KindErrorBars, MAX_ERROR_PCT,
-    MIN_RESIDUALS_PER_BAR, Regime, key_and_features, predict_fastest, regime,
+    BarCoverage, Calibration, ErrorBars, Group, KindErrorBars, MIN_RESIDUALS_PER_BAR, Regime,
+    key_and_features, predict_fastest, regime,
 };
 use crate::model::cost::{CostModel, Provenance, Roofline};
 use crate::model::hw::HwProfile;
@@ -380,13 +380,14 @@ fn answered(r: &Residual, bars: &ErrorBars) -> (f64, Provenance, Option<f64>) {
     if r.provenance == Provenance::Roofline {
         return roofline;
     }
-    let bar = bars.for_provenance(&r.op_kind, r.regime, r.provenance);
-    let worse = r.provenance != Provenance::Measured && bars.roofline_answers(&r.op_kind, r.regime);
-    let too_wide = bar.is_some_and(|b| b > MAX_ERROR_PCT && roofline.2.is_some_and(|rb| rb < b));
-    if worse || too_wide {
+    if bars.roofline_replaces(&r.op_kind, r.regime, r.provenance) {
         roofline
     } else {
-        (r.ape, r.provenance, bar)
+        (
+            r.ape,
+            r.provenance,
+            bars.for_provenance(&r.op_kind, r.regime, r.provenance),
+        )
     }
 }
 

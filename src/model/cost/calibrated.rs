@@ -323,6 +323,18 @@ impl ErrorBars {
         })
     }
 
+    /// Whether the roofline answers instead of a calibrated prediction of `provenance` for
+    /// `kind` in `regime`: validation found it better there (a measured shape always stands),
+    /// or the calibrated bar is past the limit and the roofline's is narrower.
+    pub fn roofline_replaces(&self, kind: &str, regime: Regime, provenance: Provenance) -> bool {
+        let worse = provenance != Provenance::Measured && self.roofline_answers(kind, regime);
+        let roofline = self.for_provenance(kind, regime, Provenance::Roofline);
+        let too_wide = self
+            .for_provenance(kind, regime, provenance)
+            .is_some_and(|b| b > MAX_ERROR_PCT && roofline.is_some_and(|r| r < b));
+        worse || too_wide
+    }
+
     /// Whether validation chose the roofline for `kind` in `regime` (the most specific entry
     /// that has residuals decides).
     pub fn roofline_answers(&self, kind: &str, regime: Regime) -> bool {
@@ -840,17 +852,10 @@ impl CalibratedModel {
         let Some((kind, reg)) = kind_regime.as_ref() else {
             return roofline(hw);
         };
-        let bar = bars.for_provenance(kind, *reg, provenance);
-        let roofline_bar = bars.for_provenance(kind, *reg, Provenance::Roofline);
-        let worse_than_roofline =
-            provenance != Provenance::Measured && bars.roofline_answers(kind, *reg);
-        // A bar past the limit is not promised: the roofline answers where its own bar is
-        // narrower.
-        let too_wide =
-            bar.is_some_and(|b| b > MAX_ERROR_PCT && roofline_bar.is_some_and(|r| r < b));
-        if worse_than_roofline || too_wide {
+        if bars.roofline_replaces(kind, *reg, provenance) {
             return roofline(hw);
         }
+        let bar = bars.for_provenance(kind, *reg, provenance);
         Ok(Answer {
             seconds,
             provenance,

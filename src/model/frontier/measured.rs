@@ -46,23 +46,6 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Measured>> {
     Ok(rows)
 }
 
-fn value(field: Field, v: &serde_json::Value) -> std::result::Result<Value, String> {
-    match (field, v) {
-        (Field::Dtype | Field::KvDtype, serde_json::Value::String(s)) => {
-            s.parse().map(Value::Dtype).map_err(|e| e.to_string())
-        }
-        (Field::MlpRatio, serde_json::Value::Number(x)) => match x.as_f64() {
-            Some(r) if r.is_finite() && r > 0.0 => Ok(Value::Ratio(r)),
-            _ => Err("must be a positive number".into()),
-        },
-        (_, serde_json::Value::Number(x)) => match x.as_u64() {
-            Some(n) if n > 0 => Ok(Value::Int(n)),
-            _ => Err("must be a positive integer".into()),
-        },
-        (_, other) => Err(format!("{other} is not a valid value")),
-    }
-}
-
 fn row(
     file: &str,
     line: usize,
@@ -80,7 +63,7 @@ fn row(
         }
         let field =
             Field::by_name(&key).ok_or_else(|| Error::field(file, &at(&key), "unknown field"))?;
-        let v = value(field, &v).map_err(|e| Error::field(file, &at(&key), e))?;
+        let v = Value::from_json(field, &v).map_err(|e| Error::field(file, &at(&key), e))?;
         fields.push((field, v));
     }
     let loss = loss.ok_or_else(|| Error::field(file, &at("loss"), "missing"))?;

@@ -91,6 +91,24 @@ pub enum Value {
 }
 
 impl Value {
+    /// A value of `field` as JSON gives it (the score stream, measured losses), or why not.
+    pub fn from_json(field: Field, v: &serde_json::Value) -> std::result::Result<Value, String> {
+        match (field, v) {
+            (Field::Dtype | Field::KvDtype, serde_json::Value::String(s)) => {
+                s.parse().map(Value::Dtype).map_err(|e| e.to_string())
+            }
+            (Field::MlpRatio, serde_json::Value::Number(x)) => match x.as_f64() {
+                Some(r) if r.is_finite() && r > 0.0 => Ok(Value::Ratio(r)),
+                _ => Err("must be a positive number".into()),
+            },
+            (_, serde_json::Value::Number(x)) => match x.as_u64() {
+                Some(n) if n > 0 => Ok(Value::Int(n)),
+                _ => Err("must be a positive integer".into()),
+            },
+            (_, other) => Err(format!("{other} is not a valid value")),
+        }
+    }
+
     pub fn to_json(self) -> serde_json::Value {
         match self {
             Value::Int(v) => v.into(),
