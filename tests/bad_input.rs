@@ -1774,37 +1774,6 @@ fn calibrate_by_default_leaves_hw_profiles_alone() {
     );
 }
 
-/// compose checks the device against --hw: lavapipe is not an H100 (needs a wgpu adapter).
-#[cfg(feature = "measure")]
-#[test]
-fn compose_refuses_a_profile_of_another_gpu() {
-    if common::open_wgpu().is_none() {
-        return;
-    }
-    let xdg = TempDir::new().unwrap();
-    let out = gpucost()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("XDG_RUNTIME_DIR", xdg.path())
-        .args([
-            "compose",
-            "--model",
-            "examples/tiny-block.toml",
-            "--hw",
-            "h100-sxm",
-            "--no-save",
-            "--runs",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("is described by profile lavapipe, not --hw h100-sxm"),
-        "{stderr}"
-    );
-}
-
 /// A context beyond the model's positions is answered with one warning naming the model.
 #[test]
 fn a_context_beyond_the_positions_warns() {

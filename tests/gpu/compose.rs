@@ -1,10 +1,7 @@
 //! The composition check: a transformer block run on a real wgpu adapter (lavapipe in CI) with
 //! the benchmark's kernels, checked against the f64 reference and priced op by op.
 
-#![cfg(feature = "measure")]
-
-mod common;
-use common::{files_under, gpucost, open_wgpu, path, run_json};
+use crate::common::{self, files_under, gpucost, path, run_json};
 use gpucost::measure::backend::Backend;
 use gpucost::measure::backend::block::{self, BLOCK_OPS, BlockShape};
 use gpucost::measure::{compose, harness};
@@ -15,8 +12,7 @@ fn tiny(tokens: u64, dtype: DType) -> BlockShape {
     compose::block_shape(&arch, 1, tokens, dtype).unwrap()
 }
 
-#[test]
-fn the_block_is_the_workloads_layer_and_refuses_what_it_cannot_run() {
+pub fn the_block_is_the_workloads_layer_and_refuses_what_it_cannot_run() {
     let llama = gpucost::model::arch::load("llama-3-8b").unwrap();
     let b = compose::block_shape(&llama, 2, 4096, DType::Bf16).unwrap();
     let names: Vec<&str> = b.ops.iter().map(|(n, _)| n.as_str()).collect();
@@ -30,8 +26,7 @@ fn the_block_is_the_workloads_layer_and_refuses_what_it_cannot_run() {
 
 /// Large blocks are checked on the first tokens of a sequence, computed as a shorter block:
 /// causality makes that exact, which the full reference confirms here.
-#[test]
-fn a_prefix_block_gives_the_first_rows_of_every_sequence() {
+pub fn a_prefix_block_gives_the_first_rows_of_every_sequence() {
     let arch = gpucost::model::arch::load(&path("examples/tiny-block.toml")).unwrap();
     let b = compose::block_shape(&arch, 2, 40, DType::Fp32).unwrap();
     let inputs = compose::inputs(&b, 5);
@@ -52,11 +47,8 @@ fn a_prefix_block_gives_the_first_rows_of_every_sequence() {
     }
 }
 
-#[test]
-fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
-    let Some(mut backend) = open_wgpu() else {
-        return;
-    };
+pub fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
+    let mut backend = common::wgpu();
     // Odd token count: partial tiles in every kernel; two sequences: batch strides.
     let arch = gpucost::model::arch::load(&path("examples/tiny-block.toml")).unwrap();
     let b = compose::block_shape(&arch, 2, 37, DType::Fp32).unwrap();
@@ -75,11 +67,8 @@ fn the_block_matches_its_reference_and_a_wrong_answer_fails() {
     assert!(!c.pass, "{c:?}");
 }
 
-#[test]
-fn f16_block_matches_its_reference() {
-    let Some(mut backend) = open_wgpu() else {
-        return;
-    };
+pub fn f16_block_matches_its_reference() {
+    let mut backend = common::wgpu();
     if !backend.device().supports_f16 {
         eprintln!("adapter has no shader-f16: f16 block not checked");
         return;
@@ -88,11 +77,7 @@ fn f16_block_matches_its_reference() {
     assert!(m.correctness.pass, "{:?}", m.correctness);
 }
 
-#[test]
-fn compose_reports_measured_against_predicted_per_op() {
-    if open_wgpu().is_none() {
-        return;
-    }
+pub fn compose_reports_measured_against_predicted_per_op() {
     let dir = tempfile::TempDir::new().unwrap();
     let v = run_json(
         gpucost()
@@ -132,8 +117,7 @@ fn compose_reports_measured_against_predicted_per_op() {
     assert_eq!(file["ops"].as_array().unwrap().len(), BLOCK_OPS.len());
 }
 
-#[test]
-fn compose_refuses_a_model_it_cannot_run_by_name() {
+pub fn compose_refuses_a_model_it_cannot_run_by_name() {
     let out = gpucost()
         .args([
             "compose",
@@ -149,4 +133,30 @@ fn compose_refuses_a_model_it_cannot_run_by_name() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("gpt2") && e.contains("RMSNorm"), "{e}");
     assert_eq!(e.trim().lines().count(), 1, "{e}");
+}
+
+/// compose checks the device against --hw: lavapipe is not an H100.
+pub fn compose_refuses_a_profile_of_another_gpu() {
+    let xdg = tempfile::TempDir::new().unwrap();
+    let out = gpucost()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_RUNTIME_DIR", xdg.path())
+        .args([
+            "compose",
+            "--model",
+            "examples/tiny-block.toml",
+            "--hw",
+            "h100-sxm",
+            "--no-save",
+            "--runs",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is described by profile lavapipe, not --hw h100-sxm"),
+        "{stderr}"
+    );
 }

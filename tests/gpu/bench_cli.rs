@@ -1,25 +1,8 @@
 //! `gpucost devices` and `gpucost bench` as a user runs them, on lavapipe (or any adapter).
 
-#![cfg(feature = "measure")]
+use crate::common::{self, files_under, gpucost, run_json, run_ok};
 
-mod common;
-use common::{files_under, gpucost, run_json, run_ok};
-
-fn have_adapter() -> bool {
-    let ok = gpucost::measure::backend::wgpu::WgpuBackend::open(0).is_ok();
-    if !ok {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI=true needs a wgpu adapter"
-        );
-        eprintln!("skipping: no wgpu adapter");
-    }
-    ok
-}
-
-#[test]
-fn devices_lists_every_backend_and_why_one_is_missing() {
+pub fn devices_lists_every_backend_and_why_one_is_missing() {
     let v = run_json(gpucost().args(["devices", "--format", "json"]));
     let names: Vec<&str> = v
         .as_array()
@@ -36,11 +19,7 @@ fn devices_lists_every_backend_and_why_one_is_missing() {
 }
 
 /// Without --out, records go to ./gpucost-results/<device>/, never into a results/ folder.
-#[test]
-fn bench_writes_one_record_per_variant_and_shape() {
-    if !have_adapter() {
-        return;
-    }
+pub fn bench_writes_one_record_per_variant_and_shape() {
     let dir = tempfile::TempDir::new().unwrap();
     let shapes = dir.path().join("shapes.toml");
     std::fs::write(&shapes, "[[attention]]\nbatch = 1\nheads = 4\nkv_heads = 2\nseq_q = 9\nhead_dim = 64\ncausal = true\n").unwrap();
@@ -87,11 +66,7 @@ fn bench_writes_one_record_per_variant_and_shape() {
 }
 
 /// A shape the named variant cannot run is skipped with a line and counted; the rest run.
-#[test]
-fn bench_skips_shapes_a_named_variant_cannot_run() {
-    if !have_adapter() {
-        return;
-    }
+pub fn bench_skips_shapes_a_named_variant_cannot_run() {
     let dir = tempfile::TempDir::new().unwrap();
     let shapes = dir.path().join("shapes.toml");
     // The WGSL attention kernels read head dims in vec4s: 6 is not offered.
@@ -135,8 +110,7 @@ fn bench_skips_shapes_a_named_variant_cannot_run() {
     );
 }
 
-#[test]
-fn bench_rejects_bad_flags_with_one_line() {
+pub fn bench_rejects_bad_flags_with_one_line() {
     let e = common::user_error(&["bench", "--op", "matmul", "--dtype", "bf17"]);
     assert!(e.contains("--dtype: unknown dtype 'bf17'"), "{e}");
     let dir = tempfile::TempDir::new().unwrap();
@@ -178,11 +152,7 @@ fn bench_rejects_bad_flags_with_one_line() {
 
 /// A shapes file with a shape too large for the device is refused by name before anything is
 /// allocated (a 100000³ fp32 matmul moves 120 GB).
-#[test]
-fn a_shape_too_large_for_the_device_is_refused() {
-    if !have_adapter() {
-        return;
-    }
+pub fn a_shape_too_large_for_the_device_is_refused() {
     let dir = tempfile::TempDir::new().unwrap();
     let shapes = dir.path().join("huge.toml");
     std::fs::write(&shapes, "[[matmul]]\nm = 100000\nn = 100000\nk = 100000\n").unwrap();
@@ -212,11 +182,7 @@ fn a_shape_too_large_for_the_device_is_refused() {
 }
 
 /// A dtype the backend has no kernel for measures nothing: refused, not an empty table.
-#[test]
-fn a_dtype_the_backend_cannot_run_is_refused() {
-    if !have_adapter() {
-        return;
-    }
+pub fn a_dtype_the_backend_cannot_run_is_refused() {
     let runtime = tempfile::TempDir::new().unwrap();
     let out = gpucost()
         .env("XDG_RUNTIME_DIR", runtime.path())
@@ -239,4 +205,18 @@ fn a_dtype_the_backend_cannot_run_is_refused() {
         e.contains("nothing to measure") && e.contains("bf16"),
         "{e}"
     );
+}
+
+/// Without a desktop session (no XDG_RUNTIME_DIR) a wgpu command prints only its own output:
+/// Mesa's device-select layer would otherwise print a libwayland error twice.
+pub fn wgpu_commands_print_no_wayland_noise() {
+    let out = gpucost()
+        .args(["devices"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
 }
