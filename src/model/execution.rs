@@ -1,50 +1,12 @@
 //! The third input: what runs — a training step, or serving (a prefill, then decode steps) —
-//! with its dtypes, recomputation, batch and lengths, and how it is split over GPUs. Parallelism
-//! and microbatches are carried through every type, though only one GPU is priced so far.
+//! with its dtypes, recomputation, batch and lengths, and how it is split over GPUs (`parallel`).
 
 use crate::error::{Error, Result};
 use crate::model::dtype::DType;
 use crate::model::ops::limits;
 use serde::{Deserialize, Serialize};
 
-/// How the model is split over GPUs, and how a step is cut into microbatches. Only one GPU and
-/// one microbatch are priced so far; the setting travels through every type so that multi-GPU
-/// estimates can arrive without changing them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Parallelism {
-    pub tp: u64,
-    pub pp: u64,
-    pub dp: u64,
-    /// Microbatches per step (gradient accumulation, or the pipeline's microbatches).
-    pub microbatches: u64,
-}
-
-impl Default for Parallelism {
-    fn default() -> Self {
-        Parallelism {
-            tp: 1,
-            pp: 1,
-            dp: 1,
-            microbatches: 1,
-        }
-    }
-}
-
-impl Parallelism {
-    pub fn gpus(&self) -> u64 {
-        self.tp.saturating_mul(self.pp).saturating_mul(self.dp)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        if *self != Parallelism::default() {
-            return Err(Error::Unsupported(format!(
-                "parallelism tp={} pp={} dp={} microbatches={}: only a single GPU and one microbatch (tp = pp = dp = microbatches = 1) are modelled so far",
-                self.tp, self.pp, self.dp, self.microbatches
-            )));
-        }
-        Ok(())
-    }
-}
+pub use crate::model::parallel::{Parallelism, Zero};
 
 /// Activation recomputation during the backward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -59,10 +21,10 @@ pub enum Recompute {
     Full,
 }
 
-/// One training step on one GPU.
+/// One training step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSetup {
-    /// Sequences per step.
+    /// Sequences per step, over all data-parallel replicas (the global batch).
     pub batch: u64,
     pub seq: u64,
     /// Matmul input dtype (mixed precision: bf16 matmuls, fp32 master weights and optimizer).
@@ -138,7 +100,7 @@ fn check_combined(
 }
 
 impl TrainingSetup {
-    /// Sizes positive, tokens per step within `limits::TOKENS`, one GPU.
+    /// Sizes positive, tokens per step within `limits::TOKENS`, a layout that divides them.
     pub fn validate(&self) -> Result<()> {
         check_positive(&[("batch", self.batch), ("seq", self.seq)])?;
         check_combined(
@@ -148,7 +110,7 @@ impl TrainingSetup {
             limits::TOKENS,
             "tokens per step",
         )?;
-        self.parallelism.validate()
+        self.parallelism.validate(Some((self.batch, self.seq)))
     }
 
     /// Tokens per step (saturating; `validate` bounds it).
@@ -159,7 +121,7 @@ impl TrainingSetup {
 
 impl InferenceSetup {
     /// Sizes positive; `--gen` within `limits::GEN`, the prefill within `limits::TOKENS`, the
-    /// context within `limits::CONTEXT`; one GPU.
+    /// context within `limits::CONTEXT`; a serving layout.
     pub fn validate(&self) -> Result<()> {
         check_positive(&[
             ("batch", self.batch),
@@ -187,7 +149,7 @@ impl InferenceSetup {
             limits::CONTEXT,
             "tokens of context",
         )?;
-        self.parallelism.validate()
+        self.parallelism.validate(None)
     }
 
     /// Context lengths of the decode steps whose average is the time per output token: the first
@@ -238,16 +200,13 @@ mod tests {
     }
 
     #[test]
-    fn multi_gpu_and_microbatches_are_refused_for_now() {
+    fn serving_takes_tensor_pipeline_and_replicas_only() {
         let mut s = serving(100, 4);
         s.parallelism.tp = 2;
-        assert!(s.validate().unwrap_err().to_string().contains("tp=2"));
-        s.parallelism = Parallelism {
-            microbatches: 4,
-            ..Parallelism::default()
-        };
-        let e = s.validate().unwrap_err().to_string();
-        assert!(e.contains("microbatches=4"), "{e}");
+        s.parallelism.pp = 2;
+        assert!(s.validate().is_ok());
+        s.parallelism.cp = 2;
+        assert!(s.validate().unwrap_err().to_string().contains("--cp"));
     }
 
     #[test]

@@ -72,10 +72,22 @@ pub struct PeakFlops {
     pub int4: Option<Sourced<f64>>,
 }
 
-/// Link bandwidths per GPU, bytes/s in each direction.
+/// Link bandwidths per GPU, bytes/s in each direction, and the node they sit in.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interconnect {
+    /// GPUs in one node of the reference system (a DGX/HGX board holds 8); absent for a single
+    /// card, which is then a node of one.
+    #[serde(default)]
+    pub gpus_per_node: Option<Sourced<f64>>,
+    /// GPUs one NVLink domain joins (8 through NVSwitch on SXM boards, 2 through a bridge on PCIe
+    /// cards); a larger group inside a node talks over PCIe. Absent: all of the node.
+    #[serde(default)]
+    pub nvlink_gpus: Option<Sourced<f64>>,
+    /// Whether the NVSwitch reduces in the switch (NVLink SHARP, "NVLS"), so an all-reduce sends
+    /// and receives each byte once instead of 2(n−1)/n times.
+    #[serde(default)]
+    pub nvls: Option<Sourced<bool>>,
     /// GPU-to-GPU inside a node (NVLink); absent on cards without one.
     #[serde(default)]
     pub nvlink_bytes_per_s: Option<Sourced<f64>>,
@@ -105,8 +117,12 @@ pub struct ModelDefaults {
     pub collective_efficiency: f64,
     /// Fixed cost of one kernel launch, seconds.
     pub launch_latency_s: f64,
-    /// Fixed cost of one collective, seconds.
+    /// Fixed cost of one collective (launch and synchronisation), seconds.
     pub collective_latency_s: f64,
+    /// Cost of one algorithm step (a hop of a ring or a tree level) inside a node, seconds.
+    pub nvlink_step_latency_s: f64,
+    /// Cost of one algorithm step across the network, seconds.
+    pub network_step_latency_s: f64,
     /// Output tile shapes (rows, cols) a matmul library can choose between; the model takes the
     /// fastest after tile and wave quantization.
     pub matmul_tiles: Vec<[u64; 2]>,
@@ -120,7 +136,9 @@ impl Default for ModelDefaults {
             memory_efficiency: 0.90,
             collective_efficiency: 0.80,
             launch_latency_s: 4e-6,
-            collective_latency_s: 20e-6,
+            collective_latency_s: 10e-6,
+            nvlink_step_latency_s: 1e-6,
+            network_step_latency_s: 5e-6,
             matmul_tiles: vec![
                 [128, 256],
                 [256, 128],
@@ -171,6 +189,22 @@ impl HwProfile {
             .collect()
     }
 
+    /// GPUs in one node (1 for a single card).
+    pub fn gpus_per_node(&self) -> u64 {
+        self.interconnect
+            .gpus_per_node
+            .as_ref()
+            .map_or(1, |g| g.value as u64)
+    }
+
+    /// GPUs one NVLink domain joins (all of the node when the profile does not say).
+    pub fn nvlink_gpus(&self) -> u64 {
+        self.interconnect
+            .nvlink_gpus
+            .as_ref()
+            .map_or(self.gpus_per_node(), |g| g.value as u64)
+    }
+
     pub fn tdp_w(&self) -> Option<f64> {
         self.tdp_w.as_ref().map(|p| p.value)
     }
@@ -185,7 +219,7 @@ impl HwProfile {
         let p = &self.peak_flops;
         let i = &self.interconnect;
         // compute_units is the one integer figure; the rest are f64, some optional.
-        let rest: [(&str, Option<&Sourced<f64>>); 16] = [
+        let rest: [(&str, Option<&Sourced<f64>>); 18] = [
             ("boost_clock_hz", Some(&self.boost_clock_hz)),
             ("memory_bytes", Some(&self.memory_bytes)),
             (
@@ -211,6 +245,8 @@ impl HwProfile {
                 "interconnect.network_bytes_per_s",
                 i.network_bytes_per_s.as_ref(),
             ),
+            ("interconnect.gpus_per_node", i.gpus_per_node.as_ref()),
+            ("interconnect.nvlink_gpus", i.nvlink_gpus.as_ref()),
         ];
         let mut out = vec![(
             "compute_units".to_string(),
@@ -314,6 +350,8 @@ impl HwProfile {
         for (field, v) in [
             ("model.launch_latency_s", m.launch_latency_s),
             ("model.collective_latency_s", m.collective_latency_s),
+            ("model.nvlink_step_latency_s", m.nvlink_step_latency_s),
+            ("model.network_step_latency_s", m.network_step_latency_s),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::field(
@@ -329,6 +367,34 @@ impl HwProfile {
                     format!("{v} s exceeds the limit of {} s", limits::LATENCY_MAX),
                 ));
             }
+        }
+        let i = &self.interconnect;
+        for (field, v) in [
+            ("interconnect.gpus_per_node", &i.gpus_per_node),
+            ("interconnect.nvlink_gpus", &i.nvlink_gpus),
+        ] {
+            if let Some(v) = v
+                && (v.value.fract() != 0.0 || v.value < 1.0 || v.value > limits::RANKS as f64)
+            {
+                return Err(Error::field(
+                    file,
+                    &format!("{field}.value"),
+                    format!(
+                        "must be a whole number from 1 to {}, got {}",
+                        limits::show(limits::RANKS),
+                        v.value
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = &i.nvls
+            && n.source.trim().is_empty()
+        {
+            return Err(Error::field(
+                file,
+                "interconnect.nvls.source",
+                "every figure needs a source",
+            ));
         }
         if m.matmul_tiles.is_empty() || m.matmul_tiles.iter().any(|t| t[0] == 0 || t[1] == 0) {
             return Err(Error::field(

@@ -3,9 +3,11 @@
 use crate::model::arch::{Architecture, LayerKind};
 use crate::model::dtype::DType;
 use crate::model::execution::{InferenceSetup, Recompute, TrainingSetup, activation_dtype};
+use crate::model::parallel::{Zero, rank_params, stage_layers};
 use serde::{Deserialize, Serialize};
 
-/// Resident bytes during a training step.
+/// Resident bytes during a training step, on the rank that holds the most (with a pipeline, the
+/// first stage's in-flight microbatches or the last stage's head).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrainingMemory {
     pub weights_bytes: f64,
@@ -18,7 +20,7 @@ pub struct TrainingMemory {
     pub fits: bool,
 }
 
-/// Resident bytes while serving.
+/// Resident bytes while serving, on the rank that holds the most.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct InferenceMemory {
     pub weights_bytes: f64,
@@ -36,15 +38,20 @@ pub struct InferenceMemory {
 }
 
 /// Activation elements one layer saves for its backward pass, per token, and the fp32 bytes per
-/// token it saves besides (the attention log-sum-exp, router logits).
-fn saved_per_token(arch: &Architecture, kind: LayerKind) -> (f64, f64) {
+/// token it saves besides (the attention log-sum-exp, router logits), on one of `tp` tensor
+/// ranks: the heads and MLP widths are split; the residual-stream parts only with sequence
+/// parallelism (`sp`).
+fn saved_per_token(arch: &Architecture, kind: LayerKind, tp: u64, sp: bool) -> (f64, f64) {
+    let t = tp as f64;
+    let stream = if sp { t } else { 1.0 };
     let h = arch.hidden_size as f64;
-    let (q, kv) = (arch.q_width() as f64, arch.kv_width() as f64);
+    let (q, kv) = (
+        (arch.num_heads.div_ceil(tp) * arch.head_dim) as f64,
+        (arch.num_kv_heads.div_ceil(tp) * arch.head_dim) as f64,
+    );
     // Norm inputs and outputs feeding the QKV and MLP matmuls, q/k/v, the attention output.
-    let mut elems = 4.0 * h + (q + 2.0 * kv) + q;
-    if arch.norms_per_layer == 4 {
-        elems += 2.0 * h;
-    }
+    let norms = if arch.norms_per_layer == 4 { 6.0 } else { 4.0 };
+    let mut elems = norms * h / stream + (q + 2.0 * kv) + q;
     let mlp = |width: f64| {
         if arch.mlp.gated {
             3.0 * width // gate and up outputs, activation output
@@ -52,39 +59,67 @@ fn saved_per_token(arch: &Architecture, kind: LayerKind) -> (f64, f64) {
             2.0 * width // up output, activation output
         }
     };
-    let mut fp32 = arch.num_heads as f64 * 4.0; // log-sum-exp per head
+    let mut fp32 = arch.num_heads.div_ceil(tp) as f64 * 4.0; // log-sum-exp per head
     match (kind.moe, arch.moe) {
         (true, Some(m)) => {
             let k = m.top_k as f64;
             // Dispatched inputs, expert intermediates and expert outputs for each routed copy.
-            elems += k * (2.0 * h + mlp(m.expert_intermediate_size as f64));
-            elems += mlp(m.shared_experts as f64 * m.shared_intermediate_size as f64);
+            elems += k * (2.0 * h + mlp(m.expert_intermediate_size.div_ceil(tp) as f64));
+            elems += mlp(m.shared_experts as f64 * m.shared_intermediate_size.div_ceil(tp) as f64);
             fp32 += m.num_experts as f64 * 4.0;
         }
-        _ => elems += mlp(arch.intermediate_size as f64),
+        _ => elems += mlp(arch.intermediate_size.div_ceil(tp) as f64),
     }
     (elems, fp32)
 }
 
 pub fn training(arch: &Architecture, s: &TrainingSetup, capacity_bytes: f64) -> TrainingMemory {
-    let params = arch.params().total as f64;
+    let p = &s.parallelism;
+    let last = p.pp - 1;
+    let first = training_stage(arch, s, 0, capacity_bytes);
+    if last == 0 {
+        return first;
+    }
+    let end = training_stage(arch, s, last, capacity_bytes);
+    if end.total_bytes > first.total_bytes {
+        end
+    } else {
+        first
+    }
+}
+
+/// Resident bytes on a rank of pipeline stage `stage`.
+fn training_stage(
+    arch: &Architecture,
+    s: &TrainingSetup,
+    stage: u64,
+    capacity_bytes: f64,
+) -> TrainingMemory {
+    let p = &s.parallelism;
+    let params = rank_params(arch, p, stage) as f64;
     let working = activation_dtype(s.dtype);
     let e = working.bytes();
-    let weights_bytes = params * e;
-    let gradients_bytes = params * e;
+    let dp = p.dp as f64;
+    let shard = |from: Zero| if p.zero.level() >= from.level() { dp } else { 1.0 };
+    let weights_bytes = params * e / shard(Zero::Stage3);
+    let gradients_bytes = params * e / shard(Zero::Stage2);
     let master = if working == DType::Fp32 { 0.0 } else { 4.0 };
-    let optimizer_bytes = params * (master + 8.0);
+    let optimizer_bytes = params * (master + 8.0) / shard(Zero::Stage1);
 
-    let tokens = s.tokens() as f64;
+    // One microbatch on this rank: its sequences, its share of each sequence.
+    let (batch, seq) = (p.micro_batch_size(s.batch), s.seq / p.cp);
+    let tokens = (batch * seq) as f64;
+    let sp = p.sequence_parallel;
     let attention_scores = |window: Option<u64>| -> f64 {
         // Unfused attention keeps the softmax output: the full score square per head.
         let keys = window.unwrap_or(s.seq).min(s.seq) as f64;
-        s.batch as f64 * arch.num_heads as f64 * s.seq as f64 * keys * e
+        batch as f64 * arch.num_heads.div_ceil(p.tp) as f64 * seq as f64 * keys * e
     };
+    let stream = if sp { p.tp as f64 } else { 1.0 };
     let mut layers = 0.0;
     let mut largest_layer: f64 = 0.0;
     for (kind, count) in arch.layer_groups() {
-        let (elems, fp32) = saved_per_token(arch, kind);
+        let (elems, fp32) = saved_per_token(arch, kind, p.tp, sp);
         let mut one = tokens * (elems * e + fp32);
         if !s.fused_attention {
             one += attention_scores(kind.window);
@@ -96,16 +131,36 @@ pub fn training(arch: &Architecture, s: &TrainingSetup, capacity_bytes: f64) -> 
                 Recompute::Selective if !s.fused_attention => one - attention_scores(kind.window),
                 Recompute::Selective => one,
                 // Only the layer input is kept.
-                Recompute::Full => tokens * arch.hidden_size as f64 * e,
+                Recompute::Full => tokens * arch.hidden_size as f64 * e / stream,
             };
+    }
+    if p.pp > 1 {
+        let n = stage_layers(arch.num_layers, p.pp)[stage as usize];
+        layers *= n as f64 / arch.num_layers as f64;
+        // 1F1B: stage i holds the activations of up to pp − i microbatches at once; the
+        // interleaved schedule holds more on the first stage (Narayanan et al. 2021, §2.2.2).
+        let m = p.microbatches(s.batch);
+        let mut in_flight = m.min(p.pp - stage) as f64;
+        if p.virtual_stages > 1 && stage == 0 {
+            in_flight *= 1.0 + (p.pp - 1) as f64 / (p.pp * p.virtual_stages) as f64;
+        }
+        layers *= in_flight;
     }
     if s.recompute == Recompute::Full {
         // One layer's activations exist again while its backward runs.
         layers += largest_layer;
     }
-    // Embedding output, final norm in/out, logits in the working dtype and their fp32 upcast.
+    // Embedding output on the first stage; final norm in/out, logits in the working dtype and
+    // their fp32 upcast on the last.
     let h = arch.hidden_size as f64;
-    let head = tokens * (3.0 * h * e + arch.vocab_size as f64 * (e + 4.0));
+    let (is_first, is_last) = (stage == 0, stage == p.pp - 1);
+    let stream_parts = f64::from(u8::from(is_first)) + 2.0 * f64::from(u8::from(is_last));
+    let logits = if is_last {
+        arch.vocab_size.div_ceil(p.tp) as f64 * (e + 4.0)
+    } else {
+        0.0
+    };
+    let head = tokens * (stream_parts * h * e / stream + logits);
     let activations_bytes = layers + head;
     let total_bytes = weights_bytes + gradients_bytes + optimizer_bytes + activations_bytes;
     TrainingMemory {
@@ -120,31 +175,45 @@ pub fn training(arch: &Architecture, s: &TrainingSetup, capacity_bytes: f64) -> 
 }
 
 pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -> InferenceMemory {
-    let weights_bytes = s.dtype.bytes_for(arch.params().total) as f64;
+    let p = &s.parallelism;
+    let held = (0..p.pp).map(|i| rank_params(arch, p, i)).max().unwrap_or(0);
+    let weights_bytes = s.dtype.bytes_for(held) as f64;
     let context = s.prompt.saturating_add(s.generate);
-    let kv_per_layer_token = 2.0 * arch.kv_width() as f64 * s.kv_dtype.bytes();
-    let kv_cache_bytes: f64 = arch
+    // Each tensor rank caches its own key/value heads (replicated where fewer than ranks).
+    let kv_width = arch.num_kv_heads.div_ceil(p.tp) * arch.head_dim;
+    let kv_per_layer_token = 2.0 * kv_width as f64 * s.kv_dtype.bytes();
+    // The stage with the most layers holds the most cache.
+    let stage_share = if p.pp == 1 {
+        1.0
+    } else {
+        stage_layers(arch.num_layers, p.pp)[0] as f64 / arch.num_layers as f64
+    };
+    let kv_cache_bytes: f64 = stage_share
+        * arch
         .layer_groups()
         .into_iter()
         .map(|(kind, count)| {
             let cached = kind.window.map_or(context, |w| w.min(context));
             count as f64 * kv_per_layer_token * cached as f64 * s.batch as f64
         })
-        .sum();
+        .sum::<f64>();
     let kv_cache_bytes_per_token = arch.kv_elements_per_token() as f64 * s.kv_dtype.bytes();
 
     let e = activation_dtype(s.dtype).bytes();
     let h = arch.hidden_size as f64;
+    let tp = p.tp;
     let mlp_width = arch.moe.map_or(arch.intermediate_size, |m| {
         m.expert_intermediate_size
             .max(m.shared_experts.saturating_mul(m.shared_intermediate_size))
             .max(arch.intermediate_size)
     }) as f64
+        / tp as f64
         * if arch.mlp.gated { 3.0 } else { 2.0 };
-    let widest = mlp_width.max(arch.q_width() as f64 + 2.0 * arch.kv_width() as f64);
+    let q_width = (arch.num_heads.div_ceil(tp) * arch.head_dim) as f64;
+    let widest = mlp_width.max(q_width + 2.0 * kv_width as f64);
     let tokens = s.batch as f64 * s.prompt as f64;
-    let activations_bytes =
-        tokens * (2.0 * h + widest) * e + s.batch as f64 * arch.vocab_size as f64 * 4.0;
+    let activations_bytes = tokens * (2.0 * h + widest) * e
+        + s.batch as f64 * arch.vocab_size.div_ceil(tp) as f64 * 4.0;
     let total_bytes = weights_bytes + kv_cache_bytes + activations_bytes;
     InferenceMemory {
         weights_bytes,

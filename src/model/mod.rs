@@ -12,6 +12,7 @@ pub mod frontier;
 pub mod hw;
 pub mod memory;
 pub mod ops;
+pub mod parallel;
 pub mod plan;
 pub mod price;
 pub mod report;

@@ -178,9 +178,9 @@ impl std::hash::Hash for Op {
             Op::Collective(c) => {
                 h.write_u64(3 << 60 | small(c.dtype));
                 c.kind.hash(h);
-                c.link.hash(h);
                 h.write_u64(c.payload_bytes);
                 h.write_u64(c.ranks);
+                h.write_u64(c.stride);
             }
         }
     }
@@ -298,6 +298,10 @@ impl Op {
                     return Err("ranks must be positive, got 0".into());
                 }
                 at_most(c.ranks, limits::RANKS).map_err(|e| format!("ranks {e}"))?;
+                if c.stride == 0 {
+                    return Err("stride must be positive, got 0".into());
+                }
+                at_most(c.stride, limits::RANKS).map_err(|e| format!("stride {e}"))?;
             }
         }
         Ok(())
@@ -353,10 +357,15 @@ impl fmt::Display for Op {
             ),
             Op::Collective(c) => write!(
                 f,
-                "{} {} B over {} ranks",
+                "{} {} B over {} ranks{}",
                 c.kind.name(),
                 c.payload_bytes,
-                c.ranks
+                c.ranks,
+                if c.stride > 1 {
+                    format!(" {} apart", c.stride)
+                } else {
+                    String::new()
+                }
             ),
         }
     }
@@ -744,16 +753,32 @@ pub enum Link {
 }
 
 /// A collective over `ranks` GPUs on a buffer of `payload_bytes` (the full, unsharded size).
+/// `stride`: the distance in global ranks between neighbours of the group (1 for the innermost
+/// group), which with the GPUs per node decides whether it crosses the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Collective {
     pub kind: CollectiveKind,
     pub payload_bytes: u64,
     pub ranks: u64,
-    pub link: Link,
+    pub stride: u64,
     pub dtype: DType,
 }
 
 impl Collective {
+    /// Whether the group stays inside a node of `gpus_per_node` GPUs, and how many of its ranks
+    /// share a node: each drives its own network link (a rail-optimized cluster gives every GPU
+    /// its own NIC), so a group crossing the network moves data over that many links at once.
+    pub fn placement(&self, gpus_per_node: u64) -> (Link, u64) {
+        if self.stride.saturating_mul(self.ranks) <= gpus_per_node {
+            (Link::IntraNode, self.ranks)
+        } else {
+            (
+                Link::InterNode,
+                (gpus_per_node / self.stride.max(1)).clamp(1, self.ranks),
+            )
+        }
+    }
+
     /// Bytes each rank sends with bandwidth-optimal (ring) algorithms: 2(n−1)/n of the buffer for
     /// all-reduce, (n−1)/n for all-gather, reduce-scatter and all-to-all, the buffer for send/recv.
     pub fn bytes_on_wire_per_rank(&self) -> f64 {
@@ -877,7 +902,7 @@ mod tests {
             kind: CollectiveKind::AllReduce,
             payload_bytes: 1000,
             ranks: 4,
-            link: Link::IntraNode,
+            stride: 1,
             dtype: DType::Bf16,
         };
         assert_eq!(c.bytes_on_wire_per_rank(), 1500.0);

@@ -8,7 +8,10 @@ use crate::model::dtype::DType;
 use crate::model::execution::{
     Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
 };
-use crate::model::ops::{Attention, Matmul, MemoryKind, MemoryOp, Op, Pass};
+use crate::model::ops::{
+    Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass,
+};
+use crate::model::parallel::{Group, Parallelism, Zero};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -21,6 +24,8 @@ pub enum Phase {
     Backward,
     Recompute,
     Optimizer,
+    /// The data-parallel exchange of gradients and weights, once per step.
+    DataParallel,
     Prefill,
     Decode,
 }
@@ -32,6 +37,7 @@ impl Phase {
             Phase::Backward => "backward",
             Phase::Recompute => "recompute",
             Phase::Optimizer => "optimizer",
+            Phase::DataParallel => "data-parallel",
             Phase::Prefill => "prefill",
             Phase::Decode => "decode",
         }
@@ -93,6 +99,42 @@ impl fmt::Display for Label {
     }
 }
 
+/// The context-parallel exchange of keys and values (overlapped with the attention).
+pub const CP_EXCHANGE: &str = "cp-kv-all-gather";
+/// The sum of a vocabulary-parallel embedding's partial lookups.
+pub const EMBEDDING_EXCHANGE: &str = "tp-embedding-all-reduce";
+/// Activations (and their gradients) passed between pipeline stages.
+pub const PIPELINE_SEND: &str = "pp-send";
+/// ZeRO stage 3's weight gathers and gradient scatters, per microbatch (prefetched, so they
+/// overlap the compute).
+pub const ZERO3_GATHER: &str = "zero3-weight-all-gather";
+pub const ZERO3_SCATTER: &str = "zero3-grad-reduce-scatter";
+
+/// Where a training op outside the layer blocks runs in a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// On the first stage (the embedding).
+    First,
+    /// On the last stage (the head and the loss).
+    Last,
+    /// On every stage, per microbatch (pipeline sends).
+    EveryStage,
+    /// Once per step (the optimizer and the data-parallel exchange).
+    Step,
+}
+
+impl OpInstance {
+    /// Where this op runs in a pipeline (ops inside layer blocks run where their layer does).
+    pub fn place(&self) -> Place {
+        match (self.phase, self.label.name) {
+            (Phase::Optimizer | Phase::DataParallel, _) => Place::Step,
+            (_, "embedding" | "position-add" | EMBEDDING_EXCHANGE) => Place::First,
+            (_, PIPELINE_SEND) => Place::EveryStage,
+            _ => Place::Last,
+        }
+    }
+}
+
 /// An op as it occurs in a workload: `count` identical copies (one per layer of its kind).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OpInstance {
@@ -144,6 +186,53 @@ impl LayerDims {
     }
 }
 
+impl LayerDims {
+    /// One tensor-parallel rank's share of a layer (Megatron's split): the heads, the MLP width
+    /// and each expert's width divided over `tp`; key/value heads too, or replicated where there
+    /// are fewer of them than ranks.
+    pub fn sharded(a: &Architecture, tp: u64) -> LayerDims {
+        let mut d = LayerDims::of(a);
+        if tp > 1 {
+            d.heads = d.heads.div_ceil(tp);
+            d.kv_heads = d.kv_heads.div_ceil(tp);
+            d.intermediate = d.intermediate.div_ceil(tp);
+            if let Some(m) = &mut d.moe {
+                m.expert_intermediate_size = m.expert_intermediate_size.div_ceil(tp);
+                m.shared_intermediate_size = m.shared_intermediate_size.div_ceil(tp);
+            }
+        }
+        d
+    }
+}
+
+/// How one rank's share of a layer is cut beyond its dimensions: the groups its collectives run
+/// over (size and stride) and how tokens are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shard {
+    pub tp: u64,
+    pub sequence_parallel: bool,
+    pub cp: u64,
+    pub cp_stride: u64,
+    pub ep: u64,
+    pub ep_stride: u64,
+    /// Tokens the busiest expert gets over the balanced share, in thousandths.
+    pub imbalance_permille: u64,
+}
+
+impl Shard {
+    pub fn of(p: &Parallelism) -> Shard {
+        Shard {
+            tp: p.tp,
+            sequence_parallel: p.sequence_parallel,
+            cp: p.cp,
+            cp_stride: p.stride(Group::Context),
+            ep: p.ep,
+            ep_stride: p.stride(Group::Expert),
+            imbalance_permille: (p.expert_imbalance * 1000.0).round() as u64,
+        }
+    }
+}
+
 /// The shape of one pass: what every op of it runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PassShape {
@@ -163,6 +252,7 @@ pub struct PassShape {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlockKey {
     pub dims: LayerDims,
+    pub shard: Shard,
     pub kind: LayerKind,
     pub shape: PassShape,
     pub phase: Phase,
@@ -267,18 +357,21 @@ impl Sink<'_> {
 /// figures the embedding and head need.
 struct Ctx {
     dims: LayerDims,
+    shard: Shard,
     shape: PassShape,
+    /// Vocabulary rows on this rank (vocab-parallel embedding and head).
     vocab: u64,
     learned_positions: bool,
     groups: LayerGroups,
 }
 
 impl Ctx {
-    fn new(arch: &Architecture, shape: PassShape) -> Ctx {
+    fn new(arch: &Architecture, shape: PassShape, p: &Parallelism) -> Ctx {
         Ctx {
-            dims: LayerDims::of(arch),
+            dims: LayerDims::sharded(arch, p.tp),
+            shard: Shard::of(p),
             shape,
-            vocab: arch.vocab_size,
+            vocab: arch.vocab_size.div_ceil(p.tp),
             learned_positions: arch.positions == Positions::Learned,
             groups: arch.layer_groups(),
         }
@@ -287,6 +380,7 @@ impl Ctx {
     fn key(&self, kind: LayerKind, phase: Phase, attention_only: bool) -> BlockKey {
         BlockKey {
             dims: self.dims,
+            shard: self.shard,
             kind,
             shape: self.shape,
             phase,
@@ -296,6 +390,54 @@ impl Ctx {
 
     fn tokens(&self) -> u64 {
         self.shape.batch * self.shape.q_len
+    }
+
+    /// Rows of the norms and residual adds: the rank's share under sequence parallelism.
+    fn stream_rows(&self) -> u64 {
+        if self.shard.sequence_parallel {
+            self.tokens().div_ceil(self.shard.tp)
+        } else {
+            self.tokens()
+        }
+    }
+
+    /// A collective of `kind` over `ranks` GPUs `stride` apart on `elements` activations.
+    fn collective(&self, kind: CollectiveKind, ranks: u64, stride: u64, elements: u64) -> Op {
+        let dtype = self.act();
+        Op::Collective(Collective {
+            kind,
+            payload_bytes: dtype.bytes_for(elements),
+            ranks,
+            stride,
+            dtype,
+        })
+    }
+
+    /// The tensor-parallel exchange of the residual stream entering a column-parallel matmul
+    /// (`gather`) or leaving a row-parallel one: all-gather and reduce-scatter with sequence
+    /// parallelism, an all-reduce on the way out without it.
+    fn tp_exchange(&self, s: &mut Sink, gather: bool) {
+        let (tp, t, h) = (self.shard.tp, self.tokens(), self.dims.hidden);
+        if tp == 1 {
+            return;
+        }
+        match (self.shard.sequence_parallel, gather) {
+            (true, true) => s.push(
+                Label::new("tp-all-gather"),
+                self.collective(CollectiveKind::AllGather, tp, 1, t * h),
+            ),
+            (true, false) => s.push(
+                Label::new("tp-reduce-scatter"),
+                self.collective(CollectiveKind::ReduceScatter, tp, 1, t * h),
+            ),
+            (false, false) => s.push(
+                Label::new("tp-all-reduce"),
+                self.collective(CollectiveKind::AllReduce, tp, 1, t * h),
+            ),
+            // Without sequence parallelism the entry is an identity forward (its all-reduce is
+            // the backward of the exit's, mirrored by `backward_of`).
+            (false, true) => {}
+        }
     }
 
     fn act(&self) -> DType {
@@ -321,20 +463,28 @@ impl Ctx {
     }
 
     fn norm(&self) -> Op {
-        self.memory(self.norm_kind(), self.tokens(), self.dims.hidden)
+        self.memory(self.norm_kind(), self.stream_rows(), self.dims.hidden)
     }
 
     fn attention(&self, window: Option<u64>) -> Op {
         let (d, p) = (&self.dims, &self.shape);
+        // Context parallel: each rank's load-balanced share of the causal square (two chunks,
+        // one early and one late, as Megatron's ring attention deals them) is s²/(2·cp) pairs,
+        // priced as a full block of its queries against half the keys.
+        let (kv_len, causal) = if self.shard.cp > 1 {
+            (p.kv_len.div_ceil(2), false)
+        } else {
+            (p.kv_len, true)
+        };
         Op::Attention(Attention {
             batch: p.batch,
             q_heads: d.heads,
             kv_heads: d.kv_heads,
             q_len: p.q_len,
-            kv_len: p.kv_len,
+            kv_len,
             qk_head_dim: d.head_dim,
             v_head_dim: d.head_dim,
-            causal: true,
+            causal,
             window,
             dtype: attention_dtype(p.dtype),
             kv_dtype: p.kv_dtype,
@@ -372,7 +522,9 @@ impl Ctx {
     fn layer(&self, s: &mut Sink, kind: LayerKind) {
         let a = &self.dims;
         let (h, t) = (a.hidden, self.tokens());
+        let rows = self.stream_rows();
         s.push(Label::new("attn-norm"), self.norm());
+        self.tp_exchange(s, true);
         s.push(
             Label::new("qkv"),
             self.matmul(1, t, a.q_width() + 2 * a.kv_width(), h),
@@ -383,17 +535,34 @@ impl Ctx {
                 self.memory(MemoryKind::Rotary, t, a.q_width() + a.kv_width()),
             );
         }
+        let cp = self.shard.cp;
+        if cp > 1 {
+            // Every rank's keys and values pass round the ring to every other (overlapped with
+            // the attention it feeds; `price` takes the overlap).
+            s.push(
+                Label::new(CP_EXCHANGE),
+                self.collective(
+                    CollectiveKind::AllGather,
+                    cp,
+                    self.shard.cp_stride,
+                    self.shape.batch * self.shape.q_len * cp * 2 * a.kv_width(),
+                ),
+            );
+        }
         s.push(Label::new("attention"), self.attention(kind.window));
         s.push(Label::new("attn-out"), self.matmul(1, t, h, a.q_width()));
+        self.tp_exchange(s, false);
         if a.norms_per_layer == 4 {
             s.push(Label::new("post-attn-norm"), self.norm());
         }
         s.push(
             Label::new("residual"),
-            self.memory(MemoryKind::ResidualAdd, t, h),
+            self.memory(MemoryKind::ResidualAdd, rows, h),
         );
         s.push(Label::new("mlp-norm"), self.norm());
+        self.tp_exchange(s, true);
         match (kind.moe, a.moe) {
+            (true, Some(m)) if self.shard.ep > 1 => self.expert_parallel_moe(s, m),
             (true, Some(m)) => {
                 s.push(Label::new("router"), self.matmul(1, t, m.num_experts, h));
                 s.push(
@@ -405,7 +574,7 @@ impl Ctx {
                 // for decode, where the experts' weights are what is read.
                 let routed = t * m.top_k;
                 let experts = experts_reached(t, m.top_k, m.num_experts);
-                let per_expert = routed.div_ceil(experts);
+                let per_expert = self.imbalanced(routed, experts);
                 s.push(
                     Label::new("moe-dispatch"),
                     self.memory(MemoryKind::EmbeddingLookup, routed, h),
@@ -434,12 +603,65 @@ impl Ctx {
             }
             _ => self.mlp(s, Part::Main, 1, t, a.intermediate),
         }
+        self.tp_exchange(s, false);
         if a.norms_per_layer == 4 {
             s.push(Label::new("post-mlp-norm"), self.norm());
         }
         s.push(
             Label::new("residual"),
-            self.memory(MemoryKind::ResidualAdd, t, h),
+            self.memory(MemoryKind::ResidualAdd, rows, h),
+        );
+    }
+
+    /// Rows the busiest of `experts` gets when `routed` token copies spread over them.
+    fn imbalanced(&self, routed: u64, experts: u64) -> u64 {
+        (routed * self.shard.imbalance_permille).div_ceil(1000 * experts)
+    }
+
+    /// A mixture-of-experts MLP with the experts spread over the expert-parallel ranks: each
+    /// rank's routed tokens go out to the ranks holding their experts and come back (all-to-all
+    /// dispatch and combine), and each rank runs its own experts on what it receives — with
+    /// balanced routing, as many token copies as it sent.
+    fn expert_parallel_moe(&self, s: &mut Sink, m: Moe) {
+        let (h, t) = (self.dims.hidden, self.tokens());
+        let (ep, stride) = (self.shard.ep, self.shard.ep_stride);
+        s.push(Label::new("router"), self.matmul(1, t, m.num_experts, h));
+        s.push(
+            Label::new("router-softmax"),
+            self.memory(MemoryKind::Softmax, t, m.num_experts),
+        );
+        let routed = t * m.top_k;
+        let local = (m.num_experts / ep).max(1);
+        let reached = experts_reached(t * ep, m.top_k, m.num_experts)
+            .div_ceil(ep)
+            .clamp(1, local);
+        s.push(
+            Label::new("ep-dispatch"),
+            self.collective(CollectiveKind::AllToAll, ep, stride, routed * h),
+        );
+        self.mlp(
+            s,
+            Part::Expert,
+            reached,
+            self.imbalanced(routed, reached),
+            m.expert_intermediate_size,
+        );
+        if m.shared_experts > 0 {
+            self.mlp(
+                s,
+                Part::Shared,
+                1,
+                t,
+                m.shared_experts * m.shared_intermediate_size,
+            );
+        }
+        s.push(
+            Label::new("ep-combine"),
+            self.collective(CollectiveKind::AllToAll, ep, stride, routed * h),
+        );
+        s.push(
+            Label::new("moe-combine"),
+            self.memory(MemoryKind::ResidualAdd, routed, h),
         );
     }
 
@@ -454,6 +676,14 @@ impl Ctx {
             s.push(
                 Label::new("position-add"),
                 self.memory(MemoryKind::ResidualAdd, t, h),
+            );
+        }
+        if self.shard.tp > 1 {
+            // A vocabulary-parallel table: each rank looks up the tokens in its rows, and the
+            // partial embeddings are summed.
+            s.push(
+                Label::new(EMBEDDING_EXCHANGE),
+                self.collective(CollectiveKind::AllReduce, self.shard.tp, 1, t * h),
             );
         }
     }
@@ -486,13 +716,15 @@ impl Ctx {
         });
     }
 
-    /// Embedding, every layer group, and the head over `head_rows` tokens, in `phase`.
+    /// Embedding, every layer group, and the head over `head_rows` tokens, in `phase`, with
+    /// `sends` hand-overs between pipeline stages.
     fn forward(
         &self,
         out: &mut Vec<OpInstance>,
         blocks: &mut Vec<Block>,
         phase: Phase,
         head_rows: u64,
+        (sends, stride): (u64, u64),
     ) {
         let mut once = Sink {
             out,
@@ -500,6 +732,21 @@ impl Ctx {
             count: 1,
         };
         self.embedding(&mut once);
+        if sends > 0 {
+            let rows = self.stream_rows();
+            let hand_over = self.collective(
+                CollectiveKind::SendRecv,
+                2,
+                stride,
+                rows * self.dims.hidden,
+            );
+            Sink {
+                out,
+                phase,
+                count: sends,
+            }
+            .push(Label::new(PIPELINE_SEND), hand_over);
+        }
         for (kind, count) in self.groups {
             self.layer_block(out, blocks, phase, kind, count);
         }
@@ -578,24 +825,34 @@ fn training_ops_into(
     arch: &Architecture,
     s: &TrainingSetup,
 ) {
+    let p = &s.parallelism;
+    // One microbatch on one rank: its sequences, its share of each sequence.
     let ctx = Ctx::new(
         arch,
         PassShape {
-            batch: s.batch,
-            q_len: s.seq,
+            batch: p.micro_batch_size(s.batch),
+            q_len: s.seq / p.cp,
             kv_len: s.seq,
             dtype: s.dtype,
             kv_dtype: attention_dtype(s.dtype),
             fused: s.fused_attention,
         },
+        p,
     );
     let t = ctx.tokens();
-    ctx.forward(ops, blocks, Phase::Forward, t);
+    let sends = u64::from(p.pp > 1);
+    ctx.forward(
+        ops,
+        blocks,
+        Phase::Forward,
+        t,
+        (sends, p.stride(Group::Pipeline)),
+    );
     ops.push(OpInstance {
         phase: Phase::Forward,
         label: Label::new("cross-entropy"),
         count: 1,
-        op: ctx.memory(MemoryKind::CrossEntropy, t, arch.vocab_size),
+        op: ctx.memory(MemoryKind::CrossEntropy, t, ctx.vocab),
     });
 
     // The backward runs the forward in reverse; each forward layer block becomes a backward one.
@@ -666,6 +923,23 @@ fn training_ops_into(
             });
         }
     }
+    step_ops(ops, arch, s);
+}
+
+/// The once-per-step ops of the rank holding the most weights: the optimizer update of its
+/// shard, and the data-parallel exchange of gradients and weights.
+fn step_ops(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &TrainingSetup) {
+    let p = &s.parallelism;
+    let working = activation_dtype(s.dtype);
+    let held = (0..p.pp)
+        .map(|stage| crate::model::parallel::rank_params(arch, p, stage))
+        .max()
+        .unwrap_or(0);
+    let updated = if p.zero == Zero::None {
+        held
+    } else {
+        held.div_ceil(p.dp)
+    };
     ops.push(OpInstance {
         phase: Phase::Optimizer,
         label: Label::new("adam"),
@@ -674,10 +948,52 @@ fn training_ops_into(
             MemoryKind::AdamUpdate,
             Pass::Forward,
             1,
-            arch.params().total,
-            activation_dtype(s.dtype),
+            updated,
+            working,
         )),
     });
+    if p.dp == 1 {
+        return;
+    }
+    let exchange = |kind| {
+        Op::Collective(Collective {
+            kind,
+            payload_bytes: working.bytes_for(held),
+            ranks: p.dp,
+            stride: p.stride(Group::Data),
+            dtype: working,
+        })
+    };
+    let mut push = |name, count, op| {
+        ops.push(OpInstance {
+            phase: Phase::DataParallel,
+            label: Label::new(name),
+            count,
+            op,
+        })
+    };
+    let m = p.microbatches(s.batch);
+    match p.zero {
+        Zero::None => push("dp-grad-all-reduce", 1, exchange(CollectiveKind::AllReduce)),
+        Zero::Stage1 | Zero::Stage2 => {
+            push(
+                "dp-grad-reduce-scatter",
+                1,
+                exchange(CollectiveKind::ReduceScatter),
+            );
+            push(
+                "dp-weight-all-gather",
+                1,
+                exchange(CollectiveKind::AllGather),
+            );
+        }
+        Zero::Stage3 => {
+            // Weights gathered before each microbatch's forward and again before its backward;
+            // gradients scattered after it.
+            push(ZERO3_GATHER, 2 * m, exchange(CollectiveKind::AllGather));
+            push(ZERO3_SCATTER, m, exchange(CollectiveKind::ReduceScatter));
+        }
+    }
 }
 
 /// The ops of the prefill: the whole prompt through every layer, logits for the last position only
@@ -704,8 +1020,9 @@ fn prefill_ops_into(
             kv_dtype: s.kv_dtype,
             fused: s.fused_attention,
         },
+        &s.parallelism,
     );
-    ctx.forward(ops, blocks, Phase::Prefill, s.batch);
+    ctx.forward(ops, blocks, Phase::Prefill, s.batch, serving_sends(s));
 }
 
 /// The forward ops of one layer of `kind` over `batch` sequences of `seq` tokens attending to
@@ -727,6 +1044,7 @@ pub fn layer_forward_ops(
             kv_dtype: attention_dtype(dtype),
             fused: true,
         },
+        &Parallelism::default(),
     );
     let mut ops = Vec::new();
     ctx.layer(
@@ -740,6 +1058,12 @@ pub fn layer_forward_ops(
     ops.into_iter()
         .map(|o| (o.label.to_string(), o.op))
         .collect()
+}
+
+/// A served pass crosses every pipeline stage in turn: `pp − 1` hand-overs.
+fn serving_sends(s: &InferenceSetup) -> (u64, u64) {
+    let p = &s.parallelism;
+    (p.pp - 1, p.stride(Group::Pipeline))
 }
 
 /// The ops of one decode step: one new token per sequence attending to `context` positions.
@@ -766,8 +1090,9 @@ fn decode_ops_into(
             kv_dtype: s.kv_dtype,
             fused: true,
         },
+        &s.parallelism,
     );
-    ctx.forward(ops, blocks, Phase::Decode, s.batch);
+    ctx.forward(ops, blocks, Phase::Decode, s.batch, serving_sends(s));
 }
 
 /// The op with its attention context set to `context` (decode steps differ only in that).

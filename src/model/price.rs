@@ -17,7 +17,11 @@ use crate::model::cost::{OpPrice, Provenance};
 use crate::model::execution::Execution;
 use crate::model::memory::{self, InferenceMemory, TrainingMemory};
 use crate::model::ops::Op;
-use crate::model::plan::{Block, BlockKey, OpInstance, Phase, Plan, at_context, plan_into};
+use crate::model::parallel::stage_layers;
+use crate::model::plan::{
+    Block, BlockKey, CP_EXCHANGE, OpInstance, Phase, Place, Plan, ZERO3_GATHER, ZERO3_SCATTER,
+    at_context, plan_into,
+};
 use crate::model::system::System;
 use rustc_hash::FxHashMap;
 use std::sync::Mutex;
@@ -68,16 +72,26 @@ impl<'s> Pricer<'s> {
             cost: PhaseCost::default(),
             model_flops: 0.0,
         };
+        // Ring attention passes keys and values while it computes: the exchange hides under
+        // the attention it feeds.
+        let (mut exchange_s, mut attention_s) = (0.0, 0.0);
         for o in ops {
             let attention = matches!(o.op, Op::Attention(_));
             if key.phase == Phase::Decode && attention {
                 continue;
             }
-            p.cost.add(&self.op(&o.op)?, 1.0);
+            let price = self.op(&o.op)?;
+            p.cost.add(&o.op, &price, 1.0);
+            if attention {
+                attention_s += price.seconds;
+            } else if o.label.name == CP_EXCHANGE {
+                exchange_s += price.seconds;
+            }
             if key.phase == Phase::Forward && (attention || matches!(o.op, Op::Matmul(_))) {
                 p.model_flops += o.op.flops();
             }
         }
+        p.cost = p.cost.hiding(exchange_s.min(attention_s));
         if self.layers.len() >= MEMO_CAPACITY {
             self.layers.clear();
         }
@@ -116,11 +130,16 @@ pub struct PhaseCost {
     pub error_seconds: f64,
     /// Σ seconds over the ops a calibration priced (not the roofline).
     pub calibrated_seconds: f64,
+    /// Σ seconds of communication not hidden under compute.
+    pub comm_seconds: f64,
 }
 
 impl PhaseCost {
-    fn add(&mut self, p: &OpPrice, count: f64) {
+    fn add(&mut self, op: &Op, p: &OpPrice, count: f64) {
         let s = p.seconds * count;
+        if matches!(op, Op::Collective(_)) {
+            self.comm_seconds += s;
+        }
         self.seconds += s;
         self.flops += p.flops * count;
         self.bytes += p.bytes * count;
@@ -141,6 +160,7 @@ impl PhaseCost {
             error_weighted: self.error_weighted * k,
             error_seconds: self.error_seconds * k,
             calibrated_seconds: self.calibrated_seconds * k,
+            comm_seconds: self.comm_seconds * k,
         }
     }
 
@@ -152,7 +172,21 @@ impl PhaseCost {
             error_weighted: self.error_weighted + o.error_weighted,
             error_seconds: self.error_seconds + o.error_seconds,
             calibrated_seconds: self.calibrated_seconds + o.calibrated_seconds,
+            comm_seconds: self.comm_seconds + o.comm_seconds,
         }
+    }
+
+    /// This cost with `hidden` seconds of its communication overlapped by compute.
+    fn hiding(mut self, hidden: f64) -> PhaseCost {
+        let hidden = hidden.clamp(0.0, self.comm_seconds);
+        self.seconds -= hidden;
+        self.comm_seconds -= hidden;
+        self
+    }
+
+    /// Share of the time spent communicating (not hidden under compute).
+    pub fn comm_fraction(&self) -> f64 {
+        self.comm_seconds / self.seconds
     }
 
     /// The time-weighted error bar of the ops that have one (errors taken as fully correlated,
@@ -172,11 +206,28 @@ impl PhaseCost {
     }
 }
 
+/// How a training step's time comes about on a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StepShape {
+    pub microbatches: u64,
+    /// One microbatch's forward and backward on the slowest pipeline stage.
+    pub slowest_stage_s: f64,
+    /// Share of the pipelined time the stages wait (fill and drain).
+    pub bubble_fraction: f64,
+    /// The data-parallel exchange, in all and what the backward pass does not hide.
+    pub data_parallel_s: f64,
+    pub data_parallel_exposed_s: f64,
+    /// ZeRO-3's weight gathers and gradient scatters, in all and what the compute does not hide.
+    pub zero3_s: f64,
+    pub zero3_exposed_s: f64,
+}
+
 /// Everything a candidate costs, as plain numbers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cost {
-    /// One training step.
+    /// One training step (on the slowest rank).
     pub training: PhaseCost,
+    pub step: StepShape,
     /// Model FLOPs per training token: 3 × the forward matmul and attention FLOPs.
     pub model_flops_per_token: f64,
     /// The prefill: the time to first token.
@@ -200,17 +251,137 @@ pub fn price(
     hw.require_peak_flops(execution.serving.dtype)?;
     let capacity = hw.memory_bytes.value;
 
-    let (training, forward_model_flops) =
-        sum_with_layers(&plan.training, &plan.training_blocks, pricer)?;
-    let tokens = execution.training.tokens() as f64;
+    let (training, step, forward_model_flops) = training_step(arch, execution, plan, pricer)?;
+    let t = &execution.training;
+    let p = &t.parallelism;
+    // The plan is one rank's share of one microbatch: its tensor and context slices.
+    let microbatch_tokens = (p.micro_batch_size(t.batch) * t.seq) as f64;
+    let model_flops = forward_model_flops * (p.tp * p.cp) as f64;
     Ok(Cost {
         training,
-        model_flops_per_token: 3.0 * (forward_model_flops / tokens),
+        step,
+        model_flops_per_token: 3.0 * (model_flops / microbatch_tokens),
         prefill: sum_with_layers(&plan.prefill, &plan.prefill_blocks, pricer)?.0,
         decode: mean_decode_step(plan, pricer)?,
         training_memory: memory::training(arch, &execution.training, capacity),
         inference_memory: memory::inference(arch, &execution.serving, capacity),
     })
+}
+
+/// One training step: each pipeline stage's share of a microbatch's layers plus what runs on it
+/// alone (the embedding on the first, the head and loss on the last, the hand-overs on all),
+/// pipelined over the microbatches; then the data-parallel exchange the backward pass does not
+/// hide, and the optimizer. One GPU and one microbatch: the sum of every op, as before.
+fn training_step(
+    arch: &Architecture,
+    execution: &Execution,
+    plan: &Plan,
+    pricer: &mut Pricer,
+) -> Result<(PhaseCost, StepShape, f64)> {
+    let s = &execution.training;
+    let p = &s.parallelism;
+    let (ops, blocks) = (&plan.training, &plan.training_blocks);
+    let mut layers = PhaseCost::default();
+    let mut layers_backward_s = 0.0;
+    let mut model_flops = 0.0;
+    let [mut first, mut last, mut every, mut optimizer, mut dp, mut zero3] =
+        [PhaseCost::default(); 6];
+    let (mut i, mut next) = (0, blocks.iter().peekable());
+    while i < ops.len() {
+        if let Some(b) = next.next_if(|b| b.start == i) {
+            if b.end > b.start {
+                let count = ops[b.start].count as f64;
+                let layer = pricer.layer(&b.key, &ops[b.start..b.end])?;
+                layers = layers.plus(layer.cost.scaled(count));
+                if b.key.phase == Phase::Backward {
+                    layers_backward_s += layer.cost.seconds * count;
+                }
+                model_flops += layer.model_flops * count;
+            }
+            i = b.end;
+            continue;
+        }
+        let o = &ops[i];
+        let n = o.count as f64;
+        let price = pricer.op(&o.op)?;
+        let into = match (o.place(), o.label.name) {
+            (Place::First, _) => &mut first,
+            (Place::Last, _) => &mut last,
+            (Place::EveryStage, _) => &mut every,
+            (Place::Step, ZERO3_GATHER | ZERO3_SCATTER) => &mut zero3,
+            (Place::Step, _) if o.phase == Phase::DataParallel => &mut dp,
+            (Place::Step, _) => &mut optimizer,
+        };
+        into.add(&o.op, &price, n);
+        if o.phase == Phase::Forward && matches!(o.op, Op::Matmul(_) | Op::Attention(_)) {
+            model_flops += o.op.flops() * n;
+        }
+        i += 1;
+    }
+
+    let per_stage = stage_layers(arch.num_layers, p.pp);
+    let last_stage = per_stage.len() - 1;
+    let stages: Vec<PhaseCost> = per_stage
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let mut c = if p.pp == 1 {
+                layers
+            } else {
+                layers.scaled(n as f64 / arch.num_layers as f64)
+            };
+            if i == 0 {
+                c = c.plus(first);
+            }
+            if i == last_stage {
+                c = c.plus(last);
+            }
+            c.plus(every)
+        })
+        .collect();
+    let (slowest_i, slowest) = stages
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, PhaseCost::default()), |best, (i, c)| {
+            if c.seconds > best.1.seconds { (i, c) } else { best }
+        });
+    let m = p.microbatches(s.batch);
+    let v = p.virtual_stages as f64;
+    let all = stages
+        .iter()
+        .fold(PhaseCost::default(), |a, c| a.plus(*c));
+    // m·t_max + (Σt − t_max)/v, as `parallel::pipeline_step`.
+    let pipeline = slowest.scaled(m as f64 - 1.0 / v).plus(all.scaled(1.0 / v));
+    let ideal = slowest.seconds * m as f64;
+
+    // ZeRO-3 prefetches each layer's weights under the previous layer's compute.
+    let zero3_exposed_s = (zero3.seconds - (pipeline.seconds - pipeline.comm_seconds)).max(0.0);
+    // Bucketed gradient reduction runs under the last microbatch's backward pass.
+    let hidden_by_backward = if p.overlap_grad_reduce {
+        layers_backward_s * per_stage[slowest_i] as f64 / arch.num_layers as f64
+    } else {
+        0.0
+    };
+    let dp_exposed_s = (dp.seconds - hidden_by_backward).max(0.0);
+    let step = pipeline
+        .plus(zero3.hiding(zero3.seconds - zero3_exposed_s))
+        .plus(dp.hiding(dp.seconds - dp_exposed_s))
+        .plus(optimizer);
+    let shape = StepShape {
+        microbatches: m,
+        slowest_stage_s: slowest.seconds,
+        bubble_fraction: if pipeline.seconds > 0.0 {
+            (pipeline.seconds - ideal).max(0.0) / pipeline.seconds
+        } else {
+            0.0
+        },
+        data_parallel_s: dp.seconds,
+        data_parallel_exposed_s: dp_exposed_s,
+        zero3_s: zero3.seconds,
+        zero3_exposed_s,
+    };
+    Ok((step, shape, model_flops))
 }
 
 /// Plans and prices one candidate (a convenience over `plan` and `price`).
@@ -299,7 +470,7 @@ fn sum_with_layers(
         let attention = matches!(o.op, Op::Attention(_));
         if !(o.phase == Phase::Decode && attention) {
             let n = o.count as f64;
-            cost.add(&pricer.op(&o.op)?, n);
+            cost.add(&o.op, &pricer.op(&o.op)?, n);
             if o.phase == Phase::Forward && (attention || matches!(o.op, Op::Matmul(_))) {
                 model_flops += o.op.flops() * n;
             }
@@ -313,7 +484,7 @@ fn sum_with_layers(
 fn sum(ops: &[OpInstance], pricer: &mut Pricer) -> Result<PhaseCost> {
     let mut c = PhaseCost::default();
     for o in ops {
-        c.add(&pricer.op(&o.op)?, o.count as f64);
+        c.add(&o.op, &pricer.op(&o.op)?, o.count as f64);
     }
     Ok(c)
 }
@@ -323,7 +494,8 @@ fn sum(ops: &[OpInstance], pricer: &mut Pricer) -> Result<PhaseCost> {
 fn attention_at(decode: &[OpInstance], context: u64, pricer: &mut Pricer) -> Result<PhaseCost> {
     let mut c = PhaseCost::default();
     for o in decode.iter().filter(|o| matches!(o.op, Op::Attention(_))) {
-        c.add(&pricer.op(&at_context(&o.op, context))?, o.count as f64);
+        let op = at_context(&o.op, context);
+        c.add(&op, &pricer.op(&op)?, o.count as f64);
     }
     Ok(c)
 }

@@ -264,52 +264,93 @@ impl Roofline {
         )
     }
 
+    /// A collective by the alpha–beta model: the fixed cost, plus per algorithm step the tier's
+    /// step latency and the bytes each rank sends over the tier's bus bandwidth. The fastest of
+    /// the algorithms that apply is taken, as NCCL's tuner does: ring (bandwidth-optimal), tree
+    /// (all-reduce in 2·⌈log₂ n⌉ steps), and NVLS (in-switch reduction inside an NVSwitch node
+    /// that has it: each byte sent and received once).
     fn collective(c: &Collective, hw: &HwProfile, detailed: bool) -> Result<Prediction> {
-        let wire = c.bytes_on_wire_per_rank();
+        use crate::model::ops::CollectiveKind as K;
         if c.ranks <= 1 {
             return Ok(Self::finish(0.0, 0.0, 0.0, 0.0, 0.0, String::new()));
         }
         let i = &hw.interconnect;
-        let (link, name) = match c.link {
-            Link::IntraNode => match (&i.nvlink_bytes_per_s, &i.pcie_bytes_per_s) {
-                (Some(nv), _) => (nv.value, "nvlink"),
-                (None, Some(p)) => (p.value, "pcie"),
-                (None, None) => {
-                    return Err(Error::Unsupported(format!(
+        let m = &hw.model;
+        let (link, lanes) = c.placement(hw.gpus_per_node());
+        let node_ranks = if link == Link::IntraNode { c.ranks } else { lanes };
+        let fabric = match (&i.nvlink_bytes_per_s, &i.pcie_bytes_per_s) {
+            (Some(nv), _) if node_ranks <= hw.nvlink_gpus() => {
+                Some((nv.value, "nvlink"))
+            }
+            (_, Some(p)) => Some((p.value, "pcie")),
+            _ => None,
+        };
+        let (bus, step_s, tier) = match link {
+            Link::IntraNode => {
+                let (bw, name) = fabric.ok_or_else(|| {
+                    Error::Unsupported(format!(
                         "{} has no GPU-to-GPU link in its profile",
                         hw.name
-                    )));
-                }
-            },
-            Link::InterNode => match &i.network_bytes_per_s {
-                Some(n) => (n.value, "network"),
-                None => {
-                    return Err(Error::Unsupported(format!(
+                    ))
+                })?;
+                (bw, m.nvlink_step_latency_s, name)
+            }
+            Link::InterNode => {
+                let net = i.network_bytes_per_s.as_ref().ok_or_else(|| {
+                    Error::Unsupported(format!(
                         "{} has no network bandwidth in its profile",
                         hw.name
-                    )));
-                }
-            },
+                    ))
+                })?;
+                // The group's ranks in one node drive their links at once, up to what the
+                // node's fabric carries.
+                let links = net.value * lanes as f64;
+                let bw = fabric.map_or(links, |(f, _)| links.min(f));
+                (bw, m.network_step_latency_s, "network")
+            }
         };
-        let network_s = wire / (link * hw.model.collective_efficiency);
-        let latency_s = hw.model.collective_latency_s;
+        let bus = bus * m.collective_efficiency;
+        let n = c.ranks as f64;
+        let s = c.payload_bytes as f64;
+        let ring_steps = match c.kind {
+            K::AllReduce => 2.0 * (n - 1.0),
+            K::AllGather | K::ReduceScatter | K::AllToAll => n - 1.0,
+            K::SendRecv => 1.0,
+        };
+        let wire = c.bytes_on_wire_per_rank();
+        let mut best = (ring_steps * step_s + wire / bus, "ring", wire);
+        if c.kind == K::AllReduce {
+            let tree = 2.0 * n.log2().ceil() * step_s + 2.0 * s / bus;
+            if tree < best.0 {
+                best = (tree, "tree", 2.0 * s);
+            }
+            let nvls = i.nvls.as_ref().is_some_and(|v| v.value);
+            if nvls && link == Link::IntraNode && tier == "nvlink" {
+                let t = 2.0 * step_s + s / bus;
+                if t < best.0 {
+                    best = (t, "nvls", s);
+                }
+            }
+        }
+        let (transfer_s, algorithm, bytes) = best;
+        let latency_s = m.collective_latency_s;
         Ok(Prediction {
-            seconds: latency_s + network_s,
-            bound: if latency_s > network_s {
+            seconds: latency_s + transfer_s,
+            bound: if latency_s > transfer_s {
                 Bound::Latency
             } else {
                 Bound::Network
             },
             provenance: Provenance::Roofline,
             flops: 0.0,
-            bytes: wire,
+            bytes,
             compute_s: 0.0,
-            memory_s: network_s,
+            memory_s: transfer_s,
             latency_s,
             error_pct: None,
             implementation: None,
             detail: if detailed {
-                format!("{name}, {} ranks", c.ranks)
+                format!("{algorithm} over {tier}, {} ranks", c.ranks)
             } else {
                 String::new()
             },
@@ -453,19 +494,47 @@ mod tests {
             kind: CollectiveKind::AllReduce,
             payload_bytes: 1 << 30,
             ranks: 8,
-            link: Link::IntraNode,
+            stride: 1,
             dtype: DType::Bf16,
         };
         let p = Roofline.predict(&Op::Collective(c), &h).unwrap();
         assert_eq!(p.bound, Bound::Network);
-        let expect = 2.0 * 7.0 / 8.0 * (1u64 << 30) as f64 / (450e9 * 0.8);
-        assert!((p.memory_s - expect).abs() < 1e-12);
+        // H100's NVSwitch reduces in the switch: each byte once, two steps.
+        let s = (1u64 << 30) as f64;
+        let expect = 2.0 * 1e-6 + s / (450e9 * 0.8);
+        assert!((p.memory_s - expect).abs() < 1e-12, "{}", p.detail);
+        assert!(p.detail.starts_with("nvls"), "{}", p.detail);
+        // A100's does not: a ring, 2(n − 1)/n of the buffer over 14 steps.
+        let a100 = hw::load("a100-sxm-80gb").unwrap();
+        let p = Roofline.predict(&Op::Collective(c), &a100).unwrap();
+        let ring = 14.0 * 1e-6 + 2.0 * 7.0 / 8.0 * s / (300e9 * 0.8);
+        assert!((p.memory_s - ring).abs() < 1e-12, "{}", p.detail);
+        // A tiny all-reduce is latency-bound and takes the tree.
+        let tiny = Collective {
+            payload_bytes: 1024,
+            ..c
+        };
+        let p = Roofline.predict(&Op::Collective(tiny), &a100).unwrap();
+        assert!(p.detail.starts_with("tree"), "{}", p.detail);
+        // Across nodes, the group's ranks in a node share out the links, up to NVLink.
+        // 32 ranks 8 apart: one per node; 1 apart: eight per node.
+        let across = |lanes: u64| {
+            let c = Collective {
+                ranks: 32,
+                stride: 8 / lanes,
+                ..c
+            };
+            Roofline.predict(&Op::Collective(c), &a100).unwrap().memory_s
+        };
+        let wire = 2.0 * 31.0 / 32.0 * s;
+        assert!((across(1) - (62.0 * 5e-6 + wire / (25e9 * 0.8))).abs() < 1e-12);
+        assert!((across(8) - (62.0 * 5e-6 + wire / (200e9 * 0.8))).abs() < 1e-12);
         let l40s = hw::load("l40s").unwrap();
         let c = Collective {
             kind: CollectiveKind::AllGather,
             payload_bytes: 1 << 20,
             ranks: 2,
-            link: Link::InterNode,
+            stride: 8,
             dtype: DType::Bf16,
         };
         assert!(Roofline.predict(&Op::Collective(c), &l40s).is_err());

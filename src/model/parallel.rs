@@ -1,0 +1,392 @@
+//! How a model is split over GPUs: tensor (Megatron column/row split, optionally with sequence
+//! parallelism), pipeline (1F1B or interleaved), data (with ZeRO stages), expert and context
+//! parallelism, and how a step is cut into microbatches. The layout of the groups follows
+//! Megatron-LM's rank order — tensor innermost, then context, then data (expert parallelism is
+//! carved out of the data-parallel ranks), pipeline outermost — which decides which groups stay
+//! inside a node's GPU fabric and which cross the network.
+
+use crate::error::{Error, Result};
+use crate::model::arch::Architecture;
+use crate::model::ops::limits;
+use serde::{Deserialize, Serialize};
+
+/// How optimizer state, gradients and weights are sharded over the data-parallel ranks
+/// (Rajbhandari et al. 2020, "ZeRO"; PyTorch FSDP's FULL_SHARD is stage 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Zero {
+    /// Every data-parallel rank holds everything; gradients are all-reduced.
+    #[default]
+    None,
+    /// Optimizer state sharded: gradients reduce-scattered, updated weights all-gathered.
+    Stage1,
+    /// Optimizer state and gradients sharded (same traffic as stage 1).
+    Stage2,
+    /// Weights sharded too: all-gathered before each layer's forward and backward.
+    Stage3,
+}
+
+impl Zero {
+    pub fn from_level(level: u64) -> Option<Zero> {
+        Some(match level {
+            0 => Zero::None,
+            1 => Zero::Stage1,
+            2 => Zero::Stage2,
+            3 => Zero::Stage3,
+            _ => return None,
+        })
+    }
+
+    pub fn level(self) -> u64 {
+        match self {
+            Zero::None => 0,
+            Zero::Stage1 => 1,
+            Zero::Stage2 => 2,
+            Zero::Stage3 => 3,
+        }
+    }
+}
+
+/// How a model is split over GPUs and how a training step is cut into microbatches.
+/// `Parallelism::default()` is one GPU, one microbatch: today's single-GPU answers exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Parallelism {
+    /// Tensor-parallel ranks (each layer's matmuls split over them).
+    pub tp: u64,
+    /// Pipeline stages (layers split over them).
+    pub pp: u64,
+    /// Data-parallel replicas (training), or serving replicas.
+    pub dp: u64,
+    /// Expert-parallel ranks, carved out of the data-parallel ranks (MoE only).
+    pub ep: u64,
+    /// Context-parallel ranks (each sequence split over them; ring attention).
+    pub cp: u64,
+    /// Sequences per microbatch on one data-parallel rank; 0 for the whole local batch at once.
+    pub micro_batch: u64,
+    /// Model chunks per pipeline stage: 1 is plain 1F1B, more is the interleaved schedule
+    /// (Narayanan et al. 2021, §2.2.2).
+    pub virtual_stages: u64,
+    pub zero: Zero,
+    /// Sequence parallelism with tensor parallelism (Korthikanti et al. 2022): norms and
+    /// residuals split over the tensor ranks, all-reduces become all-gather + reduce-scatter.
+    pub sequence_parallel: bool,
+    /// Data-parallel gradient reduction overlapped with the backward pass (bucketed, as
+    /// PyTorch DDP and Megatron's `--overlap-grad-reduce` do); otherwise it follows it.
+    pub overlap_grad_reduce: bool,
+    /// Tokens the busiest expert gets over the balanced share (1.0: perfectly balanced).
+    pub expert_imbalance: f64,
+}
+
+impl Default for Parallelism {
+    fn default() -> Self {
+        Parallelism {
+            tp: 1,
+            pp: 1,
+            dp: 1,
+            ep: 1,
+            cp: 1,
+            micro_batch: 0,
+            virtual_stages: 1,
+            zero: Zero::None,
+            sequence_parallel: false,
+            overlap_grad_reduce: true,
+            expert_imbalance: 1.0,
+        }
+    }
+}
+
+/// Which parallel group a collective runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    Tensor,
+    Context,
+    Expert,
+    Data,
+    Pipeline,
+}
+
+impl Parallelism {
+    /// GPUs the layout uses (saturating; `validate` bounds it).
+    pub fn gpus(&self) -> u64 {
+        [self.tp, self.pp, self.dp, self.cp]
+            .iter()
+            .fold(1u64, |a, &b| a.saturating_mul(b))
+    }
+
+    pub fn is_single_gpu(&self) -> bool {
+        self.gpus() == 1
+    }
+
+    /// Ranks in a group.
+    pub fn size(&self, g: Group) -> u64 {
+        match g {
+            Group::Tensor => self.tp,
+            Group::Context => self.cp,
+            Group::Expert => self.ep,
+            Group::Data => self.dp,
+            Group::Pipeline => self.pp,
+        }
+    }
+
+    /// Distance in ranks between neighbours of a group, in Megatron's order (tp, cp, dp with
+    /// ep inside it, pp).
+    pub fn stride(&self, g: Group) -> u64 {
+        match g {
+            Group::Tensor => 1,
+            Group::Context => self.tp,
+            Group::Expert | Group::Data => self.tp * self.cp,
+            Group::Pipeline => self.tp * self.cp * self.dp,
+        }
+    }
+
+    /// Sequences per microbatch for a global batch of `batch` sequences.
+    pub fn micro_batch_size(&self, batch: u64) -> u64 {
+        if self.micro_batch == 0 {
+            batch / self.dp.max(1)
+        } else {
+            self.micro_batch
+        }
+    }
+
+    /// Microbatches per step for a global batch of `batch` sequences.
+    pub fn microbatches(&self, batch: u64) -> u64 {
+        batch / (self.dp.max(1) * self.micro_batch_size(batch).max(1))
+    }
+
+    /// Sizes positive and bounded, the layout's divisibility for a training batch of `batch`
+    /// sequences of `seq` tokens (serving passes `None`).
+    pub fn validate(&self, training: Option<(u64, u64)>) -> Result<()> {
+        for (name, v) in [
+            ("tp", self.tp),
+            ("pp", self.pp),
+            ("dp", self.dp),
+            ("ep", self.ep),
+            ("cp", self.cp),
+            ("virtual-stages", self.virtual_stages),
+        ] {
+            if v == 0 || v > limits::RANKS {
+                return Err(Error::Unsupported(format!(
+                    "--{name} must be from 1 to {}, got {v}",
+                    limits::show(limits::RANKS)
+                )));
+            }
+        }
+        let gpus = [self.tp, self.pp, self.dp, self.cp]
+            .iter()
+            .try_fold(1u64, |a, &b| a.checked_mul(b));
+        match gpus {
+            Some(g) if g <= limits::RANKS => {}
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "--tp x --pp x --dp x --cp = {} GPUs exceeds the limit of {}",
+                    gpus.map_or_else(|| "more than 2^64".into(), |g| g.to_string()),
+                    limits::show(limits::RANKS)
+                )));
+            }
+        }
+        if self.dp % self.ep != 0 {
+            return Err(Error::Unsupported(format!(
+                "--ep {} must divide --dp {} (expert-parallel ranks are data-parallel ranks)",
+                self.ep, self.dp
+            )));
+        }
+        if self.virtual_stages > 1 && self.pp == 1 {
+            return Err(Error::Unsupported(
+                "--virtual-stages needs --pp of 2 or more".into(),
+            ));
+        }
+        if self.sequence_parallel && self.tp == 1 {
+            return Err(Error::Unsupported(
+                "--sequence-parallel needs --tp of 2 or more".into(),
+            ));
+        }
+        if !(self.expert_imbalance.is_finite() && (1.0..=64.0).contains(&self.expert_imbalance))
+        {
+            return Err(Error::Unsupported(format!(
+                "--expert-imbalance must be from 1 to 64, got {}",
+                self.expert_imbalance
+            )));
+        }
+        match training {
+            Some((batch, seq)) => {
+                let mb = self.micro_batch_size(batch);
+                let per_step = self.dp.checked_mul(mb.max(1));
+                if mb == 0 || per_step.is_none_or(|n| batch % n != 0) {
+                    return Err(Error::Unsupported(format!(
+                        "--batch {batch} must be a multiple of --dp {} x --micro-batch {}",
+                        self.dp,
+                        if self.micro_batch == 0 {
+                            "(the whole local batch)".to_string()
+                        } else {
+                            self.micro_batch.to_string()
+                        }
+                    )));
+                }
+                if seq % self.cp != 0 {
+                    return Err(Error::Unsupported(format!(
+                        "--seq {seq} must be a multiple of --cp {}",
+                        self.cp
+                    )));
+                }
+                if self.virtual_stages > 1 && self.microbatches(batch) % self.pp != 0 {
+                    return Err(Error::Unsupported(format!(
+                        "the interleaved schedule needs the microbatches per step ({}) to be a multiple of --pp {}",
+                        self.microbatches(batch),
+                        self.pp
+                    )));
+                }
+            }
+            None => {
+                if self.cp > 1 || self.ep > 1 || self.zero != Zero::None {
+                    return Err(Error::Unsupported(
+                        "serving is split with --tp, --pp and --dp (replicas); --cp, --ep and --zero apply to training".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parameters one rank of pipeline stage `stage` holds before any ZeRO sharding: the stage's
+/// share of the layers, the embedding on the first stage and the output head on the last (with a
+/// tied embedding, Megatron keeps a copy there), split over the tensor ranks, and the experts
+/// further over the expert ranks. One stage and one rank: every parameter.
+pub fn rank_params(arch: &Architecture, p: &Parallelism, stage: u64) -> u64 {
+    let params = arch.params();
+    let experts = expert_params(arch);
+    let (dense, expert) = if p.pp == 1 {
+        (params.total - experts, experts)
+    } else {
+        let layers = stage_layers(arch.num_layers, p.pp)[stage as usize];
+        let share = |n: u64| (u128::from(n) * u128::from(layers) / u128::from(arch.num_layers)) as u64;
+        let mut dense = share(params.non_embedding - experts);
+        if stage == 0 {
+            dense += params.embedding;
+        }
+        if stage == p.pp - 1 {
+            dense += if arch.tie_embeddings {
+                params.embedding
+            } else {
+                params.lm_head
+            };
+        }
+        (dense, share(experts))
+    };
+    dense.div_ceil(p.tp) + expert.div_ceil(p.tp * p.ep)
+}
+
+/// Parameters of the routed experts (what expert parallelism splits).
+pub fn expert_params(arch: &Architecture) -> u64 {
+    let Some(m) = arch.moe else { return 0 };
+    let matrices = if arch.mlp.gated { 3 } else { 2 };
+    let per_layer = m.num_experts * matrices * arch.hidden_size * m.expert_intermediate_size;
+    arch.layer_groups()
+        .into_iter()
+        .filter(|(kind, _)| kind.moe)
+        .map(|(_, count)| count * per_layer)
+        .sum()
+}
+
+/// Layers per pipeline stage: the first `layers mod pp` stages take one more.
+pub fn stage_layers(layers: u64, pp: u64) -> Vec<u64> {
+    let (base, extra) = (layers / pp, layers % pp);
+    (0..pp).map(|i| base + u64::from(i < extra)).collect()
+}
+
+/// The time of one step of a pipeline whose stage `i` takes `stage_s[i]` per microbatch (forward
+/// and backward) over `microbatches`, with `chunks` model chunks per stage. The steady state runs
+/// at the slowest stage; the fill and drain pass through every other stage once, and interleaving
+/// cuts them by the number of chunks. Equal stages give (m + (p − 1)/v)·t, a bubble of
+/// (p − 1)/(v·m) of the ideal time (Narayanan et al. 2021, §2.2).
+pub fn pipeline_step(stage_s: &[f64], microbatches: u64, chunks: u64) -> f64 {
+    let slowest = stage_s.iter().copied().fold(0.0, f64::max);
+    let all: f64 = stage_s.iter().sum();
+    microbatches as f64 * slowest + (all - slowest) / chunks as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_stages_have_the_1f1b_bubble() {
+        for (p, m) in [(2u64, 8u64), (4, 4), (8, 32), (64, 512)] {
+            let t = 0.37;
+            let step = pipeline_step(&vec![t; p as usize], m, 1);
+            let bubble = (step - m as f64 * t) / step;
+            let expected = (p - 1) as f64 / (m + p - 1) as f64;
+            assert!((bubble - expected).abs() < 1e-12, "p={p} m={m}");
+            // Interleaving with v chunks: a bubble of (p − 1)/(v·m) of the ideal time.
+            let v = 4;
+            let step = pipeline_step(&vec![t; p as usize], m, v);
+            let over = (step - m as f64 * t) / (m as f64 * t);
+            assert!((over - (p - 1) as f64 / (v * m) as f64).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn layers_spread_over_stages_first_stages_first() {
+        assert_eq!(stage_layers(105, 35), vec![3; 35]);
+        assert_eq!(stage_layers(10, 4), vec![3, 3, 2, 2]);
+        assert_eq!(stage_layers(10, 4).iter().sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn groups_cross_the_network_once_they_outgrow_a_node() {
+        use crate::model::dtype::DType;
+        use crate::model::ops::{Collective, CollectiveKind, Link};
+        let over = |p: &Parallelism, g: Group| Collective {
+            kind: CollectiveKind::AllReduce,
+            payload_bytes: 1,
+            ranks: p.size(g),
+            stride: p.stride(g),
+            dtype: DType::Bf16,
+        };
+        let p = Parallelism {
+            tp: 8,
+            pp: 4,
+            dp: 32,
+            ..Parallelism::default()
+        };
+        assert_eq!(over(&p, Group::Tensor).placement(8), (Link::IntraNode, 8));
+        // One data-parallel rank per node: one network link each.
+        assert_eq!(over(&p, Group::Data).placement(8), (Link::InterNode, 1));
+        assert_eq!(over(&p, Group::Pipeline).placement(8), (Link::InterNode, 1));
+        let flat = Parallelism {
+            dp: 32,
+            ..Parallelism::default()
+        };
+        // Eight data-parallel ranks per node drive eight links.
+        assert_eq!(over(&flat, Group::Data).placement(8), (Link::InterNode, 8));
+        let small = Parallelism {
+            tp: 2,
+            dp: 4,
+            ..Parallelism::default()
+        };
+        assert_eq!(over(&small, Group::Data).placement(8), (Link::IntraNode, 4));
+    }
+
+    #[test]
+    fn layouts_that_do_not_divide_are_refused() {
+        let p = Parallelism {
+            dp: 4,
+            ep: 3,
+            ..Parallelism::default()
+        };
+        assert!(p.validate(Some((8, 64))).unwrap_err().to_string().contains("--ep 3"));
+        let p = Parallelism {
+            dp: 3,
+            ..Parallelism::default()
+        };
+        let e = p.validate(Some((8, 64))).unwrap_err().to_string();
+        assert!(e.contains("--batch 8 must be a multiple of --dp 3"), "{e}");
+        let p = Parallelism {
+            cp: 3,
+            ..Parallelism::default()
+        };
+        assert!(p.validate(Some((8, 64))).is_err());
+        assert!(p.validate(None).is_err());
+        assert!(Parallelism::default().validate(Some((8, 64))).is_ok());
+    }
+}
