@@ -17,29 +17,29 @@ use tabled::settings::Style;
 pub struct CalibrateArgs {
     /// A results folder (searched recursively) or file.
     #[arg(long)]
-    results: PathBuf,
+    pub(super) results: PathBuf,
     /// "best" (fastest correct implementation per shape) or one backend:variant, e.g. cuda:mma.
     #[arg(long = "impl", default_value = "best")]
-    implementation: String,
+    pub(super) implementation: String,
     /// Only records whose device name contains this (when the results hold several devices).
     #[arg(long)]
-    device: Option<String>,
+    pub(super) device: Option<String>,
     /// Hardware profile for speed of light (default: the catalog profile matching the device).
     #[arg(long)]
-    hw: Option<String>,
+    pub(super) hw: Option<String>,
     /// Use --hw even when the results come from a device whose catalog profile is another one.
     #[arg(long)]
-    allow_hw_mismatch: bool,
+    pub(super) allow_hw_mismatch: bool,
     /// Where to write the calibration: a file, or a folder to write <profile>.calibration.json
     /// in (default gpucost-calibrations/<profile>.calibration.json); validate writes nothing.
     #[arg(long, conflicts_with = "update_embedded")]
-    out: Option<PathBuf>,
+    pub(super) out: Option<PathBuf>,
     /// Write hw_profiles/<profile>.calibration.json, the calibration the next build embeds (run
     /// from the repository root, for a catalog profile).
     #[arg(long)]
-    update_embedded: bool,
+    pub(super) update_embedded: bool,
     #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    pub(super) format: Format,
 }
 
 /// Where `calibrate` writes when neither --out nor --update-embedded says otherwise: a folder of

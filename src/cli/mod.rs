@@ -29,6 +29,7 @@ mod predict_op;
 #[cfg(feature = "measure")]
 mod report;
 mod score;
+mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -68,9 +69,9 @@ pub enum Command {
     /// Fit the cost model to measured results; write gpucost-calibrations/<profile>.calibration.json.
     #[cfg(feature = "measure")]
     Calibrate(calibrate::CalibrateArgs),
-    /// Leave-one-out validation of the calibration against the plain roofline.
-    #[cfg(feature = "measure")]
-    Validate(calibrate::CalibrateArgs),
+    /// Predictions against measurements: published cluster throughput (--published), or
+    /// leave-one-out validation of the kernel calibration against the roofline (--results).
+    Validate(validate::ValidateArgs),
     /// SVG charts of results: the roofline, or held-out predictions against measurements.
     #[command(subcommand)]
     #[cfg(feature = "measure")]
@@ -113,8 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report::run(args),
         #[cfg(feature = "measure")]
         Command::Calibrate(args) => calibrate::calibrate(args),
-        #[cfg(feature = "measure")]
-        Command::Validate(args) => calibrate::validate(args),
+        Command::Validate(args) => validate::run(args),
         #[cfg(feature = "measure")]
         Command::Plot(cmd) => plot::run(cmd),
         #[cfg(feature = "measure")]

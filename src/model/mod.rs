@@ -15,6 +15,7 @@ pub mod ops;
 pub mod parallel;
 pub mod plan;
 pub mod price;
+pub mod published;
 pub mod report;
 pub mod schema;
 pub mod system;

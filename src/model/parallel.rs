@@ -200,8 +200,7 @@ impl Parallelism {
                 "--sequence-parallel needs --tp of 2 or more".into(),
             ));
         }
-        if !(self.expert_imbalance.is_finite() && (1.0..=64.0).contains(&self.expert_imbalance))
-        {
+        if !(self.expert_imbalance.is_finite() && (1.0..=64.0).contains(&self.expert_imbalance)) {
             return Err(Error::Unsupported(format!(
                 "--expert-imbalance must be from 1 to 64, got {}",
                 self.expert_imbalance
@@ -248,6 +247,49 @@ impl Parallelism {
     }
 }
 
+/// Whether the model splits as the layout asks: heads over the tensor ranks, layers over the
+/// stages and their chunks, experts over the expert ranks.
+pub fn check_layout(arch: &Architecture, p: &Parallelism) -> Result<()> {
+    let (heads, kv) = (arch.num_heads, arch.num_kv_heads);
+    if heads % p.tp != 0 {
+        return Err(Error::Unsupported(format!(
+            "--tp {} must divide {}'s {heads} attention heads",
+            p.tp, arch.name
+        )));
+    }
+    if kv % p.tp != 0 && p.tp % kv != 0 {
+        return Err(Error::Unsupported(format!(
+            "--tp {} must divide {}'s {kv} key/value heads or be a multiple of them",
+            p.tp, arch.name
+        )));
+    }
+    let chunks = p.pp.saturating_mul(p.virtual_stages);
+    if chunks > arch.num_layers {
+        return Err(Error::Unsupported(format!(
+            "--pp x --virtual-stages = {chunks} exceeds {}'s {} layers",
+            arch.name, arch.num_layers
+        )));
+    }
+    if p.ep > 1 {
+        match arch.moe {
+            None => {
+                return Err(Error::Unsupported(format!(
+                    "--ep {} needs a mixture-of-experts model; {} is dense",
+                    p.ep, arch.name
+                )));
+            }
+            Some(m) if m.num_experts % p.ep != 0 => {
+                return Err(Error::Unsupported(format!(
+                    "--ep {} must divide {}'s {} experts",
+                    p.ep, arch.name, m.num_experts
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parameters one rank of pipeline stage `stage` holds before any ZeRO sharding: the stage's
 /// share of the layers, the embedding on the first stage and the output head on the last (with a
 /// tied embedding, Megatron keeps a copy there), split over the tensor ranks, and the experts
@@ -259,7 +301,8 @@ pub fn rank_params(arch: &Architecture, p: &Parallelism, stage: u64) -> u64 {
         (params.total - experts, experts)
     } else {
         let layers = stage_layers(arch.num_layers, p.pp)[stage as usize];
-        let share = |n: u64| (u128::from(n) * u128::from(layers) / u128::from(arch.num_layers)) as u64;
+        let share =
+            |n: u64| (u128::from(n) * u128::from(layers) / u128::from(arch.num_layers)) as u64;
         let mut dense = share(params.non_embedding - experts);
         if stage == 0 {
             dense += params.embedding;
@@ -374,7 +417,12 @@ mod tests {
             ep: 3,
             ..Parallelism::default()
         };
-        assert!(p.validate(Some((8, 64))).unwrap_err().to_string().contains("--ep 3"));
+        assert!(
+            p.validate(Some((8, 64)))
+                .unwrap_err()
+                .to_string()
+                .contains("--ep 3")
+        );
         let p = Parallelism {
             dp: 3,
             ..Parallelism::default()

@@ -17,7 +17,7 @@ use crate::model::cost::{OpPrice, Provenance};
 use crate::model::execution::Execution;
 use crate::model::memory::{self, InferenceMemory, TrainingMemory};
 use crate::model::ops::Op;
-use crate::model::parallel::stage_layers;
+use crate::model::parallel::{check_layout, stage_layers};
 use crate::model::plan::{
     Block, BlockKey, CP_EXCHANGE, OpInstance, Phase, Place, Plan, ZERO3_GATHER, ZERO3_SCATTER,
     at_context, plan_into,
@@ -220,6 +220,9 @@ pub struct StepShape {
     /// ZeRO-3's weight gathers and gradient scatters, in all and what the compute does not hide.
     pub zero3_s: f64,
     pub zero3_exposed_s: f64,
+    /// FLOPs one GPU executes in a step, averaged over the pipeline stages (recomputation
+    /// included).
+    pub hardware_flops_per_gpu: f64,
 }
 
 /// Everything a candidate costs, as plain numbers.
@@ -246,6 +249,8 @@ pub fn price(
     pricer: &mut Pricer,
 ) -> Result<Cost> {
     execution.validate()?;
+    check_layout(arch, &execution.training.parallelism)?;
+    check_layout(arch, &execution.serving.parallelism)?;
     let hw = &pricer.system.hw;
     hw.require_peak_flops(execution.training.dtype)?;
     hw.require_peak_flops(execution.serving.dtype)?;
@@ -284,8 +289,14 @@ fn training_step(
     let mut layers = PhaseCost::default();
     let mut layers_backward_s = 0.0;
     let mut model_flops = 0.0;
-    let [mut first, mut last, mut every, mut optimizer, mut dp, mut zero3] =
-        [PhaseCost::default(); 6];
+    let [
+        mut first,
+        mut last,
+        mut every,
+        mut optimizer,
+        mut dp,
+        mut zero3,
+    ] = [PhaseCost::default(); 6];
     let (mut i, mut next) = (0, blocks.iter().peekable());
     while i < ops.len() {
         if let Some(b) = next.next_if(|b| b.start == i) {
@@ -339,18 +350,21 @@ fn training_step(
             c.plus(every)
         })
         .collect();
-    let (slowest_i, slowest) = stages
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, PhaseCost::default()), |best, (i, c)| {
-            if c.seconds > best.1.seconds { (i, c) } else { best }
-        });
+    let (slowest_i, slowest) =
+        stages
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, PhaseCost::default()), |best, (i, c)| {
+                if c.seconds > best.1.seconds {
+                    (i, c)
+                } else {
+                    best
+                }
+            });
     let m = p.microbatches(s.batch);
     let v = p.virtual_stages as f64;
-    let all = stages
-        .iter()
-        .fold(PhaseCost::default(), |a, c| a.plus(*c));
+    let all = stages.iter().fold(PhaseCost::default(), |a, c| a.plus(*c));
     // m·t_max + (Σt − t_max)/v, as `parallel::pipeline_step`.
     let pipeline = slowest.scaled(m as f64 - 1.0 / v).plus(all.scaled(1.0 / v));
     let ideal = slowest.seconds * m as f64;
@@ -380,6 +394,7 @@ fn training_step(
         data_parallel_exposed_s: dp_exposed_s,
         zero3_s: zero3.seconds,
         zero3_exposed_s,
+        hardware_flops_per_gpu: all.flops * m as f64 / p.pp as f64 + optimizer.flops,
     };
     Ok((step, shape, model_flops))
 }

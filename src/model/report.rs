@@ -26,8 +26,36 @@ pub struct Estimate {
     pub inference: InferenceCost,
     pub memory: MemoryReport,
     pub provenance: ProvenanceInfo,
+    /// How the work is spread over GPUs; absent for one GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<Vec<OpCost>>,
+}
+
+/// The multi-GPU figures: where a step's time goes beyond the compute.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterReport {
+    pub training_gpus: u64,
+    pub serving_gpus: u64,
+    pub microbatches: u64,
+    pub micro_batch_size: u64,
+    /// One microbatch's forward and backward on the slowest pipeline stage.
+    pub slowest_stage_s: f64,
+    /// Share of the pipelined time the stages wait (fill and drain).
+    pub pipeline_bubble_fraction: f64,
+    /// Share of the step spent communicating and not hidden under compute.
+    pub training_communication_fraction: f64,
+    pub data_parallel_s: f64,
+    pub data_parallel_exposed_s: f64,
+    pub zero3_s: f64,
+    pub zero3_exposed_s: f64,
+    /// Model FLOPs (3 × forward, no recomputation) per GPU per second.
+    pub model_tflops_per_gpu: f64,
+    /// Every FLOP a GPU executes (recomputation included) per second.
+    pub hardware_tflops_per_gpu: f64,
+    pub prefill_communication_fraction: f64,
+    pub decode_communication_fraction: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,6 +235,9 @@ pub fn report(
     let t = &cost.training;
     let tokens = train.tokens() as f64;
     let tokens_per_s = tokens / t.seconds;
+    // Rates per GPU; energy and dollars for all of them.
+    let gpus = train.parallelism.gpus() as f64;
+    let hardware_flops = cost.step.hardware_flops_per_gpu;
     let training = TrainingCost {
         step_time_s: t.seconds,
         step_time_error_pct: t.error_pct(),
@@ -214,27 +245,49 @@ pub fn report(
         barred_time_fraction: t.barred_fraction(),
         tokens_per_step: train.tokens(),
         tokens_per_s,
-        mfu: cost.model_flops_per_token * tokens_per_s / peak,
-        hfu: t.flops / t.seconds / peak,
+        mfu: cost.model_flops_per_token * tokens_per_s / (gpus * peak),
+        hfu: hardware_flops / t.seconds / peak,
         model_flops_per_token: cost.model_flops_per_token,
-        hardware_flops_per_step: t.flops,
-        energy_j_per_token: tdp.map(|w| w * t.seconds / tokens),
-        usd_per_million_tokens: per_million(t.seconds, tokens, usd_per_hour),
+        hardware_flops_per_step: hardware_flops,
+        energy_j_per_token: tdp.map(|w| w * gpus * t.seconds / tokens),
+        usd_per_million_tokens: per_million(gpus * t.seconds, tokens, usd_per_hour),
     };
 
     let (p, tpot) = (&cost.prefill, cost.decode.seconds);
+    // Replicas serve side by side: throughput scales with them, latency does not.
+    let replicas = infer.parallelism.dp as f64;
     let batch = infer.batch as f64;
+    let serving_gpus = infer.parallelism.gpus() as f64;
+    let per_replica = serving_gpus / replicas;
     let inference = InferenceCost {
         ttft_s: p.seconds,
         ttft_error_pct: p.error_pct(),
-        prefill_tokens_per_s: batch * infer.prompt as f64 / p.seconds,
+        prefill_tokens_per_s: replicas * batch * infer.prompt as f64 / p.seconds,
         tpot_s: tpot,
         tpot_error_pct: cost.decode.error_pct(),
-        decode_tokens_per_s: batch / tpot,
+        decode_tokens_per_s: replicas * batch / tpot,
         request_latency_s: p.seconds + (infer.generate.saturating_sub(1)) as f64 * tpot,
-        energy_j_per_output_token: tdp.map(|w| w * tpot / batch),
-        usd_per_million_output_tokens: per_million(tpot, batch, usd_per_hour),
+        energy_j_per_output_token: tdp.map(|w| w * per_replica * tpot / batch),
+        usd_per_million_output_tokens: per_million(per_replica * tpot, batch, usd_per_hour),
     };
+    let single = train.parallelism.is_single_gpu() && infer.parallelism.is_single_gpu();
+    let cluster = (!single).then(|| ClusterReport {
+        training_gpus: train.parallelism.gpus(),
+        serving_gpus: infer.parallelism.gpus(),
+        microbatches: cost.step.microbatches,
+        micro_batch_size: train.parallelism.micro_batch_size(train.batch),
+        slowest_stage_s: cost.step.slowest_stage_s,
+        pipeline_bubble_fraction: cost.step.bubble_fraction,
+        training_communication_fraction: t.comm_fraction(),
+        data_parallel_s: cost.step.data_parallel_s,
+        data_parallel_exposed_s: cost.step.data_parallel_exposed_s,
+        zero3_s: cost.step.zero3_s,
+        zero3_exposed_s: cost.step.zero3_exposed_s,
+        model_tflops_per_gpu: cost.model_flops_per_token * tokens_per_s / gpus / 1e12,
+        hardware_tflops_per_gpu: hardware_flops / t.seconds / 1e12,
+        prefill_communication_fraction: p.comm_fraction(),
+        decode_communication_fraction: cost.decode.comm_fraction(),
+    });
 
     // The breakdown and the provenance list cover the training step, the prefill and the first
     // decode step.
@@ -306,6 +359,7 @@ pub fn report(
                 "MoE tokens are spread evenly over experts".into(),
             ],
         },
+        cluster,
         breakdown: opts.breakdown.then_some(costs),
     })
 }

@@ -2,8 +2,9 @@
 //! change a reader could trip on (a key removed or renamed, a unit or meaning changed); adding a
 //! key is not a breaking change. docs/json-schema.md describes each document.
 
-/// `gpucost predict --format json`.
-pub const PREDICT: u32 = 1;
+/// `gpucost predict --format json` (2: the parallel layout in the setups — `microbatches`
+/// became `micro_batch`, with ep, cp, schedule, ZeRO and overlap — and a `cluster` section).
+pub const PREDICT: u32 = 2;
 /// `hw_profiles/<profile>.calibration.json`, written by `gpucost calibrate` (2: one group per
 /// implementation, a fitted time model; 3: vendor flags, bars per kind and regime with the
 /// roofline's, held-out coverage).
@@ -16,3 +17,5 @@ pub const COMPOSE: u32 = 1;
 pub const FRONTIER: u32 = 1;
 /// One answer line of `gpucost score`.
 pub const SCORE: u32 = 1;
+/// `gpucost validate --published FILE --format json`.
+pub const PUBLISHED: u32 = 1;

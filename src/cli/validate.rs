@@ -1,0 +1,128 @@
+//! `gpucost validate`: how well predictions hold against measurements — published cluster
+//! throughput (`--published`, row by row), or this suite's kernel results (`--results`, leave-one-
+//! out against the roofline; needs the `measure` feature).
+
+use super::Format;
+use crate::Error;
+use crate::model::published;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Published cluster throughput to predict row by row (JSON rows; see docs/clusters.md;
+    /// data/published/narayanan2021_table1.json is one).
+    #[arg(long)]
+    published: Option<PathBuf>,
+    /// With --published: the uncalibrated roofline even where a calibration exists.
+    #[arg(long, requires = "published")]
+    roofline: bool,
+    /// A results folder (searched recursively) or file: validate the kernel calibration.
+    #[cfg(feature = "measure")]
+    #[arg(long, conflicts_with_all = ["published", "roofline"])]
+    results: Option<PathBuf>,
+    /// "best" (fastest correct implementation per shape) or one backend:variant.
+    #[cfg(feature = "measure")]
+    #[arg(long = "impl", default_value = "best")]
+    implementation: String,
+    /// Only records whose device name contains this.
+    #[cfg(feature = "measure")]
+    #[arg(long)]
+    device: Option<String>,
+    /// Hardware profile for speed of light (default: the catalog profile matching the device).
+    #[cfg(feature = "measure")]
+    #[arg(long)]
+    hw: Option<String>,
+    /// Use --hw even when the results come from a device whose catalog profile is another one.
+    #[cfg(feature = "measure")]
+    #[arg(long)]
+    allow_hw_mismatch: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+pub fn run(a: ValidateArgs) -> Result<()> {
+    if let Some(file) = &a.published {
+        return run_published(file, a.roofline, a.format);
+    }
+    #[cfg(feature = "measure")]
+    if let Some(results) = a.results {
+        return super::calibrate::validate(super::calibrate::CalibrateArgs {
+            results,
+            implementation: a.implementation,
+            device: a.device,
+            hw: a.hw,
+            allow_hw_mismatch: a.allow_hw_mismatch,
+            out: None,
+            update_embedded: false,
+            format: a.format,
+        });
+    }
+    Err(Error::Unsupported(if cfg!(feature = "measure") {
+        "give --published FILE (cluster throughput) or --results DIR (kernel results)".into()
+    } else {
+        "give --published FILE (this build has no measuring side for --results)".into()
+    })
+    .into())
+}
+
+fn run_published(file: &std::path::Path, roofline: bool, format: Format) -> Result<()> {
+    let name = file.display().to_string();
+    let text = crate::error::read_to_string(file)?;
+    let rows = published::parse(&name, &text)?;
+    let predictions = published::predict(&rows, roofline)?;
+    let (median, max) = published::summary(&predictions);
+    let out = match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "schema_version": crate::model::schema::PUBLISHED,
+                "source": name,
+                "flops_counting": "Megatron-LM's formula (Narayanan et al. 2021, Appendix): 96 B s l h^2 (1 + s/6h + V/16lh), recomputed forward included",
+                "assumptions": published::ASSUMPTIONS,
+                "rows": predictions,
+                "median_abs_error_pct": median,
+                "max_abs_error_pct": max,
+            });
+            serde_json::to_string_pretty(&doc)? + "\n"
+        }
+        Format::Table => {
+            let mut b = Builder::default();
+            b.push_record([
+                "model",
+                "GPUs",
+                "TP x PP x DP",
+                "published TFLOP/s/GPU",
+                "predicted",
+                "error",
+                "bubble",
+                "comm",
+            ]);
+            for p in &predictions {
+                b.push_record([
+                    p.model.clone(),
+                    p.gpus.to_string(),
+                    format!("{} x {} x {}", p.tp, p.pp, p.dp),
+                    format!("{:.0}", p.published_tflops_per_gpu),
+                    format!("{:.0}", p.predicted_tflops_per_gpu),
+                    format!("{:+.1}%", p.error_pct),
+                    format!("{:.1}%", 100.0 * p.pipeline_bubble_fraction),
+                    format!("{:.1}%", 100.0 * p.communication_fraction),
+                ]);
+            }
+            let mut out = format!(
+                "{name}: predicted against published, on {}\n",
+                predictions[0].hw
+            );
+            out += &b.build().with(Style::rounded()).to_string();
+            out += &format!(
+                "\nmedian |error| {median:.1}%, largest {max:.1}% over {} rows; FLOPs counted with Megatron-LM's formula (recomputation included)\n",
+                predictions.len()
+            );
+            out
+        }
+    };
+    super::emit(&out)
+}

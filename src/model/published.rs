@@ -1,0 +1,369 @@
+//! Published cluster throughput, predicted row by row: a table of GPT models trained with
+//! Megatron-LM (Narayanan et al. 2021, Table 1) — each row a model, a parallel layout and the
+//! achieved TFLOP/s per GPU — becomes an architecture, an execution and a system, and the
+//! predicted step time is turned into TFLOP/s per GPU the way the paper counts them.
+//!
+//! The paper counts model FLOPs with its formula, which includes the recomputed forward pass
+//! (full activation recomputation) and the whole causal attention square:
+//! F = 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)) per step (its Appendix, eq. 3).
+//!
+//! What the table does not say is fixed once for every row, never per row (`Assumptions`).
+
+use crate::error::{Error, Result, parse_json};
+use crate::model::arch::{Architecture, from_native_toml};
+use crate::model::dtype::DType;
+use crate::model::execution::{
+    Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup, Zero,
+};
+use crate::model::ops::limits;
+use crate::model::price::{Pricer, price_candidate};
+use crate::model::system::System;
+use serde::{Deserialize, Serialize};
+
+/// One published measurement.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Row {
+    pub model: String,
+    pub hidden: u64,
+    pub layers: u64,
+    #[serde(alias = "attention_heads_recalled")]
+    pub attention_heads: u64,
+    pub tensor_parallel: u64,
+    pub pipeline_parallel: u64,
+    pub data_parallel: u64,
+    pub num_gpus: u64,
+    pub global_batch_size_seqs: u64,
+    pub seq_len: u64,
+    pub vocab: u64,
+    pub achieved_tflops_per_gpu: f64,
+    /// The GPU as the source names it ("A100-SXM4-80GB ...").
+    pub gpu: String,
+    /// "mixed fp16", "bf16", …
+    pub precision: String,
+    /// Sequences per microbatch, where the source gives it.
+    #[serde(default)]
+    pub micro_batch_size: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct File {
+    rows: Vec<Row>,
+}
+
+/// What every row is predicted under, where the table is silent; the same for every row.
+pub const ASSUMPTIONS: &[&str] = &[
+    "full activation recomputation, as the table states",
+    "attention unfused (scores written to memory, softmax fused): Megatron-LM in 2021 predates FlashAttention",
+    "one sequence per microbatch where there is a pipeline (the whole local batch at once otherwise), plain 1F1B schedule",
+    "data-parallel gradients all-reduced after the backward pass, not overlapped with it (Megatron-LM's 2021 training step), in the working dtype",
+    "no ZeRO sharding; no sequence parallelism (it came later: Korthikanti et al. 2022)",
+];
+
+/// One row predicted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub model: String,
+    pub gpus: u64,
+    pub tp: u64,
+    pub pp: u64,
+    pub dp: u64,
+    pub hw: String,
+    pub step_time_s: f64,
+    pub published_tflops_per_gpu: f64,
+    pub predicted_tflops_per_gpu: f64,
+    /// (predicted − published) / published, percent.
+    pub error_pct: f64,
+    pub pipeline_bubble_fraction: f64,
+    pub communication_fraction: f64,
+}
+
+/// Megatron's model FLOPs per step (Narayanan et al. 2021, Appendix eq. 3): with full
+/// recomputation, 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)).
+pub fn megatron_flops(batch: u64, seq: u64, layers: u64, hidden: u64, vocab: u64) -> f64 {
+    let (b, s, l, h, v) = (
+        batch as f64,
+        seq as f64,
+        layers as f64,
+        hidden as f64,
+        vocab as f64,
+    );
+    96.0 * b * s * l * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * l * h))
+}
+
+/// Reads a table of published rows, each checked.
+pub fn parse(file: &str, text: &str) -> Result<Vec<Row>> {
+    let f: File = parse_json(file, text)?;
+    if f.rows.is_empty() {
+        return Err(Error::field(file, "rows", "no rows"));
+    }
+    for (i, r) in f.rows.iter().enumerate() {
+        let field = |name: &str| format!("rows[{i}].{name}");
+        let gpus = [r.tensor_parallel, r.pipeline_parallel, r.data_parallel]
+            .iter()
+            .try_fold(1u64, |a, &b| a.checked_mul(b));
+        if gpus != Some(r.num_gpus) {
+            return Err(Error::field(
+                file,
+                &field("num_gpus"),
+                format!(
+                    "{} is not tensor_parallel x pipeline_parallel x data_parallel",
+                    r.num_gpus
+                ),
+            ));
+        }
+        if !(r.achieved_tflops_per_gpu.is_finite() && r.achieved_tflops_per_gpu > 0.0) {
+            return Err(Error::field(
+                file,
+                &field("achieved_tflops_per_gpu"),
+                "must be a positive number",
+            ));
+        }
+        if r.num_gpus > limits::RANKS {
+            return Err(Error::field(
+                file,
+                &field("num_gpus"),
+                format!("exceeds the limit of {}", limits::show(limits::RANKS)),
+            ));
+        }
+        profile_for(&r.gpu).ok_or_else(|| {
+            Error::field(
+                file,
+                &field("gpu"),
+                format!(
+                    "'{}' names no catalog GPU (A100 40/80 GB, H100, H200)",
+                    r.gpu
+                ),
+            )
+        })?;
+        precision(&r.precision)
+            .ok_or_else(|| Error::field(file, &field("precision"), "neither fp16 nor bf16"))?;
+    }
+    Ok(f.rows)
+}
+
+/// The catalog profile for a GPU as a source names it.
+fn profile_for(gpu: &str) -> Option<&'static str> {
+    let g = gpu.to_ascii_uppercase();
+    if g.contains("A100") {
+        Some(if g.contains("40GB") || g.contains("40 GB") {
+            "a100-sxm-40gb"
+        } else {
+            "a100-sxm-80gb"
+        })
+    } else if g.contains("H200") {
+        Some("h200-sxm")
+    } else if g.contains("H100") {
+        Some("h100-sxm")
+    } else {
+        None
+    }
+}
+
+fn precision(p: &str) -> Option<DType> {
+    let p = p.to_ascii_lowercase();
+    if p.contains("bf16") {
+        Some(DType::Bf16)
+    } else if p.contains("fp16") {
+        Some(DType::Fp16)
+    } else {
+        None
+    }
+}
+
+/// A row's GPT: learned positions, LayerNorm, a GELU MLP of 4h, tied embeddings.
+pub fn architecture(r: &Row) -> Result<Architecture> {
+    let text = format!(
+        "name = \"{}\"\nvocab_size = {}\nhidden_size = {}\nnum_layers = {}\nnum_heads = {}\n\
+         num_kv_heads = {}\nintermediate_size = {}\nmlp = \"gelu\"\nnorm = \"layernorm\"\n\
+         positions = \"learned\"\nmax_position_embeddings = {}\ntie_embeddings = true\n\
+         qkv_bias = true\n",
+        r.model.escape_debug(),
+        r.vocab,
+        r.hidden,
+        r.layers,
+        r.attention_heads,
+        r.attention_heads,
+        r.hidden.saturating_mul(4),
+        r.seq_len
+    );
+    from_native_toml(&r.model, &text)
+}
+
+/// A row's training step under `ASSUMPTIONS`.
+pub fn execution(r: &Row) -> Result<Execution> {
+    let dtype = precision(&r.precision)
+        .ok_or_else(|| Error::Unsupported(format!("{}: precision", r.model)))?;
+    let micro_batch = match (r.micro_batch_size, r.pipeline_parallel) {
+        (Some(m), _) => m,
+        (None, 1) => 0,
+        (None, _) => 1,
+    };
+    let parallelism = Parallelism {
+        tp: r.tensor_parallel,
+        pp: r.pipeline_parallel,
+        dp: r.data_parallel,
+        micro_batch,
+        zero: Zero::None,
+        overlap_grad_reduce: false,
+        ..Parallelism::default()
+    };
+    Ok(Execution {
+        training: TrainingSetup {
+            batch: r.global_batch_size_seqs,
+            seq: r.seq_len,
+            dtype,
+            recompute: Recompute::Full,
+            fused_attention: false,
+            parallelism,
+        },
+        // Serving is not what the row measures; one sequence on the same tensor split.
+        serving: InferenceSetup {
+            batch: 1,
+            prompt: r.seq_len,
+            generate: 1,
+            dtype,
+            kv_dtype: dtype,
+            fused_attention: true,
+            parallelism: Parallelism {
+                tp: r.tensor_parallel,
+                ..Parallelism::default()
+            },
+        },
+    })
+}
+
+/// Predicts every row on its GPU's catalog profile (`roofline`: the uncalibrated model even
+/// where a calibration exists).
+pub fn predict(rows: &[Row], roofline: bool) -> Result<Vec<Prediction>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let hw = profile_for(&r.gpu)
+            .ok_or_else(|| Error::Unsupported(format!("{}: unknown GPU '{}'", r.model, r.gpu)))?;
+        let system = System::load(hw, None, roofline)?;
+        let arch = architecture(r)?;
+        let execution = execution(r)?;
+        let cost = price_candidate(&arch, &execution, &mut Pricer::new(&system))
+            .map_err(|e| Error::Unsupported(format!("{}: {e}", r.model)))?;
+        let step = cost.training.seconds;
+        let flops = megatron_flops(
+            r.global_batch_size_seqs,
+            r.seq_len,
+            r.layers,
+            r.hidden,
+            r.vocab,
+        );
+        let predicted = flops / step / r.num_gpus as f64 / 1e12;
+        out.push(Prediction {
+            model: r.model.clone(),
+            gpus: r.num_gpus,
+            tp: r.tensor_parallel,
+            pp: r.pipeline_parallel,
+            dp: r.data_parallel,
+            hw: hw.to_string(),
+            step_time_s: step,
+            published_tflops_per_gpu: r.achieved_tflops_per_gpu,
+            predicted_tflops_per_gpu: predicted,
+            error_pct: 100.0 * (predicted - r.achieved_tflops_per_gpu) / r.achieved_tflops_per_gpu,
+            pipeline_bubble_fraction: cost.step.bubble_fraction,
+            communication_fraction: cost.training.comm_fraction(),
+        });
+    }
+    Ok(out)
+}
+
+/// Median and largest absolute error, percent.
+pub fn summary(p: &[Prediction]) -> (f64, f64) {
+    let mut errors: Vec<f64> = p.iter().map(|r| r.error_pct.abs()).collect();
+    errors.sort_by(f64::total_cmp);
+    let n = errors.len();
+    let median = if n % 2 == 1 {
+        errors[n / 2]
+    } else {
+        (errors[n / 2 - 1] + errors[n / 2]) / 2.0
+    };
+    (median, errors[n - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::{Attention, Op};
+    use crate::model::plan::{Phase, plan};
+
+    const TABLE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/published/narayanan2021_table1.json"
+    ));
+
+    /// The plan's FLOPs, counted the paper's way — every matmul of the step (forward, backward,
+    /// recomputed forward) and the attention core as a full square, forward ×4 — equal the
+    /// formula for every row of the table.
+    #[test]
+    fn megatron_formula_is_reproduced_for_every_row() {
+        let rows = parse("table", TABLE).unwrap();
+        assert_eq!(rows.len(), 10);
+        for r in &rows {
+            let arch = architecture(r).unwrap();
+            let mut e = execution(r).unwrap();
+            // One GPU holding the whole batch: the formula counts the global step.
+            e.training.parallelism = Parallelism::default();
+            let p = plan(&arch, &e);
+            let mut counted = 0.0;
+            for o in &p.training {
+                let n = o.count as f64;
+                match o.op {
+                    Op::Matmul(m) => counted += Op::Matmul(m).flops() * n,
+                    Op::Attention(a) if o.phase == Phase::Forward => {
+                        let square = Attention { causal: false, ..a };
+                        counted += 4.0 * Op::Attention(square).flops() * n;
+                    }
+                    _ => {}
+                }
+            }
+            let formula = megatron_flops(
+                r.global_batch_size_seqs,
+                r.seq_len,
+                r.layers,
+                r.hidden,
+                r.vocab,
+            );
+            assert!(
+                (counted - formula).abs() <= 1e-12 * formula,
+                "{}: {counted:e} vs {formula:e}",
+                r.model
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "prints the table's errors"]
+    fn show() {
+        let rows = parse("table", TABLE).unwrap();
+        for p in predict(&rows, false).unwrap() {
+            eprintln!(
+                "{:10} {:>6.1} {:>6.1} {:>+6.1}% bubble {:.3} comm {:.3} step {:.2}",
+                p.model,
+                p.published_tflops_per_gpu,
+                p.predicted_tflops_per_gpu,
+                p.error_pct,
+                p.pipeline_bubble_fraction,
+                p.communication_fraction,
+                p.step_time_s
+            );
+        }
+    }
+
+    #[test]
+    fn rows_are_checked() {
+        let bad = TABLE.replacen("\"num_gpus\": 32", "\"num_gpus\": 33", 1);
+        let e = parse("t.json", &bad).unwrap_err().to_string();
+        assert!(e.contains("rows[0].num_gpus"), "{e}");
+        let bad = TABLE.replacen("\"A100-SXM4-80GB (Selene DGX A100)\"", "\"MI300X\"", 1);
+        assert!(
+            parse("t.json", &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("gpu")
+        );
+    }
+}
