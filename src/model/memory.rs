@@ -100,7 +100,13 @@ fn training_stage(
     let working = activation_dtype(s.dtype);
     let e = working.bytes();
     let dp = p.dp as f64;
-    let shard = |from: Zero| if p.zero.level() >= from.level() { dp } else { 1.0 };
+    let shard = |from: Zero| {
+        if p.zero.level() >= from.level() {
+            dp
+        } else {
+            1.0
+        }
+    };
     let weights_bytes = params * e / shard(Zero::Stage3);
     let gradients_bytes = params * e / shard(Zero::Stage2);
     let master = if working == DType::Fp32 { 0.0 } else { 4.0 };
@@ -176,7 +182,10 @@ fn training_stage(
 
 pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -> InferenceMemory {
     let p = &s.parallelism;
-    let held = (0..p.pp).map(|i| rank_params(arch, p, i)).max().unwrap_or(0);
+    let held = (0..p.pp)
+        .map(|i| rank_params(arch, p, i))
+        .max()
+        .unwrap_or(0);
     let weights_bytes = s.dtype.bytes_for(held) as f64;
     let context = s.prompt.saturating_add(s.generate);
     // Each tensor rank caches its own key/value heads (replicated where fewer than ranks).
@@ -190,13 +199,13 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
     };
     let kv_cache_bytes: f64 = stage_share
         * arch
-        .layer_groups()
-        .into_iter()
-        .map(|(kind, count)| {
-            let cached = kind.window.map_or(context, |w| w.min(context));
-            count as f64 * kv_per_layer_token * cached as f64 * s.batch as f64
-        })
-        .sum::<f64>();
+            .layer_groups()
+            .into_iter()
+            .map(|(kind, count)| {
+                let cached = kind.window.map_or(context, |w| w.min(context));
+                count as f64 * kv_per_layer_token * cached as f64 * s.batch as f64
+            })
+            .sum::<f64>();
     let kv_cache_bytes_per_token = arch.kv_elements_per_token() as f64 * s.kv_dtype.bytes();
 
     let e = activation_dtype(s.dtype).bytes();

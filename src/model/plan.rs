@@ -734,12 +734,8 @@ impl Ctx {
         self.embedding(&mut once);
         if sends > 0 {
             let rows = self.stream_rows();
-            let hand_over = self.collective(
-                CollectiveKind::SendRecv,
-                2,
-                stride,
-                rows * self.dims.hidden,
-            );
+            let hand_over =
+                self.collective(CollectiveKind::SendRecv, 2, stride, rows * self.dims.hidden);
             Sink {
                 out,
                 phase,

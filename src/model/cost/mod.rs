@@ -277,21 +277,20 @@ impl Roofline {
         let i = &hw.interconnect;
         let m = &hw.model;
         let (link, lanes) = c.placement(hw.gpus_per_node());
-        let node_ranks = if link == Link::IntraNode { c.ranks } else { lanes };
+        let node_ranks = if link == Link::IntraNode {
+            c.ranks
+        } else {
+            lanes
+        };
         let fabric = match (&i.nvlink_bytes_per_s, &i.pcie_bytes_per_s) {
-            (Some(nv), _) if node_ranks <= hw.nvlink_gpus() => {
-                Some((nv.value, "nvlink"))
-            }
+            (Some(nv), _) if node_ranks <= hw.nvlink_gpus() => Some((nv.value, "nvlink")),
             (_, Some(p)) => Some((p.value, "pcie")),
             _ => None,
         };
         let (bus, step_s, tier) = match link {
             Link::IntraNode => {
                 let (bw, name) = fabric.ok_or_else(|| {
-                    Error::Unsupported(format!(
-                        "{} has no GPU-to-GPU link in its profile",
-                        hw.name
-                    ))
+                    Error::Unsupported(format!("{} has no GPU-to-GPU link in its profile", hw.name))
                 })?;
                 (bw, m.nvlink_step_latency_s, name)
             }
@@ -524,7 +523,10 @@ mod tests {
                 stride: 8 / lanes,
                 ..c
             };
-            Roofline.predict(&Op::Collective(c), &a100).unwrap().memory_s
+            Roofline
+                .predict(&Op::Collective(c), &a100)
+                .unwrap()
+                .memory_s
         };
         let wire = 2.0 * 31.0 / 32.0 * s;
         assert!((across(1) - (62.0 * 5e-6 + wire / (25e9 * 0.8))).abs() < 1e-12);
