@@ -299,4 +299,65 @@ mod tests {
             4096.0 * short.kv_cache_bytes_per_token
         );
     }
+
+    /// ZeRO shards optimizer state (1), then gradients (2), then weights (3) over the
+    /// data-parallel ranks: 2 + 2 + 12 bytes per parameter in bf16 with Adam.
+    #[test]
+    fn zero_stages_shard_as_hand_counted() {
+        use crate::model::parallel::Zero;
+        let a = arch::load("llama-2-7b").unwrap();
+        let p = a.params().total as f64;
+        let states = |zero| {
+            let mut s = train(Recompute::Full, true);
+            s.batch = 8;
+            s.parallelism = Parallelism {
+                dp: 8,
+                zero,
+                ..Parallelism::default()
+            };
+            let m = training(&a, &s, 80e9);
+            (m.weights_bytes, m.gradients_bytes, m.optimizer_bytes)
+        };
+        assert_eq!(states(Zero::None), (2.0 * p, 2.0 * p, 12.0 * p));
+        assert_eq!(states(Zero::Stage1), (2.0 * p, 2.0 * p, 12.0 * p / 8.0));
+        assert_eq!(
+            states(Zero::Stage2),
+            (2.0 * p, 2.0 * p / 8.0, 12.0 * p / 8.0)
+        );
+        assert_eq!(
+            states(Zero::Stage3),
+            (2.0 * p / 8.0, 2.0 * p / 8.0, 12.0 * p / 8.0)
+        );
+    }
+
+    /// Tensor and pipeline parallelism split the weights; the first stage of a 1F1B pipeline
+    /// holds as many microbatches' activations as there are stages.
+    #[test]
+    fn tensor_and_pipeline_ranks_hold_their_share() {
+        let a = arch::load("llama-2-7b").unwrap();
+        let p = a.params();
+        let mut s = train(Recompute::None, true);
+        s.batch = 16;
+        s.parallelism = Parallelism {
+            tp: 2,
+            pp: 4,
+            micro_batch: 1,
+            ..Parallelism::default()
+        };
+        let m = training(&a, &s, 80e9);
+        // 32 layers over 4 stages; the first holds the embedding, the last the head.
+        let layers = (p.non_embedding as f64 * 8.0 / 32.0).floor();
+        let first = (layers + p.embedding as f64) / 2.0;
+        let last = (layers + p.lm_head as f64) / 2.0;
+        assert_eq!(m.weights_bytes, 2.0 * first.max(last).ceil());
+        let one_stage = |pp: u64| {
+            let mut s1 = s;
+            s1.parallelism.pp = pp;
+            training(&a, &s1, 80e9).activations_bytes
+        };
+        // Four stages keep four microbatches of a quarter of the layers: about one stage's
+        // worth of the whole model's, plus the embedding output.
+        let ratio = one_stage(4) / one_stage(1);
+        assert!((0.9..1.1).contains(&ratio), "{ratio}");
+    }
 }

@@ -10,6 +10,7 @@ pub mod dtype;
 pub mod execution;
 pub mod frontier;
 pub mod hw;
+pub mod layout_search;
 pub mod memory;
 pub mod ops;
 pub mod parallel;

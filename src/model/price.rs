@@ -731,4 +731,61 @@ mod tests {
         // A fresh pricer gives the same numbers.
         assert_eq!(price(&a, &e, &p, &mut Pricer::new(&system)).unwrap(), first);
     }
+
+    /// Tensor parallelism halves each rank's layer FLOPs and adds the all-reduces; data
+    /// parallelism adds the gradient exchange once per step; model FLOPs per token stay.
+    #[test]
+    fn layouts_split_the_work_and_add_the_exchanges() {
+        let system = System::load("h100-sxm", None, true).unwrap();
+        let a = arch::load("llama-2-7b").unwrap();
+        let one = execution(8, 512, 16, DType::Bf16);
+        let mut split = one;
+        split.training.parallelism = Parallelism {
+            tp: 2,
+            dp: 2,
+            ..Parallelism::default()
+        };
+        let cost = |e: &Execution| price(&a, e, &plan(&a, e), &mut Pricer::new(&system)).unwrap();
+        let (c1, c2) = (cost(&one), cost(&split));
+        assert_eq!(c1.training.comm_seconds, 0.0);
+        assert!(c2.training.comm_seconds > 0.0);
+        assert!(
+            (c1.model_flops_per_token - c2.model_flops_per_token).abs()
+                < 1e-6 * c1.model_flops_per_token
+        );
+        // Each of 4 GPUs does about a quarter of the step's FLOPs (the head and optimizer are
+        // split too; only the norms are repeated).
+        let share = c2.step.hardware_flops_per_gpu / c1.step.hardware_flops_per_gpu;
+        assert!((0.24..0.26).contains(&share), "{share}");
+        assert!(c2.step.data_parallel_s > 0.0);
+        // Overlapped with the backward pass by default; exposed in full when not.
+        let mut exposed = split;
+        exposed.training.parallelism.overlap_grad_reduce = false;
+        let c3 = cost(&exposed);
+        assert_eq!(c3.step.data_parallel_exposed_s, c3.step.data_parallel_s);
+        assert!(c3.training.seconds >= c2.training.seconds);
+    }
+
+    /// A pipeline of equal stages with no work outside them has the 1F1B bubble.
+    #[test]
+    fn a_pipeline_waits_its_bubble() {
+        let system = System::load("h100-sxm", None, true).unwrap();
+        let a = arch::load("llama-2-7b").unwrap();
+        let mut e = execution(32, 512, 16, DType::Bf16);
+        e.training.parallelism = Parallelism {
+            pp: 4,
+            micro_batch: 1,
+            ..Parallelism::default()
+        };
+        let c = price(&a, &e, &plan(&a, &e), &mut Pricer::new(&system)).unwrap();
+        assert_eq!(c.step.microbatches, 32);
+        // (p − 1)/(m + p − 1) for equal stages; the embedding and head make the stages a
+        // little uneven.
+        let equal = 3.0 / 35.0;
+        assert!(
+            (c.step.bubble_fraction - equal).abs() < 0.02,
+            "{}",
+            c.step.bubble_fraction
+        );
+    }
 }
