@@ -28,6 +28,8 @@ mod predict;
 mod predict_op;
 #[cfg(feature = "measure")]
 mod report;
+#[cfg(feature = "measure")]
+mod results;
 mod score;
 mod validate;
 
@@ -66,6 +68,10 @@ pub enum Command {
     /// Summarise results files, each kernel beside the vendor library.
     #[cfg(feature = "measure")]
     Report(report::ReportArgs),
+    /// Combine results folders (from several machines) into one.
+    #[command(subcommand)]
+    #[cfg(feature = "measure")]
+    Results(results::ResultsCommand),
     /// Fit the cost model to measured results; write gpucost-calibrations/<profile>.calibration.json.
     #[cfg(feature = "measure")]
     Calibrate(calibrate::CalibrateArgs),
@@ -112,6 +118,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         #[cfg(feature = "measure")]
         Command::Report(args) => report::run(args),
+        #[cfg(feature = "measure")]
+        Command::Results(cmd) => results::run(cmd),
         #[cfg(feature = "measure")]
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Validate(args) => validate::run(args),
