@@ -49,7 +49,9 @@ impl Zero {
 
 /// How a model is split over GPUs and how a training step is cut into microbatches.
 /// `Parallelism::default()` is one GPU, one microbatch: today's single-GPU answers exactly.
+/// Written in a space file or a request, every field is optional (the default's).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Parallelism {
     /// Tensor-parallel ranks (each layer's matmuls split over them).
     pub tp: u64,

@@ -165,7 +165,9 @@ pub fn score(
     };
     let n = law_parameters(space, arch).unwrap_or(f64::NAN);
     let training_s = tokens / tokens_per_s;
-    let hours = training_s / 3600.0;
+    // GPU-hours, energy and dollars count every GPU of the layout; rates are per GPU.
+    let gpus = execution.training.parallelism.gpus() as f64;
+    let hours = gpus * training_s / 3600.0;
     let peak = hw.peak_flops(execution.training.dtype).unwrap_or(f64::NAN);
     let batch = execution.serving.batch as f64;
     let kv_per_token = arch.kv_elements_per_token() as f64 * execution.serving.kv_dtype.bytes();
@@ -180,7 +182,8 @@ pub fn score(
     set(Objective::TrainingGpuHours, hours);
     set(
         Objective::TrainingEnergyKwh,
-        hw.tdp_w().map_or(f64::NAN, |tdp| tdp * training_s / 3.6e6),
+        hw.tdp_w()
+            .map_or(f64::NAN, |tdp| tdp * gpus * training_s / 3.6e6),
     );
     set(
         Objective::TrainingUsd,
@@ -190,11 +193,17 @@ pub fn score(
     );
     set(
         Objective::Mfu,
-        cost.model_flops_per_token * tokens_per_s / peak,
+        cost.model_flops_per_token * tokens_per_s / (gpus * peak),
     );
+    let serving = &execution.serving.parallelism;
+    // Each replica's GPUs serve its batch.
+    let gpus_per_replica = (serving.tp * serving.pp) as f64;
     set(Objective::TtftS, cost.prefill.seconds);
     set(Objective::TpotS, cost.decode.seconds);
-    set(Objective::DecodeTokensPerS, batch / cost.decode.seconds);
+    set(
+        Objective::DecodeTokensPerS,
+        batch / cost.decode.seconds / gpus_per_replica,
+    );
     set(
         Objective::TrainingMemoryBytes,
         cost.training_memory.total_bytes,

@@ -160,6 +160,13 @@ pub struct Workload {
     #[serde(default = "default_generate")]
     pub generate: u64,
     pub price_per_gpu_hour: Option<f64>,
+    /// How a training step is split over GPUs (`[workload.training_layout]`: tp, pp, dp, …;
+    /// see docs/clusters.md); one GPU by default.
+    #[serde(default)]
+    pub training_layout: Parallelism,
+    /// How serving is split (tp, pp, and dp for replicas).
+    #[serde(default)]
+    pub serving_layout: Parallelism,
 }
 
 fn default_train_batch() -> u64 {
@@ -608,7 +615,7 @@ impl Space {
                 dtype,
                 recompute: Recompute::None,
                 fused_attention: true,
-                parallelism: Parallelism::default(),
+                parallelism: w.training_layout,
             },
             serving: InferenceSetup {
                 batch: w.serve_batch,
@@ -617,10 +624,13 @@ impl Space {
                 dtype,
                 kv_dtype,
                 fused_attention: true,
-                parallelism: Parallelism::default(),
+                parallelism: w.serving_layout,
             },
         };
         execution.validate().map_err(|e| e.to_string())?;
+        for layout in [&w.training_layout, &w.serving_layout] {
+            crate::model::parallel::check_layout(&a, layout).map_err(|e| e.to_string())?;
+        }
         Ok((a, execution))
     }
 }
