@@ -5,6 +5,7 @@
 //! feature) runs and times kernels and fits calibrations, and may import `model`, never the
 //! reverse; `cli` sits on top of both. `error` is shared by all.
 
+pub mod api;
 pub mod cli;
 pub mod error;
 #[cfg(feature = "measure")]

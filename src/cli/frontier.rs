@@ -1,17 +1,16 @@
 //! `gpucost frontier SPACE.toml`: every candidate of a search space priced and ranked; the Pareto
-//! frontier as a table, every candidate as JSON or CSV, two objectives as an SVG.
+//! frontier as a table, every candidate as JSON or CSV, two objectives as an SVG. The JSON document
+//! is `api::frontier_document`, as the Python package's is.
 
 use super::format::{bytes, count, seconds, si};
-use crate::Error;
-use crate::model::frontier::objectives::{Objective, Scores};
+use crate::api::{self, SpaceSource, SystemOptions};
+use crate::model::frontier::objectives::Objective;
 use crate::model::frontier::search::{self, Frontier, Goal};
 use crate::model::frontier::space::Space;
 use crate::model::price::Scorer;
-use crate::model::schema;
-use crate::model::system::{Stack, System};
+use crate::model::system::System;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use tabled::builder::Builder;
 use tabled::settings::Style;
@@ -54,26 +53,18 @@ pub struct FrontierArgs {
     format: FrontierFormat,
 }
 
-/// Loads the space and the system it is priced on.
-pub(super) fn load(space: &std::path::Path, s: &SystemArgs) -> Result<(Space, System)> {
-    let file = space.display().to_string();
-    let text = crate::error::read_to_string(space)?;
-    let space = Space::parse(&file, &text)?;
-    let hw = match (&s.hw, &space.workload.hw) {
-        (Some(h), _) => h.to_string(),
-        (None, Some(h)) => h.clone(),
-        (None, None) => {
-            return Err(
-                Error::field(&file, "workload.hw", "no GPU: give it here or pass --hw").into(),
-            );
+impl SystemArgs {
+    pub(super) fn options(&self) -> SystemOptions {
+        SystemOptions {
+            hw: self.hw.clone(),
+            roofline: self.roofline,
+            stack: self.stack.clone(),
         }
-    };
-    let system = System::load_with(&hw, None, s.roofline, Stack::parse(&s.stack))?;
-    Ok((space, system))
+    }
 }
 
 pub fn run(a: FrontierArgs) -> Result<()> {
-    let (space, system) = load(&a.space, &a.system)?;
+    let (space, system) = api::load_space(SpaceSource::File(&a.space), &a.system.options())?;
     let drawn = space.points().len() as u64;
     let bar = (drawn >= 100_000 && a.format == FrontierFormat::Table)
         .then(|| indicatif::ProgressBar::new(drawn));
@@ -89,16 +80,12 @@ pub fn run(a: FrontierArgs) -> Result<()> {
     if let Some(path) = &a.plot {
         super::frontier_plot::draw(path, &space, &f)?;
     }
-    let order = f.ordered();
-    let shown: Vec<usize> = if a.top == 0 {
-        order
-    } else {
-        order.into_iter().take(a.top).collect()
-    };
+    let shown = api::shown(&f, a.top);
     let out = match a.format {
         FrontierFormat::Table => table(&space, &system, &f, &shown),
         FrontierFormat::Json => {
-            serde_json::to_string_pretty(&document(&space, &scorer, &f, &shown))? + "\n"
+            serde_json::to_string_pretty(&api::frontier_document(&space, &scorer, &f, &shown))?
+                + "\n"
         }
         FrontierFormat::Csv => csv(&space, &scorer, &f, &shown),
     };
@@ -119,78 +106,6 @@ fn cells(space: &Space, point: &[u32]) -> Vec<String> {
                 .to_string()
         })
         .collect()
-}
-
-/// A candidate's varied fields, as JSON.
-fn fields(space: &Space, point: &[u32]) -> Map<String, Value> {
-    space
-        .axes
-        .iter()
-        .zip(point)
-        .map(|(ax, &i)| (ax.field.name().to_string(), ax.values[i as usize].to_json()))
-        .collect()
-}
-
-/// A finite number, or null.
-fn num(v: f64) -> Value {
-    if v.is_finite() { json!(v) } else { Value::Null }
-}
-
-/// Every objective by name: its value where finite, else null (also null without scores).
-pub(super) fn objectives_json(s: Option<&Scores>) -> Map<String, Value> {
-    Objective::ALL
-        .iter()
-        .map(|o| (o.name().to_string(), num(s.map_or(f64::NAN, |s| s.get(*o)))))
-        .collect()
-}
-
-fn document(space: &Space, scorer: &Scorer, f: &Frontier, shown: &[usize]) -> Value {
-    let system = scorer.system();
-    let candidates: Vec<Value> = shown
-        .iter()
-        .map(|&i| {
-            let c = &f.candidates[i];
-            // Every objective, not only the ranked ones: recomputed for what is shown.
-            let s = search::scores_of(space, scorer, &c.point);
-            let objectives = objectives_json(s.as_ref());
-            let bars: Map<String, Value> = f
-                .goals
-                .iter()
-                .zip(&c.bars_pct)
-                .map(|(g, b)| (g.objective.name().to_string(), json!(b)))
-                .collect();
-            json!({
-                "fields": fields(space, &c.point),
-                "objectives": objectives,
-                "error_pct": bars,
-                "fits_training": s.is_some_and(|s| s.fits_training),
-                "fits_serving": s.is_some_and(|s| s.fits_serving),
-                "loss_source": if c.loss_measured { "measured" } else { "scaling_law" },
-                "pareto_rank": f.ranks[i],
-                "crowding": num(f.crowding[i]),
-                "possibly_optimal": f.possibly_optimal[i],
-            })
-        })
-        .collect();
-    json!({
-        "schema_version": schema::FRONTIER,
-        "space": space.name,
-        "file": space.file,
-        "hardware": system.hw.name,
-        "cost_model": system.describe(),
-        "scaling_law": space.law,
-        "objectives": f.goals.iter().map(|g| json!({
-            "name": g.objective.name(),
-            "sense": if g.minimize() { "minimize" } else { "maximize" },
-        })).collect::<Vec<_>>(),
-        "drawn": f.drawn,
-        "valid": f.candidates.len(),
-        "invalid": f.invalid.iter().map(|(r, n)| json!({"reason": r, "count": n})).collect::<Vec<_>>(),
-        "frontier_size": f.ranks.iter().filter(|r| **r == 0).count(),
-        "possibly_optimal": f.possibly_optimal.iter().filter(|p| **p).count(),
-        "hypervolume": f.hypervolume.map(num),
-        "candidates": candidates,
-    })
 }
 
 /// An objective's value for a table cell.

@@ -1,15 +1,10 @@
 //! `gpucost predict`: the cost of one architecture on one GPU.
 
+use super::Format;
 use super::format::{bytes, count, percent, seconds, si};
-use super::{Format, args};
-use crate::Error;
 use crate::model::arch;
-use crate::model::execution::{
-    Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup, attention_dtype,
-};
-use crate::model::ops::limits;
-use crate::model::report::{Estimate, Options, estimate};
-use crate::model::system::System;
+use crate::model::execution::{Execution, Recompute};
+use crate::model::report::Estimate;
 use anyhow::Result;
 use clap::Args;
 use tabled::builder::Builder;
@@ -69,62 +64,32 @@ pub struct PredictArgs {
 }
 
 pub fn run(a: PredictArgs) -> Result<()> {
-    let dtype = args::dtype("dtype", &a.dtype)?;
-    let kv_dtype = match &a.kv_dtype {
-        Some(s) => args::dtype("kv-dtype", s)?,
-        None => attention_dtype(dtype),
-    };
-    if let Some(p) = a.price_per_hour
-        && !(p.is_finite() && (0.0..=limits::PRICE_PER_HOUR).contains(&p))
-    {
-        return Err(Error::Unsupported(format!(
-            "--price-per-hour must be a number from 0 to {:e}, got {p}",
-            limits::PRICE_PER_HOUR
-        ))
-        .into());
-    }
-    let model = arch::load(&a.model)?;
-    let system = System::load_with(
-        &a.hw,
-        a.calibration.as_deref(),
-        a.roofline,
-        args::stack(&a.stack, &a.hw, a.calibration.as_deref(), a.roofline)?,
-    )?;
-    let batch = args::bounded("batch", a.batch, limits::TOKENS)?;
-    let fused = !a.no_fused_attention;
-    let execution = Execution {
-        training: TrainingSetup {
-            batch,
-            seq: args::bounded("seq", a.seq, limits::TOKENS)?,
-            dtype,
-            recompute: a.recompute,
-            fused_attention: fused,
-            parallelism: Parallelism::default(),
-        },
-        serving: InferenceSetup {
-            batch,
-            prompt: args::bounded("prompt", a.prompt, limits::CONTEXT)?,
-            generate: args::bounded("gen", a.generate, limits::GEN)?,
-            dtype,
-            kv_dtype,
-            fused_attention: fused,
-            parallelism: Parallelism::default(),
-        },
-    };
-    let opts = Options {
-        price_usd_per_hour: a.price_per_hour,
+    // One request, checked and predicted by the code the Python package calls.
+    let request = crate::api::PredictRequest {
+        model: crate::api::ModelSpec::Name(a.model),
+        hw: a.hw,
+        dtype: a.dtype,
+        kv_dtype: a.kv_dtype,
+        batch: a.batch,
+        seq: a.seq,
+        prompt: a.prompt,
+        generate: a.generate,
+        recompute: a.recompute,
+        fused_attention: !a.no_fused_attention,
+        price_per_hour: a.price_per_hour,
+        roofline: a.roofline,
+        stack: a.stack,
+        calibration: a.calibration,
         breakdown: a.breakdown,
     };
-    // Checked before planning: the plan multiplies these sizes.
-    execution.validate()?;
-    let e = estimate(&model, &execution, &system, &opts)?;
-    if let Some(w) = context_warning(&model, &execution) {
+    let p = request.run()?;
+    if let Some(w) = context_warning(&p.model, &p.execution) {
         eprintln!("warning: {w}");
     }
     let mut out = String::new();
     match a.format {
-        Format::Json => outln!(out, "{}", serde_json::to_string_pretty(&e)?),
-        Format::Table => out = render_tables(&e),
+        Format::Json => outln!(out, "{}", serde_json::to_string_pretty(&p.estimate)?),
+        Format::Table => out = render_tables(&p.estimate),
     }
     super::emit(&out)
 }

@@ -1,0 +1,181 @@
+"""gpucost from Python: what a transformer costs on a GPU.
+
+Three functions over the same Rust code as the ``gpucost`` command line, returning plain dicts
+equal to the JSON documents it prints:
+
+- ``score(candidates, space=PATH)``: one answer per candidate, like ``gpucost score``;
+- ``predict(model, hw, ...)``: like ``gpucost predict --format json``;
+- ``frontier(space=PATH)``: like ``gpucost frontier --format json``.
+
+A search space is given either as a path (``space=``) or as TOML text (``space_toml=``).
+Refusals (an unknown model, GPU or field, a bad size, a bad space) raise ``ValueError`` with the
+message the command line prints; in ``score`` a candidate that cannot be scored gets
+``{"error": "candidate I: why"}`` in its slot instead.
+"""
+
+import json
+import math
+import operator
+import os
+from collections.abc import Mapping
+
+from . import _gpucost
+
+__all__ = ["score", "predict", "frontier", "__version__"]
+__version__ = _gpucost.__version__
+
+
+def _plain(value):
+    """json.dumps fallback: numpy scalars and the like as the Python numbers they hold."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _dumps(value):
+    return json.dumps(value, allow_nan=False, default=_plain)
+
+
+def _space(space, space_toml):
+    """(path, text): exactly one of them."""
+    if (space is None) == (space_toml is None):
+        raise ValueError(
+            "give the search space as space=PATH (a TOML file) or space_toml=TEXT, exactly one"
+        )
+    if space_toml is not None:
+        if not isinstance(space_toml, str):
+            raise TypeError("space_toml is the text of a space TOML file")
+        return None, space_toml
+    path = os.fsdecode(os.fspath(space))
+    if "\n" in path:
+        raise ValueError("space is a path to a TOML file; pass TOML text as space_toml=")
+    return path, None
+
+
+def _stack(roofline, stack):
+    if not isinstance(stack, str):
+        raise TypeError("stack is a string: production, ours, all, or one implementation")
+    if roofline and stack != "production":
+        raise ValueError("roofline cannot be used with stack (the roofline prices every op)")
+    return stack
+
+
+def score(candidates, space=None, hw=None, roofline=False, stack="production", *, space_toml=None):
+    """Scores candidates of a search space, as ``gpucost score --space SPACE`` does per line.
+
+    candidates: a list of dicts of space fields (``{"layers": 24, "hidden_size": 3072, ...}``);
+        fields left out keep the space's base model and workload.
+    space: path to a space TOML file; or ``space_toml``: its text (a measured-loss file it names
+        is then relative to the current folder).
+    hw: a catalog GPU or a profile .toml (default: the space's ``workload.hw``).
+    roofline: price with the uncalibrated roofline; stack: which measured implementations price
+        ops (production, ours, all, or one).
+
+    Returns one dict per candidate, in order: ``{"schema_version", "objectives", "error_pct",
+    "fits_training", "fits_serving", "loss_source"}``, or ``{"error": "candidate I: why"}``.
+    Raises ValueError when the space or the system cannot be loaded.
+    """
+    if isinstance(candidates, (Mapping, str, bytes)):
+        raise TypeError("candidates is a list of dicts of space fields")
+    path, text = _space(space, space_toml)
+    stack = _stack(roofline, stack)
+    texts, unencodable = [], {}
+    for i, candidate in enumerate(candidates):
+        try:
+            texts.append(_dumps(candidate))
+        except (TypeError, ValueError) as e:
+            texts.append("null")
+            unencodable[i] = {"error": f"candidate {i}: not JSON: {e}"}
+    answers = json.loads(
+        _gpucost.score(texts, path, text, None if hw is None else str(hw), bool(roofline), stack)
+    )
+    for i, error in unencodable.items():
+        answers[i] = error
+    return answers
+
+
+def predict(
+    model,
+    hw,
+    dtype="bf16",
+    batch=1,
+    seq=4096,
+    prompt=1024,
+    gen=256,
+    *,
+    kv_dtype=None,
+    recompute="none",
+    fused_attention=True,
+    price_per_hour=None,
+    roofline=False,
+    stack="production",
+    calibration=None,
+    breakdown=False,
+):
+    """Predicts one architecture on one GPU, as ``gpucost predict --format json`` does.
+
+    model: a short name (``"llama-3-8b"``), a path to a Hugging Face config.json or a native
+        .toml, or a Hugging Face config as a dict.
+    hw: a catalog GPU (``"h100-sxm"``) or a profile .toml.
+    dtype, kv_dtype, batch, seq, prompt, gen, recompute (none, selective, full),
+    fused_attention, price_per_hour, roofline, stack, calibration, breakdown: the command line's
+        flags of the same names (``fused_attention=False`` is ``--no-fused-attention``).
+
+    Returns the prediction document as a dict. Raises ValueError with the command line's
+    message for any input it refuses.
+    """
+    if isinstance(model, Mapping):
+        model = dict(model)
+    else:
+        model = os.fsdecode(os.fspath(model))
+    if roofline and (stack != "production" or calibration is not None):
+        raise ValueError("roofline cannot be used with calibration or stack")
+    request = {
+        "model": model,
+        "hw": os.fsdecode(os.fspath(hw)),
+        "dtype": dtype,
+        "kv_dtype": kv_dtype,
+        "batch": batch,
+        "seq": seq,
+        "prompt": prompt,
+        "gen": gen,
+        "recompute": recompute,
+        "fused_attention": fused_attention,
+        "price_per_hour": price_per_hour,
+        "roofline": roofline,
+        "stack": stack,
+        "calibration": None if calibration is None else os.fsdecode(os.fspath(calibration)),
+        "breakdown": breakdown,
+    }
+    try:
+        text = _dumps(request)
+    except (TypeError, ValueError) as e:
+        bad = [k for k, v in request.items() if isinstance(v, float) and not math.isfinite(v)]
+        raise ValueError(f"request: {', '.join(bad) or 'a value'}: {e}") from None
+    return json.loads(_gpucost.predict(text))
+
+
+def frontier(space=None, hw=None, top=0, roofline=False, stack="production", *, space_toml=None):
+    """Prices and ranks every candidate of a space, as ``gpucost frontier --format json`` does.
+
+    space / space_toml, hw, roofline, stack: as for ``score``.
+    top: the candidates returned, frontier first (0, the default: all).
+
+    Returns the frontier document as a dict: ``candidates`` (each with ``fields``,
+    ``objectives``, ``error_pct``, ``fits_training``, ``fits_serving``, ``loss_source``,
+    ``pareto_rank``, ``crowding``, ``possibly_optimal``), beside ``drawn``, ``valid``,
+    ``invalid``, ``frontier_size``, ``possibly_optimal``, ``hypervolume``, ``objectives``,
+    ``scaling_law``, ``hardware`` and ``cost_model``. Raises ValueError on a bad space.
+    """
+    path, text = _space(space, space_toml)
+    stack = _stack(roofline, stack)
+    try:
+        n = operator.index(top)
+    except TypeError:
+        n = -1
+    if isinstance(top, bool) or n < 0:
+        raise ValueError(f"top must be a whole number, 0 or more, got {top!r}")
+    return json.loads(
+        _gpucost.frontier(path, text, None if hw is None else str(hw), bool(roofline), stack, n)
+    )
