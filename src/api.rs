@@ -5,7 +5,6 @@
 
 use crate::error::{Error, Result};
 use crate::model::arch::{self, Architecture};
-use crate::model::dtype::DType;
 use crate::model::execution::{
     Execution, InferenceSetup, Parallelism, Recompute, TrainingSetup, attention_dtype,
 };
@@ -318,6 +317,13 @@ pub struct PredictRequest {
     pub calibration: Option<PathBuf>,
     #[serde(default)]
     pub breakdown: bool,
+    /// How the training step is split over GPUs (docs/clusters.md); serving takes its tensor
+    /// and pipeline split, and its data-parallel ranks as replicas. One GPU by default.
+    #[serde(default)]
+    pub layout: Parallelism,
+    /// GPUs per node (default: the hardware profile's).
+    #[serde(default)]
+    pub gpus_per_node: Option<u64>,
 }
 
 /// `gpucost predict`'s defaults.
@@ -349,12 +355,14 @@ mod defaults {
     }
 }
 
-/// A prediction with the model and execution it was made for.
+/// A prediction with the model and execution it was made for, and what a reader should be
+/// warned of.
 #[derive(Debug, Clone)]
 pub struct Prediction {
     pub model: Architecture,
     pub execution: Execution,
     pub estimate: Estimate,
+    pub warnings: Vec<String>,
 }
 
 impl PredictRequest {
@@ -376,6 +384,8 @@ impl PredictRequest {
             stack: defaults::stack(),
             calibration: None,
             breakdown: false,
+            layout: Parallelism::default(),
+            gpus_per_node: None,
         }
     }
 
@@ -396,11 +406,12 @@ impl PredictRequest {
         })
     }
 
-    /// Checks every input, in the command line's order, then predicts.
-    pub fn run(&self) -> Result<Prediction> {
-        let dtype = flag_dtype("dtype", &self.dtype)?;
+    /// Checks every input, in the command line's order: the model, the execution (checked
+    /// before anything multiplies its sizes), the system and the options.
+    fn prepare(&self) -> Result<(Architecture, Execution, System, Options)> {
+        let dtype = flags::dtype("dtype", &self.dtype)?;
         let kv_dtype = match &self.kv_dtype {
-            Some(s) => flag_dtype("kv-dtype", s)?,
+            Some(s) => flags::dtype("kv-dtype", s)?,
             None => attention_dtype(dtype),
         };
         if let Some(p) = self.price_per_hour
@@ -413,27 +424,31 @@ impl PredictRequest {
         }
         let model = self.model.load()?;
         let calibration = self.calibration.as_deref();
-        let stack = flag_stack(&self.stack, &self.hw, calibration, self.roofline)?;
-        let system = System::load_with(&self.hw, calibration, self.roofline, stack)?;
-        let batch = flag_bounded("batch", self.batch, limits::TOKENS)?;
+        let stack = flags::stack(&self.stack, &self.hw, calibration, self.roofline)?;
+        let mut system = System::load_with(&self.hw, calibration, self.roofline, stack)?;
+        if let Some(g) = self.gpus_per_node {
+            let g = i64::try_from(g).unwrap_or(i64::MAX);
+            system.set_gpus_per_node(flags::bounded("gpus-per-node", g, limits::RANKS)?);
+        }
+        let batch = flags::bounded("batch", self.batch, limits::TOKENS)?;
         let fused = self.fused_attention;
         let execution = Execution {
             training: TrainingSetup {
                 batch,
-                seq: flag_bounded("seq", self.seq, limits::TOKENS)?,
+                seq: flags::bounded("seq", self.seq, limits::TOKENS)?,
                 dtype,
                 recompute: self.recompute,
                 fused_attention: fused,
-                parallelism: Parallelism::default(),
+                parallelism: self.layout,
             },
             serving: InferenceSetup {
                 batch,
-                prompt: flag_bounded("prompt", self.prompt, limits::CONTEXT)?,
-                generate: flag_bounded("gen", self.generate, limits::GEN)?,
+                prompt: flags::bounded("prompt", self.prompt, limits::CONTEXT)?,
+                generate: flags::bounded("gen", self.generate, limits::GEN)?,
                 dtype,
                 kv_dtype,
                 fused_attention: fused,
-                parallelism: Parallelism::default(),
+                parallelism: self.layout.for_serving(),
             },
         };
         let opts = Options {
@@ -442,67 +457,146 @@ impl PredictRequest {
         };
         // Checked before planning: the plan multiplies these sizes.
         execution.validate()?;
+        Ok((model, execution, system, opts))
+    }
+
+    /// Checks every input, then predicts.
+    pub fn run(&self) -> Result<Prediction> {
+        let (model, execution, system, opts) = self.prepare()?;
         let estimate = estimate(&model, &execution, &system, &opts)?;
+        let warnings = context_warning(&model, &execution).into_iter().collect();
         Ok(Prediction {
             model,
             execution,
             estimate,
+            warnings,
         })
     }
-}
 
-/// `--flag` as a dtype (the command line's wording).
-fn flag_dtype(flag: &str, value: &str) -> Result<DType> {
-    value
-        .parse()
-        .map_err(|e| Error::Unknown(format!("--{flag}: {e}")))
-}
-
-/// `--flag` as a positive integer of at most `limit` (one of `limits`).
-fn flag_bounded(flag: &str, value: i64, limit: u64) -> Result<u64> {
-    let v = u64::try_from(value)
-        .ok()
-        .filter(|&v| v > 0)
-        .ok_or_else(|| Error::Unsupported(format!("--{flag} must be positive, got {value}")))?;
-    limits::at_most(v, limit).map_err(|e| Error::Unsupported(format!("--{flag} {e}")))
-}
-
-/// `--stack` for `--hw` priced with `calibration` (or the embedded one): one implementation
-/// ("cuda:mma") must be one the calibration measured, else nothing would admit it and every op
-/// would silently fall back to the roofline.
-fn flag_stack(
-    value: &str,
-    hw_arg: &str,
-    calibration: Option<&Path>,
-    roofline: bool,
-) -> Result<Stack> {
-    let stack = Stack::parse(value);
-    let Stack::Only(name) = &stack else {
-        return Ok(stack);
-    };
-    let hw = crate::model::hw::load(hw_arg)?;
-    let cal = crate::model::system::load_calibration(calibration, roofline, &hw)?;
-    let mut known: Vec<&str> = cal
-        .iter()
-        .flat_map(|c| c.groups.iter().map(|g| g.key.implementation.as_str()))
-        .collect();
-    known.sort_unstable();
-    known.dedup();
-    if known.contains(&name.as_str()) {
-        return Ok(stack);
+    /// The `top` fastest layouts of `gpus` GPUs for this request's training step that fit in
+    /// memory (the request's own layout ignored), as the versioned `layouts` document.
+    pub fn search_layouts(&self, gpus: u64, top: usize) -> Result<serde_json::Value> {
+        let (model, execution, system, _) = self.prepare()?;
+        let (found, tried) =
+            crate::model::layout_search::search(&model, &execution, &system, gpus, top)?;
+        let peak = system.hw.require_peak_flops(execution.training.dtype)?;
+        let layouts: Vec<serde_json::Value> = found
+            .iter()
+            .map(|f| {
+                json!({
+                    "parallelism": f.parallelism,
+                    "step_time_s": f.cost.training.seconds,
+                    "step_time_error_pct": f.cost.training.error_pct(),
+                    "tokens_per_s": f.tokens_per_s,
+                    "mfu": f.cost.model_flops_per_token * f.tokens_per_s / (gpus as f64 * peak),
+                    "memory_bytes_per_gpu": f.cost.training_memory.total_bytes,
+                    "pipeline_bubble_fraction": f.cost.step.bubble_fraction,
+                    "communication_fraction": f.cost.training.comm_fraction(),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "schema_version": schema::LAYOUTS,
+            "model": model.name,
+            "hardware": system.hw.name,
+            "gpus": gpus,
+            "gpus_per_node": system.hw.gpus_per_node(),
+            "layouts_tried": tried,
+            "layouts": layouts,
+        }))
     }
-    Err(Error::Unknown(if known.is_empty() {
+}
+
+/// One line when a context runs past the positions the model was built for (its answers
+/// there describe a model that does not exist, but the arithmetic is still well defined).
+fn context_warning(model: &Architecture, e: &Execution) -> Option<String> {
+    let max = model.max_position_embeddings;
+    let serving = e.serving.prompt.saturating_add(e.serving.generate);
+    let mut over = Vec::new();
+    if e.training.seq > max {
+        over.push(format!("--seq {}", e.training.seq));
+    }
+    if serving > max {
+        over.push(format!("--prompt + --gen = {serving}"));
+    }
+    (!over.is_empty()).then(|| {
         format!(
-            "--stack {name}: {} has no calibration, so no measured implementation to choose (production, ours or all)",
-            hw.name
+            "{} exceed{} {}'s max_position_embeddings of {max} ({}); predicting anyway",
+            over.join(" and "),
+            if over.len() == 1 { "s" } else { "" },
+            model.name,
+            model.source
         )
-    } else {
-        format!(
-            "--stack {name}: not an implementation the calibration of {} measured (production, ours, all, {})",
-            hw.name,
-            known.join(", ")
-        )
-    }))
+    })
+}
+
+/// Flag values resolved the same way everywhere, with one clear line on a mistake (the command
+/// line takes values as text and checks them here, since clap's own errors span several lines).
+pub mod flags {
+    use crate::error::{Error, Result};
+    use crate::model::dtype::DType;
+    use crate::model::ops::limits;
+    use crate::model::system::Stack;
+    use std::path::Path;
+
+    /// `--flag` as a dtype (the command line's wording).
+    pub fn dtype(flag: &str, value: &str) -> Result<DType> {
+        value
+            .parse()
+            .map_err(|e| Error::Unknown(format!("--{flag}: {e}")))
+    }
+
+    /// `--flag` as a positive integer of at most `limit` (one of `limits`).
+    pub fn bounded(flag: &str, value: i64, limit: u64) -> Result<u64> {
+        let v = positive(flag, value)?;
+        limits::at_most(v, limit).map_err(|e| Error::Unsupported(format!("--{flag} {e}")))
+    }
+
+    /// `--flag` as a positive integer (taken as i64 so that a negative value gets this message).
+    pub fn positive(flag: &str, value: i64) -> Result<u64> {
+        u64::try_from(value)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| Error::Unsupported(format!("--{flag} must be positive, got {value}")))
+    }
+
+    /// `--stack` for `--hw` priced with `calibration` (or the embedded one): one implementation
+    /// ("cuda:mma") must be one the calibration measured, else nothing would admit it and every op
+    /// would silently fall back to the roofline.
+    pub fn stack(
+        value: &str,
+        hw_arg: &str,
+        calibration: Option<&Path>,
+        roofline: bool,
+    ) -> Result<Stack> {
+        let stack = Stack::parse(value);
+        let Stack::Only(name) = &stack else {
+            return Ok(stack);
+        };
+        let hw = crate::model::hw::load(hw_arg)?;
+        let cal = crate::model::system::load_calibration(calibration, roofline, &hw)?;
+        let mut known: Vec<&str> = cal
+            .iter()
+            .flat_map(|c| c.groups.iter().map(|g| g.key.implementation.as_str()))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        if known.contains(&name.as_str()) {
+            return Ok(stack);
+        }
+        Err(Error::Unknown(if known.is_empty() {
+            format!(
+                "--stack {name}: {} has no calibration, so no measured implementation to choose (production, ours or all)",
+                hw.name
+            )
+        } else {
+            format!(
+                "--stack {name}: not an implementation the calibration of {} measured (production, ours, all, {})",
+                hw.name,
+                known.join(", ")
+            )
+        }))
+    }
 }
 
 #[cfg(test)]

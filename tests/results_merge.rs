@@ -29,7 +29,11 @@ fn merge_is_idempotent_and_deduplicates() {
         .unwrap();
     let lines = fs::read_to_string(&file).unwrap().lines().count();
     let dir = tempfile::TempDir::new().unwrap();
-    let (a, b, out) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("m"));
+    let (a, b, out) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("m"),
+    );
     for d in [&a, &b] {
         fs::create_dir_all(d).unwrap();
         fs::copy(&file, d.join("run.jsonl")).unwrap();
@@ -56,7 +60,10 @@ fn merge_refuses_another_schema() {
     let o = merge(&[&src], &out);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("old.jsonl") && stderr.contains("line 1"), "{stderr}");
+    assert!(
+        stderr.contains("old.jsonl") && stderr.contains("line 1"),
+        "{stderr}"
+    );
     assert!(stderr.contains("schema_version is 99"), "{stderr}");
     assert!(!out.exists());
 }

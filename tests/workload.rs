@@ -171,7 +171,18 @@ fn more_tokens_never_cost_less_time() {
 #[test]
 fn json_keeps_the_documented_keys() {
     let doc = predict_json(&["--model", "llama-3-8b", "--hw", "h100-sxm"]);
-    assert_eq!(num(&doc, "schema_version"), 1.0);
+    assert_eq!(num(&doc, "schema_version"), 2.0);
+    for key in [
+        "training_setup.parallelism.tp",
+        "training_setup.parallelism.micro_batch",
+        "inference_setup.parallelism.pp",
+    ] {
+        assert!(
+            doc.pointer(&format!("/{}", key.replace('.', "/")))
+                .is_some(),
+            "{key}"
+        );
+    }
     for key in [
         "params.total",
         "params.active",

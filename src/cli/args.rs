@@ -2,65 +2,89 @@
 //! (clap's own errors span several lines, so values are taken as text and checked here).
 
 use crate::error::Error;
-use crate::model::dtype::DType;
 use crate::model::ops::limits;
 
-/// `--flag` as a dtype.
-pub fn dtype(flag: &str, value: &str) -> Result<DType, Error> {
-    value
-        .parse()
-        .map_err(|e| Error::Unknown(format!("--{flag}: {e}")))
+#[cfg(feature = "measure")]
+pub use crate::api::flags::positive;
+pub use crate::api::flags::{bounded, dtype, stack};
+
+/// How the work is split over GPUs (docs/clusters.md): shared by the commands that predict.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LayoutArgs {
+    /// Tensor-parallel ranks (each layer's matmuls split over them).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub tp: i64,
+    /// Pipeline stages.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub pp: i64,
+    /// Data-parallel replicas: `--batch` is the global batch over them (training); serving
+    /// replicas, each with `--batch` sequences (serving).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub dp: i64,
+    /// Expert-parallel ranks (MoE; out of the data-parallel ranks; training).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub ep: i64,
+    /// Context-parallel ranks (each sequence split; training).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub cp: i64,
+    /// Sequences per microbatch per data-parallel rank (default: the whole local batch without a
+    /// pipeline, 1 with one).
+    #[arg(long, allow_negative_numbers = true)]
+    pub micro_batch: Option<i64>,
+    /// Model chunks per pipeline stage: the interleaved schedule (1: plain 1F1B).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub virtual_stages: i64,
+    /// ZeRO stage over the data-parallel ranks: 0, 1 (optimizer state), 2 (+ gradients), 3
+    /// (+ weights; FSDP).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub zero: i64,
+    /// Sequence parallelism with --tp: norms and residuals split too.
+    #[arg(long)]
+    pub sequence_parallel: bool,
+    /// Reduce gradients after the backward pass instead of overlapping them with it.
+    #[arg(long)]
+    pub no_overlap_grad_reduce: bool,
+    /// Tokens the busiest expert gets over the balanced share (MoE), from 1.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub expert_imbalance: f64,
+    /// GPUs per node (default: the hardware profile's).
+    #[arg(long, allow_negative_numbers = true)]
+    pub gpus_per_node: Option<i64>,
 }
 
-/// `--flag` as a positive integer (taken as i64 so that a negative value gets this message).
-pub fn positive(flag: &str, value: i64) -> Result<u64, Error> {
-    u64::try_from(value)
-        .ok()
-        .filter(|&v| v > 0)
-        .ok_or_else(|| Error::Unsupported(format!("--{flag} must be positive, got {value}")))
-}
-
-/// `--flag` as a positive integer of at most `limit` (one of `limits`).
-pub fn bounded(flag: &str, value: i64, limit: u64) -> Result<u64, Error> {
-    let v = positive(flag, value)?;
-    limits::at_most(v, limit).map_err(|e| Error::Unsupported(format!("--{flag} {e}")))
-}
-
-/// `--stack` for `--hw` (a name or file) priced with `calibration` (or the embedded one): one
-/// implementation ("cuda:mma") must be one the calibration measured, else nothing would admit
-/// it and every op would silently fall back to the roofline.
-pub fn stack(
-    value: &str,
-    hw_arg: &str,
-    calibration: Option<&std::path::Path>,
-    roofline: bool,
-) -> Result<crate::model::system::Stack, Error> {
-    use crate::model::system::Stack;
-    let stack = Stack::parse(value);
-    let Stack::Only(name) = &stack else {
-        return Ok(stack);
-    };
-    let hw = crate::model::hw::load(hw_arg)?;
-    let cal = crate::model::system::load_calibration(calibration, roofline, &hw)?;
-    let mut known: Vec<&str> = cal
-        .iter()
-        .flat_map(|c| c.groups.iter().map(|g| g.key.implementation.as_str()))
-        .collect();
-    known.sort_unstable();
-    known.dedup();
-    if known.contains(&name.as_str()) {
-        return Ok(stack);
+impl LayoutArgs {
+    /// The training layout (the serving one takes its tp, pp and dp).
+    pub fn training(&self) -> Result<crate::model::parallel::Parallelism, Error> {
+        use crate::model::parallel::{Parallelism, Zero};
+        let ranks = |flag: &str, v: i64| bounded(flag, v, limits::RANKS);
+        let pp = ranks("pp", self.pp)?;
+        Ok(Parallelism {
+            tp: ranks("tp", self.tp)?,
+            pp,
+            dp: ranks("dp", self.dp)?,
+            ep: ranks("ep", self.ep)?,
+            cp: ranks("cp", self.cp)?,
+            micro_batch: match self.micro_batch {
+                Some(m) => bounded("micro-batch", m, limits::TOKENS)?,
+                None if pp > 1 => 1,
+                None => 0,
+            },
+            virtual_stages: ranks("virtual-stages", self.virtual_stages)?,
+            zero: u64::try_from(self.zero)
+                .ok()
+                .and_then(Zero::from_level)
+                .ok_or_else(|| {
+                    Error::Unsupported(format!("--zero must be 0, 1, 2 or 3, got {}", self.zero))
+                })?,
+            sequence_parallel: self.sequence_parallel,
+            overlap_grad_reduce: !self.no_overlap_grad_reduce,
+            expert_imbalance: self.expert_imbalance,
+        })
     }
-    Err(Error::Unknown(if known.is_empty() {
-        format!(
-            "--stack {name}: {} has no calibration, so no measured implementation to choose (production, ours or all)",
-            hw.name
-        )
-    } else {
-        format!(
-            "--stack {name}: not an implementation the calibration of {} measured (production, ours, all, {})",
-            hw.name,
-            known.join(", ")
-        )
-    }))
+
+    pub fn gpus_per_node(&self) -> Result<Option<u64>, Error> {
+        self.gpus_per_node
+            .map(|g| bounded("gpus-per-node", g, limits::RANKS))
+            .transpose()
+    }
 }

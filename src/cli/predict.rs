@@ -1,9 +1,9 @@
 //! `gpucost predict`: the cost of one architecture on one GPU.
 
-use super::Format;
 use super::format::{bytes, count, percent, seconds, si};
-use crate::model::arch;
-use crate::model::execution::{Execution, Recompute};
+use super::{Format, args};
+use crate::model::execution::Recompute;
+use crate::model::ops::limits;
 use crate::model::report::Estimate;
 use anyhow::Result;
 use clap::Args;
@@ -59,6 +59,22 @@ pub struct PredictArgs {
     /// List every op with its time, FLOPs, bytes and bound.
     #[arg(long)]
     breakdown: bool,
+    #[command(flatten)]
+    layout: args::LayoutArgs,
+    /// With --search-parallelism: the GPUs to lay the training step out on.
+    #[arg(long, requires = "search_parallelism", allow_negative_numbers = true)]
+    gpus: Option<i64>,
+    /// List the fastest layouts of --gpus GPUs that fit in memory, instead of predicting one.
+    #[arg(long, requires = "gpus")]
+    search_parallelism: bool,
+    /// With --search-parallelism: how many layouts to list.
+    #[arg(
+        long,
+        default_value_t = 10,
+        requires = "search_parallelism",
+        allow_negative_numbers = true
+    )]
+    top: i64,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -81,9 +97,20 @@ pub fn run(a: PredictArgs) -> Result<()> {
         stack: a.stack,
         calibration: a.calibration,
         breakdown: a.breakdown,
+        layout: a.layout.training()?,
+        gpus_per_node: a.layout.gpus_per_node()?,
     };
+    if a.search_parallelism {
+        let gpus = args::bounded("gpus", a.gpus.unwrap_or(0), limits::RANKS)?;
+        let top = args::bounded("top", a.top, 1000)? as usize;
+        let doc = request.search_layouts(gpus, top)?;
+        return super::emit(&match a.format {
+            Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
+            Format::Table => layouts_table(&doc),
+        });
+    }
     let p = request.run()?;
-    if let Some(w) = context_warning(&p.model, &p.execution) {
+    for w in &p.warnings {
         eprintln!("warning: {w}");
     }
     let mut out = String::new();
@@ -94,27 +121,150 @@ pub fn run(a: PredictArgs) -> Result<()> {
     super::emit(&out)
 }
 
-/// One line when a context runs past the positions the model was built for (its answers
-/// there describe a model that does not exist, but the arithmetic is still well defined).
-fn context_warning(model: &arch::Architecture, e: &Execution) -> Option<String> {
-    let max = model.max_position_embeddings;
-    let serving = e.serving.prompt.saturating_add(e.serving.generate);
-    let mut over = Vec::new();
-    if e.training.seq > max {
-        over.push(format!("--seq {}", e.training.seq));
+/// Where a multi-GPU step's time goes.
+fn cluster_table(e: &Estimate, c: &crate::model::report::ClusterReport) -> String {
+    let layout = |p: &crate::model::parallel::Parallelism| {
+        let mut s = format!("tp {} x pp {} x dp {}", p.tp, p.pp, p.dp);
+        if p.cp > 1 {
+            s += &format!(" x cp {}", p.cp);
+        }
+        if p.ep > 1 {
+            s += &format!(", ep {}", p.ep);
+        }
+        s
+    };
+    let t = &e.training_setup.parallelism;
+    let mut rows = vec![
+        (
+            "training layout",
+            format!("{} = {} GPUs", layout(t), c.training_gpus),
+        ),
+        (
+            "microbatches",
+            format!("{} of {} sequences", c.microbatches, c.micro_batch_size),
+        ),
+        (
+            "schedule",
+            match (t.pp, t.virtual_stages) {
+                (1, _) => "no pipeline".to_string(),
+                (_, 1) => "1F1B".to_string(),
+                (_, v) => format!("interleaved 1F1B, {v} chunks per stage"),
+            },
+        ),
+        ("pipeline bubble", percent(c.pipeline_bubble_fraction)),
+        (
+            "communication (exposed)",
+            percent(c.training_communication_fraction),
+        ),
+        (
+            "data-parallel exchange",
+            format!(
+                "{} ({} exposed)",
+                seconds(c.data_parallel_s),
+                seconds(c.data_parallel_exposed_s)
+            ),
+        ),
+        (
+            "TFLOP/s per GPU",
+            format!(
+                "{:.0} model, {:.0} hardware",
+                c.model_tflops_per_gpu, c.hardware_tflops_per_gpu
+            ),
+        ),
+    ];
+    if t.zero == crate::model::parallel::Zero::Stage3 {
+        rows.push((
+            "ZeRO-3 exchange",
+            format!(
+                "{} ({} exposed)",
+                seconds(c.zero3_s),
+                seconds(c.zero3_exposed_s)
+            ),
+        ));
     }
-    if serving > max {
-        over.push(format!("--prompt + --gen = {serving}"));
-    }
-    (!over.is_empty()).then(|| {
+    rows.push((
+        "serving layout",
         format!(
-            "{} exceed{} {}'s max_position_embeddings of {max} ({}); predicting anyway",
-            over.join(" and "),
-            if over.len() == 1 { "s" } else { "" },
-            model.name,
-            model.source
-        )
-    })
+            "{} ({} GPUs; batch per replica)",
+            layout(&e.inference_setup.parallelism),
+            c.serving_gpus
+        ),
+    ));
+    rows.push((
+        "serving communication",
+        format!(
+            "{} of the prefill, {} of a decode step",
+            percent(c.prefill_communication_fraction),
+            percent(c.decode_communication_fraction)
+        ),
+    ));
+    key_values(&rows)
+}
+
+/// The layout search's document as a table.
+fn layouts_table(doc: &serde_json::Value) -> String {
+    let mut b = Builder::default();
+    b.push_record([
+        "tp",
+        "pp",
+        "dp",
+        "ep",
+        "cp",
+        "micro-batch",
+        "chunks",
+        "zero",
+        "seq-par",
+        "step",
+        "tokens/s",
+        "MFU",
+        "memory/GPU",
+        "bubble",
+        "comm",
+    ]);
+    let n = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    for l in doc["layouts"].as_array().into_iter().flatten() {
+        let p = &l["parallelism"];
+        let mut row: Vec<String> = [
+            "tp",
+            "pp",
+            "dp",
+            "ep",
+            "cp",
+            "micro_batch",
+            "virtual_stages",
+        ]
+        .iter()
+        .map(|k| p[k].to_string())
+        .collect();
+        row.push(p["zero"].as_str().unwrap_or("-").to_string());
+        row.push(
+            if p["sequence_parallel"] == true {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        );
+        row.push(with_error(
+            n(&l["step_time_s"]),
+            l["step_time_error_pct"].as_f64(),
+        ));
+        row.push(si(n(&l["tokens_per_s"])));
+        row.push(percent(n(&l["mfu"])));
+        row.push(bytes(n(&l["memory_bytes_per_gpu"])));
+        row.push(percent(n(&l["pipeline_bubble_fraction"])));
+        row.push(percent(n(&l["communication_fraction"])));
+        b.push_record(row);
+    }
+    format!(
+        "fastest layouts of {} GPUs ({} per node) for {} on {} that fit in memory ({} tried):\n{}\n",
+        doc["gpus"],
+        doc["gpus_per_node"],
+        doc["model"].as_str().unwrap_or("?"),
+        doc["hardware"].as_str().unwrap_or("?"),
+        doc["layouts_tried"],
+        b.build().with(Style::rounded())
+    )
 }
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
@@ -222,9 +372,20 @@ fn render_tables(e: &Estimate) -> String {
             ),
         ])
     );
+    if let Some(c) = &e.cluster {
+        outln!(out, "\n{}", cluster_table(e, c));
+    }
     let (mt, mi) = (&e.memory.training, &e.memory.inference);
     let mut b = Builder::default();
-    b.push_record(["memory", "training", "inference"]);
+    b.push_record([
+        if e.cluster.is_some() {
+            "memory per GPU"
+        } else {
+            "memory"
+        },
+        "training",
+        "inference",
+    ]);
     b.push_record([
         "weights".into(),
         bytes(mt.weights_bytes),

@@ -28,7 +28,7 @@ fn divisors(n: u64) -> Vec<u64> {
     let mut large = Vec::new();
     let mut d = 1;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             small.push(d);
             if d * d != n {
                 large.push(n / d);
@@ -51,7 +51,7 @@ pub fn candidates(
     let mut out = Vec::new();
     for tp in divisors(gpus) {
         // Tensor parallelism stays inside a node: its all-reduces are on the critical path.
-        if tp > gpus_per_node.max(1) || arch.num_heads % tp != 0 {
+        if tp > gpus_per_node.max(1) || !arch.num_heads.is_multiple_of(tp) {
             continue;
         }
         for pp in divisors(gpus / tp) {
@@ -59,11 +59,11 @@ pub fn candidates(
                 continue;
             }
             for cp in divisors(gpus / tp / pp) {
-                if cp > 1 && (t.seq % (2 * cp) != 0 || cp > 8) {
+                if cp > 1 && (!t.seq.is_multiple_of(2 * cp) || cp > 8) {
                     continue;
                 }
                 let dp = gpus / tp / pp / cp;
-                if t.batch % dp != 0 {
+                if !t.batch.is_multiple_of(dp) {
                     continue;
                 }
                 let local = t.batch / dp;
@@ -83,7 +83,8 @@ pub fn candidates(
                         let chunks: &[u64] = if pp > 1 { &[1, 2] } else { &[1] };
                         for &virtual_stages in chunks {
                             if virtual_stages > 1
-                                && (microbatches % pp != 0 || pp * virtual_stages > arch.num_layers)
+                                && (!microbatches.is_multiple_of(pp)
+                                    || pp * virtual_stages > arch.num_layers)
                             {
                                 continue;
                             }

@@ -141,6 +141,17 @@ impl Parallelism {
         }
     }
 
+    /// The serving layout a training layout implies: its tensor and pipeline split, its
+    /// data-parallel ranks as replicas.
+    pub fn for_serving(&self) -> Parallelism {
+        Parallelism {
+            tp: self.tp,
+            pp: self.pp,
+            dp: self.dp,
+            ..Parallelism::default()
+        }
+    }
+
     /// Sequences per microbatch for a global batch of `batch` sequences.
     pub fn micro_batch_size(&self, batch: u64) -> u64 {
         if self.micro_batch == 0 {
@@ -186,7 +197,7 @@ impl Parallelism {
                 )));
             }
         }
-        if self.dp % self.ep != 0 {
+        if !self.dp.is_multiple_of(self.ep) {
             return Err(Error::Unsupported(format!(
                 "--ep {} must divide --dp {} (expert-parallel ranks are data-parallel ranks)",
                 self.ep, self.dp
@@ -229,7 +240,7 @@ impl Parallelism {
                         self.cp
                     )));
                 }
-                if self.virtual_stages > 1 && self.microbatches(batch) % self.pp != 0 {
+                if self.virtual_stages > 1 && !self.microbatches(batch).is_multiple_of(self.pp) {
                     return Err(Error::Unsupported(format!(
                         "the interleaved schedule needs the microbatches per step ({}) to be a multiple of --pp {}",
                         self.microbatches(batch),
@@ -259,7 +270,7 @@ pub fn check_layout(arch: &Architecture, p: &Parallelism) -> Result<()> {
             p.tp, arch.name
         )));
     }
-    if kv % p.tp != 0 && p.tp % kv != 0 {
+    if kv % p.tp != 0 && !p.tp.is_multiple_of(kv) {
         return Err(Error::Unsupported(format!(
             "--tp {} must divide {}'s {kv} key/value heads or be a multiple of them",
             p.tp, arch.name

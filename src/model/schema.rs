@@ -19,3 +19,5 @@ pub const FRONTIER: u32 = 1;
 pub const SCORE: u32 = 1;
 /// `gpucost validate --published FILE --format json`.
 pub const PUBLISHED: u32 = 1;
+/// `gpucost predict --search-parallelism --format json`.
+pub const LAYOUTS: u32 = 1;

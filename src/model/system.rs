@@ -86,6 +86,14 @@ impl System {
     }
 
     /// One line saying what prices the ops and where its numbers come from.
+    /// Sets the GPUs per node (a cluster's topology, overriding the profile's).
+    pub fn set_gpus_per_node(&mut self, gpus: u64) {
+        self.hw.interconnect.gpus_per_node = Some(crate::model::hw::Sourced {
+            value: gpus as f64,
+            source: "--gpus-per-node".into(),
+        });
+    }
+
     pub fn describe(&self) -> String {
         self.cost_model.describe(&self.hw)
     }
