@@ -5,7 +5,9 @@ equal to the JSON documents it prints:
 
 - ``score(candidates, space=PATH)``: one answer per candidate, like ``gpucost score``;
 - ``predict(model, hw, ...)``: like ``gpucost predict --format json``;
-- ``frontier(space=PATH)``: like ``gpucost frontier --format json``.
+- ``frontier(space=PATH)``: like ``gpucost frontier --format json``;
+- ``search_layouts(model, hw, gpus, ...)``: like ``gpucost predict --gpus N --search-parallelism
+  --format json``, the fastest layouts of N GPUs that fit.
 
 A search space is given either as a path (``space=``) or as TOML text (``space_toml=``).
 Refusals (an unknown model, GPU or field, a bad size, a bad space) raise ``ValueError`` with the
@@ -17,11 +19,12 @@ import json
 import math
 import operator
 import os
+import warnings
 from collections.abc import Mapping
 
 from . import _gpucost
 
-__all__ = ["score", "predict", "frontier", "__version__"]
+__all__ = ["score", "predict", "frontier", "search_layouts", "__version__"]
 __version__ = _gpucost.__version__
 
 
@@ -112,6 +115,8 @@ def predict(
     stack="production",
     calibration=None,
     breakdown=False,
+    layout=None,
+    gpus_per_node=None,
 ):
     """Predicts one architecture on one GPU, as ``gpucost predict --format json`` does.
 
@@ -121,17 +126,71 @@ def predict(
     dtype, kv_dtype, batch, seq, prompt, gen, recompute (none, selective, full),
     fused_attention, price_per_hour, roofline, stack, calibration, breakdown: the command line's
         flags of the same names (``fused_attention=False`` is ``--no-fused-attention``).
+    layout: how the training step is split over GPUs, a dict of ``tp``, ``pp``, ``dp``, ``ep``,
+        ``cp``, ``micro_batch`` (0: the whole local batch), ``virtual_stages``, ``zero``
+        (``"none"``, ``"stage1"``, ``"stage2"``, ``"stage3"``), ``sequence_parallel``,
+        ``overlap_grad_reduce``, ``expert_imbalance`` (docs/clusters.md); serving takes its
+        tp, pp and dp. gpus_per_node: overrides the profile's.
+
+    A context beyond the model's positions gives a ``UserWarning`` (the command line's line).
 
     Returns the prediction document as a dict. Raises ValueError with the command line's
     message for any input it refuses.
     """
+    request = _build_request(
+        model,
+        hw,
+        dtype=dtype,
+        batch=batch,
+        seq=seq,
+        prompt=prompt,
+        gen=gen,
+        kv_dtype=kv_dtype,
+        recompute=recompute,
+        fused_attention=fused_attention,
+        price_per_hour=price_per_hour,
+        roofline=roofline,
+        stack=stack,
+        calibration=calibration,
+        breakdown=breakdown,
+        layout=layout,
+        gpus_per_node=gpus_per_node,
+    )
+    document, said = json.loads(_gpucost.predict(_request_text(request)))
+    for line in said:
+        warnings.warn(line, stacklevel=2)
+    return document
+
+
+def _build_request(
+    model,
+    hw,
+    dtype="bf16",
+    batch=1,
+    seq=4096,
+    prompt=1024,
+    gen=256,
+    kv_dtype=None,
+    recompute="none",
+    fused_attention=True,
+    price_per_hour=None,
+    roofline=False,
+    stack="production",
+    calibration=None,
+    breakdown=False,
+    layout=None,
+    gpus_per_node=None,
+):
+    """The JSON request of ``predict``'s arguments (the Rust side checks every value)."""
     if isinstance(model, Mapping):
         model = dict(model)
     else:
         model = os.fsdecode(os.fspath(model))
     if roofline and (stack != "production" or calibration is not None):
         raise ValueError("roofline cannot be used with calibration or stack")
-    request = {
+    if layout is not None and not isinstance(layout, Mapping):
+        raise ValueError("layout must be a dict (tp, pp, dp, ...)")
+    return {
         "model": model,
         "hw": os.fsdecode(os.fspath(hw)),
         "dtype": dtype,
@@ -147,13 +206,42 @@ def predict(
         "stack": stack,
         "calibration": None if calibration is None else os.fsdecode(os.fspath(calibration)),
         "breakdown": breakdown,
+        "layout": {} if layout is None else dict(layout),
+        "gpus_per_node": gpus_per_node,
     }
+
+
+def _request_text(request):
     try:
-        text = _dumps(request)
+        return _dumps(request)
     except (TypeError, ValueError) as e:
         bad = [k for k, v in request.items() if isinstance(v, float) and not math.isfinite(v)]
         raise ValueError(f"request: {', '.join(bad) or 'a value'}: {e}") from None
-    return json.loads(_gpucost.predict(text))
+
+
+def search_layouts(model, hw, gpus, top=10, **options):
+    """The fastest layouts of ``gpus`` GPUs for a training step that fit in memory, as
+    ``gpucost predict --gpus N --search-parallelism --format json`` lists them.
+
+    model, hw and the keywords of ``predict`` (dtype, batch, seq, recompute, gpus_per_node, ...)
+    set the step; a ``layout`` is not taken (the search chooses it). Returns the document as a
+    dict: ``layouts``, fastest first, each with ``parallelism``, ``step_time_s``,
+    ``tokens_per_s``, ``mfu``, ``memory_bytes_per_gpu``, ``pipeline_bubble_fraction`` and
+    ``communication_fraction``. Raises ValueError when no layout fits.
+    """
+    if "layout" in options:
+        raise ValueError("search_layouts chooses the layout; do not pass one")
+    try:
+        gpus, top = operator.index(gpus), operator.index(top)
+    except TypeError:
+        raise ValueError("gpus and top must be integers") from None
+    if gpus < 1 or top < 1:
+        raise ValueError(f"gpus and top must be positive, got {gpus} and {top}")
+    try:
+        request = _build_request(model, hw, **options)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+    return json.loads(_gpucost.search_layouts(_request_text(request), gpus, top))
 
 
 def frontier(space=None, hw=None, top=0, roofline=False, stack="production", *, space_toml=None):

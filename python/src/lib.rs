@@ -66,7 +66,19 @@ fn predict(py: Python<'_>, request: String) -> PyResult<String> {
     py.detach(|| {
         let request = PredictRequest::from_json(&request).map_err(refused)?;
         let p = request.run().map_err(refused)?;
-        serde_json::to_string(&p.estimate).map_err(internal)
+        // The warnings the command line prints on stderr go beside the document.
+        serde_json::to_string(&(&p.estimate, &p.warnings)).map_err(internal)
+    })
+}
+
+/// The `gpucost predict --search-parallelism --format json` document: the `top` fastest
+/// layouts of `gpus` GPUs that fit, for a request (JSON text of `PredictRequest`).
+#[pyfunction]
+fn search_layouts(py: Python<'_>, request: String, gpus: u64, top: usize) -> PyResult<String> {
+    py.detach(|| {
+        let request = PredictRequest::from_json(&request).map_err(refused)?;
+        let doc = request.search_layouts(gpus, top).map_err(refused)?;
+        serde_json::to_string(&doc).map_err(internal)
     })
 }
 
@@ -101,6 +113,7 @@ fn _gpucost(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(score, m)?)?;
     m.add_function(wrap_pyfunction!(predict, m)?)?;
     m.add_function(wrap_pyfunction!(frontier, m)?)?;
+    m.add_function(wrap_pyfunction!(search_layouts, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

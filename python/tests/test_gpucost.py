@@ -192,6 +192,43 @@ def test_frontier_equals_the_command_line():
     assert message == cli_error(["frontier", "examples/none.toml"]), message
 
 
+def test_layouts_equal_the_command_line():
+    layout = {"tp": 8, "pp": 2, "dp": 2, "sequence_parallel": True, "zero": "stage1"}
+    doc = gpucost.predict("llama-3-8b", "h100-sxm", batch=64, layout=layout)
+    code, out, err = cli(["predict", "--model", "llama-3-8b", "--hw", "h100-sxm", "--batch",
+                          "64", "--tp", "8", "--pp", "2", "--dp", "2", "--sequence-parallel",
+                          "--zero", "1", "--format", "json"])
+    assert code == 0, err
+    assert doc == json.loads(out)
+    assert doc["cluster"]["micro_batch_size"] == 1
+    assert doc["cluster"]["training_gpus"] == 32
+    message = raises_value_error(gpucost.predict, "llama-3-8b", "h100-sxm", layout={"tp": 3})
+    assert "--tp 3 must divide" in message, message
+    message = raises_value_error(gpucost.predict, "llama-3-8b", "h100-sxm", layout={"tq": 3})
+    assert "tq" in message, message
+
+
+def test_search_layouts_equals_the_command_line():
+    found = gpucost.search_layouts("llama-2-13b", "a100-sxm-80gb", 16, top=4, batch=64,
+                                   seq=2048, recompute="full")
+    code, out, err = cli(["predict", "--model", "llama-2-13b", "--hw", "a100-sxm-80gb",
+                          "--batch", "64", "--seq", "2048", "--recompute", "full", "--gpus",
+                          "16", "--search-parallelism", "--top", "4", "--format", "json"])
+    assert code == 0, err
+    assert found == json.loads(out)
+    assert 1 <= len(found["layouts"]) <= 4
+    message = raises_value_error(gpucost.search_layouts, "mixtral-8x7b", "h100-sxm", 1)
+    assert "no layout of 1 GPUs fits" in message, message
+
+
+def test_a_context_past_the_models_positions_warns():
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gpucost.predict("gpt2", "h100-sxm", seq=2048, prompt=1024, gen=16)
+    assert any("max_position_embeddings" in str(w.message) for w in caught), caught
+
+
 def main():
     tests = [(name, f) for name, f in globals().items() if name.startswith("test_")]
     for name, f in tests:

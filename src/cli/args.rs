@@ -66,7 +66,6 @@ impl LayoutArgs {
             cp: ranks("cp", self.cp)?,
             micro_batch: match self.micro_batch {
                 Some(m) => bounded("micro-batch", m, limits::TOKENS)?,
-                None if pp > 1 => 1,
                 None => 0,
             },
             virtual_stages: ranks("virtual-stages", self.virtual_stages)?,

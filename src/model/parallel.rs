@@ -63,7 +63,8 @@ pub struct Parallelism {
     pub ep: u64,
     /// Context-parallel ranks (each sequence split over them; ring attention).
     pub cp: u64,
-    /// Sequences per microbatch on one data-parallel rank; 0 for the whole local batch at once.
+    /// Sequences per microbatch on one data-parallel rank; 0 for the default: the whole local
+    /// batch at once without a pipeline, one sequence with one.
     pub micro_batch: u64,
     /// Model chunks per pipeline stage: 1 is plain 1F1B, more is the interleaved schedule
     /// (Narayanan et al. 2021, §2.2.2).
@@ -154,10 +155,10 @@ impl Parallelism {
 
     /// Sequences per microbatch for a global batch of `batch` sequences.
     pub fn micro_batch_size(&self, batch: u64) -> u64 {
-        if self.micro_batch == 0 {
-            batch / self.dp.max(1)
-        } else {
-            self.micro_batch
+        match (self.micro_batch, self.pp) {
+            (0, 1) => batch / self.dp.max(1),
+            (0, _) => 1,
+            (m, _) => m,
         }
     }
 
@@ -227,10 +228,10 @@ impl Parallelism {
                     return Err(Error::Unsupported(format!(
                         "--batch {batch} must be a multiple of --dp {} x --micro-batch {}",
                         self.dp,
-                        if self.micro_batch == 0 {
+                        if self.micro_batch == 0 && self.pp == 1 {
                             "(the whole local batch)".to_string()
                         } else {
-                            self.micro_batch.to_string()
+                            mb.to_string()
                         }
                     )));
                 }

@@ -193,11 +193,8 @@ pub fn architecture(r: &Row) -> Result<Architecture> {
 pub fn execution(r: &Row) -> Result<Execution> {
     let dtype = precision(&r.precision)
         .ok_or_else(|| Error::Unsupported(format!("{}: precision", r.model)))?;
-    let micro_batch = match (r.micro_batch_size, r.pipeline_parallel) {
-        (Some(m), _) => m,
-        (None, 1) => 0,
-        (None, _) => 1,
-    };
+    // 0: the whole local batch without a pipeline, one sequence with one.
+    let micro_batch = r.micro_batch_size.unwrap_or(0);
     let parallelism = Parallelism {
         tp: r.tensor_parallel,
         pp: r.pipeline_parallel,
