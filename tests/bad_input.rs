@@ -1549,11 +1549,163 @@ fn compose_cases() -> Vec<Case> {
     Vec::new()
 }
 
+/// Layouts over GPUs, the layout search, published tables and spaces with layouts.
+fn cluster_cases() -> Vec<Case> {
+    let predict = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["predict", "--model", "llama-3-8b", "--hw", "h100-sxm"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let mut cases = Vec::new();
+    #[rustfmt::skip]
+    let refusals: Vec<(&[&str], &[&str])> = vec![
+        (&["--tp", "0"], &["--tp must be positive, got 0"]),
+        (&["--tp", "-8"], &["--tp must be positive, got -8"]),
+        (&["--tp", "2097152"], &["--tp 2097152 exceeds the limit of 2^20"]),
+        (&["--tp", "3"], &["--tp 3 must divide llama-3-8b's 32 attention heads"]),
+        (&["--pp", "33"], &["--pp x --virtual-stages = 33 exceeds llama-3-8b's 32 layers"]),
+        (&["--pp", "16", "--virtual-stages", "4", "--batch", "16"], &["--pp x --virtual-stages = 64 exceeds"]),
+        (&["--virtual-stages", "2"], &["--virtual-stages needs --pp of 2 or more"]),
+        (&["--pp", "2", "--virtual-stages", "2", "--batch", "3", "--micro-batch", "1"], &["interleaved schedule needs the microbatches per step (3) to be a multiple of --pp 2"]),
+        (&["--dp", "3", "--batch", "4"], &["--batch 4 must be a multiple of --dp 3"]),
+        (&["--dp", "2", "--batch", "4", "--micro-batch", "3"], &["--batch 4 must be a multiple of --dp 2 x --micro-batch 3"]),
+        (&["--micro-batch", "0"], &["--micro-batch must be positive, got 0"]),
+        (&["--ep", "2", "--dp", "2", "--batch", "2"], &["--ep 2 needs a mixture-of-experts model; llama-3-8b is dense"]),
+        (&["--ep", "3", "--dp", "4", "--batch", "4"], &["--ep 3 must divide --dp 4"]),
+        (&["--cp", "2", "--seq", "4095"], &["--seq 4095 must be a multiple of --cp 2"]),
+        (&["--zero", "4"], &["--zero must be 0, 1, 2 or 3, got 4"]),
+        (&["--zero", "-1"], &["--zero must be 0, 1, 2 or 3, got -1"]),
+        (&["--sequence-parallel"], &["--sequence-parallel needs --tp of 2 or more"]),
+        (&["--expert-imbalance", "0.5"], &["--expert-imbalance must be from 1 to 64, got 0.5"]),
+        (&["--expert-imbalance", "NaN"], &["--expert-imbalance must be from 1 to 64"]),
+        (&["--gpus-per-node", "0"], &["--gpus-per-node must be positive, got 0"]),
+        (&["--tp", "1024", "--pp", "1024", "--dp", "1024"], &["--tp x --pp x --dp x --cp", "exceeds the limit of 2^20"]),
+        (&["--gpus", "8"], &["--search-parallelism"]),
+        (&["--search-parallelism"], &["--gpus"]),
+        (&["--gpus", "0", "--search-parallelism"], &["--gpus must be positive, got 0"]),
+        (&["--gpus", "4", "--search-parallelism", "--top", "0"], &["--top must be positive, got 0"]),
+        (&["--gpus", "2097152", "--search-parallelism"], &["--gpus 2097152 exceeds the limit of 2^20"]),
+    ];
+    for (i, (extra, needles)) in refusals.iter().enumerate() {
+        cases.push(Case {
+            name: format!("layout flag {i}: {}", extra.join(" ")),
+            files: Vec::new(),
+            args: predict(extra),
+            in_folder: false,
+            expect: refused(needles),
+        });
+    }
+    // More tensor ranks than key/value heads: the heads are replicated, not refused.
+    cases.push(Case {
+        name: "tensor ranks beyond the key/value heads".into(),
+        files: Vec::new(),
+        args: predict(&["--tp", "16", "--format", "json"]),
+        in_folder: false,
+        expect: Expect::Predict(None),
+    });
+    // A single card is a node of one: tensor ranks would cross a network it has none of.
+    cases.push(Case {
+        name: "tensor parallel on single cards".into(),
+        files: Vec::new(),
+        args: [
+            "predict",
+            "--model",
+            "llama-2-7b",
+            "--hw",
+            "rtx-4090",
+            "--tp",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        in_folder: false,
+        expect: refused(&["rtx-4090 has no network bandwidth in its profile"]),
+    });
+    // A layout across nodes on a card whose profile has no network: refused by name.
+    cases.push(Case {
+        name: "layout across nodes without a network".into(),
+        files: Vec::new(),
+        args: [
+            "predict",
+            "--model",
+            "llama-2-7b",
+            "--hw",
+            "l40s",
+            "--dp",
+            "16",
+            "--batch",
+            "16",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        in_folder: false,
+        expect: refused(&["l40s has no network bandwidth in its profile"]),
+    });
+    // Published tables.
+    let table = read("data/published/narayanan2021_table1.json");
+    #[rustfmt::skip]
+    let tables: Vec<(&str, String, &[&str])> = vec![
+        ("published: not JSON", "{".into(), &["t.json"]),
+        ("published: no rows", "{\"rows\": []}".into(), &["t.json", "rows", "no rows"]),
+        ("published: rows missing", "{}".into(), &["t.json", "rows"]),
+        ("published: gpus do not add up", table.replacen("\"num_gpus\": 32", "\"num_gpus\": 31", 1), &["t.json", "rows[0].num_gpus", "31 is not"]),
+        ("published: unknown gpu", table.replacen("A100-SXM4-80GB (Selene DGX A100)", "MI300X", 1), &["t.json", "rows[0].gpu", "MI300X"]),
+        ("published: bad precision", table.replacen("mixed fp16", "int3", 1), &["t.json", "rows[0].precision"]),
+        ("published: negative throughput", table.replacen("\"achieved_tflops_per_gpu\": 137", "\"achieved_tflops_per_gpu\": -137", 1), &["t.json", "rows[0].achieved_tflops_per_gpu"]),
+        ("published: string size", table.replacen("\"hidden\": 2304", "\"hidden\": \"2304\"", 1), &["t.json", "hidden"]),
+        ("published: heads do not divide", table.replacen("\"attention_heads_recalled\": 24", "\"attention_heads_recalled\": 23", 1), &["GPT-1.7B"]),
+    ];
+    for (name, body, needles) in tables {
+        cases.push(case(
+            name,
+            vec![("t.json", text(&body))],
+            &["validate", "--published", "{d}/t.json"],
+            refused(needles),
+        ));
+    }
+    cases.push(case(
+        "published: no file",
+        Vec::new(),
+        &["validate", "--published", "{d}/none.json"],
+        refused(&["none.json"]),
+    ));
+    cases.push(case(
+        "validate with nothing to validate",
+        Vec::new(),
+        &["validate"],
+        refused(&["--published"]),
+    ));
+    // Spaces with layouts.
+    let space = read("examples/space-dense.toml");
+    #[rustfmt::skip]
+    let spaces: Vec<(&str, String, &[&str])> = vec![
+        ("space: unknown layout field", space.replace("[constraints]", "[workload.training_layout]\ntq = 2\n\n[constraints]"), &["s.toml", "tq"]),
+        ("space: layout of the wrong type", space.replace("[constraints]", "[workload.training_layout]\ntp = \"two\"\n\n[constraints]"), &["s.toml", "tp"]),
+        ("space: bad zero stage", space.replace("[constraints]", "[workload.training_layout]\nzero = \"stage9\"\n\n[constraints]"), &["s.toml", "zero"]),
+        ("space: layout no candidate takes", space.replace("[constraints]", "[workload.training_layout]\ntp = 3\n\n[constraints]"), &["s.toml", "none of the", "--tp 3 must divide"]),
+    ];
+    for (name, body, needles) in spaces {
+        cases.push(case(
+            name,
+            vec![("s.toml", text(&body))],
+            &["frontier", "{d}/s.toml"],
+            refused(needles),
+        ));
+    }
+    cases
+}
+
 fn all_cases() -> Vec<Case> {
     let mut cases = hf_cases();
     cases.extend(native_cases());
     cases.extend(profile_cases());
     cases.extend(flag_cases());
+    cases.extend(cluster_cases());
     cases.extend(record_cases());
     cases.extend(calibration_cases());
     cases.extend(compose_cases());
