@@ -1598,6 +1598,21 @@ fn cluster_cases() -> Vec<Case> {
             expect: refused(needles),
         });
     }
+    // The NCCL collective benchmark: refused by name before any device is touched, and on a
+    // machine without two GPUs (no driver here) with the reason.
+    #[cfg(feature = "measure")]
+    {
+        #[rustfmt::skip]
+        let nccl: Vec<(&str, &[&str], &[&str])> = vec![
+            ("collective bench on wgpu", &["bench", "--op", "collective"], &["--op collective runs on --backend cuda"]),
+            ("collective bench in bf16", &["bench", "--backend", "cuda", "--op", "collective", "--dtype", "bf16"], &["--dtype bf16 is not offered"]),
+            ("collective bench with a shapes file", &["bench", "--backend", "cuda", "--op", "collective", "--shapes", "x.toml"], &["'smoke' or 'sweep'"]),
+            ("collective bench without two GPUs", &["bench", "--backend", "cuda", "--op", "collective", "--no-save"], &[]),
+        ];
+        for (name, args, needles) in nccl {
+            cases.push(case(name, Vec::new(), args, refused(needles)));
+        }
+    }
     // More tensor ranks than key/value heads: the heads are replicated, not refused.
     cases.push(Case {
         name: "tensor ranks beyond the key/value heads".into(),

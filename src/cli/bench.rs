@@ -33,56 +33,59 @@ pub enum OpName {
     Attention,
     /// The memory-bound ops of a transformer block: RMSNorm, SwiGLU, residual add, rotary.
     Memory,
+    /// NCCL all-reduce, all-gather and reduce-scatter across this machine's GPUs (cuda; two or
+    /// more GPUs), 4 KiB to 4 MiB (`smoke`) or 1 GiB (`sweep`).
+    Collective,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = BackendName::Wgpu)]
-    backend: BackendName,
+    pub(super) backend: BackendName,
     /// Adapter (wgpu) or GPU ordinal (cuda), as `gpucost devices` numbers them.
     #[arg(long, default_value_t = 0)]
-    adapter: usize,
+    pub(super) adapter: usize,
     #[arg(long, value_enum)]
-    op: OpName,
+    pub(super) op: OpName,
     /// fp32 or fp16 on wgpu; fp32, tf32, fp16, bf16, fp8-e4m3 or int8 matmuls and fp16 or bf16
     /// attention on cuda.
     #[arg(long, default_value = "f32")]
-    dtype: String,
+    pub(super) dtype: String,
     /// Only these variants (repeat or comma-separate); default all. A shape a named variant
     /// cannot run is skipped for it, with a line on stderr.
     #[arg(long, value_delimiter = ',')]
-    variant: Vec<String>,
+    pub(super) variant: Vec<String>,
     /// `smoke` (CI-sized), `sweep` (the calibration grid) or a TOML file of shapes.
     #[arg(long, default_value = "smoke")]
-    shapes: String,
+    pub(super) shapes: String,
     /// Results folder; records go to DIR/<device>/<backend>-<op>-<dtype>-<time>.jsonl. The
     /// default keeps new measurements out of the repository's committed results/.
     #[arg(long, default_value = "gpucost-results")]
-    out: PathBuf,
+    pub(super) out: PathBuf,
     /// Do not write a results file.
     #[arg(long)]
-    no_save: bool,
+    pub(super) no_save: bool,
     /// Hardware profile for the roofline fraction (default: the catalog profile matching the device).
     #[arg(long)]
-    hw: Option<String>,
+    pub(super) hw: Option<String>,
     /// Seconds of sampling per variant and shape at most.
     #[arg(long, default_value_t = 2.0)]
-    budget_s: f64,
+    pub(super) budget_s: f64,
     /// Stop sampling once the coefficient of variation is below this.
     #[arg(long, default_value_t = 0.02)]
-    target_cv: f64,
+    pub(super) target_cv: f64,
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub(super) seed: u64,
     /// Input sets rotated between samples (default: enough to cover three times the profile's
     /// L2, at most 8). Making inputs is host time; the CUDA backend flushes the L2 before
     /// every sample anyway, so 1 is enough there.
     #[arg(long)]
-    input_sets: Option<i64>,
+    pub(super) input_sets: Option<i64>,
     /// Skip the slow baseline variants (naive, tiled) on problems above this many FLOPs.
     #[arg(long, default_value_t = 2e11)]
-    baseline_max_flops: f64,
+    pub(super) baseline_max_flops: f64,
     #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    pub(super) format: Format,
 }
 
 fn shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<Vec<Op>, Error> {
@@ -123,6 +126,8 @@ fn preset_or_file_shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<
             .into_iter()
             .map(Op::Memory)
             .collect(),
+        // Collectives take their own path (`bench_collective`).
+        OpName::Collective => Vec::new(),
     })
 }
 
@@ -161,6 +166,9 @@ fn record(backend: &dyn Backend, op: &Op, m: &Measurement, profile: Option<&HwPr
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if a.op == OpName::Collective {
+        return super::bench_collective::run(&a);
+    }
     let dtype: DType = a
         .dtype
         .parse()

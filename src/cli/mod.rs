@@ -13,6 +13,8 @@ mod args;
 #[cfg(feature = "measure")]
 mod bench;
 #[cfg(feature = "measure")]
+mod bench_collective;
+#[cfg(feature = "measure")]
 mod calibrate;
 #[cfg(feature = "measure")]
 mod compose;

@@ -8,6 +8,7 @@ pub mod block;
 pub mod cpu;
 pub mod cuda;
 pub mod host;
+pub mod nccl;
 pub mod spec;
 pub mod wgpu;
 

@@ -758,7 +758,8 @@ minimize = ["loss", "training_gpu_hours"]
     /// power-of-two prefix (each coordinate is a (0, m, 1)-net); another seed shifts it.
     #[test]
     fn sobol_sampling_is_seeded_and_balanced() {
-        let grid = "layers = [8, 16, 24, 32]\nhidden_size = [1024, 2048, 3072, 4096]\nheads = [8, 16]";
+        let grid =
+            "layers = [8, 16, 24, 32]\nhidden_size = [1024, 2048, 3072, 4096]\nheads = [8, 16]";
         let sobol = |seed| {
             space(
                 grid,

@@ -1,0 +1,120 @@
+//! `gpucost bench --backend cuda --op collective`: NCCL all-reduce, all-gather and
+//! reduce-scatter across this machine's GPUs, checked and timed like the kernels, written to the
+//! results store beside the roofline's prediction for the same collective. One GPU: it says so
+//! and exits 2.
+
+use super::bench::{BackendName, BenchArgs};
+use super::format::seconds;
+use crate::error::Error;
+use crate::measure::backend::nccl::{self, NcclBench};
+use crate::measure::harness::TimingPlan;
+use crate::measure::harness::stats::Summary;
+use crate::measure::records::{self, Record, Timing, Writer};
+use crate::model::cost::{CostModel, Roofline};
+use crate::model::hw;
+use crate::model::ops::{CollectiveKind, Op};
+use anyhow::Result;
+use std::time::Duration;
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    if a.backend != BackendName::Cuda {
+        return Err(
+            Error::Unsupported("--op collective runs on --backend cuda (NCCL)".into()).into(),
+        );
+    }
+    if !matches!(a.dtype.as_str(), "f32" | "fp32") {
+        return Err(Error::Unsupported(format!(
+            "--op collective moves fp32 buffers; --dtype {} is not offered",
+            a.dtype
+        ))
+        .into());
+    }
+    let sizes = nccl::sizes(&a.shapes).map_err(Error::Unsupported)?;
+    let bench = NcclBench::open().map_err(|e| Error::Unsupported(e.to_string()))?;
+    let device = bench.device().clone();
+    let profile = match &a.hw {
+        Some(h) => Some(hw::load(h)?),
+        None => hw::profile_for_device(&device.name).and_then(|n| hw::load(n).ok()),
+    };
+    let plan = TimingPlan {
+        budget: Duration::from_secs_f64(a.budget_s),
+        target_cv: a.target_cv,
+        ..TimingPlan::default()
+    };
+    let mut writer = if a.no_save {
+        None
+    } else {
+        let stem = format!(
+            "nccl-collective-{}-{}",
+            bench.ranks(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        Some(Writer::create(&a.out, &device.slug(), &stem)?)
+    };
+    let mut lines = Vec::new();
+    for kind in [
+        CollectiveKind::AllReduce,
+        CollectiveKind::AllGather,
+        CollectiveKind::ReduceScatter,
+    ] {
+        for &bytes in &sizes {
+            let c = bench.op(kind, bytes);
+            let op = Op::Collective(c);
+            let (correctness, samples) = bench
+                .measure(&c, &plan, a.seed)
+                .map_err(|e| Error::Unsupported(format!("{op}: {e}")))?;
+            let timing = samples.as_deref().and_then(Summary::of).map(|summary| {
+                let t = summary.median_s;
+                Timing {
+                    clock: device.clock,
+                    warmup_runs: plan.warmup_runs,
+                    summary,
+                    samples_s: samples.clone().unwrap_or_default(),
+                    flops_per_s: 0.0,
+                    bytes_per_s: c.bytes_on_wire_per_rank() / t,
+                    roofline_fraction: profile
+                        .as_ref()
+                        .and_then(|p| Roofline.predict(&op, p).ok())
+                        .map(|p| p.seconds / t),
+                }
+            });
+            if let Some(t) = &timing {
+                lines.push(format!(
+                    "{op}: {} (bus {:.1} GB/s)",
+                    seconds(t.summary.median_s),
+                    t.bytes_per_s / 1e9
+                ));
+            } else {
+                lines.push(format!("{op}: FAILED the check ({correctness:?})"));
+            }
+            let r = Record {
+                schema_version: records::RECORD_SCHEMA_VERSION,
+                unix_time_s: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0),
+                git_revision: records::git_revision(),
+                host: records::host(),
+                device: device.clone(),
+                op,
+                variant: "nccl".into(),
+                vendor_library: true,
+                correctness,
+                timing,
+                telemetry: None,
+            };
+            if let Some(w) = writer.as_mut() {
+                w.append(&r)?;
+            }
+        }
+    }
+    let mut out = format!("{} x {} (NCCL)\n", bench.ranks(), device.name);
+    for l in lines {
+        out += &l;
+        out.push('\n');
+    }
+    super::emit(&out)
+}
