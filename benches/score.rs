@@ -48,6 +48,7 @@ fn execution(batch: u64) -> Execution {
             seq: 4096,
             dtype: DType::Bf16,
             recompute: Recompute::None,
+            dropout: false,
             fused_attention: true,
             parallelism: Parallelism::default(),
         },

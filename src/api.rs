@@ -307,6 +307,9 @@ pub struct PredictRequest {
     pub recompute: Recompute,
     #[serde(default = "defaults::yes")]
     pub fused_attention: bool,
+    /// Train with dropout on the attention probabilities and the residual stream.
+    #[serde(default)]
+    pub dropout: bool,
     #[serde(default)]
     pub price_per_hour: Option<f64>,
     #[serde(default)]
@@ -379,6 +382,7 @@ impl PredictRequest {
             generate: defaults::generate(),
             recompute: defaults::recompute(),
             fused_attention: true,
+            dropout: false,
             price_per_hour: None,
             roofline: false,
             stack: defaults::stack(),
@@ -438,6 +442,7 @@ impl PredictRequest {
                 seq: flags::bounded("seq", self.seq, limits::TOKENS)?,
                 dtype,
                 recompute: self.recompute,
+                dropout: self.dropout,
                 fused_attention: fused,
                 parallelism: self.layout,
             },

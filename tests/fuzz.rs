@@ -49,6 +49,7 @@ fn small_execution(dtype: DType) -> Execution {
             seq: 64,
             dtype,
             recompute: Recompute::Selective,
+            dropout: false,
             fused_attention: true,
             parallelism: Parallelism::default(),
         },

@@ -110,6 +110,7 @@ def predict(
     kv_dtype=None,
     recompute="none",
     fused_attention=True,
+    dropout=False,
     price_per_hour=None,
     roofline=False,
     stack="production",
@@ -124,7 +125,7 @@ def predict(
         .toml, or a Hugging Face config as a dict.
     hw: a catalog GPU (``"h100-sxm"``) or a profile .toml.
     dtype, kv_dtype, batch, seq, prompt, gen, recompute (none, selective, full),
-    fused_attention, price_per_hour, roofline, stack, calibration, breakdown: the command line's
+    fused_attention, dropout, price_per_hour, roofline, stack, calibration, breakdown: the command line's
         flags of the same names (``fused_attention=False`` is ``--no-fused-attention``).
     layout: how the training step is split over GPUs, a dict of ``tp``, ``pp``, ``dp``, ``ep``,
         ``cp``, ``micro_batch`` (0: the whole local batch), ``virtual_stages``, ``zero``
@@ -148,6 +149,7 @@ def predict(
         kv_dtype=kv_dtype,
         recompute=recompute,
         fused_attention=fused_attention,
+        dropout=dropout,
         price_per_hour=price_per_hour,
         roofline=roofline,
         stack=stack,
@@ -173,6 +175,7 @@ def _build_request(
     kv_dtype=None,
     recompute="none",
     fused_attention=True,
+    dropout=False,
     price_per_hour=None,
     roofline=False,
     stack="production",
@@ -201,6 +204,7 @@ def _build_request(
         "gen": gen,
         "recompute": recompute,
         "fused_attention": fused_attention,
+        "dropout": dropout,
         "price_per_hour": price_per_hour,
         "roofline": roofline,
         "stack": stack,

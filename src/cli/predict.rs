@@ -42,6 +42,9 @@ pub struct PredictArgs {
     /// Model unfused attention (scores written to memory) instead of a flash-style kernel.
     #[arg(long)]
     no_fused_attention: bool,
+    /// Train with dropout on the attention probabilities and the residual stream.
+    #[arg(long)]
+    dropout: bool,
     /// Price per GPU-hour in USD (overrides the profile's).
     #[arg(long, allow_negative_numbers = true)]
     price_per_hour: Option<f64>,
@@ -92,6 +95,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         generate: a.generate,
         recompute: a.recompute,
         fused_attention: !a.no_fused_attention,
+        dropout: a.dropout,
         price_per_hour: a.price_per_hour,
         roofline: a.roofline,
         stack: a.stack,

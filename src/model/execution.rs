@@ -30,6 +30,10 @@ pub struct TrainingSetup {
     /// Matmul input dtype (mixed precision: bf16 matmuls, fp32 master weights and optimizer).
     pub dtype: DType,
     pub recompute: Recompute,
+    /// Dropout on the attention probabilities and the residual stream (the GPT recipes of
+    /// Megatron-LM train with it; most recent LLMs train without).
+    #[serde(default)]
+    pub dropout: bool,
     pub fused_attention: bool,
     pub parallelism: Parallelism,
 }

@@ -183,6 +183,7 @@ mod tests {
                 seq: 4096,
                 dtype: DType::Bf16,
                 recompute: Recompute::Selective,
+                dropout: false,
                 fused_attention: true,
                 parallelism: Parallelism::default(),
             },

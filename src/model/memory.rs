@@ -130,6 +130,14 @@ fn training_stage(
         if !s.fused_attention {
             one += attention_scores(kind.window);
         }
+        if s.dropout {
+            // Two one-byte masks over the residual stream; unfused, the dropped probabilities
+            // and their one-byte mask beside the softmax output.
+            one += tokens * 2.0 * arch.hidden_size as f64 / stream;
+            if !s.fused_attention {
+                one += attention_scores(kind.window) * (1.0 + 1.0 / e);
+            }
+        }
         largest_layer = largest_layer.max(one);
         layers += count as f64
             * match s.recompute {
@@ -247,6 +255,7 @@ mod tests {
             seq: 2048,
             dtype: DType::Bf16,
             recompute,
+            dropout: false,
             fused_attention: fused,
             parallelism: Parallelism::default(),
         }

@@ -502,6 +502,32 @@ impl Attention {
         self.rows() * self.visible_pairs() * per_pair
     }
 
+    /// Score entries per batch entry and query head a kernel actually computes: the visible
+    /// ones for a fused kernel, which skips masked blocks; the whole q × kv square for an unfused
+    /// one, whose batched matmuls and softmax run over the masked entries too.
+    pub fn executed_pairs(&self) -> f64 {
+        if self.fused {
+            self.visible_pairs()
+        } else {
+            self.q_len as f64 * self.kv_len as f64
+        }
+    }
+
+    /// FLOPs the kernels execute (what time is priced from; `flops` is the counting convention):
+    /// over `executed_pairs`, and an unfused backward reads the stored probabilities instead of
+    /// recomputing them (dV, dP, dQ, dK: twice the forward).
+    pub fn executed_flops(&self) -> f64 {
+        if self.fused {
+            return self.flops();
+        }
+        let (qk, v) = (self.qk_head_dim as f64, self.v_head_dim as f64);
+        let per_pair = match self.pass {
+            Pass::Forward => 2.0 * (qk + v),
+            Pass::Backward => 4.0 * (qk + v),
+        };
+        self.rows() * self.executed_pairs() * per_pair
+    }
+
     /// Forward: QKᵀ and PV. Backward (FlashAttention-2 style): recompute QKᵀ, then dV = PᵀdO,
     /// dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q — 2.5× the forward when the head dims are equal.
     pub fn flops(&self) -> f64 {
@@ -529,7 +555,7 @@ impl Attention {
         let scores = if self.fused {
             0.0
         } else {
-            4.0 * b * self.q_heads as f64 * self.visible_pairs() * e
+            4.0 * b * self.q_heads as f64 * self.executed_pairs() * e
         };
         match self.pass {
             Pass::Forward => (q + o) * e + (k + v) * kv_e + scores,
@@ -593,6 +619,9 @@ pub enum MemoryKind {
     /// One Adam step over `cols` parameters (rows = 1): fp32 master weights and moments, gradient
     /// and working weights in the op's dtype.
     AdamUpdate,
+    /// Dropout in training: x ⊙ mask / (1 − p), the mask kept (one byte per element) for the
+    /// backward pass.
+    Dropout,
 }
 
 impl MemoryKind {
@@ -605,6 +634,7 @@ impl MemoryKind {
             MemoryKind::GatedActivation(Activation::Silu) => "gated-silu",
             MemoryKind::GatedActivation(Activation::Gelu) => "gated-gelu",
             MemoryKind::ResidualAdd => "residual-add",
+            MemoryKind::Dropout => "dropout",
             MemoryKind::Rotary => "rotary",
             MemoryKind::Softmax => "softmax",
             MemoryKind::CrossEntropy => "cross-entropy",
@@ -686,6 +716,15 @@ impl MemoryOp {
             MemoryKind::EmbeddingLookup if fwd => t(1.0, 1.0, 0.0, 4.0, 0.0),
             // Backward reads dy and read-modify-writes the gathered table rows.
             MemoryKind::EmbeddingLookup => t(2.0, 1.0, 0.0, 4.0, 1.0),
+            // Forward reads x, writes y and the mask; backward reads dy and the mask, writes dx.
+            MemoryKind::Dropout => Traffic {
+                tensor_reads: 1.0,
+                tensor_writes: 1.0,
+                param_vectors: 0.0,
+                bytes_per_row: 0.0,
+                fixed_bytes_per_element: 1.0,
+                flops_per_element: 2.0,
+            },
             MemoryKind::AdamUpdate => {
                 // Read grad; write the working copy (none when it is the fp32 master itself).
                 let working_writes = if self.dtype == DType::Fp32 { 0.0 } else { 1.0 };

@@ -245,6 +245,8 @@ pub struct PassShape {
     pub dtype: DType,
     pub kv_dtype: DType,
     pub fused: bool,
+    /// Training with dropout (attention probabilities and residual stream).
+    pub dropout: bool,
 }
 
 /// What a block of ops is: one layer of `kind` over `shape`, in `phase` (`attention_only`: the
@@ -550,8 +552,18 @@ impl Ctx {
             );
         }
         s.push(Label::new("attention"), self.attention(kind.window));
+        if self.shape.dropout && !self.shape.fused {
+            // A fused kernel drops probabilities in registers; an unfused one makes a pass over
+            // the score square.
+            let p = &self.shape;
+            s.push(
+                Label::new("attention-dropout"),
+                self.memory(MemoryKind::Dropout, p.batch * a.heads * p.q_len, p.kv_len),
+            );
+        }
         s.push(Label::new("attn-out"), self.matmul(1, t, h, a.q_width()));
         self.tp_exchange(s, false);
+        self.hidden_dropout(s);
         if a.norms_per_layer == 4 {
             s.push(Label::new("post-attn-norm"), self.norm());
         }
@@ -604,6 +616,7 @@ impl Ctx {
             _ => self.mlp(s, Part::Main, 1, t, a.intermediate),
         }
         self.tp_exchange(s, false);
+        self.hidden_dropout(s);
         if a.norms_per_layer == 4 {
             s.push(Label::new("post-mlp-norm"), self.norm());
         }
@@ -611,6 +624,16 @@ impl Ctx {
             Label::new("residual"),
             self.memory(MemoryKind::ResidualAdd, rows, h),
         );
+    }
+
+    /// Dropout on a sublayer's output before the residual add, in training with dropout.
+    fn hidden_dropout(&self, s: &mut Sink) {
+        if self.shape.dropout {
+            s.push(
+                Label::new("dropout"),
+                self.memory(MemoryKind::Dropout, self.stream_rows(), self.dims.hidden),
+            );
+        }
     }
 
     /// Rows the busiest of `experts` gets when `routed` token copies spread over them.
@@ -832,6 +855,7 @@ fn training_ops_into(
             dtype: s.dtype,
             kv_dtype: attention_dtype(s.dtype),
             fused: s.fused_attention,
+            dropout: s.dropout,
         },
         p,
     );
@@ -1015,6 +1039,7 @@ fn prefill_ops_into(
             dtype: s.dtype,
             kv_dtype: s.kv_dtype,
             fused: s.fused_attention,
+            dropout: false,
         },
         &s.parallelism,
     );
@@ -1039,6 +1064,7 @@ pub fn layer_forward_ops(
             dtype,
             kv_dtype: attention_dtype(dtype),
             fused: true,
+            dropout: false,
         },
         &Parallelism::default(),
     );
@@ -1085,6 +1111,7 @@ fn decode_ops_into(
             dtype: s.dtype,
             kv_dtype: s.kv_dtype,
             fused: true,
+            dropout: false,
         },
         &s.parallelism,
     );
@@ -1125,6 +1152,7 @@ mod tests {
             seq,
             dtype: DType::Bf16,
             recompute: Recompute::None,
+            dropout: false,
             fused_attention: true,
             parallelism: Parallelism::default(),
         }
@@ -1161,6 +1189,35 @@ mod tests {
             .map(|o| o.op.flops() * o.count as f64)
             .sum();
         assert_eq!(re, layer_fwd);
+    }
+
+    /// Dropout adds a pass over the residual stream after each sublayer, and over the score
+    /// square only when attention is unfused; the backward mirrors it.
+    #[test]
+    fn dropout_passes_follow_the_attention_kind() {
+        let a = arch::load("gpt2").unwrap();
+        let count = |dropout, fused| {
+            let s = TrainingSetup {
+                dropout,
+                fused_attention: fused,
+                ..setup(1024)
+            };
+            let ops = training_ops(&a, &s);
+            let of = |name: &str, phase: Phase| {
+                ops.iter()
+                    .filter(|o| o.label.name == name && o.phase == phase)
+                    .map(|o| o.count)
+                    .sum::<u64>()
+            };
+            (
+                of("dropout", Phase::Forward),
+                of("attention-dropout", Phase::Forward),
+                of("dropout", Phase::Backward),
+            )
+        };
+        assert_eq!(count(false, false), (0, 0, 0));
+        assert_eq!(count(true, true), (24, 0, 24));
+        assert_eq!(count(true, false), (24, 12, 24));
     }
 
     #[test]

@@ -608,6 +608,7 @@ mod tests {
                 seq: 1024,
                 dtype,
                 recompute: Recompute::None,
+                dropout: false,
                 fused_attention: true,
                 parallelism: Parallelism::default(),
             },

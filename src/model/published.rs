@@ -53,6 +53,7 @@ struct File {
 /// What every row is predicted under, where the table is silent; the same for every row.
 pub const ASSUMPTIONS: &[&str] = &[
     "full activation recomputation, as the table states",
+    "dropout 0.1 on the attention probabilities and the residual stream (Megatron-LM's defaults, --attention-dropout and --hidden-dropout)",
     "attention unfused (scores written to memory, softmax fused): Megatron-LM in 2021 predates FlashAttention",
     "one sequence per microbatch where there is a pipeline (the whole local batch at once otherwise), plain 1F1B schedule",
     "data-parallel gradients all-reduced after the backward pass, not overlapped with it (Megatron-LM's 2021 training step), in the working dtype",
@@ -210,6 +211,7 @@ pub fn execution(r: &Row) -> Result<Execution> {
             seq: r.seq_len,
             dtype,
             recompute: Recompute::Full,
+            dropout: true,
             fused_attention: false,
             parallelism,
         },

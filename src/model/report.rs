@@ -378,6 +378,7 @@ mod tests {
                 seq,
                 dtype: DType::Bf16,
                 recompute: Recompute::None,
+                dropout: false,
                 fused_attention: true,
                 parallelism: Parallelism::default(),
             },

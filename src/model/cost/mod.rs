@@ -241,11 +241,12 @@ impl Roofline {
 
     fn attention(a: &Attention, hw: &HwProfile) -> Result<Prediction> {
         let rate = hw.require_peak_flops(a.dtype)? * hw.model.attention_efficiency;
+        let flops = a.executed_flops();
         Ok(Self::finish(
-            a.flops() / rate,
+            flops / rate,
             Self::memory_s(a.min_bytes(), hw),
             hw.model.launch_latency_s,
-            a.flops(),
+            flops,
             a.min_bytes(),
             String::new(),
         ))

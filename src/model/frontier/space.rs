@@ -636,6 +636,7 @@ impl Space {
                 seq: int(Field::Seq).unwrap_or(w.seq),
                 dtype,
                 recompute: Recompute::None,
+                dropout: false,
                 fused_attention: true,
                 parallelism: w.training_layout,
             },
