@@ -1007,15 +1007,17 @@ fn profile_cases() -> Vec<Case> {
 }
 
 /// Command-line flags of predict and predict-op.
+/// `predict` of llama-3-8b on an H100 with `extra` flags.
+fn predict_args(extra: &[&str]) -> Vec<String> {
+    ["predict", "--model", "llama-3-8b", "--hw", "h100-sxm"]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
 fn flag_cases() -> Vec<Case> {
-    let predict = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["predict", "--model", "llama-3-8b", "--hw", "h100-sxm"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
+    let predict = predict_args;
     let mut cases = Vec::new();
     let mut push = |name: &str, args: Vec<String>, expect: Expect| {
         cases.push(Case {
@@ -1551,14 +1553,7 @@ fn compose_cases() -> Vec<Case> {
 
 /// Layouts over GPUs, the layout search, published tables and spaces with layouts.
 fn cluster_cases() -> Vec<Case> {
-    let predict = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["predict", "--model", "llama-3-8b", "--hw", "h100-sxm"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
+    let predict = predict_args;
     let mut cases = Vec::new();
     #[rustfmt::skip]
     let refusals: Vec<(&[&str], &[&str])> = vec![

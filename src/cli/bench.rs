@@ -165,6 +165,26 @@ fn record(backend: &dyn Backend, op: &Op, m: &Measurement, profile: Option<&HwPr
     }
 }
 
+/// The results file of a run (`DIR/<device>/<what>-<unix ms>.jsonl`), unless --no-save.
+pub(super) fn results_writer(
+    a: &BenchArgs,
+    device: &backends::DeviceInfo,
+    what: &str,
+) -> Result<Option<Writer>> {
+    if a.no_save {
+        return Ok(None);
+    }
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Ok(Some(Writer::create(
+        &a.out,
+        &device.slug(),
+        &format!("{what}-{millis}"),
+    )?))
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
     if a.op == OpName::Collective {
         return super::bench_collective::run(&a);
@@ -224,21 +244,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         input_sets,
         ..TimingPlan::default()
     };
-    let mut writer = if a.no_save {
-        None
-    } else {
-        let stem = format!(
-            "{}-{}-{}-{}",
-            format!("{:?}", a.backend).to_lowercase(),
-            format!("{:?}", a.op).to_lowercase(),
-            dtype,
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0)
-        );
-        Some(Writer::create(&a.out, &device.slug(), &stem)?)
-    };
+    let what = format!(
+        "{}-{}-{dtype}",
+        format!("{:?}", a.backend).to_lowercase(),
+        format!("{:?}", a.op).to_lowercase()
+    );
+    let mut writer = results_writer(&a, &device, &what)?;
     let progress = indicatif::ProgressBar::new(ops.len() as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::measure::backend::nccl::{self, NcclBench};
 use crate::measure::harness::TimingPlan;
 use crate::measure::harness::stats::Summary;
-use crate::measure::records::{self, Record, Timing, Writer};
+use crate::measure::records::{self, Record, Timing};
 use crate::model::cost::{CostModel, Roofline};
 use crate::model::hw;
 use crate::model::ops::{CollectiveKind, Op};
@@ -41,19 +41,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         target_cv: a.target_cv,
         ..TimingPlan::default()
     };
-    let mut writer = if a.no_save {
-        None
-    } else {
-        let stem = format!(
-            "nccl-collective-{}-{}",
-            bench.ranks(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0)
-        );
-        Some(Writer::create(&a.out, &device.slug(), &stem)?)
-    };
+    let mut writer =
+        super::bench::results_writer(a, &device, &format!("nccl-collective-{}", bench.ranks()))?;
     let mut lines = Vec::new();
     for kind in [
         CollectiveKind::AllReduce,

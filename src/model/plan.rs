@@ -574,45 +574,7 @@ impl Ctx {
         s.push(Label::new("mlp-norm"), self.norm());
         self.tp_exchange(s, true);
         match (kind.moe, a.moe) {
-            (true, Some(m)) if self.shard.ep > 1 => self.expert_parallel_moe(s, m),
-            (true, Some(m)) => {
-                s.push(Label::new("router"), self.matmul(1, t, m.num_experts, h));
-                s.push(
-                    Label::new("router-softmax"),
-                    self.memory(MemoryKind::Softmax, t, m.num_experts),
-                );
-                // Routed tokens spread evenly over the experts they reach (the ideal a
-                // load-balancing loss aims for); few tokens reach few experts, which matters
-                // for decode, where the experts' weights are what is read.
-                let routed = t * m.top_k;
-                let experts = experts_reached(t, m.top_k, m.num_experts);
-                let per_expert = self.imbalanced(routed, experts);
-                s.push(
-                    Label::new("moe-dispatch"),
-                    self.memory(MemoryKind::EmbeddingLookup, routed, h),
-                );
-                self.mlp(
-                    s,
-                    Part::Expert,
-                    experts,
-                    per_expert,
-                    m.expert_intermediate_size,
-                );
-                if m.shared_experts > 0 {
-                    self.mlp(
-                        s,
-                        Part::Shared,
-                        1,
-                        t,
-                        m.shared_experts * m.shared_intermediate_size,
-                    );
-                }
-                // Weighted sum of each token's expert outputs.
-                s.push(
-                    Label::new("moe-combine"),
-                    self.memory(MemoryKind::ResidualAdd, routed, h),
-                );
-            }
+            (true, Some(m)) => self.moe(s, m),
             _ => self.mlp(s, Part::Main, 1, t, a.intermediate),
         }
         self.tp_exchange(s, false);
@@ -641,11 +603,15 @@ impl Ctx {
         (routed * self.shard.imbalance_permille).div_ceil(1000 * experts)
     }
 
-    /// A mixture-of-experts MLP with the experts spread over the expert-parallel ranks: each
-    /// rank's routed tokens go out to the ranks holding their experts and come back (all-to-all
-    /// dispatch and combine), and each rank runs its own experts on what it receives — with
-    /// balanced routing, as many token copies as it sent.
-    fn expert_parallel_moe(&self, s: &mut Sink, m: Moe) {
+    /// A mixture-of-experts MLP: the router, each token's copies gathered per expert, the
+    /// experts, the shared experts, and the weighted sum back. Routed tokens spread evenly over
+    /// the experts they reach (the ideal a load-balancing loss aims for; `--expert-imbalance`
+    /// gives the busiest more); few tokens reach few experts, which matters for decode, where the
+    /// experts' weights are what is read. With expert parallelism each rank holds its share of
+    /// the experts: the gathered copies go out to the ranks holding their experts and come back
+    /// (all-to-all dispatch and combine), and with balanced routing a rank receives as many
+    /// copies as it sent.
+    fn moe(&self, s: &mut Sink, m: Moe) {
         let (h, t) = (self.dims.hidden, self.tokens());
         let (ep, stride) = (self.shard.ep, self.shard.ep_stride);
         s.push(Label::new("router"), self.matmul(1, t, m.num_experts, h));
@@ -654,19 +620,31 @@ impl Ctx {
             self.memory(MemoryKind::Softmax, t, m.num_experts),
         );
         let routed = t * m.top_k;
-        let local = (m.num_experts / ep).max(1);
-        let reached = experts_reached(t * ep, m.top_k, m.num_experts)
-            .div_ceil(ep)
-            .clamp(1, local);
+        let experts = if ep > 1 {
+            experts_reached(t * ep, m.top_k, m.num_experts)
+                .div_ceil(ep)
+                .clamp(1, (m.num_experts / ep).max(1))
+        } else {
+            experts_reached(t, m.top_k, m.num_experts)
+        };
         s.push(
-            Label::new("ep-dispatch"),
-            self.collective(CollectiveKind::AllToAll, ep, stride, routed * h),
+            Label::new("moe-dispatch"),
+            self.memory(MemoryKind::EmbeddingLookup, routed, h),
         );
+        let all_to_all = |s: &mut Sink, name| {
+            if ep > 1 {
+                s.push(
+                    Label::new(name),
+                    self.collective(CollectiveKind::AllToAll, ep, stride, routed * h),
+                );
+            }
+        };
+        all_to_all(s, "ep-dispatch");
         self.mlp(
             s,
             Part::Expert,
-            reached,
-            self.imbalanced(routed, reached),
+            experts,
+            self.imbalanced(routed, experts),
             m.expert_intermediate_size,
         );
         if m.shared_experts > 0 {
@@ -678,10 +656,8 @@ impl Ctx {
                 m.shared_experts * m.shared_intermediate_size,
             );
         }
-        s.push(
-            Label::new("ep-combine"),
-            self.collective(CollectiveKind::AllToAll, ep, stride, routed * h),
-        );
+        all_to_all(s, "ep-combine");
+        // Weighted sum of each token's expert outputs.
         s.push(
             Label::new("moe-combine"),
             self.memory(MemoryKind::ResidualAdd, routed, h),

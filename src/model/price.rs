@@ -297,38 +297,27 @@ fn training_step(
         mut dp,
         mut zero3,
     ] = [PhaseCost::default(); 6];
-    let (mut i, mut next) = (0, blocks.iter().peekable());
-    while i < ops.len() {
-        if let Some(b) = next.next_if(|b| b.start == i) {
-            if b.end > b.start {
-                let count = ops[b.start].count as f64;
-                let layer = pricer.layer(&b.key, &ops[b.start..b.end])?;
-                layers = layers.plus(layer.cost.scaled(count));
-                if b.key.phase == Phase::Backward {
-                    layers_backward_s += layer.cost.seconds * count;
-                }
-                model_flops += layer.model_flops * count;
+    walk(ops, blocks, pricer, |item| match item {
+        Item::Layer(key, layer, count) => {
+            layers = layers.plus(layer.cost.scaled(count));
+            if key.phase == Phase::Backward {
+                layers_backward_s += layer.cost.seconds * count;
             }
-            i = b.end;
-            continue;
+            model_flops += layer.model_flops * count;
         }
-        let o = &ops[i];
-        let n = o.count as f64;
-        let price = pricer.op(&o.op)?;
-        let into = match (o.place(), o.label.name) {
-            (Place::First, _) => &mut first,
-            (Place::Last, _) => &mut last,
-            (Place::EveryStage, _) => &mut every,
-            (Place::Step, ZERO3_GATHER | ZERO3_SCATTER) => &mut zero3,
-            (Place::Step, _) if o.phase == Phase::DataParallel => &mut dp,
-            (Place::Step, _) => &mut optimizer,
-        };
-        into.add(&o.op, &price, n);
-        if o.phase == Phase::Forward && matches!(o.op, Op::Matmul(_) | Op::Attention(_)) {
-            model_flops += o.op.flops() * n;
+        Item::Op(o, price) => {
+            let into = match (o.place(), o.label.name) {
+                (Place::First, _) => &mut first,
+                (Place::Last, _) => &mut last,
+                (Place::EveryStage, _) => &mut every,
+                (Place::Step, ZERO3_GATHER | ZERO3_SCATTER) => &mut zero3,
+                (Place::Step, _) if o.phase == Phase::DataParallel => &mut dp,
+                (Place::Step, _) => &mut optimizer,
+            };
+            into.add(&o.op, &price, o.count as f64);
+            model_flops += forward_model_flops(o);
         }
-        i += 1;
-    }
+    })?;
 
     let per_stage = stage_layers(arch.num_layers, p.pp);
     let last_stage = per_stage.len() - 1;
@@ -460,8 +449,54 @@ impl<'s> Scorer<'s> {
     }
 }
 
-/// The cost of an op list whose `blocks` are layers (priced a layer at a time), and its forward
-/// model FLOPs. In a decode list, attention is left out (see `mean_decode_step`).
+/// One item of an op list whose `blocks` are layers: a whole layer (`count` copies), or an op
+/// outside them.
+enum Item<'a> {
+    Layer(&'a BlockKey, LayerPrice, f64),
+    Op(&'a OpInstance, OpPrice),
+}
+
+/// Walks an op list, pricing a layer block at a time and every other op alone. In a decode
+/// list, attention outside the layers is left out (see `mean_decode_step`).
+fn walk<'a>(
+    ops: &'a [OpInstance],
+    blocks: &'a [Block],
+    pricer: &mut Pricer,
+    mut visit: impl FnMut(Item<'a>),
+) -> Result<()> {
+    let (mut i, mut next) = (0, blocks.iter().peekable());
+    while i < ops.len() {
+        if let Some(b) = next.next_if(|b| b.start == i) {
+            if b.end > b.start {
+                let count = ops[b.start].count as f64;
+                visit(Item::Layer(
+                    &b.key,
+                    pricer.layer(&b.key, &ops[b.start..b.end])?,
+                    count,
+                ));
+            }
+            i = b.end;
+            continue;
+        }
+        let o = &ops[i];
+        if !(o.phase == Phase::Decode && matches!(o.op, Op::Attention(_))) {
+            visit(Item::Op(o, pricer.op(&o.op)?));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Model FLOPs of a forward op outside the layers (matmuls and attention count).
+fn forward_model_flops(o: &OpInstance) -> f64 {
+    if o.phase == Phase::Forward && matches!(o.op, Op::Matmul(_) | Op::Attention(_)) {
+        o.op.flops() * o.count as f64
+    } else {
+        0.0
+    }
+}
+
+/// The cost of an op list whose `blocks` are layers, and its forward model FLOPs.
 fn sum_with_layers(
     ops: &[OpInstance],
     blocks: &[Block],
@@ -469,29 +504,16 @@ fn sum_with_layers(
 ) -> Result<(PhaseCost, f64)> {
     let mut cost = PhaseCost::default();
     let mut model_flops = 0.0;
-    let (mut i, mut next) = (0, blocks.iter().peekable());
-    while i < ops.len() {
-        if let Some(b) = next.next_if(|b| b.start == i) {
-            if b.end > b.start {
-                let count = ops[b.start].count as f64;
-                let layer = pricer.layer(&b.key, &ops[b.start..b.end])?;
-                cost = cost.plus(layer.cost.scaled(count));
-                model_flops += layer.model_flops * count;
-            }
-            i = b.end;
-            continue;
+    walk(ops, blocks, pricer, |item| match item {
+        Item::Layer(_, layer, count) => {
+            cost = cost.plus(layer.cost.scaled(count));
+            model_flops += layer.model_flops * count;
         }
-        let o = &ops[i];
-        let attention = matches!(o.op, Op::Attention(_));
-        if !(o.phase == Phase::Decode && attention) {
-            let n = o.count as f64;
-            cost.add(&o.op, &pricer.op(&o.op)?, n);
-            if o.phase == Phase::Forward && (attention || matches!(o.op, Op::Matmul(_))) {
-                model_flops += o.op.flops() * n;
-            }
+        Item::Op(o, price) => {
+            cost.add(&o.op, &price, o.count as f64);
+            model_flops += forward_model_flops(o);
         }
-        i += 1;
-    }
+    })?;
     Ok((cost, model_flops))
 }
 

@@ -434,9 +434,26 @@ impl Space {
     pub fn points(&self) -> Vec<Point> {
         let mut points = self.draws();
         if self.sampling.method != Method::Grid {
-            let mut seen = rustc_hash::FxHashSet::default();
-            seen.reserve(points.len());
-            points.retain(|p| seen.insert(p.clone()));
+            // A point's mixed-radix number names it: compare those, not the index vectors.
+            let lens: Vec<u128> = self.axes.iter().map(|a| a.values.len() as u128).collect();
+            let code = |p: &[u32]| {
+                p.iter().zip(&lens).try_fold(0u128, |acc, (&i, &l)| {
+                    acc.checked_mul(l)?.checked_add(i.into())
+                })
+            };
+            if lens
+                .iter()
+                .try_fold(1u128, |a, &l| a.checked_mul(l))
+                .is_some()
+            {
+                let mut seen = rustc_hash::FxHashSet::default();
+                seen.reserve(points.len());
+                points.retain(|p| code(p).is_some_and(|c| seen.insert(c)));
+            } else {
+                let mut seen = rustc_hash::FxHashSet::default();
+                seen.reserve(points.len());
+                points.retain(|p| seen.insert(p.clone()));
+            }
         }
         points
     }
