@@ -119,9 +119,9 @@ impl<'s> Scoring<'s> {
     }
 
     /// The answer for one candidate — a JSON object of space fields, as text — or why it cannot
-    /// be scored: `{"schema_version", "objectives", "error_pct", "fits_training",
-    /// "fits_serving", "loss_source"}`.
-    pub fn answer(&mut self, candidate: &[u8]) -> std::result::Result<serde_json::Value, String> {
+    /// be scored: `{"error_pct", "fits_serving", "fits_training", "loss_source", "objectives",
+    /// "schema_version"}`.
+    pub fn answer(&mut self, candidate: &[u8]) -> std::result::Result<Answer, String> {
         let fields: Map<String, serde_json::Value> =
             serde_json::from_slice(candidate).map_err(|e| format!("not a JSON object: {e}"))?;
         let one = &mut self.one;
@@ -144,33 +144,100 @@ impl<'s> Scoring<'s> {
         if let Some(loss) = one.measured_loss(&point) {
             use_measured_loss(&mut s, loss);
         }
-        let bars: Map<String, serde_json::Value> = Objective::ALL
-            .iter()
-            .filter(|o| s.bar(**o) > 0.0)
-            .map(|o| (o.name().to_string(), json!(s.bar(*o))))
-            .collect();
-        Ok(json!({
-            "schema_version": schema::SCORE,
-            "objectives": objectives_json(Some(&s)),
-            "error_pct": bars,
-            "fits_training": s.fits_training,
-            "fits_serving": s.fits_serving,
-            "loss_source": if s.loss_measured { "measured" } else { "scaling_law" },
-        }))
+        Ok(Answer(s))
     }
 
-    /// `answer`, or `{"error": "WHERE: why"}` in its place.
-    pub fn answer_or_error(&mut self, candidate: &[u8], at: &str) -> serde_json::Value {
+    /// `answer`, or `{"error": "WHERE: why"}` in its place (`at` says where, only when needed).
+    pub fn answer_or_error(&mut self, candidate: &[u8], at: impl FnOnce() -> String) -> Reply {
         match self.answer(candidate) {
-            Ok(v) => v,
-            Err(e) => error_answer(at, &e),
+            Ok(a) => Reply::Scored(a),
+            Err(e) => Reply::error(&at(), &e),
         }
     }
 }
 
-/// The answer given in place of a candidate that cannot be scored.
-pub fn error_answer(at: &str, why: &str) -> serde_json::Value {
-    json!({"error": format!("{at}: {why}")})
+/// One candidate's scores as the `score` stream writes them, serialized straight from the
+/// numbers (keys in alphabetical order, as a JSON object map orders them).
+#[derive(Debug, Clone)]
+pub struct Answer(pub Scores);
+
+/// What the stream answers for one line.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Scored(Answer),
+    Refused { error: String },
+}
+
+impl Reply {
+    /// The answer given in place of a candidate that cannot be scored.
+    pub fn error(at: &str, why: &str) -> Reply {
+        Reply::Refused {
+            error: format!("{at}: {why}"),
+        }
+    }
+}
+
+/// The objectives in the order their names sort.
+fn objectives_by_name() -> &'static [Objective] {
+    static ORDER: std::sync::OnceLock<Vec<Objective>> = std::sync::OnceLock::new();
+    ORDER.get_or_init(|| {
+        let mut all = Objective::ALL.to_vec();
+        all.sort_by_key(|o| o.name());
+        all
+    })
+}
+
+/// Every objective by name, its value where finite, else null.
+struct Values<'a>(&'a Scores);
+
+/// The objectives with an error bar, by name.
+struct Bars<'a>(&'a Scores);
+
+impl serde::Serialize for Values<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(Objective::ALL.len()))?;
+        for o in objectives_by_name() {
+            let v = self.0.get(*o);
+            m.serialize_entry(o.name(), &v.is_finite().then_some(v))?;
+        }
+        m.end()
+    }
+}
+
+impl serde::Serialize for Bars<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(None)?;
+        for o in objectives_by_name()
+            .iter()
+            .filter(|o| self.0.bar(**o) > 0.0)
+        {
+            m.serialize_entry(o.name(), &self.0.bar(*o))?;
+        }
+        m.end()
+    }
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let s = &self.0;
+        let mut m = ser.serialize_map(Some(6))?;
+        m.serialize_entry("error_pct", &Bars(s))?;
+        m.serialize_entry("fits_serving", &s.fits_serving)?;
+        m.serialize_entry("fits_training", &s.fits_training)?;
+        let source = if s.loss_measured {
+            "measured"
+        } else {
+            "scaling_law"
+        };
+        m.serialize_entry("loss_source", source)?;
+        m.serialize_entry("objectives", &Values(s))?;
+        m.serialize_entry("schema_version", &schema::SCORE)?;
+        m.end()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -51,10 +51,10 @@ fn score(
             api::load_space(source(space_path.as_deref(), space_toml.as_deref()), &opts)
                 .map_err(refused)?;
         let mut scoring = Scoring::new(&space, &system);
-        let answers: Vec<serde_json::Value> = candidates
+        let answers: Vec<gpucost::api::Reply> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| scoring.answer_or_error(c.as_bytes(), &format!("candidate {i}")))
+            .map(|(i, c)| scoring.answer_or_error(c.as_bytes(), || format!("candidate {i}")))
             .collect();
         serde_json::to_string(&answers).map_err(internal)
     })

@@ -4,7 +4,7 @@
 //! objectives, in order, flushed per line. A bad line gets `{"error": "..."}` and the stream goes
 //! on. The answers are `api::Scoring`'s, as the Python package's are.
 
-use crate::api::{Scoring, SpaceSource, error_answer, load_space};
+use crate::api::{Reply, Scoring, SpaceSource, load_space};
 use anyhow::Result;
 use clap::Args;
 use std::io::{BufRead, Write};
@@ -27,20 +27,22 @@ pub fn run(a: ScoreArgs) -> Result<()> {
     let mut scoring = Scoring::new(&space, &system);
     let stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
+    // One buffer for every answer: a line is serialized into it, then written and flushed whole.
+    let mut buf = Vec::with_capacity(1024);
     for (n, line) in stdin.split(b'\n').enumerate() {
         let line = line?;
-        let at = format!("line {}", n + 1);
+        let at = || format!("line {}", n + 1);
         let answer = if line.len() > MAX_LINE {
-            error_answer(&at, &format!("longer than {MAX_LINE} bytes"))
+            Reply::error(&at(), &format!("longer than {MAX_LINE} bytes"))
         } else if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         } else {
-            scoring.answer_or_error(&line, &at)
+            scoring.answer_or_error(&line, at)
         };
-        let written = serde_json::to_writer(&mut out, &answer)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n"))
-            .and_then(|()| out.flush());
+        buf.clear();
+        serde_json::to_writer(&mut buf, &answer)?;
+        buf.push(b'\n');
+        let written = out.write_all(&buf).and_then(|()| out.flush());
         match written {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
             r => r?,
