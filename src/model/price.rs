@@ -319,41 +319,37 @@ fn training_step(
         }
     })?;
 
-    let per_stage = stage_layers(arch.num_layers, p.pp);
-    let last_stage = per_stage.len() - 1;
-    let stages: Vec<PhaseCost> = per_stage
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            let mut c = if p.pp == 1 {
-                layers
-            } else {
-                layers.scaled(n as f64 / arch.num_layers as f64)
-            };
-            if i == 0 {
-                c = c.plus(first);
+    // Stage i: its share of the layers, plus the embedding (first), the head and loss (last) and
+    // the hand-overs (all). One stage: everything, with no allocation.
+    let stage = |i: usize, n: u64, last_stage: usize| {
+        let mut c = layers.scaled(n as f64 / arch.num_layers as f64);
+        if i == 0 {
+            c = c.plus(first);
+        }
+        if i == last_stage {
+            c = c.plus(last);
+        }
+        c.plus(every)
+    };
+    let (slowest_layers, slowest, all) = if p.pp == 1 {
+        let one = layers.plus(first).plus(last).plus(every);
+        (arch.num_layers, one, one)
+    } else {
+        let per_stage = stage_layers(arch.num_layers, p.pp);
+        let last_stage = per_stage.len() - 1;
+        let mut all = PhaseCost::default();
+        let mut slowest = (0, PhaseCost::default());
+        for (i, &n) in per_stage.iter().enumerate() {
+            let c = stage(i, n, last_stage);
+            all = all.plus(c);
+            if c.seconds > slowest.1.seconds {
+                slowest = (n, c);
             }
-            if i == last_stage {
-                c = c.plus(last);
-            }
-            c.plus(every)
-        })
-        .collect();
-    let (slowest_i, slowest) =
-        stages
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, PhaseCost::default()), |best, (i, c)| {
-                if c.seconds > best.1.seconds {
-                    (i, c)
-                } else {
-                    best
-                }
-            });
+        }
+        (slowest.0, slowest.1, all)
+    };
     let m = p.microbatches(s.batch);
     let v = p.virtual_stages as f64;
-    let all = stages.iter().fold(PhaseCost::default(), |a, c| a.plus(*c));
     // m·t_max + (Σt − t_max)/v, as `parallel::pipeline_step`.
     let pipeline = slowest.scaled(m as f64 - 1.0 / v).plus(all.scaled(1.0 / v));
     let ideal = slowest.seconds * m as f64;
@@ -362,7 +358,7 @@ fn training_step(
     let zero3_exposed_s = (zero3.seconds - (pipeline.seconds - pipeline.comm_seconds)).max(0.0);
     // Bucketed gradient reduction runs under the last microbatch's backward pass.
     let hidden_by_backward = if p.overlap_grad_reduce {
-        layers_backward_s * per_stage[slowest_i] as f64 / arch.num_layers as f64
+        layers_backward_s * slowest_layers as f64 / arch.num_layers as f64
     } else {
         0.0
     };
