@@ -1877,6 +1877,7 @@ fn run_case(c: &Case, xdg: &Path) -> Result<(), String> {
 #[test]
 fn bad_input_table() {
     let cases = all_cases();
+    eprintln!("{} bad-input cases", cases.len());
     #[cfg(feature = "measure")]
     assert!(cases.len() >= 200, "only {} cases", cases.len());
     let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
