@@ -150,7 +150,7 @@ impl<'s> Scoring<'s> {
     /// `answer`, or `{"error": "WHERE: why"}` in its place (`at` says where, only when needed).
     pub fn answer_or_error(&mut self, candidate: &[u8], at: impl FnOnce() -> String) -> Reply {
         match self.answer(candidate) {
-            Ok(a) => Reply::Scored(a),
+            Ok(a) => Reply::Scored(Box::new(a)),
             Err(e) => Reply::error(&at(), &e),
         }
     }
@@ -165,8 +165,11 @@ pub struct Answer(pub Scores);
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(untagged)]
 pub enum Reply {
-    Scored(Answer),
-    Refused { error: String },
+    /// Boxed: the scores are much larger than a refusal.
+    Scored(Box<Answer>),
+    Refused {
+        error: String,
+    },
 }
 
 impl Reply {

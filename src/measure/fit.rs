@@ -128,6 +128,7 @@ pub fn build(
         git_revisions: revisions,
         groups,
         error_pct: ErrorBars::default(),
+        interconnect: crate::measure::interconnect::fit(records, hw),
     };
     // Error bars come from the predictions `predict` makes, held out.
     let (mut report, bars) = crate::measure::validation::validate(&cal, hw)?;

@@ -7,5 +7,6 @@ pub mod backend;
 pub mod compose;
 pub mod fit;
 pub mod harness;
+pub mod interconnect;
 pub mod records;
 pub mod validation;

@@ -37,6 +37,14 @@ impl System {
                 c.profile, hw.name
             )));
         }
+        let mut hw = hw;
+        // Measured collectives replace the profile's assumed efficiency and fixed cost.
+        if let Some(f) = calibration.as_ref().and_then(|c| c.interconnect.as_ref())
+            && !roofline
+        {
+            hw.model.collective_efficiency = f.collective_efficiency;
+            hw.model.collective_latency_s = f.collective_latency_s;
+        }
         let cost_model: Box<dyn CostModel> = match (calibration, roofline) {
             (Some(c), false) => Box::new(CalibratedModel::new(c, stack)),
             (Some(c), true) => Box::new(RooflineWithBars {

@@ -358,6 +358,25 @@ pub struct Calibration {
     pub git_revisions: Vec<String>,
     pub groups: Vec<Group>,
     pub error_pct: ErrorBars,
+    /// The collectives' fit inside a node, where the results held measured collectives
+    /// (`bench --op collective`): it replaces the profile's assumed efficiency and fixed cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interconnect: Option<InterconnectFit>,
+}
+
+/// Measured ring collectives fitted to the alpha–beta model (`measure::interconnect`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterconnectFit {
+    /// Achieved bus bandwidth ÷ the profile's link bandwidth.
+    pub collective_efficiency: f64,
+    /// Fixed cost of one collective, seconds.
+    pub collective_latency_s: f64,
+    /// GPUs the collectives ran over.
+    pub ranks: u64,
+    /// Measured sizes behind the fit.
+    pub points: usize,
+    /// Median |error| of the fit on its own points, percent.
+    pub median_abs_error_pct: f64,
 }
 
 impl Calibration {
@@ -391,6 +410,26 @@ impl Calibration {
         let bad = |path: String, why: String| Err(Error::field(file, &path, why));
         let positive = |v: f64| v.is_finite() && v > 0.0;
         let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if let Some(f) = &self.interconnect {
+            if !(f.collective_efficiency > 0.0 && f.collective_efficiency <= 1.0) {
+                return bad(
+                    "interconnect.collective_efficiency".into(),
+                    format!("must be in (0, 1], got {}", f.collective_efficiency),
+                );
+            }
+            if !(non_negative(f.collective_latency_s)
+                && f.collective_latency_s <= crate::model::ops::limits::LATENCY_MAX)
+            {
+                return bad(
+                    "interconnect.collective_latency_s".into(),
+                    format!(
+                        "must be from 0 to {} s, got {}",
+                        crate::model::ops::limits::LATENCY_MAX,
+                        f.collective_latency_s
+                    ),
+                );
+            }
+        }
         for (g, group) in self.groups.iter().enumerate() {
             let at = |what: &str| format!("groups[{g}].{what}");
             if let Some((tm, tn)) = group.tile
