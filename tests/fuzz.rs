@@ -595,3 +595,81 @@ proptest! {
         }
     }
 }
+
+fn published_table() -> &'static Value {
+    static V: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        serde_json::from_str(&read("data/published/narayanan2021_table1.json")).unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// Published tables with numbers replaced are refused by field or predicted to finite,
+    /// positive throughput; never a panic.
+    #[test]
+    fn published_tables_with_numbers_replaced_predict_finitely(
+        edits in prop::collection::vec((0usize..200, json_value()), 1..4),
+    ) {
+        use gpucost::model::published;
+        let mut v = published_table().clone();
+        for (i, x) in edits {
+            let mut i = i;
+            replace_number(&mut v, &mut i, &x);
+        }
+        if let Ok(rows) = published::parse("fuzz.json", &v.to_string())
+            && let Ok(predictions) = published::predict(&rows, true)
+        {
+            for p in predictions {
+                prop_assert!(
+                    p.predicted_tflops_per_gpu.is_finite() && p.predicted_tflops_per_gpu > 0.0,
+                    "{}: {}", p.model, p.predicted_tflops_per_gpu
+                );
+                prop_assert!(p.step_time_s.is_finite() && p.step_time_s > 0.0);
+            }
+        }
+    }
+
+    /// Any layout is refused by name or priced to finite, positive figures per GPU.
+    #[test]
+    fn any_layout_is_refused_or_priced_finitely(
+        tp in prop::sample::select(vec![1u64, 2, 3, 4, 8, 16, 64]),
+        pp in prop::sample::select(vec![1u64, 2, 3, 8, 40, 100]),
+        dp in prop::sample::select(vec![1u64, 2, 3, 4, 32, 1 << 20]),
+        ep in prop::sample::select(vec![1u64, 2, 8]),
+        cp in prop::sample::select(vec![1u64, 2, 4]),
+        micro_batch in prop::sample::select(vec![0u64, 1, 2, 3, 64]),
+        virtual_stages in prop::sample::select(vec![1u64, 2, 5]),
+        zero in 0u64..4,
+        sequence_parallel in any::<bool>(),
+        imbalance in prop::sample::select(vec![1.0f64, 1.3, 0.5, f64::NAN, 100.0]),
+        model in prop::sample::select(vec!["llama-2-7b", "mixtral-8x7b", "gpt2"]),
+        batch in prop::sample::select(vec![1u64, 8, 64, 96]),
+    ) {
+        use gpucost::model::parallel::Zero;
+        let a = arch::load(model).unwrap();
+        let layout = Parallelism {
+            tp, pp, dp, ep, cp, micro_batch, virtual_stages,
+            zero: Zero::from_level(zero).unwrap(),
+            sequence_parallel,
+            expert_imbalance: imbalance,
+            ..Parallelism::default()
+        };
+        let mut e = small_execution(DType::Bf16);
+        e.training.batch = batch;
+        e.training.seq = 1024;
+        e.training.parallelism = layout;
+        e.serving.parallelism = layout.for_serving();
+        if let Ok(est) = estimate(&a, &e, h100(), &Options::default()) {
+            let v = serde_json::to_value(&est).unwrap();
+            let mut figures = Vec::new();
+            numbers(&v, "", &mut figures);
+            for (at, x) in figures {
+                prop_assert!(x.is_finite(), "{at} = {x}");
+            }
+            prop_assert!(est.training.step_time_s > 0.0 && est.inference.tpot_s > 0.0);
+            prop_assert!(est.memory.training.total_bytes > 0.0);
+        }
+    }
+}
