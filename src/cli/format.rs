@@ -2,6 +2,9 @@
 
 /// Seconds as s, ms, µs or ns with three significant digits.
 pub fn seconds(s: f64) -> String {
+    if s == 0.0 {
+        return "0 s".into();
+    }
     let (v, unit) = if s >= 1.0 {
         (s, "s")
     } else if s >= 1e-3 {
