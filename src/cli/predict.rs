@@ -1,4 +1,4 @@
-//! `gpucost predict`: the cost of one architecture on one GPU.
+//! `gpucost predict`: the cost of one architecture on one GPU or a layout of several.
 
 use super::format::{bytes, count, percent, seconds, si};
 use super::{Format, args};

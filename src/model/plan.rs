@@ -269,7 +269,7 @@ pub struct Block {
     pub key: BlockKey,
 }
 
-/// What one GPU runs for an execution.
+/// What one GPU (one rank of a layout) runs for an execution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// One training step.
