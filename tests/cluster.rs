@@ -155,6 +155,20 @@ fn layouts_the_model_cannot_take_are_refused_in_one_line() {
         "2048",
     ]);
     assert!(e.contains("no layout of 1 GPUs fits"), "{e}");
+    // --gpus with the other groups given: the data-parallel ranks are what they leave.
+    let d = predict_json(&[
+        "--model",
+        "llama-3-8b",
+        "--hw",
+        "h100-sxm",
+        "--gpus",
+        "16",
+        "--tp",
+        "4",
+        "--batch",
+        "8",
+    ]);
+    assert_eq!(d["training_setup"]["parallelism"]["dp"], 4);
     let e = user_error(&[
         "predict",
         "--model",
@@ -162,9 +176,11 @@ fn layouts_the_model_cannot_take_are_refused_in_one_line() {
         "--hw",
         "h100-sxm",
         "--gpus",
+        "6",
+        "--tp",
         "4",
     ]);
-    assert!(e.contains("--search-parallelism"), "{e}");
+    assert!(e.contains("--gpus 6 is not"), "{e}");
 }
 
 /// Every row of Megatron-LM's published table is predicted, with the error stated.

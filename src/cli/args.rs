@@ -18,9 +18,9 @@ pub struct LayoutArgs {
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub pp: i64,
     /// Data-parallel replicas: `--batch` is the global batch over them (training); serving
-    /// replicas, each with `--batch` sequences (serving).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    pub dp: i64,
+    /// replicas, each with `--batch` sequences (serving). Default 1, or what `--gpus` leaves.
+    #[arg(long, allow_negative_numbers = true)]
+    pub dp: Option<i64>,
     /// Expert-parallel ranks (MoE; out of the data-parallel ranks; training).
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub ep: i64,
@@ -53,15 +53,19 @@ pub struct LayoutArgs {
 }
 
 impl LayoutArgs {
-    /// The training layout (the serving one takes its tp, pp and dp).
-    pub fn training(&self) -> Result<crate::model::parallel::Parallelism, Error> {
+    /// The training layout (the serving one takes its tp, pp and dp); with `gpus`, the
+    /// data-parallel ranks are what the other groups leave of them.
+    pub fn training(
+        &self,
+        gpus: Option<u64>,
+    ) -> Result<crate::model::parallel::Parallelism, Error> {
         use crate::model::parallel::{Parallelism, Zero};
         let ranks = |flag: &str, v: i64| bounded(flag, v, limits::RANKS);
         let pp = ranks("pp", self.pp)?;
         Ok(Parallelism {
             tp: ranks("tp", self.tp)?,
             pp,
-            dp: ranks("dp", self.dp)?,
+            dp: self.data_ranks(gpus)?,
             ep: ranks("ep", self.ep)?,
             cp: ranks("cp", self.cp)?,
             micro_batch: match self.micro_batch {
@@ -79,6 +83,31 @@ impl LayoutArgs {
             overlap_grad_reduce: !self.no_overlap_grad_reduce,
             expert_imbalance: self.expert_imbalance,
         })
+    }
+
+    /// `--dp`, or `--gpus` ÷ (tp × pp × cp); both given, they must agree.
+    fn data_ranks(&self, gpus: Option<u64>) -> Result<u64, Error> {
+        let ranks = |flag: &str, v: i64| bounded(flag, v, limits::RANKS);
+        let dp = self.dp.map(|d| ranks("dp", d)).transpose()?;
+        let Some(gpus) = gpus else {
+            return Ok(dp.unwrap_or(1));
+        };
+        let others = [("tp", self.tp), ("pp", self.pp), ("cp", self.cp)]
+            .into_iter()
+            .try_fold(1u64, |a, (f, v)| {
+                Ok::<u64, Error>(a.saturating_mul(ranks(f, v)?))
+            })?;
+        let implied = gpus / others;
+        if implied == 0 || implied * others != gpus || dp.is_some_and(|d| d != implied) {
+            return Err(Error::Unsupported(format!(
+                "--gpus {gpus} is not --tp x --pp x --cp = {others} times {}",
+                match dp {
+                    Some(d) => format!("--dp {d}"),
+                    None => "a whole number of data-parallel replicas".into(),
+                }
+            )));
+        }
+        Ok(implied)
     }
 
     pub fn gpus_per_node(&self) -> Result<Option<u64>, Error> {

@@ -64,8 +64,9 @@ pub struct PredictArgs {
     breakdown: bool,
     #[command(flatten)]
     layout: args::LayoutArgs,
-    /// With --search-parallelism: the GPUs to lay the training step out on.
-    #[arg(long, requires = "search_parallelism", allow_negative_numbers = true)]
+    /// The GPUs of the layout: with the other groups given, the data-parallel ranks are what
+    /// they leave; with --search-parallelism, what the search lays the training step out on.
+    #[arg(long, allow_negative_numbers = true)]
     gpus: Option<i64>,
     /// List the fastest layouts of --gpus GPUs that fit in memory, instead of predicting one.
     #[arg(long, requires = "gpus")]
@@ -101,7 +102,13 @@ pub fn run(a: PredictArgs) -> Result<()> {
         stack: a.stack,
         calibration: a.calibration,
         breakdown: a.breakdown,
-        layout: a.layout.training()?,
+        layout: a.layout.training(if a.search_parallelism {
+            None
+        } else {
+            a.gpus
+                .map(|g| args::bounded("gpus", g, limits::RANKS))
+                .transpose()?
+        })?,
         gpus_per_node: a.layout.gpus_per_node()?,
     };
     if a.search_parallelism {
