@@ -209,26 +209,29 @@ impl LayerDims {
 /// over (size and stride) and how tokens are split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shard {
-    pub tp: u64,
+    pub tp: u32,
     pub sequence_parallel: bool,
-    pub cp: u64,
-    pub cp_stride: u64,
-    pub ep: u64,
-    pub ep_stride: u64,
+    pub cp: u32,
+    pub cp_stride: u32,
+    pub ep: u32,
+    pub ep_stride: u32,
     /// Tokens the busiest expert gets over the balanced share, in thousandths.
-    pub imbalance_permille: u64,
+    pub imbalance_permille: u32,
 }
 
 impl Shard {
     pub fn of(p: &Parallelism) -> Shard {
+        // Within `limits::RANKS` (2^20) and an imbalance of at most 64: all fit in 32 bits,
+        // which keeps the layer memo's keys small.
+        let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         Shard {
-            tp: p.tp,
+            tp: narrow(p.tp),
             sequence_parallel: p.sequence_parallel,
-            cp: p.cp,
-            cp_stride: p.stride(Group::Context),
-            ep: p.ep,
-            ep_stride: p.stride(Group::Expert),
-            imbalance_permille: (p.expert_imbalance * 1000.0).round() as u64,
+            cp: narrow(p.cp),
+            cp_stride: narrow(p.stride(Group::Context)),
+            ep: narrow(p.ep),
+            ep_stride: narrow(p.stride(Group::Expert)),
+            imbalance_permille: (p.expert_imbalance * 1000.0).round() as u32,
         }
     }
 }
@@ -397,7 +400,7 @@ impl Ctx {
     /// Rows of the norms and residual adds: the rank's share under sequence parallelism.
     fn stream_rows(&self) -> u64 {
         if self.shard.sequence_parallel {
-            self.tokens().div_ceil(self.shard.tp)
+            self.tokens().div_ceil(self.shard.tp.into())
         } else {
             self.tokens()
         }
@@ -419,7 +422,7 @@ impl Ctx {
     /// (`gather`) or leaving a row-parallel one: all-gather and reduce-scatter with sequence
     /// parallelism, an all-reduce on the way out without it.
     fn tp_exchange(&self, s: &mut Sink, gather: bool) {
-        let (tp, t, h) = (self.shard.tp, self.tokens(), self.dims.hidden);
+        let (tp, t, h) = (u64::from(self.shard.tp), self.tokens(), self.dims.hidden);
         if tp == 1 {
             return;
         }
@@ -537,7 +540,7 @@ impl Ctx {
                 self.memory(MemoryKind::Rotary, t, a.q_width() + a.kv_width()),
             );
         }
-        let cp = self.shard.cp;
+        let cp = u64::from(self.shard.cp);
         if cp > 1 {
             // Every rank's keys and values pass round the ring to every other (overlapped with
             // the attention it feeds; `price` takes the overlap).
@@ -546,7 +549,7 @@ impl Ctx {
                 self.collective(
                     CollectiveKind::AllGather,
                     cp,
-                    self.shard.cp_stride,
+                    self.shard.cp_stride.into(),
                     self.shape.batch * self.shape.q_len * cp * 2 * a.kv_width(),
                 ),
             );
@@ -600,7 +603,7 @@ impl Ctx {
 
     /// Rows the busiest of `experts` gets when `routed` token copies spread over them.
     fn imbalanced(&self, routed: u64, experts: u64) -> u64 {
-        (routed * self.shard.imbalance_permille).div_ceil(1000 * experts)
+        (routed * u64::from(self.shard.imbalance_permille)).div_ceil(1000 * experts)
     }
 
     /// A mixture-of-experts MLP: the router, each token's copies gathered per expert, the
@@ -613,7 +616,7 @@ impl Ctx {
     /// copies as it sent.
     fn moe(&self, s: &mut Sink, m: Moe) {
         let (h, t) = (self.dims.hidden, self.tokens());
-        let (ep, stride) = (self.shard.ep, self.shard.ep_stride);
+        let (ep, stride) = (u64::from(self.shard.ep), u64::from(self.shard.ep_stride));
         s.push(Label::new("router"), self.matmul(1, t, m.num_experts, h));
         s.push(
             Label::new("router-softmax"),
@@ -682,7 +685,7 @@ impl Ctx {
             // partial embeddings are summed.
             s.push(
                 Label::new(EMBEDDING_EXCHANGE),
-                self.collective(CollectiveKind::AllReduce, self.shard.tp, 1, t * h),
+                self.collective(CollectiveKind::AllReduce, self.shard.tp.into(), 1, t * h),
             );
         }
     }
