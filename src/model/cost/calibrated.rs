@@ -505,12 +505,24 @@ pub fn embedded_profiles() -> impl Iterator<Item = &'static str> {
 }
 
 pub fn embedded(profile: &str) -> Result<Option<Calibration>> {
+    // Parsed once per process (a calibration is tens of kilobytes of JSON; a program that
+    // predicts in a loop would parse it every time).
+    static PARSED: std::sync::OnceLock<Vec<std::result::Result<Calibration, String>>> =
+        std::sync::OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        EMBEDDED
+            .iter()
+            .map(|(name, text)| {
+                Calibration::parse(&format!("hw_profiles/{name}.calibration.json"), text)
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    });
     EMBEDDED
         .iter()
-        .find(|(name, _)| *name == profile)
-        .map(|(name, text)| {
-            Calibration::parse(&format!("hw_profiles/{name}.calibration.json"), text)
-        })
+        .zip(parsed)
+        .find(|((name, _), _)| *name == profile)
+        .map(|(_, c)| c.clone().map_err(Error::Unsupported))
         .transpose()
 }
 
