@@ -4,7 +4,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    quiet_vulkan_device_select();
+    // SAFETY: first thing in main, before any thread exists to read the environment.
+    #[cfg(feature = "measure")]
+    unsafe {
+        gpucost::measure::backend::quiet_vulkan_device_select()
+    };
     let cli = match gpucost::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return command_line_error(e),
@@ -25,19 +29,6 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-    }
-}
-
-/// Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select asks Wayland for the default GPU,
-/// and libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set" on every wgpu command
-/// where there is no session (servers, containers, CI). gpucost picks adapters by index itself,
-/// so where that directory is missing the layer is switched off by its documented variable.
-fn quiet_vulkan_device_select() {
-    let runtime_dir_ok =
-        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
-    if !runtime_dir_ok && std::env::var_os("NODEVICE_SELECT").is_none() {
-        // SAFETY: first thing in main, before any thread exists to read the environment.
-        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
 }
 

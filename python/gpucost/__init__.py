@@ -15,6 +15,7 @@ message the command line prints; in ``score`` a candidate that cannot be scored 
 ``{"error": "candidate I: why"}`` in its slot instead.
 """
 
+import inspect
 import json
 import math
 import operator
@@ -138,26 +139,8 @@ def predict(
     Returns the prediction document as a dict. Raises ValueError with the command line's
     message for any input it refuses.
     """
-    request = _build_request(
-        model,
-        hw,
-        dtype=dtype,
-        batch=batch,
-        seq=seq,
-        prompt=prompt,
-        gen=gen,
-        kv_dtype=kv_dtype,
-        recompute=recompute,
-        fused_attention=fused_attention,
-        dropout=dropout,
-        price_per_hour=price_per_hour,
-        roofline=roofline,
-        stack=stack,
-        calibration=calibration,
-        breakdown=breakdown,
-        layout=layout,
-        gpus_per_node=gpus_per_node,
-    )
+    # Every argument of this call, by name: the defaults live in the signature above only.
+    request = _build_request(**locals())
     document, said = json.loads(_gpucost.predict(_request_text(request)))
     for line in said:
         warnings.warn(line, stacklevel=2)
@@ -165,24 +148,25 @@ def predict(
 
 
 def _build_request(
+    *,
     model,
     hw,
-    dtype="bf16",
-    batch=1,
-    seq=4096,
-    prompt=1024,
-    gen=256,
-    kv_dtype=None,
-    recompute="none",
-    fused_attention=True,
-    dropout=False,
-    price_per_hour=None,
-    roofline=False,
-    stack="production",
-    calibration=None,
-    breakdown=False,
-    layout=None,
-    gpus_per_node=None,
+    dtype,
+    batch,
+    seq,
+    prompt,
+    gen,
+    kv_dtype,
+    recompute,
+    fused_attention,
+    dropout,
+    price_per_hour,
+    roofline,
+    stack,
+    calibration,
+    breakdown,
+    layout,
+    gpus_per_node,
 ):
     """The JSON request of ``predict``'s arguments (the Rust side checks every value)."""
     if isinstance(model, Mapping):
@@ -242,9 +226,12 @@ def search_layouts(model, hw, gpus, top=10, **options):
     if gpus < 1 or top < 1:
         raise ValueError(f"gpus and top must be positive, got {gpus} and {top}")
     try:
-        request = _build_request(model, hw, **options)
+        # predict's signature gives the defaults of what is not passed.
+        call = inspect.signature(predict).bind(model, hw, **options)
     except TypeError as e:
         raise ValueError(str(e)) from None
+    call.apply_defaults()
+    request = _build_request(**call.arguments)
     return json.loads(_gpucost.search_layouts(_request_text(request), gpus, top))
 
 

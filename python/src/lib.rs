@@ -28,6 +28,26 @@ fn source<'a>(space_path: Option<&'a str>, space_toml: Option<&'a str>) -> Space
     }
 }
 
+/// The space (a path or TOML text) and the system it is priced on, as `score` and `frontier`
+/// take them.
+fn load_space(
+    space_path: Option<String>,
+    space_toml: Option<String>,
+    hw: Option<String>,
+    roofline: bool,
+    stack: String,
+) -> PyResult<(
+    gpucost::model::frontier::space::Space,
+    gpucost::model::system::System,
+)> {
+    let opts = SystemOptions {
+        hw,
+        roofline,
+        stack,
+    };
+    api::load_space(source(space_path.as_deref(), space_toml.as_deref()), &opts).map_err(refused)
+}
+
 /// Scores each candidate (JSON text of an object of space fields); returns a JSON array with one
 /// answer per candidate, in order: the objectives, or `{"error": "candidate I: why"}`.
 #[pyfunction]
@@ -42,14 +62,7 @@ fn score(
     stack: String,
 ) -> PyResult<String> {
     py.detach(|| {
-        let opts = SystemOptions {
-            hw,
-            roofline,
-            stack,
-        };
-        let (space, system) =
-            api::load_space(source(space_path.as_deref(), space_toml.as_deref()), &opts)
-                .map_err(refused)?;
+        let (space, system) = load_space(space_path, space_toml, hw, roofline, stack)?;
         let mut scoring = Scoring::new(&space, &system);
         let answers: Vec<gpucost::api::Reply> = candidates
             .iter()
@@ -95,14 +108,7 @@ fn frontier(
     top: usize,
 ) -> PyResult<String> {
     py.detach(|| {
-        let opts = SystemOptions {
-            hw,
-            roofline,
-            stack,
-        };
-        let (space, system) =
-            api::load_space(source(space_path.as_deref(), space_toml.as_deref()), &opts)
-                .map_err(refused)?;
+        let (space, system) = load_space(space_path, space_toml, hw, roofline, stack)?;
         let doc = api::frontier(&space, &system, top).map_err(refused)?;
         serde_json::to_string(&doc).map_err(internal)
     })

@@ -131,14 +131,19 @@ fn preset_or_file_shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<
     })
 }
 
-fn record(backend: &dyn Backend, op: &Op, m: &Measurement, profile: Option<&HwProfile>) -> Record {
+pub(super) fn record(
+    device: &backends::DeviceInfo,
+    op: &Op,
+    m: &Measurement,
+    profile: Option<&HwProfile>,
+) -> Record {
     let timing = m.summary.map(|summary| {
         let t = summary.median_s;
         let roofline_fraction = profile
             .and_then(|p| Roofline.predict(op, p).ok())
             .map(|pred| pred.seconds / t);
         Timing {
-            clock: backend.device().clock,
+            clock: device.clock,
             warmup_runs: m.warmup_runs,
             summary,
             samples_s: m.samples_s.clone(),
@@ -155,7 +160,7 @@ fn record(backend: &dyn Backend, op: &Op, m: &Measurement, profile: Option<&HwPr
             .unwrap_or(0.0),
         git_revision: records::git_revision(),
         host: records::host(),
-        device: backend.device().clone(),
+        device: device.clone(),
         op: *op,
         variant: m.variant.clone(),
         vendor_library: m.vendor,
@@ -304,7 +309,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let measured = harness::measure(backend.as_mut(), op, &chosen, &plan, a.seed)
             .with_context(|| format!("measuring {op}"))?;
         for m in &measured {
-            let r = record(backend.as_ref(), op, m, profile.as_ref());
+            let r = record(backend.device(), op, m, profile.as_ref());
             if let Some(w) = writer.as_mut() {
                 w.append(&r)?;
             }

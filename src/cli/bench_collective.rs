@@ -7,10 +7,8 @@ use super::bench::{BackendName, BenchArgs};
 use super::format::seconds;
 use crate::error::Error;
 use crate::measure::backend::nccl::{self, NcclBench};
-use crate::measure::harness::TimingPlan;
 use crate::measure::harness::stats::Summary;
-use crate::measure::records::{self, Record, Timing};
-use crate::model::cost::{CostModel, Roofline};
+use crate::measure::harness::{Measurement, TimingPlan};
 use crate::model::hw;
 use crate::model::ops::{CollectiveKind, Op};
 use anyhow::Result;
@@ -55,46 +53,31 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             let (correctness, samples) = bench
                 .measure(&c, &plan, a.seed)
                 .map_err(|e| Error::Unsupported(format!("{op}: {e}")))?;
-            let timing = samples.as_deref().and_then(Summary::of).map(|summary| {
-                let t = summary.median_s;
-                Timing {
-                    clock: device.clock,
-                    warmup_runs: plan.warmup_runs,
-                    summary,
-                    samples_s: samples.clone().unwrap_or_default(),
-                    flops_per_s: 0.0,
-                    bytes_per_s: c.bytes_on_wire_per_rank() / t,
-                    roofline_fraction: profile
-                        .as_ref()
-                        .and_then(|p| Roofline.predict(&op, p).ok())
-                        .map(|p| p.seconds / t),
-                }
-            });
-            if let Some(t) = &timing {
-                lines.push(format!(
-                    "{op}: {} (bus {:.1} GB/s)",
-                    seconds(t.summary.median_s),
-                    t.bytes_per_s / 1e9
-                ));
-            } else {
-                lines.push(format!("{op}: FAILED the check ({correctness:?})"));
-            }
-            let r = Record {
-                schema_version: records::RECORD_SCHEMA_VERSION,
-                unix_time_s: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0),
-                git_revision: records::git_revision(),
-                host: records::host(),
-                device: device.clone(),
-                op,
+            let measurement = Measurement {
                 variant: "nccl".into(),
-                vendor_library: true,
+                vendor: true,
                 correctness,
-                timing,
+                summary: samples.as_deref().and_then(Summary::of),
+                samples_s: samples.unwrap_or_default(),
+                warmup_runs: plan.warmup_runs,
                 telemetry: None,
             };
+            let mut r = super::bench::record(&device, &op, &measurement, profile.as_ref());
+            // A collective's rate is its bus bandwidth: the bytes each rank sends.
+            match r.timing.as_mut() {
+                Some(t) => {
+                    t.bytes_per_s = c.bytes_on_wire_per_rank() / t.summary.median_s;
+                    lines.push(format!(
+                        "{op}: {} (bus {:.1} GB/s)",
+                        seconds(t.summary.median_s),
+                        t.bytes_per_s / 1e9
+                    ));
+                }
+                None => lines.push(format!(
+                    "{op}: FAILED the check ({:?})",
+                    measurement.correctness
+                )),
+            }
             if let Some(w) = writer.as_mut() {
                 w.append(&r)?;
             }

@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::model::arch::Architecture;
 use crate::model::execution::{Execution, Parallelism, Zero};
 use crate::model::ops::limits;
-use crate::model::parallel::check_layout;
 use crate::model::price::{Cost, Pricer, price_candidate};
 use crate::model::system::System;
 
@@ -142,9 +141,7 @@ pub fn search(
     for parallelism in &layouts {
         let mut e = *base;
         e.training.parallelism = *parallelism;
-        if e.validate().is_err() || check_layout(arch, parallelism).is_err() {
-            continue;
-        }
+        // `price_candidate` checks the execution and the layout: a refusal skips the layout.
         let Ok(cost) = price_candidate(arch, &e, &mut pricer) else {
             continue;
         };

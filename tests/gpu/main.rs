@@ -89,12 +89,9 @@ const CASES: &[Case] = &[
 ];
 
 fn main() -> ExitCode {
-    // As the binary does (src/main.rs): no Wayland session here, so Mesa's device-select layer
-    // would print XDG_RUNTIME_DIR noise on every adapter opened.
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| !std::path::Path::new(&d).is_dir()) {
-        // SAFETY: first thing in main, before any thread exists.
-        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
-    }
+    // As the binary does: no noise from Mesa's device-select layer without a desktop session.
+    // SAFETY: first thing in main, before any thread exists.
+    unsafe { gpucost::measure::backend::quiet_vulkan_device_select() };
     let args = Arguments::from_args();
     let in_ci = std::env::var("CI").as_deref() == Ok("true");
     let missing: Vec<(Needs, Option<String>)> = [Needs::Wgpu, Needs::Nvrtc]

@@ -28,6 +28,22 @@ pub enum BackendError {
 
 pub type Result<T> = std::result::Result<T, BackendError>;
 
+/// Mesa's implicit Vulkan layer VK_LAYER_MESA_device_select asks Wayland for the default GPU,
+/// and libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set" on every adapter opened
+/// where there is no session (servers, containers, CI). gpucost picks adapters by index itself,
+/// so where that directory is missing the layer is switched off by its documented variable.
+///
+/// # Safety
+/// Sets an environment variable: call it before any other thread exists (first thing in main).
+pub unsafe fn quiet_vulkan_device_select() {
+    let runtime_dir_ok =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if !runtime_dir_ok && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: the caller promises no other thread reads the environment yet.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 /// Which clock a timing came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
