@@ -419,6 +419,33 @@ mod tests {
         assert!(e.contains("line 1"), "{e}");
     }
 
+    /// A run that failed on the device has an infinite error, which JSON writes as null: the
+    /// file it is written to still reads back, with the failure kept.
+    #[test]
+    fn a_failed_record_reads_back() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut w = Writer::create(dir.path(), "llvmpipe", "run").unwrap();
+        let mut failed = record("regblock");
+        failed.correctness = Correctness {
+            max_rel_error: f64::INFINITY,
+            tolerance: 1e-5,
+            pass: false,
+            error: Some("device error: binding exceeds the limit".into()),
+        };
+        failed.timing = None;
+        w.append(&failed).unwrap();
+        w.append(&record("tiled")).unwrap();
+        let path = w.path().to_path_buf();
+        drop(w);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("\"max_rel_error\":null")
+        );
+        let back = read(&path).unwrap();
+        assert_eq!(back.records, vec![failed, record("tiled")]);
+    }
+
     /// A CUDA record's telemetry as `bench` writes it, with keys a later version might add.
     const TELEMETRY: &str = r#"{"after":{"energy_j":6409.6,"memory_clock_mhz":2619,"power_w":125.9,"sm_clock_mhz":1980,"temperature_c":39,"throttle_reasons":["sw_power_cap"],"fan_pct":30},"before":{"energy_j":6400.0,"memory_clock_mhz":2619,"power_w":120.0,"sm_clock_mhz":1980,"temperature_c":38,"throttle_reasons":[]},"energy_per_run_j":0.5,"throttled":true,"pcie_gbps":12.5}"#;
 

@@ -50,12 +50,19 @@ impl Default for TimingPlan {
 /// The outcome of checking a variant against the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Correctness {
-    /// max |out − ref| / max |ref|.
+    /// max |out − ref| / max |ref|; infinite (written as null: JSON has no infinity) where the
+    /// output held NaNs or the run failed.
+    #[serde(deserialize_with = "null_as_infinity")]
     pub max_rel_error: f64,
     pub tolerance: f64,
     pub pass: bool,
     /// Why it failed, when it did (NaN left in the output, an error from the device).
     pub error: Option<String>,
+}
+
+/// Reads an error figure that JSON wrote as null because it was infinite.
+fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 /// Normwise tolerance for a dtype: output rounding of the dtype plus fp32 accumulation over `k`.
