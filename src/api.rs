@@ -649,7 +649,7 @@ pub mod flags {
             return Ok(stack);
         };
         let hw = crate::model::hw::load(hw_arg)?;
-        let cal = crate::model::system::load_calibration(calibration, roofline, &hw)?;
+        let cal = crate::model::system::calibration_for(hw_arg, calibration, roofline, &hw)?;
         let mut known: Vec<&str> = cal
             .iter()
             .flat_map(|c| c.groups.iter().map(|g| g.key.implementation.as_str()))
@@ -661,7 +661,7 @@ pub mod flags {
         }
         Err(Error::Unknown(if known.is_empty() {
             format!(
-                "--stack {name}: {} has no calibration, so no measured implementation to choose (production, ours or all)",
+                "--stack {name}: {} has no calibration (its own or transferred from a measured GPU), so no measured implementation to choose (production, ours or all)",
                 hw.name
             )
         } else {

@@ -1081,7 +1081,7 @@ fn flag_cases() -> Vec<Case> {
         (&["predict", "--model", "gpt2", "--hw", "b200"], &["unknown GPU 'b200'"]),
         (&["predict", "--model", "gpt2", "--hw", "lavapipe", "--dtype", "bf16"], &["lavapipe has no bf16 matrix rate"]),
         (&["predict", "--model", "gpt2", "--hw", "lavapipe", "--dtype", "fp32", "--calibration", "hw_profiles/h100-sxm.calibration.json"], &["hw_profiles/h100-sxm.calibration.json: profile: calibrates 'h100-sxm', not --hw lavapipe"]),
-        (&["predict", "--model", "gpt2", "--hw", "l40s", "--stack", "cuda:mma"], &["--stack cuda:mma: l40s has no calibration"]),
+        (&["predict", "--model", "gpt2", "--hw", "lavapipe", "--stack", "cuda:mma"], &["--stack cuda:mma: not an implementation the calibration of lavapipe measured"]),
         (&["frobnicate"], &["unrecognized subcommand 'frobnicate'"]),
         (&["hw", "show"], &["required arguments were not provided"]),
         (&["predict-op", "matmul", "--m", "0", "--n", "1", "--k", "1", "--dtype", "bf16", "--hw", "h100-sxm"], &["--m must be positive, got 0"]),

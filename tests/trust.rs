@@ -143,3 +143,58 @@ fn validation_reproduces_the_documented_figures() {
         }
     }
 }
+
+/// The transfer check docs/calibration.md states: lavapipe's two-thread calibration carried to
+/// its one-thread measurements (the CPU stand-in in data/transfer-standin/).
+#[cfg(feature = "measure")]
+#[test]
+fn transfer_check_reproduces_the_documented_figures() {
+    // [median %, p90 %, roofline median %, coverage %] over every point; matmul median and p90.
+    const EVERY: [f64; 4] = [4.16, 64.36, 92.68, 80.67];
+    const MATMUL: [f64; 2] = [1.72, 13.44];
+    let dir = "data/transfer-standin/lavapipe-1-thread";
+    let doc = run_json(gpucost().current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "validate",
+        "--results",
+        dir,
+        "--hw",
+        &format!("{dir}/lavapipe-1-thread.toml"),
+        "--allow-hw-mismatch",
+        "--transfer-from",
+        "lavapipe",
+        "--format",
+        "json",
+    ]));
+    let got = [
+        num(&doc, "median_ape") * 100.0,
+        num(&doc, "p90_ape") * 100.0,
+        num(&doc, "roofline_median_ape") * 100.0,
+        num(&doc, "coverage.coverage") * 100.0,
+    ];
+    let matmul = doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "matmul fp32")
+        .unwrap();
+    let got_matmul = [
+        num(matmul, "median_ape") * 100.0,
+        num(matmul, "p90_ape") * 100.0,
+    ];
+    for (g, e) in got
+        .iter()
+        .chain(&got_matmul)
+        .zip(EVERY.iter().chain(&MATMUL))
+    {
+        assert!(
+            (g - e).abs() < 0.006,
+            "{got:?} {got_matmul:?}, documented {EVERY:?} {MATMUL:?}"
+        );
+    }
+    // Every prediction is labelled as carried over, and carries a finite bar.
+    for r in doc["residuals"].as_array().unwrap() {
+        let p = r["provenance"].as_str().unwrap();
+        assert!(p == "transferred" || p == "roofline", "{p}");
+        assert!(r["bar_pct"].as_f64().is_some_and(f64::is_finite), "{r}");
+    }
+}

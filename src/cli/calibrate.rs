@@ -6,6 +6,9 @@ use super::format::percent;
 use crate::error::Error;
 use crate::measure::fit::{self, ValidationReport};
 use crate::measure::records::{self, Record};
+use crate::measure::transfer_check;
+use crate::model::cost::calibrated::Calibration;
+use crate::model::cost::transfer;
 use crate::model::hw::{self, HwProfile};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -289,6 +292,87 @@ pub fn validate(a: CalibrateArgs) -> Result<()> {
         outln!(out, "{}", report_table(&report));
         out += &throttled_line(&report);
         outln!(out, "{}", bars_line(&cal.error_pct));
+    }
+    super::emit(&out)
+}
+
+/// The calibration a transfer starts from: an embedded profile's, or a calibration file (with
+/// the catalog profile it names).
+fn transfer_source(from: &str) -> Result<(Calibration, HwProfile), Error> {
+    let cal = if from.ends_with(".json") {
+        Calibration::parse(from, &crate::error::read_to_string(Path::new(from))?)?
+    } else {
+        crate::model::cost::calibrated::embedded(from)?.ok_or_else(|| {
+            Error::Unknown(format!(
+                "--transfer-from: no embedded calibration for '{from}' (embedded: {}); give a calibration file",
+                crate::model::cost::calibrated::embedded_profiles()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?
+    };
+    let hw = hw::load(&cal.profile)?;
+    Ok((cal, hw))
+}
+
+/// `validate --transfer-from`: the source's calibration carried to the results' GPU, checked
+/// on every point measured there.
+pub fn validate_transfer(a: CalibrateArgs, from: &str) -> Result<()> {
+    let (records, profile, sources) = load(&a)?;
+    let (measured, _) = fit::build(&records, &profile, &a.implementation, sources)?;
+    let (source, source_hw) = transfer_source(from)?;
+    let transferred = transfer::transfer(&source, &source_hw, &profile);
+    let report = transfer_check::check(&measured, &transferred, &profile)?;
+    let mut out = String::new();
+    if a.format == Format::Json {
+        outln!(out, "{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        outln!(
+            out,
+            "{} carried to {} ({}) by the datasheet ratios, predicting every point measured there",
+            report.source,
+            measured.device,
+            profile.name
+        );
+        let mut b = Builder::default();
+        b.push_record([
+            "group",
+            "n",
+            "median APE",
+            "p90 APE",
+            "max APE",
+            "roofline median",
+            "roofline p90",
+        ]);
+        for g in report
+            .groups
+            .iter()
+            .chain([&report.same_shapes, &report.overall])
+        {
+            b.push_record([
+                g.group.clone(),
+                g.n.to_string(),
+                percent(g.median_ape),
+                percent(g.p90_ape),
+                percent(g.max_ape),
+                percent(g.roofline_median_ape),
+                percent(g.roofline_p90_ape),
+            ]);
+        }
+        outln!(out, "{}", b.build().with(Style::rounded()).to_string());
+        let c = &report.coverage;
+        outln!(
+            out,
+            "transferred bars (±{:.0}% transfer allowance in quadrature): coverage {:.0}% of {} points, width median ±{:.1}%, p90 ±{:.1}%",
+            transferred
+                .transferred_from
+                .as_ref()
+                .map_or(0.0, |t| t.allowance_pct),
+            c.coverage * 100.0,
+            c.n,
+            c.median_width_pct,
+            c.p90_width_pct
+        );
     }
     super::emit(&out)
 }

@@ -40,6 +40,12 @@ pub struct ValidateArgs {
     #[cfg(feature = "measure")]
     #[arg(long)]
     allow_hw_mismatch: bool,
+    /// With --results: check a transfer instead — the calibration of this measured GPU (an
+    /// embedded profile's name, or a calibration file) carried over to the results' GPU by the
+    /// datasheet ratios, predicting every point measured there.
+    #[cfg(feature = "measure")]
+    #[arg(long, requires = "results")]
+    transfer_from: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -50,7 +56,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     }
     #[cfg(feature = "measure")]
     if let Some(results) = a.results {
-        return super::calibrate::validate(super::calibrate::CalibrateArgs {
+        let args = super::calibrate::CalibrateArgs {
             results,
             implementation: a.implementation,
             device: a.device,
@@ -59,7 +65,11 @@ pub fn run(a: ValidateArgs) -> Result<()> {
             out: None,
             update_embedded: false,
             format: a.format,
-        });
+        };
+        return match &a.transfer_from {
+            Some(from) => super::calibrate::validate_transfer(args, from),
+            None => super::calibrate::validate(args),
+        };
     }
     Err(Error::Unsupported(if cfg!(feature = "measure") {
         "give --published FILE (cluster throughput) or --results DIR (kernel results)".into()

@@ -129,6 +129,7 @@ pub fn build(
         groups,
         error_pct: ErrorBars::default(),
         interconnect: crate::measure::interconnect::fit(records, hw),
+        transferred_from: None,
     };
     // Error bars come from the predictions `predict` makes, held out.
     let (mut report, bars) = crate::measure::validation::validate(&cal, hw)?;

@@ -9,4 +9,5 @@ pub mod fit;
 pub mod harness;
 pub mod interconnect;
 pub mod records;
+pub mod transfer_check;
 pub mod validation;

@@ -395,7 +395,7 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-fn stats(group: String, rs: &[&Residual]) -> GroupStats {
+pub(crate) fn stats(group: String, rs: &[&Residual]) -> GroupStats {
     let ape: Vec<f64> = rs.iter().map(|r| r.ape).collect();
     let roof: Vec<f64> = rs.iter().map(|r| r.roofline_ape).collect();
     GroupStats {

@@ -3,11 +3,11 @@
 //! and its calibration travel together, checked to belong to each other once, here.
 
 use crate::error::{Error, Result};
-use crate::model::cost::CostModel;
 pub use crate::model::cost::calibrated::Stack;
 use crate::model::cost::calibrated::{
     CalibratedModel, Calibration, ErrorBars, RooflineWithBars, embedded, embedded_profiles,
 };
+use crate::model::cost::{CostModel, transfer};
 use crate::model::hw::{self, HwProfile};
 use std::path::Path;
 
@@ -48,8 +48,8 @@ impl System {
         let cost_model: Box<dyn CostModel> = match (calibration, roofline) {
             (Some(c), false) => Box::new(CalibratedModel::new(c, stack)),
             (Some(c), true) => Box::new(RooflineWithBars {
+                measured_on: vec![c.transferred_from.map_or(c.profile, |t| t.profile)],
                 bars: c.error_pct,
-                measured_on: vec![c.profile],
             }),
             (None, _) => Box::new(borrowed_roofline_bars()?),
         };
@@ -75,14 +75,8 @@ impl System {
         stack: Stack,
     ) -> Result<System> {
         let hardware = hw::load(hw_arg)?;
-        let from_catalog =
-            hw::catalog_names().contains(&hardware.name.as_str()) && !hw_arg.ends_with(".toml");
-        // A user's profile named like a catalog GPU is not that GPU: the embedded calibration
-        // is only for the catalog's own profile.
-        let calibration = match (calibration_file, from_catalog) {
-            (None, false) => None,
-            _ => load_calibration(calibration_file, false, &hardware)?,
-        };
+        let from_catalog = is_catalog_profile(hw_arg, &hardware);
+        let calibration = calibration_for(hw_arg, calibration_file, roofline, &hardware)?;
         let origin = if from_catalog {
             format!("{} (embedded catalog)", hardware.name)
         } else {
@@ -140,8 +134,30 @@ fn borrowed_roofline_bars() -> Result<RooflineWithBars> {
     })
 }
 
-/// The calibration a system uses: the file given, else the one embedded for the GPU; none with
-/// `roofline`. A file calibrating another profile is refused by name.
+/// Whether `--hw hw_arg` named the catalog's own profile (not a user's file named like it).
+fn is_catalog_profile(hw_arg: &str, hardware: &HwProfile) -> bool {
+    hw::catalog_names().contains(&hardware.name.as_str()) && !hw_arg.ends_with(".toml")
+}
+
+/// The calibration `--hw hw_arg` is priced with: `load_calibration`'s for a catalog profile or
+/// with a file given. A user's profile named like a catalog GPU is not that GPU: a measured
+/// GPU's calibration reaches it only transferred, under its own figures.
+pub fn calibration_for(
+    hw_arg: &str,
+    calibration_file: Option<&Path>,
+    roofline: bool,
+    hardware: &HwProfile,
+) -> Result<Option<Calibration>> {
+    match (calibration_file, is_catalog_profile(hw_arg, hardware)) {
+        (None, false) if roofline => Ok(None),
+        (None, false) => transfer::nearest(hardware),
+        _ => load_calibration(calibration_file, roofline, hardware),
+    }
+}
+
+/// The calibration a system uses: the file given, else the one embedded for the GPU, else the
+/// nearest measured GPU's transferred to it; none with `roofline`. A file calibrating another
+/// profile is refused by name.
 pub fn load_calibration(
     calibration_file: Option<&Path>,
     roofline: bool,
@@ -161,6 +177,10 @@ pub fn load_calibration(
             }
             Some(cal)
         }
-        (None, false) => embedded(&hardware.name)?,
+        (None, false) => match embedded(&hardware.name)? {
+            Some(own) => Some(own),
+            // Never measured: the nearest measured GPU's calibration, carried over.
+            None => transfer::nearest(hardware)?,
+        },
     })
 }

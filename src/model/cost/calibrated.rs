@@ -18,7 +18,7 @@ use super::{Bound, CostModel, OpPrice, Prediction, Provenance, Roofline};
 use crate::error::{Error, Result};
 use crate::model::dtype::DType;
 use crate::model::hw::HwProfile;
-use crate::model::ops::{Op, OpClass};
+use crate::model::ops::{Matmul, Op, OpClass};
 use serde::{Deserialize, Serialize};
 use std::f64::consts::LN_2;
 
@@ -320,6 +320,9 @@ impl ErrorBars {
             Provenance::Interpolated => b.interpolated,
             Provenance::Extrapolated => b.extrapolated,
             Provenance::Roofline => b.roofline,
+            // A transferred answer's bar is looked up by how the source's law answered
+            // (measured, interpolated or extrapolated there), before it is labelled.
+            Provenance::Transferred => None,
         })
     }
 
@@ -362,6 +365,10 @@ pub struct Calibration {
     /// (`bench --op collective`): it replaces the profile's assumed efficiency and fixed cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interconnect: Option<InterconnectFit>,
+    /// Set on a calibration carried over from another GPU's measurements (`transfer`): its
+    /// answers are labelled `transferred` and their bars widened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transferred_from: Option<super::transfer::TransferSource>,
 }
 
 /// Measured ring collectives fitted to the alpha–beta model (`measure::interconnect`).
@@ -584,7 +591,7 @@ pub fn speed_of_light(op: &Op, hw: &HwProfile) -> Result<f64> {
 
 /// The arithmetic peak an op runs against: its dtype's for matmul and attention, fp32 for the
 /// memory-bound ops (they compute in fp32 on the vector units).
-fn peak_rate(op: &Op, hw: &HwProfile) -> Result<f64> {
+pub fn peak_rate(op: &Op, hw: &HwProfile) -> Result<f64> {
     match op {
         Op::Memory(_) | Op::Collective(_) => Ok(hw.peak_flops.fp32.value),
         _ => hw.require_peak_flops(op.dtype()),
@@ -646,6 +653,11 @@ impl Group {
                 self.regime_fits.push((reg, f));
             }
         }
+    }
+
+    /// The time model of `op`'s regime on `hw`, where the regime has one of its own.
+    pub fn regime_fit_for_op(&self, op: &Op, hw: &HwProfile) -> Option<&TimeFit> {
+        self.fit_for(regime(op, hw))
     }
 
     /// The time model of regime `reg`: its own where it has one.
@@ -774,7 +786,7 @@ fn trust_rank(p: Provenance) -> u8 {
     match p {
         Provenance::Measured => 0,
         Provenance::Interpolated => 1,
-        Provenance::Extrapolated => 2,
+        Provenance::Extrapolated | Provenance::Transferred => 2,
         Provenance::Roofline => 3,
     }
 }
@@ -868,9 +880,30 @@ impl CalibratedModel {
         CalibratedModel { calibration, stack }
     }
 
+    /// `own_answer`, never faster than the same matmul with fewer rows: a matmul just above the
+    /// GEMV size streams the same weights as the GEMV below it, and the two are priced by
+    /// different laws (or the roofline), which must not make more rows cost less time.
+    fn answer(&self, op: &Op, hw: &HwProfile) -> Result<Answer> {
+        let own = self.own_answer(op, hw)?;
+        let Op::Matmul(m) = op else { return Ok(own) };
+        if m.batch != 1 || m.m <= GEMV_MAX_ROWS || m.n <= GEMV_MAX_ROWS {
+            return Ok(own);
+        }
+        let gemv = Op::Matmul(Matmul {
+            m: GEMV_MAX_ROWS,
+            ..*m
+        });
+        let floor = self.own_answer(&gemv, hw)?;
+        Ok(if floor.seconds > own.seconds {
+            floor
+        } else {
+            own
+        })
+    }
+
     /// The calibrated answer for `op` where the stack has one and it is the better-validated
     /// model, else the roofline's; each with its held-out bar.
-    fn answer(&self, op: &Op, hw: &HwProfile) -> Result<Answer> {
+    fn own_answer(&self, op: &Op, hw: &HwProfile) -> Result<Answer> {
         let bars = &self.calibration.error_pct;
         let kind_regime = key_and_features(op).map(|(k, _)| (k.op_kind(), regime(op, hw)));
         let roofline = |hw: &HwProfile| -> Result<Answer> {
@@ -907,6 +940,11 @@ impl CalibratedModel {
             return roofline(hw);
         }
         let bar = bars.for_provenance(kind, *reg, provenance);
+        let provenance = if self.calibration.transferred_from.is_some() {
+            Provenance::Transferred
+        } else {
+            provenance
+        };
         Ok(Answer {
             seconds,
             provenance,
@@ -1016,6 +1054,22 @@ impl CostModel for RooflineWithBars {
 impl CostModel for CalibratedModel {
     fn describe(&self, hw: &HwProfile) -> String {
         let c = &self.calibration;
+        if let Some(t) = &c.transferred_from {
+            return format!(
+                "transferred from {} ({}, {} groups, stack {}) by the datasheet ratios (bandwidth x{:.2}, {}), bars widened by ±{:.0}%; roofline for the rest: {}",
+                t.device,
+                c.driver,
+                c.groups.len(),
+                self.stack.name(),
+                t.bandwidth_ratio,
+                match t.bf16_ratio {
+                    Some(r) => format!("bf16 peak x{r:.2}"),
+                    None => format!("fp32 peak x{:.2}", t.fp32_ratio),
+                },
+                t.allowance_pct,
+                Roofline.describe(hw)
+            );
+        }
         format!(
             "calibrated on {} ({}, {} groups, stack {}); roofline for the rest: {}",
             c.device,
@@ -1182,6 +1236,28 @@ mod tests {
         assert_eq!(p, Provenance::Extrapolated);
         let sol = speed_of_light(&op, &hw).unwrap();
         assert!(sol / s <= best * (1.0 + 1e-9), "{} > {best}", sol / s);
+    }
+
+    /// Just above the GEMV size a matmul is priced by another law (or the roofline) than the
+    /// GEMV below it; more rows still never cost less time.
+    #[test]
+    fn more_rows_never_cost_less_time_across_the_gemv_boundary() {
+        let h100 = crate::model::hw::load("h100-sxm").unwrap();
+        let model = CalibratedModel::new(embedded("h100-sxm").unwrap().unwrap(), Stack::Production);
+        for (n, k) in [
+            (4096, 4096),
+            (14336, 4096),
+            (4096, 14336),
+            (1024, 1024),
+            (128256, 4096),
+        ] {
+            let t = |m| {
+                let op = Op::Matmul(Matmul::new(1, m, n, k, DType::Bf16));
+                model.price(&op, &h100).unwrap().seconds
+            };
+            let times: Vec<f64> = [16, 17, 32, 64].into_iter().map(t).collect();
+            assert!(times.windows(2).all(|w| w[1] >= w[0]), "{n}x{k}: {times:?}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! trait and reports a different `Provenance` and an error bar.
 
 pub mod calibrated;
+pub mod transfer;
 
 use crate::error::{Error, Result};
 use crate::model::hw::HwProfile;
@@ -44,6 +45,8 @@ pub enum Provenance {
     Interpolated,
     /// Outside the measured grid, from a fitted curve.
     Extrapolated,
+    /// From another GPU's measurements, rescaled by the datasheet ratios (`transfer`).
+    Transferred,
 }
 
 /// The predicted cost of one op on one device.
