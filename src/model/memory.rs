@@ -37,6 +37,51 @@ pub struct InferenceMemory {
     pub fits: bool,
 }
 
+/// Attention elements one layer saves per token for its backward on one of `tp` tensor ranks:
+/// q, k and v, the attention output, and the inputs of the per-head q/k norms; with MLA the
+/// decompressed q, k and v and the latents the up-projections read.
+fn attention_saved_per_token(arch: &Architecture, tp: u64) -> f64 {
+    let heads = arch.num_heads.div_ceil(tp);
+    match arch.mla {
+        Some(m) => {
+            let (qk, v) = (
+                (heads * m.qk_head_dim()) as f64,
+                (heads * m.v_head_dim) as f64,
+            );
+            let latents = (m.q_lora_rank + m.cache_width()) as f64;
+            2.0 * qk + 2.0 * v + latents
+        }
+        None => {
+            let (q, kv) = (
+                (heads * arch.head_dim) as f64,
+                (arch.num_kv_heads.div_ceil(tp) * arch.head_dim) as f64,
+            );
+            let qk_norm = if arch.qk_norm { q + kv } else { 0.0 };
+            (q + 2.0 * kv) + q + qk_norm
+        }
+    }
+}
+
+/// The widest attention intermediate per token on one of `tp` tensor ranks: q, k and v side by
+/// side (decompressed, with MLA).
+fn projected_width(arch: &Architecture, tp: u64) -> f64 {
+    let heads = arch.num_heads.div_ceil(tp);
+    match arch.mla {
+        Some(m) => (heads * (2 * m.qk_head_dim() + m.v_head_dim)) as f64,
+        None => ((heads + 2 * arch.num_kv_heads.div_ceil(tp)) * arch.head_dim) as f64,
+    }
+}
+
+/// Cached elements per token of one layer on one of `tp` tensor ranks: each rank keeps its own
+/// key/value heads (replicated where fewer than ranks); MLA's latent is shared by all heads, so
+/// every rank keeps all of it.
+fn kv_elements_per_rank_token(arch: &Architecture, tp: u64) -> u64 {
+    match arch.mla {
+        Some(m) => m.cache_width(),
+        None => 2 * arch.num_kv_heads.div_ceil(tp) * arch.head_dim,
+    }
+}
+
 /// Activation elements one layer saves for its backward pass, per token, and the fp32 bytes per
 /// token it saves besides (the attention log-sum-exp, router logits), on one of `tp` tensor
 /// ranks: the heads and MLP widths are split; the residual-stream parts only with sequence
@@ -45,13 +90,9 @@ fn saved_per_token(arch: &Architecture, kind: LayerKind, tp: u64, sp: bool) -> (
     let t = tp as f64;
     let stream = if sp { t } else { 1.0 };
     let h = arch.hidden_size as f64;
-    let (q, kv) = (
-        (arch.num_heads.div_ceil(tp) * arch.head_dim) as f64,
-        (arch.num_kv_heads.div_ceil(tp) * arch.head_dim) as f64,
-    );
-    // Norm inputs and outputs feeding the QKV and MLP matmuls, q/k/v, the attention output.
+    // Norm inputs and outputs feeding the attention and MLP matmuls.
     let norms = if arch.norms_per_layer == 4 { 6.0 } else { 4.0 };
-    let mut elems = norms * h / stream + (q + 2.0 * kv) + q;
+    let mut elems = norms * h / stream + attention_saved_per_token(arch, tp);
     let mlp = |width: f64| {
         if arch.mlp.gated {
             3.0 * width // gate and up outputs, activation output
@@ -196,9 +237,7 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
         .unwrap_or(0);
     let weights_bytes = s.dtype.bytes_for(held) as f64;
     let context = s.prompt.saturating_add(s.generate);
-    // Each tensor rank caches its own key/value heads (replicated where fewer than ranks).
-    let kv_width = arch.num_kv_heads.div_ceil(p.tp) * arch.head_dim;
-    let kv_per_layer_token = 2.0 * kv_width as f64 * s.kv_dtype.bytes();
+    let kv_per_layer_token = kv_elements_per_rank_token(arch, p.tp) as f64 * s.kv_dtype.bytes();
     // The stage with the most layers holds the most cache.
     let stage_share = if p.pp == 1 {
         1.0
@@ -226,8 +265,7 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
     }) as f64
         / tp as f64
         * if arch.mlp.gated { 3.0 } else { 2.0 };
-    let q_width = (arch.num_heads.div_ceil(tp) * arch.head_dim) as f64;
-    let widest = mlp_width.max(q_width + 2.0 * kv_width as f64);
+    let widest = mlp_width.max(projected_width(arch, tp));
     let tokens = s.batch as f64 * s.prompt as f64;
     let activations_bytes = tokens * (2.0 * h + widest) * e
         + s.batch as f64 * arch.vocab_size.div_ceil(tp) as f64 * 4.0;

@@ -3,7 +3,7 @@
 //! attention context grows over the generated tokens. Ops are plain values; their labels are
 //! static names rendered only when a report shows them.
 
-use crate::model::arch::{Architecture, LayerGroups, LayerKind, Mlp, Moe, Norm, Positions};
+use crate::model::arch::{Architecture, LayerGroups, LayerKind, Mla, Mlp, Moe, Norm, Positions};
 use crate::model::dtype::DType;
 use crate::model::execution::{
     Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
@@ -159,6 +159,8 @@ pub struct LayerDims {
     pub norms_per_layer: u64,
     pub rotary: bool,
     pub moe: Option<Moe>,
+    pub qk_norm: bool,
+    pub mla: Option<Mla>,
 }
 
 impl LayerDims {
@@ -174,6 +176,8 @@ impl LayerDims {
             norms_per_layer: a.norms_per_layer,
             rotary: a.positions == Positions::Rotary,
             moe: a.moe,
+            qk_norm: a.qk_norm,
+            mla: a.mla,
         }
     }
 
@@ -471,8 +475,10 @@ impl Ctx {
         self.memory(self.norm_kind(), self.stream_rows(), self.dims.hidden)
     }
 
-    fn attention(&self, window: Option<u64>) -> Op {
-        let (d, p) = (&self.dims, &self.shape);
+    /// Attention of this pass's queries over its keys with `heads` query and `kv_heads` key/value
+    /// heads of the given widths.
+    fn attention_over(&self, window: Option<u64>, heads: (u64, u64), dims: (u64, u64)) -> Op {
+        let p = &self.shape;
         // Context parallel: each rank's load-balanced share of the causal square (two chunks,
         // one early and one late, as Megatron's ring attention deals them) is s²/(2·cp) pairs,
         // priced as a full block of its queries against half the keys.
@@ -483,12 +489,12 @@ impl Ctx {
         };
         Op::Attention(Attention {
             batch: p.batch,
-            q_heads: d.heads,
-            kv_heads: d.kv_heads,
+            q_heads: heads.0,
+            kv_heads: heads.1,
             q_len: p.q_len,
             kv_len,
-            qk_head_dim: d.head_dim,
-            v_head_dim: d.head_dim,
+            qk_head_dim: dims.0,
+            v_head_dim: dims.1,
             causal,
             window,
             dtype: attention_dtype(p.dtype),
@@ -496,6 +502,11 @@ impl Ctx {
             fused: p.fused,
             pass: Pass::Forward,
         })
+    }
+
+    fn attention(&self, window: Option<u64>) -> Op {
+        let d = &self.dims;
+        self.attention_over(window, (d.heads, d.kv_heads), (d.head_dim, d.head_dim))
     }
 
     /// The feed-forward ops of an MLP of width `width` over `rows` tokens, `experts` copies.
@@ -530,41 +541,10 @@ impl Ctx {
         let rows = self.stream_rows();
         s.push(Label::new("attn-norm"), self.norm());
         self.tp_exchange(s, true);
-        s.push(
-            Label::new("qkv"),
-            self.matmul(1, t, a.q_width() + 2 * a.kv_width(), h),
-        );
-        if a.rotary {
-            s.push(
-                Label::new("rotary"),
-                self.memory(MemoryKind::Rotary, t, a.q_width() + a.kv_width()),
-            );
+        match a.mla {
+            Some(m) => self.latent_attention(s, m, kind.window, self.mla_absorbed()),
+            None => self.projected_attention(s, kind.window),
         }
-        let cp = u64::from(self.shard.cp);
-        if cp > 1 {
-            // Every rank's keys and values pass round the ring to every other (overlapped with
-            // the attention it feeds; `price` takes the overlap).
-            s.push(
-                Label::new(CP_EXCHANGE),
-                self.collective(
-                    CollectiveKind::AllGather,
-                    cp,
-                    self.shard.cp_stride.into(),
-                    self.shape.batch * self.shape.q_len * cp * 2 * a.kv_width(),
-                ),
-            );
-        }
-        s.push(Label::new("attention"), self.attention(kind.window));
-        if self.shape.dropout && !self.shape.fused {
-            // A fused kernel drops probabilities in registers; an unfused one makes a pass over
-            // the score square.
-            let p = &self.shape;
-            s.push(
-                Label::new("attention-dropout"),
-                self.memory(MemoryKind::Dropout, p.batch * a.heads * p.q_len, p.kv_len),
-            );
-        }
-        s.push(Label::new("attn-out"), self.matmul(1, t, h, a.q_width()));
         self.tp_exchange(s, false);
         self.hidden_dropout(s);
         if a.norms_per_layer == 4 {
@@ -588,6 +568,152 @@ impl Ctx {
         s.push(
             Label::new("residual"),
             self.memory(MemoryKind::ResidualAdd, rows, h),
+        );
+    }
+
+    /// Attention with q/k/v projections: the projections, the per-head q/k norms, rotary
+    /// positions, the context-parallel exchange, attention and the output projection.
+    fn projected_attention(&self, s: &mut Sink, window: Option<u64>) {
+        let a = &self.dims;
+        let (h, t) = (a.hidden, self.tokens());
+        s.push(
+            Label::new("qkv"),
+            self.matmul(1, t, a.q_width() + 2 * a.kv_width(), h),
+        );
+        if a.qk_norm {
+            // One RMSNorm per head vector, over head_dim (Qwen3, Gemma 3).
+            s.push(
+                Label::new("qk-norm"),
+                self.memory(MemoryKind::RmsNorm, t * (a.heads + a.kv_heads), a.head_dim),
+            );
+        }
+        if a.rotary {
+            s.push(
+                Label::new("rotary"),
+                self.memory(MemoryKind::Rotary, t, a.q_width() + a.kv_width()),
+            );
+        }
+        self.cp_exchange(s, 2 * a.kv_width());
+        s.push(Label::new("attention"), self.attention(window));
+        self.attention_dropout(s);
+        s.push(Label::new("attn-out"), self.matmul(1, t, h, a.q_width()));
+    }
+
+    /// With context parallelism, every rank's `width` cached elements per token pass round the
+    /// ring to every other (overlapped with the attention they feed; `price` takes the overlap).
+    fn cp_exchange(&self, s: &mut Sink, width: u64) {
+        let cp = u64::from(self.shard.cp);
+        if cp > 1 {
+            s.push(
+                Label::new(CP_EXCHANGE),
+                self.collective(
+                    CollectiveKind::AllGather,
+                    cp,
+                    self.shard.cp_stride.into(),
+                    self.shape.batch * self.shape.q_len * cp * width,
+                ),
+            );
+        }
+    }
+
+    /// A fused kernel drops probabilities in registers; an unfused one makes a pass over the
+    /// score square.
+    fn attention_dropout(&self, s: &mut Sink) {
+        if self.shape.dropout && !self.shape.fused {
+            let p = &self.shape;
+            s.push(
+                Label::new("attention-dropout"),
+                self.memory(
+                    MemoryKind::Dropout,
+                    p.batch * self.dims.heads * p.q_len,
+                    p.kv_len,
+                ),
+            );
+        }
+    }
+
+    /// Whether this pass runs multi-head latent attention absorbed: a decode step (one query per
+    /// sequence against a cache of latents) attends over the latents directly, with the key
+    /// up-projection folded into the query and the value up-projection applied to the output;
+    /// a prefill or training pass decompresses its keys and values and runs ordinary attention.
+    /// This is what vLLM and SGLang run (FlashMLA-style decode kernels, MHA for prefill), and it
+    /// is the cheaper form by FLOPs: absorbed, each (query, key) pair costs
+    /// 2·(2·kv_lora_rank + rope) per head instead of 2·(qk + v), while decompressing would
+    /// re-expand every cached latent at each decode step.
+    fn mla_absorbed(&self) -> bool {
+        self.shape.q_len == 1
+    }
+
+    /// Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434, §2.1; absorbed decode as in
+    /// its appendix): the query through its latent, the key/value latent with the shared rotary
+    /// key (what the cache holds), then attention decompressed or absorbed (`mla_absorbed`).
+    /// The down-projections are replicated on tensor-parallel ranks; the per-head
+    /// up-projections and the output are split by heads.
+    fn latent_attention(&self, s: &mut Sink, m: Mla, window: Option<u64>, absorbed: bool) {
+        let a = &self.dims;
+        let (h, t, heads) = (a.hidden, self.tokens(), a.heads);
+        let q_width = heads * m.qk_head_dim();
+        if m.q_lora_rank > 0 {
+            s.push(Label::new("q-down"), self.matmul(1, t, m.q_lora_rank, h));
+            s.push(
+                Label::new("q-latent-norm"),
+                self.memory(MemoryKind::RmsNorm, t, m.q_lora_rank),
+            );
+            s.push(
+                Label::new("q-up"),
+                self.matmul(1, t, q_width, m.q_lora_rank),
+            );
+        } else {
+            s.push(Label::new("q"), self.matmul(1, t, q_width, h));
+        }
+        s.push(Label::new("kv-down"), self.matmul(1, t, m.cache_width(), h));
+        s.push(
+            Label::new("kv-latent-norm"),
+            self.memory(MemoryKind::RmsNorm, t, m.kv_lora_rank),
+        );
+        s.push(
+            Label::new("rotary"),
+            self.memory(MemoryKind::Rotary, t, (heads + 1) * m.qk_rope_head_dim),
+        );
+        self.cp_exchange(s, m.cache_width());
+        if absorbed {
+            // q_nope · W_UK per head: queries in the latent space.
+            s.push(
+                Label::new("q-absorb"),
+                self.matmul(heads, t, m.kv_lora_rank, m.qk_nope_head_dim),
+            );
+            // One latent key/value "head" shared by every query head.
+            s.push(
+                Label::new("attention"),
+                self.attention_over(window, (heads, 1), (m.cache_width(), m.kv_lora_rank)),
+            );
+            self.attention_dropout(s);
+            // The latent output · W_UV per head.
+            s.push(
+                Label::new("v-absorb"),
+                self.matmul(heads, t, m.v_head_dim, m.kv_lora_rank),
+            );
+        } else {
+            // Keys (without rotary positions) and values of every key this rank's queries see.
+            let keys = t * u64::from(self.shard.cp);
+            s.push(
+                Label::new("kv-up"),
+                self.matmul(
+                    1,
+                    keys,
+                    heads * (m.qk_nope_head_dim + m.v_head_dim),
+                    m.kv_lora_rank,
+                ),
+            );
+            s.push(
+                Label::new("attention"),
+                self.attention_over(window, (heads, heads), (m.qk_head_dim(), m.v_head_dim)),
+            );
+            self.attention_dropout(s);
+        }
+        s.push(
+            Label::new("attn-out"),
+            self.matmul(1, t, h, heads * m.v_head_dim),
         );
     }
 
