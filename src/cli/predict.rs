@@ -313,9 +313,14 @@ fn render_tables(e: &Estimate) -> String {
         ts.dtype,
         e.provenance.cost_model
     );
+    let mtp = if p.mtp > 0 {
+        format!(" (multi-token prediction: {} more)", count(p.mtp))
+    } else {
+        String::new()
+    };
     outln!(
         out,
-        "parameters: {} total, {} active, {} non-embedding",
+        "parameters: {} total, {} active, {} non-embedding{mtp}",
         count(p.total),
         count(p.active),
         count(p.non_embedding)

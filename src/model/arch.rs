@@ -750,6 +750,13 @@ impl Architecture {
                 "must equal num_heads with MLA (every head decompresses its own keys)",
             ));
         }
+        if self.qk_norm {
+            return Err(Error::field(
+                file,
+                "qk_norm",
+                "applies to projected queries and keys, not to MLA's latents",
+            ));
+        }
         Ok(())
     }
 }

@@ -694,8 +694,10 @@ impl Ctx {
                 self.matmul(heads, t, m.v_head_dim, m.kv_lora_rank),
             );
         } else {
-            // Keys (without rotary positions) and values of every key this rank's queries see.
-            let keys = t * u64::from(self.shard.cp);
+            // Keys (without rotary positions) and values of every key this rank's queries see
+            // (in a decode step that would be the whole cached context, which is why decode
+            // runs absorbed).
+            let keys = self.shape.batch * self.shape.kv_len;
             s.push(
                 Label::new("kv-up"),
                 self.matmul(
@@ -1323,6 +1325,107 @@ mod tests {
         assert_eq!(count(false, false), (0, 0, 0));
         assert_eq!(count(true, true), (24, 0, 24));
         assert_eq!(count(true, false), (24, 12, 24));
+    }
+
+    fn fixture(name: &str) -> Architecture {
+        arch::load(&format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// The FLOPs of one layer's ops over a pass of `q_len` queries per sequence against `kv_len`
+    /// keys, MLA run absorbed or not.
+    fn mla_layer_flops(a: &Architecture, q_len: u64, kv_len: u64, absorbed: bool) -> f64 {
+        let ctx = Ctx::new(
+            a,
+            PassShape {
+                batch: 1,
+                q_len,
+                kv_len,
+                dtype: DType::Bf16,
+                kv_dtype: DType::Bf16,
+                fused: true,
+                dropout: false,
+            },
+            &Parallelism::default(),
+        );
+        let mut ops = Vec::new();
+        let mut sink = Sink {
+            out: &mut ops,
+            phase: Phase::Prefill,
+            count: 1,
+        };
+        ctx.latent_attention(&mut sink, a.mla.unwrap(), None, absorbed);
+        ops.iter().map(|o| o.op.flops()).sum()
+    }
+
+    /// Decode runs MLA absorbed and prefill decompressed, and each is the cheaper form there:
+    /// decompressing in decode would re-expand every cached latent at each step; absorbing in
+    /// prefill costs 2·(2·512 + 64) instead of 2·(192 + 128) FLOPs per head and key.
+    #[test]
+    fn mla_runs_the_cheaper_form_in_each_pass() {
+        let a = fixture("deepseek-v3.json");
+        let decode = decode_ops(&a, &serving(), 4096);
+        let prefill = prefill_ops(&a, &serving());
+        let has = |ops: &[OpInstance], name: &str| ops.iter().any(|o| o.label.name == name);
+        assert!(has(&decode, "q-absorb") && !has(&decode, "kv-up"));
+        assert!(has(&prefill, "kv-up") && !has(&prefill, "q-absorb"));
+        let attention = |ops: &[OpInstance]| {
+            ops.iter()
+                .find_map(|o| match o.op {
+                    Op::Attention(at) => Some(at),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let d = attention(&decode);
+        assert_eq!((d.kv_heads, d.qk_head_dim, d.v_head_dim), (1, 576, 512));
+        let p = attention(&prefill);
+        assert_eq!((p.kv_heads, p.qk_head_dim, p.v_head_dim), (128, 192, 128));
+        assert!(mla_layer_flops(&a, 1, 4096, true) < mla_layer_flops(&a, 1, 4096, false));
+        assert!(mla_layer_flops(&a, 4096, 4096, false) < mla_layer_flops(&a, 4096, 4096, true));
+    }
+
+    fn serving() -> InferenceSetup {
+        InferenceSetup {
+            batch: 1,
+            prompt: 1024,
+            generate: 16,
+            dtype: DType::Bf16,
+            kv_dtype: DType::Bf16,
+            fused_attention: true,
+            parallelism: Parallelism::default(),
+        }
+    }
+
+    /// Qwen3 normalizes every query and key head over head_dim: 16 + 8 heads of 128 per token.
+    #[test]
+    fn qk_norm_is_a_memory_bound_op_per_head() {
+        let a = fixture("qwen3-0.6b.json");
+        let ops = prefill_ops(&a, &serving());
+        let norm = ops.iter().find(|o| o.label.name == "qk-norm").unwrap();
+        assert_eq!(norm.count, 28);
+        match norm.op {
+            Op::Memory(m) => assert_eq!((m.rows, m.cols), (1024 * 24, 128)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Gemma 3 1B's attention: 22 layers within the 512-token window, 4 global.
+    #[test]
+    fn gemma3_prices_local_layers_with_their_window() {
+        let a = fixture("gemma-3-1b.json");
+        let ops = prefill_ops(&a, &serving());
+        let windows: Vec<(Option<u64>, u64)> = ops
+            .iter()
+            .filter_map(|o| match o.op {
+                Op::Attention(at) => Some((at.window, o.count)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(windows, vec![(Some(512), 22), (None, 4)]);
     }
 
     #[test]
