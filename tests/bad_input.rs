@@ -357,6 +357,8 @@ fn hf_cases() -> Vec<Case> {
     let gemma3: Value = serde_json::from_str(&read("tests/fixtures/gemma-3-4b.json")).unwrap();
     let gpt_oss: Value = serde_json::from_str(&read("tests/fixtures/gpt-oss-20b.json")).unwrap();
     let deepseek: Value = serde_json::from_str(&read("tests/fixtures/deepseek-v3.json")).unwrap();
+    let qwen3_next: Value =
+        serde_json::from_str(&read("tests/fixtures/qwen3-coder-next.json")).unwrap();
     let bases = [
         ("qwen3", &qwen3),
         ("qwen3_moe", &qwen3_moe),
@@ -364,6 +366,7 @@ fn hf_cases() -> Vec<Case> {
         ("gemma3", &gemma3),
         ("gpt_oss", &gpt_oss),
         ("deepseek_v3", &deepseek),
+        ("qwen3_next", &qwen3_next),
         ("llama", &llama),
         ("gpt2", &gpt2),
         ("mixtral", &mixtral),
@@ -504,6 +507,17 @@ fn hf_cases() -> Vec<Case> {
         ("deepseek_v3", vec![("moe_layer_freq", n(2))], "moe_layer_freq", "only 1"),
         ("deepseek_v3", vec![("moe_intermediate_size", None)], "moe_intermediate_size", "missing"),
         ("deepseek_v3", vec![("num_nextn_predict_layers", n(P2_16 * 2))], "num_nextn_predict_layers", "exceeds the limit of 2^16"),
+        ("qwen3_next", vec![("linear_num_value_heads", n(0))], "linear_num_value_heads", "must be positive"),
+        ("qwen3_next", vec![("linear_num_key_heads", n(3))], "linear_num_key_heads", "3 key heads do not divide 32 value heads"),
+        ("qwen3_next", vec![("linear_key_head_dim", None)], "linear_key_head_dim", "missing"),
+        ("qwen3_next", vec![("linear_value_head_dim", n(P2_16 * 2))], "linear_value_head_dim", "exceeds the limit of 2^16"),
+        ("qwen3_next", vec![("linear_conv_kernel_dim", n(65))], "linear_conv_kernel_dim", "exceeds the limit of 64"),
+        ("qwen3_next", vec![("linear_conv_kernel_dim", Some(json!(4.5)))], "linear_conv_kernel_dim", "non-negative integer"),
+        ("qwen3_next", vec![("full_attention_interval", n(0))], "full_attention_interval", "must be 1 to 64"),
+        ("qwen3_next", vec![("full_attention_interval", None)], "full_attention_interval", "missing"),
+        ("qwen3_next", vec![("num_hidden_layers", n(2)), ("layer_types", Some(json!(["linear_attention", "sliding_attention"])))], "layer_types", "unsupported layer type \"sliding_attention\" (supported: linear_attention, full_attention)"),
+        ("qwen3_next", vec![("num_experts_per_tok", n(513))], "num_experts_per_tok", "exceeds the limit of 256"),
+        ("qwen3_next", vec![("shared_expert_intermediate_size", n(P2_20 * 2))], "shared_expert_intermediate_size", "exceeds the limit of 2^20"),
     ];
     let mut cases = Vec::new();
     for (i, (b, edits, field, message)) in refusals.into_iter().enumerate() {
@@ -634,6 +648,7 @@ fn hf_cases() -> Vec<Case> {
         "gemma3",
         "gpt_oss",
         "deepseek_v3",
+        "qwen3_next",
     ] {
         cases.push(case(
             &format!("hf: {name} predicts"),
@@ -734,7 +749,7 @@ fn native_cases() -> Vec<Case> {
         (vec![("layer_pattern", "\"LLX\"")], "layer_pattern", "unknown layer 'X'"),
         (vec![("layer_pattern", "\"\"")], "layer_pattern", "has 0 layers"),
         (vec![("layer_pattern", &long_pattern)], "layer_pattern", "has 65 layers"),
-        (vec![("sliding_window", "")], "sliding_window", "missing while layer_pattern is given"),
+        (vec![("sliding_window", "")], "sliding_window", "missing while layer_pattern has local (L) layers"),
         (vec![("mtp_layers", "131072")], "mtp_layers", "exceeds the limit of 2^16"),
         (vec![("router_bias", "1")], "moe", "router_bias"),
     ];
@@ -744,6 +759,48 @@ fn native_cases() -> Vec<Case> {
             vec![("m.toml", toml_edit(&latent, &edit))],
             &["predict", "--model", "{d}/m.toml", "--hw", "h100-sxm"],
             refused(&[&format!("{{d}}/m.toml: {field}"), message]),
+        ));
+    }
+    let hybrid = read("examples/paper-hybrid.toml");
+    #[rustfmt::skip]
+    let hybrid_edits: Vec<(&str, Vec<(&str, &str)>, &str, &str)> = vec![
+        (hybrid.as_str(), vec![("value_heads", "3")], "linear_attention.key_heads", "8 key heads do not divide 3 value heads"),
+        (hybrid.as_str(), vec![("conv_kernel", "0")], "linear_attention.conv_kernel", "must be positive"),
+        (hybrid.as_str(), vec![("conv_kernel", "100")], "linear_attention.conv_kernel", "exceeds the limit of 64"),
+        (hybrid.as_str(), vec![("key_head_dim", "131072")], "linear_attention.key_head_dim", "exceeds the limit of 2^16"),
+        (hybrid.as_str(), vec![("layer_pattern", "\"LLG\"")], "layer_pattern", "must mark the linear-attention layers (S)"),
+        (hybrid.as_str(), vec![("layer_pattern", "\"SSM\"")], "layer_pattern", "unknown layer 'M'"),
+        (hybrid.as_str(), vec![("conv_kernel", "4\ngate = true")], "linear_attention.gate", "unknown field"),
+        (good.as_str(), vec![("^layer_pattern", "\"SG\"")], "linear_attention", "missing while layer_pattern has linear-attention (S) layers"),
+    ];
+    for (i, (base, edit, field, message)) in hybrid_edits.into_iter().enumerate() {
+        cases.push(case(
+            &format!("toml hybrid {i}: {field} {message}"),
+            vec![("m.toml", toml_edit(base, &edit))],
+            &["predict", "--model", "{d}/m.toml", "--hw", "h100-sxm"],
+            refused(&[&format!("{{d}}/m.toml: {field}"), message]),
+        ));
+    }
+    for (name, edit) in [
+        ("hybrid", vec![]),
+        (
+            "hybrid without local layers",
+            vec![("layer_pattern", "\"SSSG\""), ("sliding_window", "")],
+        ),
+    ] {
+        cases.push(case(
+            &format!("toml: {name} predicts"),
+            vec![("m.toml", toml_edit(&hybrid, &edit))],
+            &[
+                "predict",
+                "--model",
+                "{d}/m.toml",
+                "--hw",
+                "h100-sxm",
+                "--seq",
+                "2048",
+            ],
+            Expect::Predict(None),
         ));
     }
     cases.push(case(

@@ -89,3 +89,22 @@ fn deepseek_v3_caches_the_latent() {
     let doc = serve("tests/fixtures/deepseek-v3.json", 4000, 96);
     assert_eq!(kv_cache(&doc), 61.0 * 576.0 * 2.0 * 4096.0);
 }
+
+/// Qwen3-Next caches keys and values in its 12 attention layers only; its 36 linear-attention
+/// layers keep a state of fixed size (32 value heads × 128 × 128 in fp32, and the last 3 inputs
+/// of the short convolution over 8,192 channels) however long the context.
+#[test]
+fn linear_attention_layers_keep_a_state_not_a_cache() {
+    let file = "tests/fixtures/qwen3-coder-next.json";
+    let short = serve(file, 300, 100);
+    let long = serve(file, 4000, 96);
+    assert_eq!(kv_per_token(&short), 12.0 * 2.0 * 2.0 * 256.0 * 2.0);
+    assert_eq!(kv_cache(&long), 12.0 * 2.0 * 2.0 * 256.0 * 2.0 * 4096.0);
+    let state = 36.0 * (32.0 * 128.0 * 128.0 * 4.0 + 8192.0 * 3.0 * 2.0);
+    for doc in [&short, &long] {
+        assert_eq!(num(doc, "memory.inference.recurrent_state_bytes"), state);
+    }
+    // A model without linear attention keeps none.
+    let dense = serve("tests/fixtures/qwen3-0.6b.json", 300, 100);
+    assert_eq!(num(&dense, "memory.inference.recurrent_state_bytes"), 0.0);
+}

@@ -160,3 +160,12 @@ fn deepseek_v3_counts_its_mtp_module_apart() {
     let copies = num(&doc, "params.embedding") + num(&doc, "params.lm_head");
     assert_eq!(num(&doc, "params.mtp") + copies, 13_463_426_304.0);
 }
+
+/// Qwen3-Next's architecture (Qwen3-Coder-Next's config): Gated DeltaNet linear attention in
+/// three layers of four, gated full attention in the fourth, 512 experts with a shared one.
+#[test]
+fn qwen3_next_config() {
+    let (t, a, _) = params(&path("tests/fixtures/qwen3-coder-next.json"));
+    assert_eq!(t, 79_674_391_296.0);
+    assert_eq!(a, 3_874_929_408.0);
+}

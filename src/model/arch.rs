@@ -180,6 +180,68 @@ impl Mla {
     }
 }
 
+/// Gated DeltaNet linear attention (Yang, Kautz and Hatamizadeh, "Gated Delta Networks:
+/// Improving Mamba2 with Delta Rule", arXiv:2412.06464), as Qwen3-Next lays it out: one input
+/// projection to q, k, v, the output gate z and the per-head decay and write strength, a short
+/// causal convolution over q, k and v, the delta-rule scan, a gated RMSNorm and the output
+/// projection. Its layers keep a fixed-size state per sequence instead of a KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LinearAttention {
+    pub key_heads: u64,
+    pub key_head_dim: u64,
+    /// Value heads: each runs its own scan (keys are shared by value_heads / key_heads of them).
+    pub value_heads: u64,
+    pub value_head_dim: u64,
+    /// Taps of the short causal convolution.
+    pub conv_kernel: u64,
+    /// Which layers are linear attention (the others are full attention).
+    pub layers: LayerMask,
+}
+
+impl LinearAttention {
+    pub fn key_width(&self) -> u64 {
+        self.key_heads.saturating_mul(self.key_head_dim)
+    }
+
+    pub fn value_width(&self) -> u64 {
+        self.value_heads.saturating_mul(self.value_head_dim)
+    }
+
+    /// Channels through the short convolution: q, k and v.
+    pub fn conv_width(&self) -> u64 {
+        self.key_width()
+            .saturating_mul(2)
+            .saturating_add(self.value_width())
+    }
+
+    /// Width of the input projection: q, k, v, the gate z, and a decay and a write strength per
+    /// value head.
+    pub fn in_width(&self) -> u64 {
+        self.conv_width()
+            .saturating_add(self.value_width())
+            .saturating_add(self.value_heads.saturating_mul(2))
+    }
+
+    /// Recurrent-state elements of one layer per sequence: a key × value matrix per value head.
+    pub fn state_elements(&self) -> u64 {
+        self.value_heads
+            .saturating_mul(self.key_head_dim)
+            .saturating_mul(self.value_head_dim)
+    }
+
+    /// One layer's parameters: in_proj_qkvz and in_proj_ba, the depthwise convolution (no bias),
+    /// dt_bias and A_log per value head, the gated norm over a value head, and out_proj.
+    fn params(&self, hidden: u64) -> Option<u64> {
+        sum(&[
+            hidden.checked_mul(self.in_width())?,
+            self.conv_width().checked_mul(self.conv_kernel)?,
+            self.value_heads.checked_mul(2)?,
+            self.value_head_dim,
+            self.value_width().checked_mul(hidden)?,
+        ])
+    }
+}
+
 /// A decoder-only transformer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -217,6 +279,11 @@ pub struct Architecture {
     /// Multi-token-prediction modules (DeepSeek-V3's `num_nextn_predict_layers`), counted
     /// apart from the model (`ParamCount::mtp`) and not run when serving.
     pub mtp_layers: u64,
+    /// A sigmoid gate on the attention output, computed by the query projection (Qwen3-Next):
+    /// the query projection is twice as wide.
+    pub attention_output_gate: bool,
+    /// Linear-attention layers between the attention layers (Qwen3-Next).
+    pub linear_attention: Option<LinearAttention>,
 }
 
 /// Parameter counts.
@@ -243,6 +310,8 @@ pub struct ParamCount {
 pub struct LayerKind {
     pub moe: bool,
     pub window: Option<u64>,
+    /// Linear attention (a scan with a fixed-size state) in place of attention.
+    pub linear: bool,
 }
 
 impl Architecture {
@@ -294,13 +363,15 @@ impl Architecture {
             self.num_heads.checked_mul(self.head_dim)?,
             self.num_kv_heads.checked_mul(self.head_dim)?,
         );
+        // The output gate doubles the query projection's outputs.
+        let q_out = q.checked_mul(1 + u64::from(self.attention_output_gate))?;
         let weights = sum(&[
-            h.checked_mul(q)?,
+            h.checked_mul(q_out)?,
             limits::product(&[2, h, kv])?,
             q.checked_mul(h)?,
         ])?;
         let qkv_bias = if self.biases.qkv {
-            q.checked_add(kv.checked_mul(2)?)?
+            q_out.checked_add(kv.checked_mul(2)?)?
         } else {
             0
         };
@@ -354,7 +425,8 @@ impl Architecture {
     /// The kind of layer `index`.
     pub fn layer_kind(&self, index: u64) -> LayerKind {
         let moe = self.moe.is_some_and(|m| index >= m.first_dense_layers);
-        let window = self.sliding_window.and_then(|w| {
+        let linear = self.linear_attention.is_some_and(|l| l.layers.marks(index));
+        let window = self.sliding_window.filter(|_| !linear).and_then(|w| {
             let applies = match w.layers {
                 WindowLayers::All => true,
                 WindowLayers::Even => index.is_multiple_of(2),
@@ -363,16 +435,22 @@ impl Architecture {
             };
             applies.then_some(w.size)
         });
-        LayerKind { moe, window }
+        LayerKind {
+            moe,
+            window,
+            linear,
+        }
     }
 
     /// The period after which the layer kinds repeat, away from the cuts of `layer_groups`.
     fn kind_period(&self) -> u64 {
-        match self.sliding_window.map(|w| w.layers) {
+        let window = match self.sliding_window.map(|w| w.layers) {
             Some(WindowLayers::Even) => 2,
             Some(WindowLayers::Pattern(mask)) => mask.period.max(1),
             _ => 1,
-        }
+        };
+        let linear = self.linear_attention.map_or(1, |l| l.layers.period.max(1));
+        window / gcd(window, linear) * linear
     }
 
     /// Distinct layer kinds and how many layers have each, in first-seen order. Counted in closed
@@ -435,9 +513,11 @@ impl Architecture {
 
     /// (total, active) parameters of one layer of `kind`; None on overflow.
     fn layer_params(&self, kind: LayerKind) -> Option<(u64, u64)> {
-        let fixed = self
-            .attention_params()?
-            .checked_add(self.norms_per_layer.checked_mul(self.norm_params()?)?)?;
+        let mixer = match (kind.linear, self.linear_attention) {
+            (true, Some(l)) => l.params(self.hidden_size)?,
+            _ => self.attention_params()?,
+        };
+        let fixed = mixer.checked_add(self.norms_per_layer.checked_mul(self.norm_params()?)?)?;
         match (kind.moe, self.moe) {
             (true, Some(m)) => {
                 let expert = self.mlp_params(m.expert_intermediate_size)?;
@@ -531,11 +611,25 @@ impl Architecture {
         }
     }
 
-    /// KV-cache elements per token (all layers, before any window cap). Multiply by the cache
-    /// dtype's size for bytes.
+    /// KV-cache elements per token (all attention layers, before any window cap; linear-attention
+    /// layers keep a state instead). Multiply by the cache dtype's size for bytes.
     pub fn kv_elements_per_token(&self) -> u64 {
-        self.num_layers
+        self.attention_layers()
             .saturating_mul(self.kv_elements_per_layer_token())
+    }
+
+    /// Layers that attend (all but the linear-attention ones).
+    pub fn attention_layers(&self) -> u64 {
+        self.layer_groups()
+            .into_iter()
+            .filter(|(kind, _)| !kind.linear)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Linear-attention layers (each with a fixed-size state per sequence).
+    pub fn linear_layers(&self) -> u64 {
+        self.num_layers - self.attention_layers()
     }
 
     /// Checks sizes are positive and within `limits`, shapes are consistent, and the parameter
@@ -547,6 +641,9 @@ impl Architecture {
         }
         at_most(self.mtp_layers, limits::LAYERS)
             .map_err(|e| Error::field(file, "mtp_layers", e))?;
+        if let Some(l) = self.linear_attention {
+            validate_linear_attention(file, l)?;
+        }
         let sizes = [
             ("vocab_size", self.vocab_size, limits::VOCAB),
             ("hidden_size", self.hidden_size, limits::HIDDEN),
@@ -761,6 +858,54 @@ impl Architecture {
     }
 }
 
+/// Linear attention's sizes are positive and within limits, and its key heads divide its value
+/// heads.
+fn validate_linear_attention(file: &str, l: LinearAttention) -> Result<()> {
+    use limits::at_most;
+    for (field, v, limit) in [
+        ("linear_attention.key_heads", l.key_heads, limits::HEADS),
+        (
+            "linear_attention.key_head_dim",
+            l.key_head_dim,
+            limits::HEAD_DIM,
+        ),
+        ("linear_attention.value_heads", l.value_heads, limits::HEADS),
+        (
+            "linear_attention.value_head_dim",
+            l.value_head_dim,
+            limits::HEAD_DIM,
+        ),
+        (
+            "linear_attention.conv_kernel",
+            l.conv_kernel,
+            limits::CONV_KERNEL,
+        ),
+    ] {
+        if v == 0 {
+            return Err(Error::field(file, field, "must be positive, got 0"));
+        }
+        at_most(v, limit).map_err(|e| Error::field(file, field, e))?;
+    }
+    for (field, width) in [
+        ("linear_attention.key_heads", l.key_width()),
+        ("linear_attention.value_heads", l.value_width()),
+    ] {
+        at_most(width, limits::ATTENTION_WIDTH)
+            .map_err(|e| Error::field(file, field, format!("a width of {e}")))?;
+    }
+    if !l.value_heads.is_multiple_of(l.key_heads) {
+        return Err(Error::field(
+            file,
+            "linear_attention.key_heads",
+            format!(
+                "{} key heads do not divide {} value heads",
+                l.key_heads, l.value_heads
+            ),
+        ));
+    }
+    validate_mask(file, "layer_pattern", l.layers)
+}
+
 /// A layer pattern has a period of 1 to 64 and marks nothing beyond it.
 fn validate_mask(file: &str, field: &str, mask: LayerMask) -> Result<()> {
     if mask.period == 0 || mask.period > LayerMask::MAX_PERIOD {
@@ -778,6 +923,11 @@ fn validate_mask(file: &str, field: &str, mask: LayerMask) -> Result<()> {
         return Err(Error::field(file, field, "marks layers beyond its period"));
     }
     Ok(())
+}
+
+/// The greatest common divisor of two positive numbers.
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// The sum of `terms`, or None on overflow.
@@ -889,6 +1039,7 @@ pub const HF_MODEL_TYPES: &[&str] = &[
     "qwen2_moe",
     "qwen3",
     "qwen3_moe",
+    "qwen3_next",
     "gemma",
     "gemma2",
     "gemma3_text",
@@ -930,6 +1081,7 @@ pub fn from_hf_config(file: &str, text: &str) -> Result<Architecture> {
         | "gemma" | "gemma2" => llama_family(&f, model_type, name)?,
         "gemma3_text" => llama_family(&gemma3_defaults(&f).as_fields(), model_type, name)?,
         "gpt_oss" => gpt_oss(&f, name)?,
+        "qwen3_next" => qwen3_next(&f, name)?,
         "deepseek_v3" => deepseek_v3(&f, name)?,
         other => {
             return Err(Error::field(
@@ -975,6 +1127,11 @@ fn hf_field_names(e: Error, model_type: &str) -> Error {
         ("deepseek_v3", "head_dim") => "qk_nope_head_dim",
         ("deepseek_v3", "mtp_layers") => "num_nextn_predict_layers",
         (_, "layer_pattern") => "layer_types",
+        ("qwen3_next", "linear_attention.key_heads") => "linear_num_key_heads",
+        ("qwen3_next", "linear_attention.key_head_dim") => "linear_key_head_dim",
+        ("qwen3_next", "linear_attention.value_heads") => "linear_num_value_heads",
+        ("qwen3_next", "linear_attention.value_head_dim") => "linear_value_head_dim",
+        ("qwen3_next", "linear_attention.conv_kernel") => "linear_conv_kernel_dim",
         (_, "moe.num_experts") => "num_experts",
         (_, "moe.top_k") => "num_experts_per_tok",
         (_, "moe.expert_intermediate_size") => "moe_intermediate_size",
@@ -1047,6 +1204,8 @@ fn gpt2(f: &Fields, name: String) -> Result<Architecture> {
         attention_sinks: false,
         mla: None,
         mtp_layers: 0,
+        attention_output_gate: false,
+        linear_attention: None,
     })
 }
 
@@ -1067,7 +1226,10 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
     };
     let gemma = model_type.starts_with("gemma");
     let qwen = model_type.starts_with("qwen2");
-    let qk_norm = matches!(model_type, "qwen3" | "qwen3_moe" | "gemma3_text");
+    let qk_norm = matches!(
+        model_type,
+        "qwen3" | "qwen3_moe" | "qwen3_next" | "gemma3_text"
+    );
     let attention_bias = f.bool_or("attention_bias", false)?;
     let biases = Biases {
         qkv: qwen || attention_bias,
@@ -1120,7 +1282,7 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
             first_dense_layers: 0,
             router_bias: false,
         }),
-        "qwen2_moe" | "qwen3_moe" => {
+        "qwen2_moe" | "qwen3_moe" | "qwen3_next" => {
             if f.u64_opt("decoder_sparse_step")?.unwrap_or(1) != 1 {
                 return Err(Error::field(
                     f.file,
@@ -1183,6 +1345,8 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
         attention_sinks: false,
         mla: None,
         mtp_layers: 0,
+        attention_output_gate: false,
+        linear_attention: None,
     })
 }
 
@@ -1311,6 +1475,8 @@ fn gpt_oss(f: &Fields, name: String) -> Result<Architecture> {
         attention_sinks: true,
         mla: None,
         mtp_layers: 0,
+        attention_output_gate: false,
+        linear_attention: None,
     })
 }
 
@@ -1377,6 +1543,8 @@ fn deepseek_v3(f: &Fields, name: String) -> Result<Architecture> {
         attention_sinks: false,
         mla: Some(mla),
         mtp_layers: f.u64_opt("num_nextn_predict_layers")?.unwrap_or(0),
+        attention_output_gate: false,
+        linear_attention: None,
     })
 }
 
@@ -1414,6 +1582,18 @@ fn gemma3_window(f: &Fields, size: Option<u64>) -> Result<Option<SlidingWindow>>
 /// layer), as a repeating pattern; None when the config has no `layer_types`. A list without a
 /// sliding layer gives a pattern that marks none.
 fn layer_types_window(f: &Fields) -> Result<Option<WindowLayers>> {
+    Ok(
+        layer_types_mask(f, "sliding_attention", "full_attention")?.map(|mask| match mask {
+            LayerMask { period: 1, bits: 1 } => WindowLayers::All,
+            LayerMask { period: 2, bits: 1 } => WindowLayers::Even,
+            mask => WindowLayers::Pattern(mask),
+        }),
+    )
+}
+
+/// The layers `layer_types` gives as `marked` (the others being `other`), as a repeating pattern;
+/// None when the config has no `layer_types`.
+fn layer_types_mask(f: &Fields, marked: &str, other: &str) -> Result<Option<LayerMask>> {
     let Some(value) = f.get("layer_types") else {
         return Ok(None);
     };
@@ -1431,23 +1611,21 @@ fn layer_types_window(f: &Fields) -> Result<Option<WindowLayers>> {
             ),
         ));
     }
-    let mut sliding = Vec::with_capacity(types.len());
+    let mut flags = Vec::with_capacity(types.len());
     for t in types {
-        sliding.push(match t.as_str() {
-            Some("sliding_attention") => true,
-            Some("full_attention") => false,
+        flags.push(match t.as_str() {
+            Some(name) if name == marked => true,
+            Some(name) if name == other => false,
             _ => {
                 return Err(Error::field(
                     f.file,
                     "layer_types",
-                    format!(
-                        "unsupported layer type {t} (supported: sliding_attention, full_attention)"
-                    ),
+                    format!("unsupported layer type {t} (supported: {marked}, {other})"),
                 ));
             }
         });
     }
-    let mask = LayerMask::of_flags(&sliding).ok_or_else(|| {
+    LayerMask::of_flags(&flags).map(Some).ok_or_else(|| {
         Error::field(
             f.file,
             "layer_types",
@@ -1456,12 +1634,46 @@ fn layer_types_window(f: &Fields) -> Result<Option<WindowLayers>> {
                 LayerMask::MAX_PERIOD
             ),
         )
-    })?;
-    Ok(Some(match mask {
-        LayerMask { period: 1, bits: 1 } => WindowLayers::All,
-        LayerMask { period: 2, bits: 1 } => WindowLayers::Even,
-        mask => WindowLayers::Pattern(mask),
-    }))
+    })
+}
+
+/// Qwen3-Next (Qwen3-Next-80B-A3B, Qwen3-Coder-Next): Qwen3-MoE's layers with a shared expert
+/// and its gate, full-attention layers whose query projection also yields a sigmoid output
+/// gate, and Gated DeltaNet linear attention in the other layers: all but every
+/// `full_attention_interval`-th, or as `layer_types` lists them. The checkpoints' `mtp.*`
+/// tensors lie outside the config and are not counted.
+fn qwen3_next(f: &Fields, name: String) -> Result<Architecture> {
+    let mut arch = llama_family(f, "qwen3_next", name)?;
+    let layers = match layer_types_mask(f, "linear_attention", "full_attention")? {
+        Some(mask) => mask,
+        None => {
+            let every = f.u64("full_attention_interval")?;
+            if every == 0 || every > LayerMask::MAX_PERIOD {
+                return Err(Error::field(
+                    f.file,
+                    "full_attention_interval",
+                    format!(
+                        "must be 1 to {} (a full-attention layer every N layers), got {every}",
+                        LayerMask::MAX_PERIOD
+                    ),
+                ));
+            }
+            LayerMask {
+                period: every,
+                bits: (1u64 << (every - 1)) - 1,
+            }
+        }
+    };
+    arch.attention_output_gate = true;
+    arch.linear_attention = Some(LinearAttention {
+        key_heads: f.u64("linear_num_key_heads")?,
+        key_head_dim: f.u64("linear_key_head_dim")?,
+        value_heads: f.u64("linear_num_value_heads")?,
+        value_head_dim: f.u64("linear_value_head_dim")?,
+        conv_kernel: f.u64("linear_conv_kernel_dim")?,
+        layers,
+    });
+    Ok(arch)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1502,10 +1714,15 @@ struct NativeArch {
     mlp_bias: bool,
     #[serde(default)]
     sliding_window: Option<u64>,
-    /// Which layers the window applies to, one character per layer of a repeating period:
-    /// `L` local (windowed), `G` global. Without it the window applies to every layer.
+    /// The layers of a repeating period, one character each: `L` local (windowed attention),
+    /// `G` global attention, `S` linear attention (a scan; needs `[linear_attention]`). Without
+    /// it every layer attends, windowed when `sliding_window` is given.
     #[serde(default)]
     layer_pattern: Option<String>,
+    #[serde(default)]
+    attention_output_gate: bool,
+    #[serde(default)]
+    linear_attention: Option<NativeLinearAttention>,
     #[serde(default)]
     qk_norm: bool,
     #[serde(default)]
@@ -1516,6 +1733,16 @@ struct NativeArch {
     moe: Option<NativeMoe>,
     #[serde(default)]
     mla: Option<NativeMla>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeLinearAttention {
+    key_heads: u64,
+    key_head_dim: u64,
+    value_heads: u64,
+    value_head_dim: u64,
+    conv_kernel: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1579,61 +1806,98 @@ fn parse_mlp(file: &str, s: &str) -> Result<Mlp> {
     })
 }
 
-/// The windowed layers a native `layer_pattern` ("LLLLLG") marks.
-fn parse_layer_pattern(file: &str, pattern: &str) -> Result<WindowLayers> {
-    let mut local = Vec::with_capacity(pattern.len());
-    for c in pattern.chars() {
-        local.push(match c {
-            'L' => true,
-            'G' => false,
-            other => {
-                return Err(Error::field(
-                    file,
-                    "layer_pattern",
-                    format!("unknown layer '{other}' (expected L for local, G for global)"),
-                ));
-            }
-        });
-    }
-    if local.is_empty() || local.len() as u64 > LayerMask::MAX_PERIOD {
+/// A native `layer_pattern` ("LLLLLG", "SSSG") as its local layers and its scan layers.
+fn parse_layer_pattern(file: &str, pattern: &str) -> Result<(LayerMask, LayerMask)> {
+    let n = pattern.chars().count() as u64;
+    if n == 0 || n > LayerMask::MAX_PERIOD {
         return Err(Error::field(
             file,
             "layer_pattern",
             format!(
-                "has {} layers; 1 to {} are supported",
-                local.len(),
+                "has {n} layers; 1 to {} are supported",
                 LayerMask::MAX_PERIOD
             ),
         ));
     }
-    let bits = local
-        .iter()
-        .enumerate()
-        .fold(0u64, |b, (i, &l)| b | (u64::from(l) << i));
-    Ok(WindowLayers::Pattern(LayerMask {
-        period: local.len() as u64,
-        bits,
-    }))
+    let (mut local, mut scan) = (0u64, 0u64);
+    for (i, c) in pattern.chars().enumerate() {
+        match c {
+            'L' => local |= 1 << i,
+            'S' => scan |= 1 << i,
+            'G' => {}
+            other => {
+                return Err(Error::field(
+                    file,
+                    "layer_pattern",
+                    format!(
+                        "unknown layer '{other}' (expected L for local, G for global, S for linear \
+                         attention)"
+                    ),
+                ));
+            }
+        }
+    }
+    let mask = |bits| LayerMask { period: n, bits };
+    Ok((mask(local), mask(scan)))
 }
 
-/// The window of a native model: its size, over the layers `layer_pattern` marks (else all).
-fn native_window(file: &str, n: &NativeArch) -> Result<Option<SlidingWindow>> {
-    match (n.sliding_window, n.layer_pattern.as_deref()) {
-        (None, None) => Ok(None),
-        (None, Some(_)) => Err(Error::field(
-            file,
-            "sliding_window",
-            "missing while layer_pattern is given",
-        )),
-        (Some(size), None) => Ok(Some(SlidingWindow {
+/// The window and linear attention of a native model: the window over the layers
+/// `layer_pattern` marks local (else every layer), the scan over those it marks `S`.
+fn native_mixers(
+    file: &str,
+    n: &NativeArch,
+) -> Result<(Option<SlidingWindow>, Option<LinearAttention>)> {
+    let (local, scan) = match n.layer_pattern.as_deref() {
+        Some(p) => {
+            let (local, scan) = parse_layer_pattern(file, p)?;
+            (Some(local), Some(scan))
+        }
+        None => (None, None),
+    };
+    let window = match (n.sliding_window, local) {
+        (None, Some(mask)) if mask.bits != 0 => {
+            return Err(Error::field(
+                file,
+                "sliding_window",
+                "missing while layer_pattern has local (L) layers",
+            ));
+        }
+        (None, _) => None,
+        (Some(size), None) => Some(SlidingWindow {
             size,
             layers: WindowLayers::All,
-        })),
-        (Some(size), Some(p)) => Ok(Some(SlidingWindow {
+        }),
+        (Some(size), Some(mask)) => Some(SlidingWindow {
             size,
-            layers: parse_layer_pattern(file, p)?,
-        })),
-    }
+            layers: WindowLayers::Pattern(mask),
+        }),
+    };
+    let linear = match (&n.linear_attention, scan) {
+        (Some(l), Some(mask)) if mask.bits != 0 => Some(LinearAttention {
+            key_heads: l.key_heads,
+            key_head_dim: l.key_head_dim,
+            value_heads: l.value_heads,
+            value_head_dim: l.value_head_dim,
+            conv_kernel: l.conv_kernel,
+            layers: mask,
+        }),
+        (None, Some(mask)) if mask.bits != 0 => {
+            return Err(Error::field(
+                file,
+                "linear_attention",
+                "missing while layer_pattern has linear-attention (S) layers",
+            ));
+        }
+        (Some(_), _) => {
+            return Err(Error::field(
+                file,
+                "layer_pattern",
+                "must mark the linear-attention layers (S) when [linear_attention] is given",
+            ));
+        }
+        (None, _) => None,
+    };
+    Ok((window, linear))
 }
 
 /// Builds an architecture from the native TOML form.
@@ -1656,7 +1920,7 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
             implied_head_dim(file, "num_heads", "hidden_size", n.num_heads, n.hidden_size)?
         }
     };
-    let sliding_window = native_window(file, &n)?;
+    let (sliding_window, linear_attention) = native_mixers(file, &n)?;
     let moe = n.moe.map(|m| Moe {
         num_experts: m.num_experts,
         top_k: m.top_k,
@@ -1697,6 +1961,8 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
         attention_sinks: n.attention_sinks,
         mla,
         mtp_layers: n.mtp_layers,
+        attention_output_gate: n.attention_output_gate,
+        linear_attention,
     };
     arch.validate(file)?;
     Ok(arch)
@@ -1826,22 +2092,52 @@ mod tests {
             Some(WindowLayers::From(0)),
             Some(WindowLayers::From(3)),
             Some(WindowLayers::From(40)),
+            Some(WindowLayers::Pattern(LayerMask {
+                period: 6,
+                bits: 0b11111,
+            })),
+            Some(WindowLayers::Pattern(LayerMask {
+                period: 3,
+                bits: 0b010,
+            })),
         ];
-        for layers in [1, 2, 3, 7, 8, 32] {
+        let scans = [
+            None,
+            Some(LayerMask {
+                period: 4,
+                bits: 0b0111,
+            }),
+            Some(LayerMask {
+                period: 5,
+                bits: 0b10010,
+            }),
+        ];
+        let linear = |layers| LinearAttention {
+            key_heads: 2,
+            key_head_dim: 16,
+            value_heads: 4,
+            value_head_dim: 16,
+            conv_kernel: 4,
+            layers,
+        };
+        for layers in [1, 2, 3, 7, 8, 32, 61] {
             for first_dense in [None, Some(0), Some(1), Some(2), Some(5), Some(50)] {
                 for window in windows {
-                    let mut a = base.clone();
-                    a.num_layers = layers;
-                    a.moe = first_dense.map(|f| Moe {
-                        first_dense_layers: f,
-                        ..base.moe.unwrap()
-                    });
-                    a.sliding_window = window.map(|layers| SlidingWindow { size: 64, layers });
-                    assert_eq!(
-                        a.layer_groups().to_vec(),
-                        walk(&a),
-                        "{layers} {first_dense:?} {window:?}"
-                    );
+                    for scan in scans {
+                        let mut a = base.clone();
+                        a.num_layers = layers;
+                        a.moe = first_dense.map(|f| Moe {
+                            first_dense_layers: f,
+                            ..base.moe.unwrap()
+                        });
+                        a.sliding_window = window.map(|layers| SlidingWindow { size: 64, layers });
+                        a.linear_attention = scan.map(linear);
+                        assert_eq!(
+                            a.layer_groups().to_vec(),
+                            walk(&a),
+                            "{layers} {first_dense:?} {window:?} {scan:?}"
+                        );
+                    }
                 }
             }
         }
@@ -1862,14 +2158,16 @@ mod tests {
                 (
                     LayerKind {
                         moe: false,
-                        window: Some(4096)
+                        window: Some(4096),
+                        linear: false,
                     },
                     13
                 ),
                 (
                     LayerKind {
                         moe: false,
-                        window: None
+                        window: None,
+                        linear: false,
                     },
                     13
                 ),
@@ -1962,6 +2260,7 @@ mod family_tests {
             ("gpt-oss-20b.json", 20_914_757_184, 0),
             ("gpt-oss-120b.json", 116_829_156_672, 0),
             ("deepseek-v3.json", 671_026_419_200, 37_552_297_472),
+            ("qwen3-coder-next.json", 79_674_391_296, 3_874_929_408),
         ] {
             let p = fixture(name).params();
             println!("{name}: {p:?}");

@@ -45,6 +45,8 @@ pub mod limits {
     pub const POSITIONS: u64 = 1 << 32;
     /// Norms per layer (2, or 4 for sandwich norms).
     pub const NORMS_PER_LAYER: u64 = 8;
+    /// Taps of a linear-attention layer's short convolution.
+    pub const CONV_KERNEL: u64 = 64;
     /// Total parameters, checked with overflow-free arithmetic.
     pub const PARAMS: u64 = 1 << 50;
 
@@ -622,6 +624,14 @@ pub enum MemoryKind {
     /// Dropout in training: x ⊙ mask / (1 − p), the mask kept (one byte per element) for the
     /// backward pass.
     Dropout,
+    /// A depthwise causal convolution of this many taps along the sequence, then silu (the
+    /// short convolution of linear-attention and state-space layers): each channel's taps are
+    /// its parameter vectors.
+    CausalConv(u64),
+    /// One step of a recurrent state (`rows` states of `cols` elements, kept in fp32): read,
+    /// decayed, updated by a rank-one write and read out by the query — a decode step of a
+    /// linear-attention layer.
+    ScanState,
 }
 
 impl MemoryKind {
@@ -640,6 +650,8 @@ impl MemoryKind {
             MemoryKind::CrossEntropy => "cross-entropy",
             MemoryKind::EmbeddingLookup => "embedding",
             MemoryKind::AdamUpdate => "adam-update",
+            MemoryKind::CausalConv(_) => "causal-conv",
+            MemoryKind::ScanState => "scan-state",
         }
     }
 }
@@ -724,6 +736,19 @@ impl MemoryOp {
                 bytes_per_row: 0.0,
                 fixed_bytes_per_element: 1.0,
                 flops_per_element: 2.0,
+            },
+            // Forward reads x and the taps, writes y; backward reads dy and x, writes dx and the
+            // taps' gradients.
+            MemoryKind::CausalConv(k) if fwd => t(1.0, 1.0, k as f64, 0.0, 2.0 * k as f64 + 4.0),
+            MemoryKind::CausalConv(k) => t(2.0, 1.0, 2.0 * k as f64, 0.0, 4.0 * k as f64 + 4.0),
+            // The fp32 state read and written; decay, k·S, the rank-one update and q·S.
+            MemoryKind::ScanState => Traffic {
+                tensor_reads: 0.0,
+                tensor_writes: 0.0,
+                param_vectors: 0.0,
+                bytes_per_row: 0.0,
+                fixed_bytes_per_element: 2.0 * 4.0,
+                flops_per_element: 7.0,
             },
             MemoryKind::AdamUpdate => {
                 // Read grad; write the working copy (none when it is the fp32 master itself).

@@ -3,13 +3,15 @@
 //! attention context grows over the generated tokens. Ops are plain values; their labels are
 //! static names rendered only when a report shows them.
 
-use crate::model::arch::{Architecture, LayerGroups, LayerKind, Mla, Mlp, Moe, Norm, Positions};
+use crate::model::arch::{
+    Architecture, LayerGroups, LayerKind, LinearAttention, Mla, Mlp, Moe, Norm, Positions,
+};
 use crate::model::dtype::DType;
 use crate::model::execution::{
     Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
 };
 use crate::model::ops::{
-    Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass,
+    Activation, Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass,
 };
 use crate::model::parallel::{Group, Parallelism, Zero};
 use serde::{Deserialize, Serialize};
@@ -99,6 +101,9 @@ impl fmt::Display for Label {
     }
 }
 
+/// Tokens per chunk of a chunked linear-attention scan (flash-linear-attention's default).
+pub const SCAN_CHUNK: u64 = 64;
+
 /// The context-parallel exchange of keys and values (overlapped with the attention).
 pub const CP_EXCHANGE: &str = "cp-kv-all-gather";
 /// The sum of a vocabulary-parallel embedding's partial lookups.
@@ -161,6 +166,8 @@ pub struct LayerDims {
     pub moe: Option<Moe>,
     pub qk_norm: bool,
     pub mla: Option<Mla>,
+    pub attention_output_gate: bool,
+    pub linear_attention: Option<LinearAttention>,
 }
 
 impl LayerDims {
@@ -178,6 +185,8 @@ impl LayerDims {
             moe: a.moe,
             qk_norm: a.qk_norm,
             mla: a.mla,
+            attention_output_gate: a.attention_output_gate,
+            linear_attention: a.linear_attention,
         }
     }
 
@@ -203,6 +212,10 @@ impl LayerDims {
             if let Some(m) = &mut d.moe {
                 m.expert_intermediate_size = m.expert_intermediate_size.div_ceil(tp);
                 m.shared_intermediate_size = m.shared_intermediate_size.div_ceil(tp);
+            }
+            if let Some(l) = &mut d.linear_attention {
+                l.key_heads = l.key_heads.div_ceil(tp);
+                l.value_heads = l.value_heads.div_ceil(tp);
             }
         }
         d
@@ -541,9 +554,10 @@ impl Ctx {
         let rows = self.stream_rows();
         s.push(Label::new("attn-norm"), self.norm());
         self.tp_exchange(s, true);
-        match a.mla {
-            Some(m) => self.latent_attention(s, m, kind.window, self.mla_absorbed()),
-            None => self.projected_attention(s, kind.window),
+        match (a.mla, a.linear_attention) {
+            (_, Some(l)) if kind.linear => self.linear_attention(s, l),
+            (Some(m), _) => self.latent_attention(s, m, kind.window, self.mla_absorbed()),
+            _ => self.projected_attention(s, kind.window),
         }
         self.tp_exchange(s, false);
         self.hidden_dropout(s);
@@ -576,9 +590,11 @@ impl Ctx {
     fn projected_attention(&self, s: &mut Sink, window: Option<u64>) {
         let a = &self.dims;
         let (h, t) = (a.hidden, self.tokens());
+        // An output gate comes out of the query projection beside the queries.
+        let q_out = a.q_width() * (1 + u64::from(a.attention_output_gate));
         s.push(
             Label::new("qkv"),
-            self.matmul(1, t, a.q_width() + 2 * a.kv_width(), h),
+            self.matmul(1, t, q_out + 2 * a.kv_width(), h),
         );
         if a.qk_norm {
             // One RMSNorm per head vector, over head_dim (Qwen3, Gemma 3).
@@ -596,7 +612,72 @@ impl Ctx {
         self.cp_exchange(s, 2 * a.kv_width());
         s.push(Label::new("attention"), self.attention(window));
         self.attention_dropout(s);
+        if a.attention_output_gate {
+            // sigmoid(gate) ⊙ output: a gated activation's traffic.
+            s.push(
+                Label::new("attn-gate"),
+                self.memory(
+                    MemoryKind::GatedActivation(Activation::Silu),
+                    t,
+                    a.q_width(),
+                ),
+            );
+        }
         s.push(Label::new("attn-out"), self.matmul(1, t, h, a.q_width()));
+    }
+
+    /// Gated DeltaNet linear attention (arXiv:2412.06464) in place of attention: the input
+    /// projection, the short causal convolution, the scan, the gated norm and the output
+    /// projection. A decode step updates each value head's key × value state once
+    /// (`ScanState`); a longer pass runs the chunked form of the scan as batched matmuls over
+    /// chunks of `SCAN_CHUNK` tokens, as the flash-linear-attention kernels do (within a chunk:
+    /// scores, the WY form of the delta updates and the outputs; across chunks: the state's
+    /// contribution to queries and to the corrections, and the state update).
+    fn linear_attention(&self, s: &mut Sink, l: LinearAttention) {
+        let a = &self.dims;
+        let (h, t, p) = (a.hidden, self.tokens(), &self.shape);
+        let (heads, dk, dv) = (l.value_heads, l.key_head_dim, l.value_head_dim);
+        s.push(Label::new("in-proj"), self.matmul(1, t, l.in_width(), h));
+        s.push(
+            Label::new("short-conv"),
+            self.memory(MemoryKind::CausalConv(l.conv_kernel), t, l.conv_width()),
+        );
+        if p.q_len == 1 {
+            s.push(
+                Label::new("scan"),
+                self.memory(MemoryKind::ScanState, p.batch * heads, dk * dv),
+            );
+        } else {
+            let c = SCAN_CHUNK.min(p.q_len);
+            let blocks = p.batch * heads * p.q_len.div_ceil(c);
+            // q·kᵀ and k_β·kᵀ within each chunk.
+            s.push(Label::new("scan-scores"), self.matmul(blocks, c, c, 2 * dk));
+            // The chunk's scores times v_β, k_β and the corrected values.
+            s.push(
+                Label::new("scan-intra"),
+                self.matmul(blocks, c, 2 * dv + dk, c),
+            );
+            // Queries and decayed keys against the state carried in.
+            s.push(Label::new("scan-inter"), self.matmul(2 * blocks, c, dv, dk));
+            // The state carried out: kᵀ · v over the chunk.
+            s.push(Label::new("scan-state"), self.matmul(blocks, dk, dv, c));
+        }
+        s.push(
+            Label::new("gated-norm"),
+            self.memory(MemoryKind::RmsNorm, t * heads, dv),
+        );
+        s.push(
+            Label::new("output-gate"),
+            self.memory(
+                MemoryKind::GatedActivation(Activation::Silu),
+                t,
+                l.value_width(),
+            ),
+        );
+        s.push(
+            Label::new("out-proj"),
+            self.matmul(1, t, h, l.value_width()),
+        );
     }
 
     /// With context parallelism, every rank's `width` cached elements per token pass round the
@@ -1426,6 +1507,39 @@ mod tests {
             })
             .collect();
         assert_eq!(windows, vec![(Some(512), 22), (None, 4)]);
+    }
+
+    /// Qwen3-Next: 36 of 48 layers scan (chunked in the prefill, one state step per decoded
+    /// token), 12 attend with an output gate.
+    #[test]
+    fn linear_attention_layers_scan_instead_of_attending() {
+        let a = fixture("qwen3-coder-next.json");
+        let count = |ops: &[OpInstance], name: &str| {
+            ops.iter()
+                .filter(|o| o.label.name == name)
+                .map(|o| o.count)
+                .sum::<u64>()
+        };
+        let prefill = prefill_ops(&a, &serving());
+        assert_eq!(count(&prefill, "attention"), 12);
+        assert_eq!(count(&prefill, "attn-gate"), 12);
+        assert_eq!(count(&prefill, "scan-scores"), 36);
+        assert_eq!(count(&prefill, "scan"), 0);
+        let decode = decode_ops(&a, &serving(), 2048);
+        assert_eq!(count(&decode, "scan"), 36);
+        assert_eq!(count(&decode, "scan-scores"), 0);
+        // Each value head's 128 × 128 fp32 state, read and written once.
+        let scan = decode.iter().find(|o| o.label.name == "scan").unwrap();
+        assert_eq!(scan.op.min_bytes(), 32.0 * 128.0 * 128.0 * 8.0);
+        // The prefill's chunked scan: 1024 tokens in 16 chunks of 64 per head.
+        let scores = prefill
+            .iter()
+            .find(|o| o.label.name == "scan-scores")
+            .unwrap();
+        match scores.op {
+            Op::Matmul(m) => assert_eq!((m.batch, m.m, m.n, m.k), (32 * 16, 64, 64, 256)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
