@@ -763,17 +763,17 @@ fn native_cases() -> Vec<Case> {
     }
     let hybrid = read("examples/paper-hybrid.toml");
     #[rustfmt::skip]
-    let hybrid_edits: Vec<(&str, Vec<(&str, &str)>, &str, &str)> = vec![
-        (hybrid.as_str(), vec![("value_heads", "3")], "linear_attention.key_heads", "8 key heads do not divide 3 value heads"),
-        (hybrid.as_str(), vec![("conv_kernel", "0")], "linear_attention.conv_kernel", "must be positive"),
-        (hybrid.as_str(), vec![("conv_kernel", "100")], "linear_attention.conv_kernel", "exceeds the limit of 64"),
-        (hybrid.as_str(), vec![("key_head_dim", "131072")], "linear_attention.key_head_dim", "exceeds the limit of 2^16"),
-        (hybrid.as_str(), vec![("layer_pattern", "\"LLG\"")], "layer_pattern", "must mark the linear-attention layers (S)"),
-        (hybrid.as_str(), vec![("layer_pattern", "\"SSM\"")], "layer_pattern", "unknown layer 'M'"),
-        (hybrid.as_str(), vec![("conv_kernel", "4\ngate = true")], "linear_attention.gate", "unknown field"),
-        (good.as_str(), vec![("^layer_pattern", "\"SG\"")], "linear_attention", "missing while layer_pattern has linear-attention (S) layers"),
+    let hybrid_edits: Vec<(&str, Row)> = vec![
+        (hybrid.as_str(), (vec![("value_heads", "3")], "linear_attention.key_heads", "8 key heads do not divide 3 value heads")),
+        (hybrid.as_str(), (vec![("conv_kernel", "0")], "linear_attention.conv_kernel", "must be positive")),
+        (hybrid.as_str(), (vec![("conv_kernel", "100")], "linear_attention.conv_kernel", "exceeds the limit of 64")),
+        (hybrid.as_str(), (vec![("key_head_dim", "131072")], "linear_attention.key_head_dim", "exceeds the limit of 2^16")),
+        (hybrid.as_str(), (vec![("layer_pattern", "\"LLG\"")], "layer_pattern", "must mark the linear-attention layers (S)")),
+        (hybrid.as_str(), (vec![("layer_pattern", "\"SSM\"")], "layer_pattern", "unknown layer 'M'")),
+        (hybrid.as_str(), (vec![("conv_kernel", "4\ngate = true")], "linear_attention.gate", "unknown field")),
+        (good.as_str(), (vec![("^layer_pattern", "\"SG\"")], "linear_attention", "missing while layer_pattern has linear-attention (S) layers")),
     ];
-    for (i, (base, edit, field, message)) in hybrid_edits.into_iter().enumerate() {
+    for (i, (base, (edit, field, message))) in hybrid_edits.into_iter().enumerate() {
         cases.push(case(
             &format!("toml hybrid {i}: {field} {message}"),
             vec![("m.toml", toml_edit(base, &edit))],
