@@ -282,7 +282,8 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
                 let cached = kind.window.map_or(context, |w| w.min(context));
                 count as f64 * kv_per_layer_token * cached as f64 * s.batch as f64
             })
-            .sum::<f64>();
+            // From +0.0: a model without attention layers caches nothing (an empty f64 sum is −0.0).
+            .fold(0.0, |total, layer| total + layer);
     let recurrent_state_bytes =
         stage_share * s.batch as f64 * recurrent_state_bytes_per_sequence(arch, p.tp, s.kv_dtype);
     let kv_cache_bytes_per_token = arch.kv_elements_per_token() as f64 * s.kv_dtype.bytes();
