@@ -2254,20 +2254,77 @@ mod family_tests {
     fn family_totals() {
         for (name, total, active) in [
             ("qwen3-0.6b.json", 596_049_920, 596_049_920),
-            ("qwen3-30b-a3b.json", 30_532_122_624, 0),
+            ("qwen3-30b-a3b.json", 30_532_122_624, 3_353_032_704),
             ("gemma-3-1b.json", 999_885_952, 999_885_952),
             ("gemma-3-4b.json", 3_880_263_168, 3_880_263_168),
-            ("gpt-oss-20b.json", 20_914_757_184, 0),
-            ("gpt-oss-120b.json", 116_829_156_672, 0),
+            ("gpt-oss-20b.json", 20_914_757_184, 4_187_440_704),
+            ("gpt-oss-120b.json", 116_829_156_672, 5_711_982_912),
             ("deepseek-v3.json", 671_026_419_200, 37_552_297_472),
             ("qwen3-coder-next.json", 79_674_391_296, 3_874_929_408),
         ] {
             let p = fixture(name).params();
-            println!("{name}: {p:?}");
             assert_eq!(p.total, total, "{name}");
-            if active > 0 {
-                assert_eq!(p.active, active, "{name}");
-            }
+            assert_eq!(p.active, active, "{name}");
         }
+    }
+
+    /// A config read with `layer_types` in place of its interval field.
+    fn with_layer_types(name: &str, types: impl Fn(u64) -> &'static str) -> Architecture {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        let layers = obj["num_hidden_layers"].as_u64().unwrap();
+        obj.remove("sliding_window_pattern");
+        obj.remove("full_attention_interval");
+        obj.insert(
+            "layer_types".into(),
+            (0..layers).map(types).collect::<Vec<_>>().into(),
+        );
+        from_hf_config(name, &v.to_string()).unwrap()
+    }
+
+    /// `layer_types` and the interval fields describe the same layers.
+    #[test]
+    fn layer_types_read_as_the_intervals_do() {
+        let gemma = with_layer_types("gemma-3-1b.json", |i| {
+            if (i + 1) % 6 == 0 {
+                "full_attention"
+            } else {
+                "sliding_attention"
+            }
+        });
+        let original = fixture("gemma-3-1b.json");
+        assert_eq!(gemma.layer_groups(), original.layer_groups());
+        assert_eq!(gemma.params(), original.params());
+        let next = with_layer_types("qwen3-coder-next.json", |i| {
+            if (i + 1) % 4 == 0 {
+                "full_attention"
+            } else {
+                "linear_attention"
+            }
+        });
+        let original = fixture("qwen3-coder-next.json");
+        assert_eq!(next.layer_groups(), original.layer_groups());
+        assert_eq!((next.attention_layers(), next.linear_layers()), (12, 36));
+        // gpt-oss's list alternates from a banded layer: Gemma 2's even layers.
+        let oss = fixture("gpt-oss-20b.json");
+        assert_eq!(oss.sliding_window.unwrap().layers, WindowLayers::Even);
+    }
+
+    /// A list that is cut mid-period still reads as its repeating pattern (Gemma 3 27B: 62
+    /// layers, five local then one global).
+    #[test]
+    fn a_truncated_period_is_still_found() {
+        let flags: Vec<bool> = (0..62).map(|i| (i + 1) % 6 != 0).collect();
+        assert_eq!(
+            LayerMask::of_flags(&flags),
+            Some(LayerMask {
+                period: 6,
+                bits: 0b11111
+            })
+        );
+        let irregular: Vec<bool> = (0..100).map(|i| i == 70).collect();
+        assert_eq!(LayerMask::of_flags(&irregular), None);
+        assert_eq!(LayerMask::of_flags(&[]).map(|m| m.bits), Some(0));
     }
 }
