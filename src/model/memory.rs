@@ -87,7 +87,7 @@ fn linear_saved_per_token(l: LinearAttention, tp: u64) -> f64 {
 fn recurrent_state_bytes_per_sequence(arch: &Architecture, tp: u64, kv_dtype: DType) -> f64 {
     arch.linear_attention.map_or(0.0, |l| {
         let state = l.state_elements() as f64 * 4.0;
-        let conv = (l.conv_width() * (l.conv_kernel - 1)) as f64 * kv_dtype.bytes();
+        let conv = (l.conv_width() * l.conv_kernel.saturating_sub(1)) as f64 * kv_dtype.bytes();
         arch.linear_layers() as f64 * (state + conv) / tp as f64
     })
 }
