@@ -352,7 +352,8 @@ fn toml_value() -> impl Strategy<Value = toml::Value> {
     ]
 }
 
-const NATIVE_KEYS: [&str; 32] = [
+const NATIVE_KEYS: [&str; 33] = [
+    "moe.shared_expert_gate",
     "layer_pattern",
     "qk_norm",
     "attention_sinks",

@@ -1770,6 +1770,9 @@ struct NativeMoe {
     first_dense_layers: u64,
     #[serde(default)]
     router_bias: bool,
+    /// A learned scalar gate on the shared experts' output (Qwen MoE).
+    #[serde(default)]
+    shared_expert_gate: bool,
 }
 
 fn default_norm() -> Norm {
@@ -1929,7 +1932,7 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
         shared_intermediate_size: m
             .shared_intermediate_size
             .unwrap_or(m.expert_intermediate_size),
-        shared_expert_gate: false,
+        shared_expert_gate: m.shared_expert_gate,
         first_dense_layers: m.first_dense_layers,
         router_bias: m.router_bias,
     });
@@ -2309,6 +2312,115 @@ mod family_tests {
         // gpt-oss's list alternates from a banded layer: Gemma 2's even layers.
         let oss = fixture("gpt-oss-20b.json");
         assert_eq!(oss.sliding_window.unwrap().layers, WindowLayers::Even);
+    }
+
+    /// Each family written in the native form counts as its Hugging Face config does, so a
+    /// paper design can start from any of them.
+    #[test]
+    fn native_forms_of_each_family_count_alike() {
+        let gemma3 = r#"
+name = "gemma-3-1b"
+vocab_size = 262144
+hidden_size = 1152
+num_layers = 26
+num_heads = 4
+num_kv_heads = 1
+head_dim = 256
+intermediate_size = 6912
+mlp = "geglu"
+norms_per_layer = 4
+max_position_embeddings = 32768
+tie_embeddings = true
+qk_norm = true
+sliding_window = 512
+layer_pattern = "LLLLLG"
+"#;
+        let gpt_oss = r#"
+name = "gpt-oss-20b"
+vocab_size = 201088
+hidden_size = 2880
+num_layers = 24
+num_heads = 64
+num_kv_heads = 8
+head_dim = 64
+intermediate_size = 2880
+mlp = "swiglu"
+max_position_embeddings = 131072
+qkv_bias = true
+attn_out_bias = true
+mlp_bias = true
+attention_sinks = true
+sliding_window = 128
+layer_pattern = "LG"
+[moe]
+num_experts = 32
+top_k = 4
+expert_intermediate_size = 2880
+router_bias = true
+"#;
+        let deepseek = r#"
+name = "deepseek-v3"
+vocab_size = 129280
+hidden_size = 7168
+num_layers = 61
+num_heads = 128
+intermediate_size = 18432
+mlp = "swiglu"
+max_position_embeddings = 163840
+mtp_layers = 1
+[mla]
+q_lora_rank = 1536
+kv_lora_rank = 512
+qk_nope_head_dim = 128
+qk_rope_head_dim = 64
+v_head_dim = 128
+[moe]
+num_experts = 256
+top_k = 8
+expert_intermediate_size = 2048
+shared_experts = 1
+first_dense_layers = 3
+router_bias = true
+"#;
+        let qwen3_next = r#"
+name = "qwen3-next"
+vocab_size = 151936
+hidden_size = 2048
+num_layers = 48
+num_heads = 16
+num_kv_heads = 2
+head_dim = 256
+intermediate_size = 5120
+mlp = "swiglu"
+max_position_embeddings = 262144
+qk_norm = true
+attention_output_gate = true
+layer_pattern = "SSSG"
+[linear_attention]
+key_heads = 16
+key_head_dim = 128
+value_heads = 32
+value_head_dim = 128
+conv_kernel = 4
+[moe]
+num_experts = 512
+top_k = 10
+expert_intermediate_size = 512
+shared_experts = 1
+shared_expert_gate = true
+"#;
+        for (toml_text, config) in [
+            (gemma3, "gemma-3-1b.json"),
+            (gpt_oss, "gpt-oss-20b.json"),
+            (deepseek, "deepseek-v3.json"),
+            (qwen3_next, "qwen3-coder-next.json"),
+        ] {
+            let native = from_native_toml("paper.toml", toml_text).unwrap();
+            let hf = fixture(config);
+            assert_eq!(native.params(), hf.params(), "{config}");
+            assert_eq!(native.layer_groups(), hf.layer_groups(), "{config}");
+            assert_eq!(native.kv_elements_per_token(), hf.kv_elements_per_token());
+        }
     }
 
     /// A list that is cut mid-period still reads as its repeating pattern (Gemma 3 27B: 62
