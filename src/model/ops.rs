@@ -162,7 +162,8 @@ impl std::hash::Hash for Op {
                         | u64::from(a.causal) << 16
                         | u64::from(a.fused) << 17
                         | (a.pass as u64) << 18
-                        | u64::from(a.window.is_some()) << 19,
+                        | u64::from(a.window.is_some()) << 19
+                        | u64::from(a.shared_kv) << 20,
                 );
                 h.write_u64(a.batch);
                 h.write_u64(a.q_heads ^ a.kv_heads.rotate_left(32));
@@ -270,6 +271,12 @@ impl Op {
                 }
                 if let Some(w) = a.window {
                     dim("window", w)?;
+                }
+                if a.shared_kv && a.v_head_dim > a.qk_head_dim {
+                    return Err(format!(
+                        "v_head_dim {} exceeds qk_head_dim {} with keys and values shared",
+                        a.v_head_dim, a.qk_head_dim
+                    ));
                 }
                 if a.q_len > a.kv_len {
                     return Err(format!("q_len {} exceeds kv_len {}", a.q_len, a.kv_len));
@@ -452,6 +459,10 @@ pub struct Attention {
     /// the softmax output to memory and read them back.
     pub fused: bool,
     pub pass: Pass,
+    /// Keys and values are one cached tensor, read once: the values are the first `v_head_dim`
+    /// columns of the keys (MLA's latent, attended to in absorbed form).
+    #[serde(default)]
+    pub shared_kv: bool,
 }
 
 impl Attention {
@@ -551,7 +562,11 @@ impl Attention {
         let o = b * prod(self.q_heads, self.q_len, self.v_head_dim);
         let keys = self.keys_touched();
         let k = b * prod(self.kv_heads, keys, self.qk_head_dim);
-        let v = b * prod(self.kv_heads, keys, self.v_head_dim);
+        let v = if self.shared_kv {
+            0.0
+        } else {
+            b * prod(self.kv_heads, keys, self.v_head_dim)
+        };
         // Unfused: scores written by QKᵀ, read and probabilities written by softmax, read by PV
         // (backward: probabilities read, their gradient written and read).
         let scores = if self.fused {
@@ -880,6 +895,7 @@ mod tests {
             kv_dtype: DType::Bf16,
             fused: true,
             pass: Pass::Forward,
+            shared_kv: false,
         }
     }
 

@@ -489,8 +489,14 @@ impl Ctx {
     }
 
     /// Attention of this pass's queries over its keys with `heads` query and `kv_heads` key/value
-    /// heads of the given widths.
-    fn attention_over(&self, window: Option<u64>, heads: (u64, u64), dims: (u64, u64)) -> Op {
+    /// heads of the given widths; `shared_kv` when the values are part of the cached keys.
+    fn attention_over(
+        &self,
+        window: Option<u64>,
+        heads: (u64, u64),
+        dims: (u64, u64),
+        shared_kv: bool,
+    ) -> Op {
         let p = &self.shape;
         // Context parallel: each rank's load-balanced share of the causal square (two chunks,
         // one early and one late, as Megatron's ring attention deals them) is s²/(2·cp) pairs,
@@ -514,12 +520,18 @@ impl Ctx {
             kv_dtype: p.kv_dtype,
             fused: p.fused,
             pass: Pass::Forward,
+            shared_kv,
         })
     }
 
     fn attention(&self, window: Option<u64>) -> Op {
         let d = &self.dims;
-        self.attention_over(window, (d.heads, d.kv_heads), (d.head_dim, d.head_dim))
+        self.attention_over(
+            window,
+            (d.heads, d.kv_heads),
+            (d.head_dim, d.head_dim),
+            false,
+        )
     }
 
     /// The feed-forward ops of an MLP of width `width` over `rows` tokens, `experts` copies.
@@ -763,10 +775,11 @@ impl Ctx {
                 Label::new("q-absorb"),
                 self.matmul(heads, t, m.kv_lora_rank, m.qk_nope_head_dim),
             );
-            // One latent key/value "head" shared by every query head.
+            // One latent key/value "head" shared by every query head, read once: the values
+            // are the latent part of the cached keys.
             s.push(
                 Label::new("attention"),
-                self.attention_over(window, (heads, 1), (m.cache_width(), m.kv_lora_rank)),
+                self.attention_over(window, (heads, 1), (m.cache_width(), m.kv_lora_rank), true),
             );
             self.attention_dropout(s);
             // The latent output · W_UV per head.
@@ -790,7 +803,12 @@ impl Ctx {
             );
             s.push(
                 Label::new("attention"),
-                self.attention_over(window, (heads, heads), (m.qk_head_dim(), m.v_head_dim)),
+                self.attention_over(
+                    window,
+                    (heads, heads),
+                    (m.qk_head_dim(), m.v_head_dim),
+                    false,
+                ),
             );
             self.attention_dropout(s);
         }
@@ -1463,6 +1481,9 @@ mod tests {
         };
         let d = attention(&decode);
         assert_eq!((d.kv_heads, d.qk_head_dim, d.v_head_dim), (1, 576, 512));
+        // The latent cache is read once: 4096 keys × 576 bf16 elements, beside q and o.
+        let q_and_o = 128.0 * (576.0 + 512.0) * 2.0;
+        assert_eq!(d.min_bytes(), 4096.0 * 576.0 * 2.0 + q_and_o);
         let p = attention(&prefill);
         assert_eq!((p.kv_heads, p.qk_head_dim, p.v_head_dim), (128, 192, 128));
         assert!(mla_layer_flops(&a, 1, 4096, true) < mla_layer_flops(&a, 1, 4096, false));
