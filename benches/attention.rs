@@ -34,6 +34,7 @@ fn attention(c: &mut Criterion) {
                     kv_dtype: dtype,
                     fused: true,
                     pass: Pass::Forward,
+                    shared_kv: false,
                 }));
             }
         }

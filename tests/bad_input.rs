@@ -350,7 +350,23 @@ fn hf_cases() -> Vec<Case> {
         "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 151936,
         "max_position_embeddings": 8192, "decoder_sparse_step": 1, "mlp_only_layers": []
     });
+    let qwen3: Value = serde_json::from_str(&read("tests/fixtures/qwen3-0.6b.json")).unwrap();
+    let qwen3_moe: Value =
+        serde_json::from_str(&read("tests/fixtures/qwen3-30b-a3b.json")).unwrap();
+    let gemma3_text: Value = serde_json::from_str(&read("tests/fixtures/gemma-3-1b.json")).unwrap();
+    let gemma3: Value = serde_json::from_str(&read("tests/fixtures/gemma-3-4b.json")).unwrap();
+    let gpt_oss: Value = serde_json::from_str(&read("tests/fixtures/gpt-oss-20b.json")).unwrap();
+    let deepseek: Value = serde_json::from_str(&read("tests/fixtures/deepseek-v3.json")).unwrap();
+    let qwen3_next: Value =
+        serde_json::from_str(&read("tests/fixtures/qwen3-coder-next.json")).unwrap();
     let bases = [
+        ("qwen3", &qwen3),
+        ("qwen3_moe", &qwen3_moe),
+        ("gemma3_text", &gemma3_text),
+        ("gemma3", &gemma3),
+        ("gpt_oss", &gpt_oss),
+        ("deepseek_v3", &deepseek),
+        ("qwen3_next", &qwen3_next),
         ("llama", &llama),
         ("gpt2", &gpt2),
         ("mixtral", &mixtral),
@@ -447,6 +463,61 @@ fn hf_cases() -> Vec<Case> {
         ("gemma2", vec![("hidden_activation", Some(json!("tanh")))], "hidden_activation", "unsupported activation"),
         ("gemma2", vec![("head_dim", n(0))], "head_dim", "must be positive"),
         ("gemma2", vec![("sliding_window", n(0))], "sliding_window", "must be positive"),
+        ("qwen3", vec![("head_dim", n(0))], "head_dim", "must be positive"),
+        ("qwen3", vec![("num_key_value_heads", n(3))], "num_key_value_heads", "do not divide 16"),
+        ("qwen3", vec![("use_sliding_window", Some(json!(true)))], "sliding_window", "missing while use_sliding_window is true"),
+        ("qwen3_moe", vec![("decoder_sparse_step", n(2))], "decoder_sparse_step", "only 1"),
+        ("qwen3_moe", vec![("mlp_only_layers", Some(json!([0])))], "mlp_only_layers", "not supported"),
+        ("qwen3_moe", vec![("num_experts", None)], "num_experts", "missing"),
+        ("qwen3_moe", vec![("num_experts_per_tok", n(129))], "num_experts_per_tok", "routes each token to 129 experts but there are only 128"),
+        ("qwen3_moe", vec![("moe_intermediate_size", n(0))], "moe_intermediate_size", "must be positive"),
+        ("gemma3_text", vec![("sliding_window_pattern", n(0))], "sliding_window_pattern", "must be 1 to 64"),
+        ("gemma3_text", vec![("sliding_window_pattern", n(65))], "sliding_window_pattern", "must be 1 to 64"),
+        ("gemma3_text", vec![("sliding_window_pattern", Some(json!("6")))], "sliding_window_pattern", "non-negative integer"),
+        ("gemma3_text", vec![("sliding_window", n(0))], "sliding_window", "must be positive"),
+        ("gemma3_text", vec![("layer_types", Some(json!(["sliding_attention", "full_attention"])))], "layer_types", "lists 2 layers but num_hidden_layers is 26"),
+        ("gemma3_text", vec![("layer_types", Some(json!("sliding_attention")))], "layer_types", "expected a list of layer types"),
+        ("gemma3_text", vec![("num_hidden_layers", n(2)), ("layer_types", Some(json!(["sliding_attention", "chunked_attention"])))], "layer_types", "unsupported layer type \"chunked_attention\""),
+        ("gemma3_text", vec![("hidden_activation", Some(json!("tanh")))], "hidden_activation", "unsupported activation"),
+        ("gemma3", vec![("text_config", None)], "text_config", "missing"),
+        ("gemma3", vec![("text_config", Some(json!(5)))], "text_config", "expected a JSON object"),
+        ("gemma3", vec![("text_config", Some(json!({"intermediate_size": 10240, "num_hidden_layers": 34})))], "text_config.hidden_size", "missing"),
+        ("gemma3", vec![("text_config", Some(json!({"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34, "num_key_value_heads": 3})))], "text_config.num_key_value_heads", "do not divide 8"),
+        ("gemma3", vec![("text_config", Some(json!({"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34, "sliding_window": 0})))], "text_config.sliding_window", "must be positive"),
+        ("gpt_oss", vec![("num_local_experts", None)], "num_local_experts", "missing"),
+        ("gpt_oss", vec![("num_local_experts", n(0))], "num_local_experts", "must be positive"),
+        ("gpt_oss", vec![("num_experts_per_tok", n(64))], "num_experts_per_tok", "routes each token to 64 experts but there are only 32"),
+        ("gpt_oss", vec![("sliding_window", None)], "sliding_window", "missing"),
+        ("gpt_oss", vec![("head_dim", None)], "head_dim", "missing"),
+        ("gpt_oss", vec![("attention_bias", Some(json!("yes")))], "attention_bias", "expected true or false"),
+        ("gpt_oss", vec![("intermediate_size", n(P2_20 * 2))], "intermediate_size", "exceeds the limit of 2^20"),
+        ("gpt_oss", vec![("layer_types", Some(json!(["sliding_attention", "full_attention", "sliding_attention"])))], "layer_types", "lists 3 layers but num_hidden_layers is 24"),
+        ("deepseek_v3", vec![("kv_lora_rank", None)], "kv_lora_rank", "missing"),
+        ("deepseek_v3", vec![("kv_lora_rank", n(0))], "kv_lora_rank", "must be positive"),
+        ("deepseek_v3", vec![("kv_lora_rank", n(P2_20 * 2))], "kv_lora_rank", "exceeds the limit of 2^20"),
+        ("deepseek_v3", vec![("qk_rope_head_dim", n(0))], "qk_rope_head_dim", "must be positive"),
+        ("deepseek_v3", vec![("qk_nope_head_dim", None)], "qk_nope_head_dim", "missing"),
+        ("deepseek_v3", vec![("v_head_dim", n(0))], "v_head_dim", "must be positive"),
+        ("deepseek_v3", vec![("q_lora_rank", Some(json!("1536")))], "q_lora_rank", "non-negative integer"),
+        ("deepseek_v3", vec![("n_routed_experts", n(0))], "n_routed_experts", "must be positive"),
+        ("deepseek_v3", vec![("n_routed_experts", None)], "n_routed_experts", "missing"),
+        ("deepseek_v3", vec![("num_experts_per_tok", n(300))], "num_experts_per_tok", "exceeds the limit of 256"),
+        ("deepseek_v3", vec![("n_shared_experts", n(1 << 9))], "n_shared_experts", "exceeds the limit of 256"),
+        ("deepseek_v3", vec![("first_k_dense_replace", n(62))], "first_k_dense_replace", "exceeds the 61 layers"),
+        ("deepseek_v3", vec![("moe_layer_freq", n(2))], "moe_layer_freq", "only 1"),
+        ("deepseek_v3", vec![("moe_intermediate_size", None)], "moe_intermediate_size", "missing"),
+        ("deepseek_v3", vec![("num_nextn_predict_layers", n(P2_16 * 2))], "num_nextn_predict_layers", "exceeds the limit of 2^16"),
+        ("qwen3_next", vec![("linear_num_value_heads", n(0))], "linear_num_value_heads", "must be positive"),
+        ("qwen3_next", vec![("linear_num_key_heads", n(3))], "linear_num_key_heads", "3 key heads do not divide 32 value heads"),
+        ("qwen3_next", vec![("linear_key_head_dim", None)], "linear_key_head_dim", "missing"),
+        ("qwen3_next", vec![("linear_value_head_dim", n(P2_16 * 2))], "linear_value_head_dim", "exceeds the limit of 2^16"),
+        ("qwen3_next", vec![("linear_conv_kernel_dim", n(65))], "linear_conv_kernel_dim", "exceeds the limit of 64"),
+        ("qwen3_next", vec![("linear_conv_kernel_dim", Some(json!(4.5)))], "linear_conv_kernel_dim", "non-negative integer"),
+        ("qwen3_next", vec![("full_attention_interval", n(0))], "full_attention_interval", "must be 1 to 64"),
+        ("qwen3_next", vec![("full_attention_interval", None)], "full_attention_interval", "missing"),
+        ("qwen3_next", vec![("num_hidden_layers", n(2)), ("layer_types", Some(json!(["linear_attention", "sliding_attention"])))], "layer_types", "unsupported layer type \"sliding_attention\" (supported: linear_attention, full_attention)"),
+        ("qwen3_next", vec![("num_experts_per_tok", n(513))], "num_experts_per_tok", "exceeds the limit of 256"),
+        ("qwen3_next", vec![("shared_expert_intermediate_size", n(P2_20 * 2))], "shared_expert_intermediate_size", "exceeds the limit of 2^20"),
     ];
     let mut cases = Vec::new();
     for (i, (b, edits, field, message)) in refusals.into_iter().enumerate() {
@@ -567,7 +638,18 @@ fn hf_cases() -> Vec<Case> {
         &["predict", "--model", "{d}/c.json", "--hw", "h100-sxm"],
         Expect::Predict(Some("max_position_embeddings".into())),
     ));
-    for name in ["qwen2", "gemma2", "qwen2_moe"] {
+    for name in [
+        "qwen2",
+        "gemma2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "gemma3_text",
+        "gemma3",
+        "gpt_oss",
+        "deepseek_v3",
+        "qwen3_next",
+    ] {
         cases.push(case(
             &format!("hf: {name} predicts"),
             vec![("c.json", json_edit(base(name), &[]))],
@@ -654,6 +736,87 @@ fn native_cases() -> Vec<Case> {
             refused(&[&needle, message]),
         ));
     }
+    let latent = read("examples/paper-mla.toml");
+    let long_pattern = format!("\"{}\"", "L".repeat(65));
+    #[rustfmt::skip]
+    let latent_edits: Vec<Row> = vec![
+        (vec![("kv_lora_rank", "0")], "kv_lora_rank", "must be positive"),
+        (vec![("v_head_dim", "0")], "v_head_dim", "must be positive"),
+        (vec![("qk_rope_head_dim", "131072")], "qk_rope_head_dim", "exceeds the limit of 2^16"),
+        (vec![("^head_dim", "64")], "head_dim", "MLA's query/key width"),
+        (vec![("^num_kv_heads", "4")], "num_kv_heads", "must equal num_heads with MLA"),
+        (vec![("^qk_norm", "true")], "qk_norm", "not to MLA's latents"),
+        (vec![("layer_pattern", "\"LLX\"")], "layer_pattern", "unknown layer 'X'"),
+        (vec![("layer_pattern", "\"\"")], "layer_pattern", "has 0 layers"),
+        (vec![("layer_pattern", &long_pattern)], "layer_pattern", "has 65 layers"),
+        (vec![("sliding_window", "")], "sliding_window", "missing while layer_pattern has local (L) layers"),
+        (vec![("mtp_layers", "131072")], "mtp_layers", "exceeds the limit of 2^16"),
+        (vec![("router_bias", "1")], "moe", "router_bias"),
+    ];
+    for (i, (edit, field, message)) in latent_edits.into_iter().enumerate() {
+        cases.push(case(
+            &format!("toml mla {i}: {field} {message}"),
+            vec![("m.toml", toml_edit(&latent, &edit))],
+            &["predict", "--model", "{d}/m.toml", "--hw", "h100-sxm"],
+            refused(&[&format!("{{d}}/m.toml: {field}"), message]),
+        ));
+    }
+    let hybrid = read("examples/paper-hybrid.toml");
+    #[rustfmt::skip]
+    let hybrid_edits: Vec<(&str, Row)> = vec![
+        (hybrid.as_str(), (vec![("value_heads", "3")], "linear_attention.key_heads", "8 key heads do not divide 3 value heads")),
+        (hybrid.as_str(), (vec![("conv_kernel", "0")], "linear_attention.conv_kernel", "must be positive")),
+        (hybrid.as_str(), (vec![("conv_kernel", "100")], "linear_attention.conv_kernel", "exceeds the limit of 64")),
+        (hybrid.as_str(), (vec![("key_head_dim", "131072")], "linear_attention.key_head_dim", "exceeds the limit of 2^16")),
+        (hybrid.as_str(), (vec![("layer_pattern", "\"LLG\"")], "layer_pattern", "must mark the linear-attention layers (S)")),
+        (hybrid.as_str(), (vec![("layer_pattern", "\"SSM\"")], "layer_pattern", "unknown layer 'M'")),
+        (hybrid.as_str(), (vec![("conv_kernel", "4\ngate = true")], "linear_attention.gate", "unknown field")),
+        (good.as_str(), (vec![("^layer_pattern", "\"SG\"")], "linear_attention", "missing while layer_pattern has linear-attention (S) layers")),
+    ];
+    for (i, (base, (edit, field, message))) in hybrid_edits.into_iter().enumerate() {
+        cases.push(case(
+            &format!("toml hybrid {i}: {field} {message}"),
+            vec![("m.toml", toml_edit(base, &edit))],
+            &["predict", "--model", "{d}/m.toml", "--hw", "h100-sxm"],
+            refused(&[&format!("{{d}}/m.toml: {field}"), message]),
+        ));
+    }
+    for (name, edit) in [
+        ("hybrid", vec![]),
+        (
+            "hybrid without local layers",
+            vec![("layer_pattern", "\"SSSG\""), ("sliding_window", "")],
+        ),
+    ] {
+        cases.push(case(
+            &format!("toml: {name} predicts"),
+            vec![("m.toml", toml_edit(&hybrid, &edit))],
+            &[
+                "predict",
+                "--model",
+                "{d}/m.toml",
+                "--hw",
+                "h100-sxm",
+                "--seq",
+                "2048",
+            ],
+            Expect::Predict(None),
+        ));
+    }
+    cases.push(case(
+        "toml: latent attention with local and global layers predicts",
+        vec![("m.toml", text(&latent))],
+        &[
+            "predict",
+            "--model",
+            "{d}/m.toml",
+            "--hw",
+            "h100-sxm",
+            "--seq",
+            "2048",
+        ],
+        Expect::Predict(None),
+    ));
     for (name, body, message) in [
         ("empty", "", "(top level)"),
         ("unclosed table", "[moe", "invalid TOML at line 1"),

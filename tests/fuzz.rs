@@ -105,6 +105,10 @@ fn priced_finite(arch: &Architecture, system: &System, dtype: DType) -> Result<(
     };
     let doc = serde_json::to_value(&e).unwrap();
     for p in FIGURES {
+        // A model whose every layer is linear attention keeps a state and no KV cache.
+        if p == "memory.inference.kv_cache_bytes" && arch.attention_layers() == 0 {
+            continue;
+        }
         let mut v = &doc;
         for key in p.split('.') {
             v = &v[key];
@@ -156,7 +160,18 @@ fn interesting_f64() -> impl Strategy<Value = f64> {
     ]
 }
 
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 27] = [
+    "qwen3",
+    "qwen3_moe",
+    "qwen3_next",
+    "gemma3_text",
+    "gemma3",
+    "gpt_oss",
+    "deepseek_v3",
+    "LLLLLG",
+    "SSLG",
+    "sliding_attention",
+    "linear_attention",
     "llama",
     "mistral",
     "mixtral",
@@ -187,10 +202,30 @@ fn json_value() -> impl Strategy<Value = Value> {
         1 => Just(Value::Null),
         1 => Just(json!([1, 2])),
         1 => Just(json!({"a": 1})),
+        1 => Just(json!(["sliding_attention", "full_attention"])),
+        1 => Just(json!({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3})),
     ]
 }
 
-const HF_KEYS: [&str; 30] = [
+const HF_KEYS: [&str; 48] = [
+    "layer_types",
+    "sliding_window_pattern",
+    "text_config",
+    "q_lora_rank",
+    "kv_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
+    "n_routed_experts",
+    "n_shared_experts",
+    "first_k_dense_replace",
+    "num_nextn_predict_layers",
+    "linear_num_key_heads",
+    "linear_num_value_heads",
+    "linear_key_head_dim",
+    "linear_value_head_dim",
+    "linear_conv_kernel_dim",
+    "full_attention_interval",
     "model_type",
     "hidden_size",
     "intermediate_size",
@@ -231,6 +266,13 @@ fn hf_bases() -> Vec<Value> {
         "models/Mistral-7B-Instruct-v0.1.json",
         "tests/fixtures/qwen2-0.5b.json",
         "tests/fixtures/gemma-2-2b.json",
+        "tests/fixtures/qwen3-0.6b.json",
+        "tests/fixtures/qwen3-30b-a3b.json",
+        "tests/fixtures/gemma-3-1b.json",
+        "tests/fixtures/gemma-3-4b.json",
+        "tests/fixtures/gpt-oss-20b.json",
+        "tests/fixtures/deepseek-v3.json",
+        "tests/fixtures/qwen3-coder-next.json",
     ]
     .iter()
     .map(|p| serde_json::from_str(&read(p)).unwrap())
@@ -274,7 +316,7 @@ proptest! {
 
     #[test]
     fn hf_configs_with_fields_replaced_price_finitely(
-        base in 0usize..7,
+        base in 0usize..14,
         edits in prop::collection::vec(
             (prop::sample::select(HF_KEYS.to_vec()), prop::option::weighted(0.9, json_value())),
             1..5,
@@ -310,7 +352,21 @@ fn toml_value() -> impl Strategy<Value = toml::Value> {
     ]
 }
 
-const NATIVE_KEYS: [&str; 19] = [
+const NATIVE_KEYS: [&str; 33] = [
+    "moe.shared_expert_gate",
+    "layer_pattern",
+    "qk_norm",
+    "attention_sinks",
+    "attention_output_gate",
+    "mtp_layers",
+    "moe.router_bias",
+    "mla.q_lora_rank",
+    "mla.kv_lora_rank",
+    "mla.qk_rope_head_dim",
+    "mla.v_head_dim",
+    "linear_attention.value_heads",
+    "linear_attention.key_head_dim",
+    "linear_attention.conv_kernel",
     "vocab_size",
     "hidden_size",
     "num_layers",
@@ -337,16 +393,21 @@ proptest! {
 
     #[test]
     fn native_toml_with_fields_replaced_prices_finitely(
+        base in prop::sample::select(vec![
+            "examples/paper-model.toml",
+            "examples/paper-mla.toml",
+            "examples/paper-hybrid.toml",
+        ]),
         edits in prop::collection::vec(
             (prop::sample::select(NATIVE_KEYS.to_vec()), prop::option::weighted(0.9, toml_value())),
             1..5,
         ),
         text_noise in prop::option::weighted(0.1, "[ -~\n]{0,40}"),
     ) {
-        let mut t: toml::Table = toml::from_str(&read("examples/paper-model.toml")).unwrap();
+        let mut t: toml::Table = toml::from_str(&read(base)).unwrap();
         for (k, val) in edits {
             let (table, key) = match k.split_once('.') {
-                Some((_, key)) => (t.get_mut("moe").and_then(|m| m.as_table_mut()), key),
+                Some((name, key)) => (t.get_mut(name).and_then(|m| m.as_table_mut()), key),
                 None => (Some(&mut t), k),
             };
             let Some(table) = table else { continue };

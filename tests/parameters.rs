@@ -78,3 +78,94 @@ fn qwen2_and_gemma2_configs() {
         2_614_341_888.0
     );
 }
+
+/// Qwen3 (QK-norm), Gemma 3 (QK-norm, sandwich norms, local/global layers), gpt-oss (sinks,
+/// biases everywhere, MoE) and DeepSeek-V3 (MLA, fine-grained MoE, MTP): architecture fields in
+/// tests/fixtures/, totals as tests/fixtures/README.md sources them.
+#[test]
+fn qwen3_gemma3_gpt_oss_and_deepseek_v3_configs() {
+    for (file, total, active) in [
+        (
+            "tests/fixtures/qwen3-0.6b.json",
+            596_049_920.0,
+            596_049_920.0,
+        ),
+        (
+            "tests/fixtures/qwen3-30b-a3b.json",
+            30_532_122_624.0,
+            3_353_032_704.0,
+        ),
+        (
+            "tests/fixtures/gemma-3-1b.json",
+            999_885_952.0,
+            999_885_952.0,
+        ),
+        (
+            "tests/fixtures/gemma-3-4b.json",
+            3_880_263_168.0,
+            3_880_263_168.0,
+        ),
+        (
+            "tests/fixtures/gpt-oss-20b.json",
+            20_914_757_184.0,
+            4_187_440_704.0,
+        ),
+        (
+            "tests/fixtures/gpt-oss-120b.json",
+            116_829_156_672.0,
+            5_711_982_912.0,
+        ),
+        (
+            "tests/fixtures/deepseek-v3.json",
+            671_026_419_200.0,
+            37_552_297_472.0,
+        ),
+    ] {
+        let (t, a, _) = params(&path(file));
+        assert_eq!(t, total, "{file}");
+        assert_eq!(a, active, "{file}");
+    }
+}
+
+/// OpenAI's model card gives gpt-oss's active parameters without the input embedding (a
+/// lookup): 3.61B and 5.13B.
+#[test]
+fn gpt_oss_active_without_the_input_embedding() {
+    for (file, active) in [
+        ("tests/fixtures/gpt-oss-20b.json", 3_608_307_264.0),
+        ("tests/fixtures/gpt-oss-120b.json", 5_132_849_472.0),
+    ] {
+        let doc = predict_json(&["--model", &path(file), "--hw", "h200-sxm", "--seq", "128"]);
+        let without_input_embedding = num(&doc, "params.active") - num(&doc, "params.embedding");
+        assert_eq!(without_input_embedding, active, "{file}");
+    }
+}
+
+/// DeepSeek-V3's published 671B excludes its multi-token-prediction module, counted apart:
+/// 11,610,068,224 of its own (one MoE layer, three norms, the 2h → h projection). The
+/// checkpoint stores copies of the embedding and head beside it (13,463,426,304 with them, the
+/// model card's "14B MTP module").
+#[test]
+fn deepseek_v3_counts_its_mtp_module_apart() {
+    let doc = predict_json(&[
+        "--model",
+        &path("tests/fixtures/deepseek-v3.json"),
+        "--hw",
+        "h200-sxm",
+        "--seq",
+        "128",
+    ]);
+    assert_eq!(num(&doc, "params.total"), 671_026_419_200.0);
+    assert_eq!(num(&doc, "params.mtp"), 11_610_068_224.0);
+    let copies = num(&doc, "params.embedding") + num(&doc, "params.lm_head");
+    assert_eq!(num(&doc, "params.mtp") + copies, 13_463_426_304.0);
+}
+
+/// Qwen3-Next's architecture (Qwen3-Coder-Next's config): Gated DeltaNet linear attention in
+/// three layers of four, gated full attention in the fourth, 512 experts with a shared one.
+#[test]
+fn qwen3_next_config() {
+    let (t, a, _) = params(&path("tests/fixtures/qwen3-coder-next.json"));
+    assert_eq!(t, 79_674_391_296.0);
+    assert_eq!(a, 3_874_929_408.0);
+}

@@ -313,9 +313,14 @@ fn render_tables(e: &Estimate) -> String {
         ts.dtype,
         e.provenance.cost_model
     );
+    let mtp = if p.mtp > 0 {
+        format!(" (multi-token prediction: {} more)", count(p.mtp))
+    } else {
+        String::new()
+    };
     outln!(
         out,
-        "parameters: {} total, {} active, {} non-embedding",
+        "parameters: {} total, {} active, {} non-embedding{mtp}",
         count(p.total),
         count(p.active),
         count(p.non_embedding)
@@ -414,6 +419,13 @@ fn render_tables(e: &Estimate) -> String {
         bytes(mi.activations_bytes),
     ]);
     b.push_record(["KV cache".into(), "-".into(), bytes(mi.kv_cache_bytes)]);
+    if mi.recurrent_state_bytes > 0.0 {
+        b.push_record([
+            "recurrent state".into(),
+            "-".into(),
+            bytes(mi.recurrent_state_bytes),
+        ]);
+    }
     b.push_record(["total".into(), bytes(mt.total_bytes), bytes(mi.total_bytes)]);
     let fits = |f: bool, cap: f64| {
         format!(

@@ -181,6 +181,7 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
                 kv_dtype: dtype,
                 fused: true,
                 pass: Pass::Forward,
+                shared_kv: false,
             };
             (Op::Attention(att), common)
         }

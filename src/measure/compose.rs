@@ -38,6 +38,7 @@ pub fn block_shape(
         return Err("batch and tokens must be positive".into());
     }
     let kind = LayerKind {
+        linear: false,
         moe: false,
         window: None,
     };

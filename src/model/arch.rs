@@ -44,10 +44,55 @@ pub struct Biases {
 #[serde(rename_all = "snake_case")]
 pub enum WindowLayers {
     All,
-    /// Layers 0, 2, 4, … (Gemma 2 alternates local and global attention).
+    /// Layers 0, 2, 4, … (Gemma 2 and gpt-oss alternate local and global attention).
     Even,
     /// Layers from this index on (Qwen2's `max_window_layers`).
     From(u64),
+    /// The layers a repeating pattern marks (Gemma 3: five local layers, then a global one).
+    Pattern(LayerMask),
+}
+
+/// A repeating pattern over the layers: layer i is marked when bit (i mod period) is set. Kept
+/// as a bit set so an architecture stays cheap to copy, hash and count (a period of at most 64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LayerMask {
+    pub period: u64,
+    pub bits: u64,
+}
+
+impl LayerMask {
+    /// The longest period a pattern may have.
+    pub const MAX_PERIOD: u64 = 64;
+
+    /// Whether layer `index` is marked.
+    pub fn marks(&self, index: u64) -> bool {
+        self.period > 0 && self.bits >> (index % self.period) & 1 == 1
+    }
+
+    /// The shortest repeating pattern of `marked` (one flag per layer), or None when it repeats
+    /// only with a period longer than `MAX_PERIOD`.
+    pub fn of_flags(marked: &[bool]) -> Option<LayerMask> {
+        let n = marked.len() as u64;
+        let period = (1..=n.max(1)).find(|&p| {
+            marked
+                .iter()
+                .enumerate()
+                .all(|(i, &m)| m == marked[i % p as usize])
+        })?;
+        if period > Self::MAX_PERIOD {
+            return None;
+        }
+        let bits = (0..period.min(n)).fold(0u64, |b, i| b | (u64::from(marked[i as usize]) << i));
+        Some(LayerMask { period, bits })
+    }
+
+    /// The pattern written one character per layer of the period: `marked` for a marked layer,
+    /// `other` for the rest.
+    pub fn render(&self, marked: char, other: char) -> String {
+        (0..self.period)
+            .map(|i| if self.marks(i) { marked } else { other })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,15 +101,17 @@ pub struct SlidingWindow {
     pub layers: WindowLayers,
 }
 
-/// The distinct layer kinds of a model and how many layers have each: at most four (MoE or
-/// dense × windowed or global).
+/// The distinct layer kinds of a model and how many layers have each: at most eight (MoE or
+/// dense × windowed or global × attention or scan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LayerGroups {
-    groups: [(LayerKind, u64); 4],
+    groups: [(LayerKind, u64); LayerGroups::CAPACITY],
     len: usize,
 }
 
 impl LayerGroups {
+    const CAPACITY: usize = 8;
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -80,7 +127,8 @@ impl LayerGroups {
 
 impl IntoIterator for LayerGroups {
     type Item = (LayerKind, u64);
-    type IntoIter = std::iter::Take<std::array::IntoIter<(LayerKind, u64), 4>>;
+    type IntoIter =
+        std::iter::Take<std::array::IntoIter<(LayerKind, u64), { LayerGroups::CAPACITY }>>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.groups.into_iter().take(self.len)
@@ -100,6 +148,98 @@ pub struct Moe {
     pub shared_expert_gate: bool,
     /// The first layers use a dense MLP of `intermediate_size` instead (DeepSeek style).
     pub first_dense_layers: u64,
+    /// One learned bias per expert on the router: gpt-oss's router bias, DeepSeek-V3's
+    /// `e_score_correction_bias`.
+    pub router_bias: bool,
+}
+
+/// Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434, §2.1): queries and keys/values
+/// pass through low-rank latents, and the cache holds only the key/value latent and one shared
+/// rotary key per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mla {
+    /// Rank of the query latent; 0 when queries are projected directly (DeepSeek-V2-Lite).
+    pub q_lora_rank: u64,
+    pub kv_lora_rank: u64,
+    /// Per-head query/key width without rotary positions.
+    pub qk_nope_head_dim: u64,
+    /// Rotary query width per head, and the one rotary key shared by all heads.
+    pub qk_rope_head_dim: u64,
+    pub v_head_dim: u64,
+}
+
+impl Mla {
+    /// Query/key width per head.
+    pub fn qk_head_dim(&self) -> u64 {
+        self.qk_nope_head_dim + self.qk_rope_head_dim
+    }
+
+    /// Cached elements per token per layer: the key/value latent and the shared rotary key.
+    pub fn cache_width(&self) -> u64 {
+        self.kv_lora_rank + self.qk_rope_head_dim
+    }
+}
+
+/// Gated DeltaNet linear attention (Yang, Kautz and Hatamizadeh, "Gated Delta Networks:
+/// Improving Mamba2 with Delta Rule", arXiv:2412.06464), as Qwen3-Next lays it out: one input
+/// projection to q, k, v, the output gate z and the per-head decay and write strength, a short
+/// causal convolution over q, k and v, the delta-rule scan, a gated RMSNorm and the output
+/// projection. Its layers keep a fixed-size state per sequence instead of a KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LinearAttention {
+    pub key_heads: u64,
+    pub key_head_dim: u64,
+    /// Value heads: each runs its own scan (keys are shared by value_heads / key_heads of them).
+    pub value_heads: u64,
+    pub value_head_dim: u64,
+    /// Taps of the short causal convolution.
+    pub conv_kernel: u64,
+    /// Which layers are linear attention (the others are full attention).
+    pub layers: LayerMask,
+}
+
+impl LinearAttention {
+    pub fn key_width(&self) -> u64 {
+        self.key_heads.saturating_mul(self.key_head_dim)
+    }
+
+    pub fn value_width(&self) -> u64 {
+        self.value_heads.saturating_mul(self.value_head_dim)
+    }
+
+    /// Channels through the short convolution: q, k and v.
+    pub fn conv_width(&self) -> u64 {
+        self.key_width()
+            .saturating_mul(2)
+            .saturating_add(self.value_width())
+    }
+
+    /// Width of the input projection: q, k, v, the gate z, and a decay and a write strength per
+    /// value head.
+    pub fn in_width(&self) -> u64 {
+        self.conv_width()
+            .saturating_add(self.value_width())
+            .saturating_add(self.value_heads.saturating_mul(2))
+    }
+
+    /// Recurrent-state elements of one layer per sequence: a key × value matrix per value head.
+    pub fn state_elements(&self) -> u64 {
+        self.value_heads
+            .saturating_mul(self.key_head_dim)
+            .saturating_mul(self.value_head_dim)
+    }
+
+    /// One layer's parameters: in_proj_qkvz and in_proj_ba, the depthwise convolution (no bias),
+    /// dt_bias and A_log per value head, the gated norm over a value head, and out_proj.
+    fn params(&self, hidden: u64) -> Option<u64> {
+        sum(&[
+            hidden.checked_mul(self.in_width())?,
+            self.conv_width().checked_mul(self.conv_kernel)?,
+            self.value_heads.checked_mul(2)?,
+            self.value_head_dim,
+            self.value_width().checked_mul(hidden)?,
+        ])
+    }
 }
 
 /// A decoder-only transformer.
@@ -128,6 +268,22 @@ pub struct Architecture {
     pub biases: Biases,
     pub sliding_window: Option<SlidingWindow>,
     pub moe: Option<Moe>,
+    /// An RMSNorm over each head's queries and over its keys (Qwen3, Gemma 3): one weight of
+    /// head_dim for q and one for k per layer.
+    pub qk_norm: bool,
+    /// One learned attention-sink logit per head per layer (gpt-oss): a softmax column that
+    /// absorbs probability and has no value.
+    pub attention_sinks: bool,
+    /// Multi-head latent attention in place of the q/k/v projections (DeepSeek-V3).
+    pub mla: Option<Mla>,
+    /// Multi-token-prediction modules (DeepSeek-V3's `num_nextn_predict_layers`), counted
+    /// apart from the model (`ParamCount::mtp`) and not run when serving.
+    pub mtp_layers: u64,
+    /// A sigmoid gate on the attention output, computed by the query projection (Qwen3-Next):
+    /// the query projection is twice as wide.
+    pub attention_output_gate: bool,
+    /// Linear-attention layers between the attention layers (Qwen3-Next).
+    pub linear_attention: Option<LinearAttention>,
 }
 
 /// Parameter counts.
@@ -144,6 +300,9 @@ pub struct ParamCount {
     pub non_embedding: u64,
     /// `active` minus the embedding tables and untied head.
     pub active_non_embedding: u64,
+    /// Multi-token-prediction modules, outside `total`: their own layers, norms and projection
+    /// (the embedding and head they share with the model are not counted again).
+    pub mtp: u64,
 }
 
 /// How one layer is built, for the layers that share it.
@@ -151,6 +310,8 @@ pub struct ParamCount {
 pub struct LayerKind {
     pub moe: bool,
     pub window: Option<u64>,
+    /// Linear attention (a scan with a fixed-size state) in place of attention.
+    pub linear: bool,
 }
 
 impl Architecture {
@@ -175,24 +336,85 @@ impl Architecture {
         limits::product(&[mats, h, intermediate])?.checked_add(bias)
     }
 
+    /// One layer's attention parameters: the projections (or MLA's latent path), their biases,
+    /// the per-head q/k norms and the attention sinks.
     fn attention_params(&self) -> Option<u64> {
+        let core = match self.mla {
+            Some(m) => self.latent_attention_params(m)?,
+            None => self.projection_params()?,
+        };
+        let qk_norm = if self.qk_norm {
+            self.head_dim.checked_mul(2)?
+        } else {
+            0
+        };
+        let sinks = if self.attention_sinks {
+            self.num_heads
+        } else {
+            0
+        };
+        sum(&[core, qk_norm, sinks])
+    }
+
+    /// q, k, v and output projections with their biases.
+    fn projection_params(&self) -> Option<u64> {
         let h = self.hidden_size;
         let (q, kv) = (
             self.num_heads.checked_mul(self.head_dim)?,
             self.num_kv_heads.checked_mul(self.head_dim)?,
         );
+        // The output gate doubles the query projection's outputs.
+        let q_out = q.checked_mul(1 + u64::from(self.attention_output_gate))?;
         let weights = sum(&[
-            h.checked_mul(q)?,
+            h.checked_mul(q_out)?,
             limits::product(&[2, h, kv])?,
             q.checked_mul(h)?,
         ])?;
         let qkv_bias = if self.biases.qkv {
-            q.checked_add(kv.checked_mul(2)?)?
+            q_out.checked_add(kv.checked_mul(2)?)?
         } else {
             0
         };
         let out_bias = if self.biases.attn_out { h } else { 0 };
         sum(&[weights, qkv_bias, out_bias])
+    }
+
+    /// Multi-head latent attention, as DeepSeek-V3's checkpoint stores it: q_a_proj,
+    /// q_a_layernorm and q_b_proj (or one q_proj without a query latent), kv_a_proj_with_mqa
+    /// (the latent and the shared rotary key), kv_a_layernorm, kv_b_proj (per-head keys without
+    /// rotary positions, and values) and o_proj. Biases, when the config asks for them, sit on
+    /// the projections from the hidden state and on o_proj.
+    fn latent_attention_params(&self, m: Mla) -> Option<u64> {
+        let (h, heads) = (self.hidden_size, self.num_heads);
+        let q_out = heads.checked_mul(m.qk_head_dim())?;
+        let query = if m.q_lora_rank > 0 {
+            sum(&[
+                h.checked_mul(m.q_lora_rank)?,
+                m.q_lora_rank,
+                m.q_lora_rank.checked_mul(q_out)?,
+            ])?
+        } else {
+            h.checked_mul(q_out)?
+        };
+        let kv_b_out = heads.checked_mul(m.qk_nope_head_dim.checked_add(m.v_head_dim)?)?;
+        let key_value = sum(&[
+            h.checked_mul(m.cache_width())?,
+            m.kv_lora_rank,
+            m.kv_lora_rank.checked_mul(kv_b_out)?,
+        ])?;
+        let out = limits::product(&[heads, m.v_head_dim, h])?;
+        let in_bias = if self.biases.qkv {
+            let q_in = if m.q_lora_rank > 0 {
+                m.q_lora_rank
+            } else {
+                q_out
+            };
+            q_in.checked_add(m.cache_width())?
+        } else {
+            0
+        };
+        let out_bias = if self.biases.attn_out { h } else { 0 };
+        sum(&[query, key_value, out, in_bias, out_bias])
     }
 
     fn norm_params(&self) -> Option<u64> {
@@ -203,24 +425,41 @@ impl Architecture {
     /// The kind of layer `index`.
     pub fn layer_kind(&self, index: u64) -> LayerKind {
         let moe = self.moe.is_some_and(|m| index >= m.first_dense_layers);
-        let window = self.sliding_window.and_then(|w| {
+        let linear = self.linear_attention.is_some_and(|l| l.layers.marks(index));
+        let window = self.sliding_window.filter(|_| !linear).and_then(|w| {
             let applies = match w.layers {
                 WindowLayers::All => true,
                 WindowLayers::Even => index.is_multiple_of(2),
                 WindowLayers::From(first) => index >= first,
+                WindowLayers::Pattern(mask) => mask.marks(index),
             };
             applies.then_some(w.size)
         });
-        LayerKind { moe, window }
+        LayerKind {
+            moe,
+            window,
+            linear,
+        }
+    }
+
+    /// The period after which the layer kinds repeat, away from the cuts of `layer_groups`.
+    fn kind_period(&self) -> u64 {
+        let window = match self.sliding_window.map(|w| w.layers) {
+            Some(WindowLayers::Even) => 2,
+            Some(WindowLayers::Pattern(mask)) => mask.period.max(1),
+            _ => 1,
+        };
+        let linear = self.linear_attention.map_or(1, |l| l.layers.period.max(1));
+        window / gcd(window, linear) * linear
     }
 
     /// Distinct layer kinds and how many layers have each, in first-seen order. Counted in closed
-    /// form (the kinds change only at the first MoE layer, the first windowed layer, and with
-    /// parity), so the work does not grow with the number of layers, and kept inline (no
-    /// allocation: pricing calls this for every candidate).
+    /// form (the kinds change only at the first MoE layer and the first windowed layer, and
+    /// otherwise repeat with the window pattern's period), so the work does not grow with the
+    /// number of layers, and kept inline (no allocation: pricing calls this for every candidate).
     pub fn layer_groups(&self) -> LayerGroups {
         let layers = self.num_layers;
-        // Indices where a kind can change, besides parity: at most four, sorted below.
+        // Indices where a kind can change, besides the period: at most four, sorted below.
         let mut cuts = [0, layers, layers, layers];
         if let Some(m) = self.moe {
             cuts[2] = m.first_dense_layers.min(layers);
@@ -233,19 +472,10 @@ impl Architecture {
             cuts[3] = first.min(layers);
         }
         cuts.sort_unstable();
-        let alternates = matches!(
-            self.sliding_window,
-            Some(SlidingWindow {
-                layers: WindowLayers::Even,
-                ..
-            })
-        );
+        let period = self.kind_period();
         let mut groups = LayerGroups::default();
-        let mut firsts = [0u64; 4];
+        let mut firsts = [0u64; LayerGroups::CAPACITY];
         let mut add = |first: u64, count: u64| {
-            if count == 0 {
-                return;
-            }
             let kind = self.layer_kind(first);
             let len = groups.len;
             match groups.groups[..len].iter().position(|(k, _)| *k == kind) {
@@ -262,15 +492,13 @@ impl Architecture {
         };
         for pair in cuts.windows(2) {
             let (lo, hi) = (pair[0], pair[1]);
-            if alternates && hi > lo + 1 {
-                // Indices lo, lo+2, … and lo+1, lo+3, … below hi.
-                add(lo, (hi - lo).div_ceil(2));
-                add(lo + 1, (hi - lo) / 2);
-            } else {
-                add(lo, hi - lo);
+            // Each residue class modulo the period within lo..hi: its first index and count.
+            for r in 0..period.min(hi.saturating_sub(lo)) {
+                let first = lo + r;
+                add(first, (hi - 1 - first) / period + 1);
             }
         }
-        // First-seen order (insertion sort on at most four).
+        // First-seen order (insertion sort on at most eight).
         let n = groups.len;
         for i in 1..n {
             let mut j = i;
@@ -285,9 +513,11 @@ impl Architecture {
 
     /// (total, active) parameters of one layer of `kind`; None on overflow.
     fn layer_params(&self, kind: LayerKind) -> Option<(u64, u64)> {
-        let fixed = self
-            .attention_params()?
-            .checked_add(self.norms_per_layer.checked_mul(self.norm_params()?)?)?;
+        let mixer = match (kind.linear, self.linear_attention) {
+            (true, Some(l)) => l.params(self.hidden_size)?,
+            _ => self.attention_params()?,
+        };
+        let fixed = mixer.checked_add(self.norms_per_layer.checked_mul(self.norm_params()?)?)?;
         match (kind.moe, self.moe) {
             (true, Some(m)) => {
                 let expert = self.mlp_params(m.expert_intermediate_size)?;
@@ -299,7 +529,8 @@ impl Architecture {
                     } else {
                         0
                     })?;
-                let router = self.hidden_size.checked_mul(m.num_experts)?;
+                let router =
+                    (self.hidden_size + u64::from(m.router_bias)).checked_mul(m.num_experts)?;
                 let common = sum(&[fixed, router, shared])?;
                 Some((
                     common.checked_add(m.num_experts.checked_mul(expert)?)?,
@@ -339,7 +570,22 @@ impl Architecture {
             lm_head,
             non_embedding,
             active_non_embedding,
+            mtp: self.mtp_layers.checked_mul(self.mtp_module_params()?)?,
         })
+    }
+
+    /// One multi-token-prediction module (DeepSeek-V3 technical report, arXiv:2412.19437,
+    /// §2.2): RMSNorms on the hidden state and on the next token's embedding, the projection of
+    /// their concatenation (2h → h), one layer of the kind that would follow the last, and its
+    /// own final norm. The embedding and output head are the model's.
+    fn mtp_module_params(&self) -> Option<u64> {
+        let h = self.hidden_size;
+        let (layer, _) = self.layer_params(self.layer_kind(self.num_layers))?;
+        sum(&[
+            self.norm_params()?.checked_mul(3)?,
+            limits::product(&[2, h, h])?,
+            layer,
+        ])
     }
 
     /// Parameter counts. Every count of a validated architecture fits; one that would overflow
@@ -352,21 +598,52 @@ impl Architecture {
             lm_head: u64::MAX,
             non_embedding: u64::MAX,
             active_non_embedding: u64::MAX,
+            mtp: u64::MAX,
         })
     }
 
-    /// KV-cache elements per token (keys and values, all layers). Multiply by the cache dtype's
-    /// size for bytes.
+    /// KV-cache elements one layer keeps per token: keys and values, or MLA's latent and
+    /// shared rotary key.
+    pub fn kv_elements_per_layer_token(&self) -> u64 {
+        match self.mla {
+            Some(m) => m.cache_width(),
+            None => self.kv_width().saturating_mul(2),
+        }
+    }
+
+    /// KV-cache elements per token (all attention layers, before any window cap; linear-attention
+    /// layers keep a state instead). Multiply by the cache dtype's size for bytes.
     pub fn kv_elements_per_token(&self) -> u64 {
-        self.num_layers
-            .saturating_mul(self.kv_width())
-            .saturating_mul(2)
+        self.attention_layers()
+            .saturating_mul(self.kv_elements_per_layer_token())
+    }
+
+    /// Layers that attend (all but the linear-attention ones).
+    pub fn attention_layers(&self) -> u64 {
+        self.layer_groups()
+            .into_iter()
+            .filter(|(kind, _)| !kind.linear)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Linear-attention layers (each with a fixed-size state per sequence).
+    pub fn linear_layers(&self) -> u64 {
+        self.num_layers - self.attention_layers()
     }
 
     /// Checks sizes are positive and within `limits`, shapes are consistent, and the parameter
     /// count fits; `file` names the input in errors.
     pub fn validate(&self, file: &str) -> Result<()> {
         use limits::{at_most, product_at_most, show};
+        if let Some(m) = self.mla {
+            self.validate_mla(file, m)?;
+        }
+        at_most(self.mtp_layers, limits::LAYERS)
+            .map_err(|e| Error::field(file, "mtp_layers", e))?;
+        if let Some(l) = self.linear_attention {
+            validate_linear_attention(file, l)?;
+        }
         let sizes = [
             ("vocab_size", self.vocab_size, limits::VOCAB),
             ("hidden_size", self.hidden_size, limits::HIDDEN),
@@ -430,9 +707,13 @@ impl Architecture {
             }
             at_most(w.size, limits::POSITIONS)
                 .map_err(|e| Error::field(file, "sliding_window", e))?;
-            if let WindowLayers::From(first) = w.layers {
-                at_most(first, limits::LAYERS)
-                    .map_err(|e| Error::field(file, "max_window_layers", e))?;
+            match w.layers {
+                WindowLayers::From(first) => {
+                    at_most(first, limits::LAYERS)
+                        .map_err(|e| Error::field(file, "max_window_layers", e))?;
+                }
+                WindowLayers::Pattern(mask) => validate_mask(file, "layer_pattern", mask)?,
+                WindowLayers::All | WindowLayers::Even => {}
             }
         }
         if let Some(m) = self.moe {
@@ -526,6 +807,127 @@ impl Architecture {
             )),
         }
     }
+}
+
+impl Architecture {
+    /// MLA's sizes are positive and within limits, its heads all have their own keys, and
+    /// `head_dim` is the query/key width it implies.
+    fn validate_mla(&self, file: &str, m: Mla) -> Result<()> {
+        use limits::at_most;
+        for (field, v, limit) in [
+            ("kv_lora_rank", m.kv_lora_rank, limits::INTERMEDIATE),
+            ("qk_nope_head_dim", m.qk_nope_head_dim, limits::HEAD_DIM),
+            ("qk_rope_head_dim", m.qk_rope_head_dim, limits::HEAD_DIM),
+            ("v_head_dim", m.v_head_dim, limits::HEAD_DIM),
+        ] {
+            if v == 0 {
+                return Err(Error::field(file, field, "must be positive, got 0"));
+            }
+            at_most(v, limit).map_err(|e| Error::field(file, field, e))?;
+        }
+        at_most(m.q_lora_rank, limits::INTERMEDIATE)
+            .map_err(|e| Error::field(file, "q_lora_rank", e))?;
+        at_most(m.qk_head_dim(), limits::HEAD_DIM)
+            .map_err(|e| Error::field(file, "qk_rope_head_dim", e))?;
+        if self.head_dim != m.qk_head_dim() {
+            return Err(Error::field(
+                file,
+                "head_dim",
+                format!(
+                    "is {} but MLA's query/key width is qk_nope_head_dim + qk_rope_head_dim = {}",
+                    self.head_dim,
+                    m.qk_head_dim()
+                ),
+            ));
+        }
+        if self.num_kv_heads != self.num_heads {
+            return Err(Error::field(
+                file,
+                "num_kv_heads",
+                "must equal num_heads with MLA (every head decompresses its own keys)",
+            ));
+        }
+        if self.qk_norm {
+            return Err(Error::field(
+                file,
+                "qk_norm",
+                "applies to projected queries and keys, not to MLA's latents",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Linear attention's sizes are positive and within limits, and its key heads divide its value
+/// heads.
+fn validate_linear_attention(file: &str, l: LinearAttention) -> Result<()> {
+    use limits::at_most;
+    for (field, v, limit) in [
+        ("linear_attention.key_heads", l.key_heads, limits::HEADS),
+        (
+            "linear_attention.key_head_dim",
+            l.key_head_dim,
+            limits::HEAD_DIM,
+        ),
+        ("linear_attention.value_heads", l.value_heads, limits::HEADS),
+        (
+            "linear_attention.value_head_dim",
+            l.value_head_dim,
+            limits::HEAD_DIM,
+        ),
+        (
+            "linear_attention.conv_kernel",
+            l.conv_kernel,
+            limits::CONV_KERNEL,
+        ),
+    ] {
+        if v == 0 {
+            return Err(Error::field(file, field, "must be positive, got 0"));
+        }
+        at_most(v, limit).map_err(|e| Error::field(file, field, e))?;
+    }
+    for (field, width) in [
+        ("linear_attention.key_heads", l.key_width()),
+        ("linear_attention.value_heads", l.value_width()),
+    ] {
+        at_most(width, limits::ATTENTION_WIDTH)
+            .map_err(|e| Error::field(file, field, format!("a width of {e}")))?;
+    }
+    if !l.value_heads.is_multiple_of(l.key_heads) {
+        return Err(Error::field(
+            file,
+            "linear_attention.key_heads",
+            format!(
+                "{} key heads do not divide {} value heads",
+                l.key_heads, l.value_heads
+            ),
+        ));
+    }
+    validate_mask(file, "layer_pattern", l.layers)
+}
+
+/// A layer pattern has a period of 1 to 64 and marks nothing beyond it.
+fn validate_mask(file: &str, field: &str, mask: LayerMask) -> Result<()> {
+    if mask.period == 0 || mask.period > LayerMask::MAX_PERIOD {
+        return Err(Error::field(
+            file,
+            field,
+            format!(
+                "repeats every {} layers; 1 to {} are supported",
+                mask.period,
+                LayerMask::MAX_PERIOD
+            ),
+        ));
+    }
+    if mask.period < 64 && mask.bits >> mask.period != 0 {
+        return Err(Error::field(file, field, "marks layers beyond its period"));
+    }
+    Ok(())
+}
+
+/// The greatest common divisor of two positive numbers.
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// The sum of `terms`, or None on overflow.
@@ -635,8 +1037,15 @@ pub const HF_MODEL_TYPES: &[&str] = &[
     "mixtral",
     "qwen2",
     "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "qwen3_next",
     "gemma",
     "gemma2",
+    "gemma3_text",
+    "gemma3",
+    "gpt_oss",
+    "deepseek_v3",
     "gpt2",
 ];
 
@@ -663,11 +1072,17 @@ pub fn from_hf_config(file: &str, text: &str) -> Result<Architecture> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| model_type.to_string())
         });
+    if model_type == "gemma3" {
+        return gemma3_multimodal(&f, name);
+    }
     let arch = match model_type {
         "gpt2" => gpt2(&f, name)?,
-        "llama" | "mistral" | "mixtral" | "qwen2" | "qwen2_moe" | "gemma" | "gemma2" => {
-            llama_family(&f, model_type, name)?
-        }
+        "llama" | "mistral" | "mixtral" | "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe"
+        | "gemma" | "gemma2" => llama_family(&f, model_type, name)?,
+        "gemma3_text" => llama_family(&gemma3_defaults(&f).as_fields(), model_type, name)?,
+        "gpt_oss" => gpt_oss(&f, name)?,
+        "qwen3_next" => qwen3_next(&f, name)?,
+        "deepseek_v3" => deepseek_v3(&f, name)?,
         other => {
             return Err(Error::field(
                 file,
@@ -703,8 +1118,20 @@ fn hf_field_names(e: Error, model_type: &str) -> Error {
         (_, "num_layers") => "num_hidden_layers",
         (_, "num_heads") => "num_attention_heads",
         (_, "num_kv_heads") => "num_key_value_heads",
-        ("mixtral", "moe.num_experts") => "num_local_experts",
-        ("mixtral", "moe.expert_intermediate_size") => "intermediate_size",
+        ("mixtral" | "gpt_oss", "moe.num_experts") => "num_local_experts",
+        ("mixtral" | "gpt_oss", "moe.expert_intermediate_size") => "intermediate_size",
+        ("deepseek_v3", "moe.num_experts") => "n_routed_experts",
+        ("deepseek_v3", "moe.shared_experts") => "n_shared_experts",
+        ("deepseek_v3", "moe.shared_intermediate_size") => "moe_intermediate_size",
+        ("deepseek_v3", "moe.first_dense_layers") => "first_k_dense_replace",
+        ("deepseek_v3", "head_dim") => "qk_nope_head_dim",
+        ("deepseek_v3", "mtp_layers") => "num_nextn_predict_layers",
+        (_, "layer_pattern") => "layer_types",
+        ("qwen3_next", "linear_attention.key_heads") => "linear_num_key_heads",
+        ("qwen3_next", "linear_attention.key_head_dim") => "linear_key_head_dim",
+        ("qwen3_next", "linear_attention.value_heads") => "linear_num_value_heads",
+        ("qwen3_next", "linear_attention.value_head_dim") => "linear_value_head_dim",
+        ("qwen3_next", "linear_attention.conv_kernel") => "linear_conv_kernel_dim",
         (_, "moe.num_experts") => "num_experts",
         (_, "moe.top_k") => "num_experts_per_tok",
         (_, "moe.expert_intermediate_size") => "moe_intermediate_size",
@@ -773,6 +1200,12 @@ fn gpt2(f: &Fields, name: String) -> Result<Architecture> {
         },
         sliding_window: None,
         moe: None,
+        qk_norm: false,
+        attention_sinks: false,
+        mla: None,
+        mtp_layers: 0,
+        attention_output_gate: false,
+        linear_attention: None,
     })
 }
 
@@ -793,6 +1226,10 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
     };
     let gemma = model_type.starts_with("gemma");
     let qwen = model_type.starts_with("qwen2");
+    let qk_norm = matches!(
+        model_type,
+        "qwen3" | "qwen3_moe" | "qwen3_next" | "gemma3_text"
+    );
     let attention_bias = f.bool_or("attention_bias", false)?;
     let biases = Biases {
         qkv: qwen || attention_bias,
@@ -814,19 +1251,24 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
             size,
             layers: WindowLayers::Even,
         }),
-        "qwen2" | "qwen2_moe" if f.bool_or("use_sliding_window", false)? => match window_size {
-            Some(size) => Some(SlidingWindow {
-                size,
-                layers: WindowLayers::From(f.u64_opt("max_window_layers")?.unwrap_or(0)),
-            }),
-            None => {
-                return Err(Error::field(
-                    f.file,
-                    "sliding_window",
-                    "missing while use_sliding_window is true",
-                ));
+        "gemma3_text" => gemma3_window(f, window_size)?,
+        "qwen2" | "qwen2_moe" | "qwen3" | "qwen3_moe"
+            if f.bool_or("use_sliding_window", false)? =>
+        {
+            match window_size {
+                Some(size) => Some(SlidingWindow {
+                    size,
+                    layers: WindowLayers::From(f.u64_opt("max_window_layers")?.unwrap_or(0)),
+                }),
+                None => {
+                    return Err(Error::field(
+                        f.file,
+                        "sliding_window",
+                        "missing while use_sliding_window is true",
+                    ));
+                }
             }
-        },
+        }
         _ => None,
     };
     let moe = match model_type {
@@ -838,8 +1280,9 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
             shared_intermediate_size: 0,
             shared_expert_gate: false,
             first_dense_layers: 0,
+            router_bias: false,
         }),
-        "qwen2_moe" => {
+        "qwen2_moe" | "qwen3_moe" | "qwen3_next" => {
             if f.u64_opt("decoder_sparse_step")?.unwrap_or(1) != 1 {
                 return Err(Error::field(
                     f.file,
@@ -866,6 +1309,7 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
                 shared_intermediate_size: shared,
                 shared_expert_gate: shared > 0,
                 first_dense_layers: 0,
+                router_bias: false,
             })
         }
         _ => None,
@@ -886,14 +1330,350 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
         },
         norm: Norm::RmsNorm,
         norm_bias: false,
-        norms_per_layer: if model_type == "gemma2" { 4 } else { 2 },
+        norms_per_layer: if matches!(model_type, "gemma2" | "gemma3_text") {
+            4
+        } else {
+            2
+        },
         positions: Positions::Rotary,
         max_position_embeddings: f.u64_any(&["max_position_embeddings"])?,
         tie_embeddings: f.bool_or("tie_word_embeddings", gemma)?,
         biases,
         sliding_window,
         moe,
+        qk_norm,
+        attention_sinks: false,
+        mla: None,
+        mtp_layers: 0,
+        attention_output_gate: false,
+        linear_attention: None,
     })
+}
+
+/// Gemma3TextConfig's defaults in Hugging Face transformers, for the sizes a Gemma 3 config may
+/// leave out (the multimodal checkpoints' `text_config` names only what differs from them).
+const GEMMA3_TEXT_DEFAULTS: &[(&str, u64)] = &[
+    ("vocab_size", 262_208),
+    ("num_attention_heads", 8),
+    ("num_key_value_heads", 4),
+    ("head_dim", 256),
+    ("max_position_embeddings", 131_072),
+    ("sliding_window", 4096),
+    ("sliding_window_pattern", 6),
+];
+
+/// A config object of our own making, read like one from a file.
+struct OwnedFields<'a> {
+    file: &'a str,
+    obj: Map<String, Value>,
+}
+
+impl OwnedFields<'_> {
+    fn as_fields(&self) -> Fields<'_> {
+        Fields {
+            file: self.file,
+            obj: &self.obj,
+        }
+    }
+}
+
+/// `f` with Gemma 3's defaults for the sizes it leaves out.
+fn gemma3_defaults<'a>(f: &Fields<'a>) -> OwnedFields<'a> {
+    let mut obj = f.obj.clone();
+    for (key, value) in GEMMA3_TEXT_DEFAULTS {
+        if f.get(key).is_none() {
+            obj.insert((*key).to_string(), Value::from(*value));
+        }
+    }
+    OwnedFields { file: f.file, obj }
+}
+
+/// A multimodal Gemma 3 config: its language model, from `text_config`. The vision tower (a
+/// SigLIP encoder) and the multimodal projector are not counted or priced.
+fn gemma3_multimodal(f: &Fields, name: String) -> Result<Architecture> {
+    let text = f
+        .get("text_config")
+        .ok_or_else(|| Error::field(f.file, "text_config", "missing"))?
+        .as_object()
+        .ok_or_else(|| Error::field(f.file, "text_config", "expected a JSON object"))?;
+    let inner = Fields {
+        file: f.file,
+        obj: text,
+    };
+    let text_model = gemma3_defaults(&inner);
+    llama_family(&text_model.as_fields(), "gemma3_text", name)
+        .and_then(|a| {
+            a.validate(f.file)
+                .map_err(|e| hf_field_names(e, "gemma3_text"))?;
+            Ok(a)
+        })
+        .map_err(|e| nested(e, "text_config"))
+}
+
+/// An error about a field inside the object `parent`, named by its path.
+fn nested(e: Error, parent: &str) -> Error {
+    match e {
+        Error::Field {
+            file,
+            field,
+            message,
+        } => Error::Field {
+            file,
+            field: format!("{parent}.{field}"),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// gpt-oss (OpenAI, "gpt-oss-120b & gpt-oss-20b Model Card", 2025), as Hugging Face
+/// transformers' `modeling_gpt_oss.py` lays out its tensors: q/k/v/o projections with biases,
+/// one attention sink per head, alternating banded (`sliding_window`) and full attention, and
+/// an MoE in every layer whose router and experts (fused gate/up and down) all carry biases.
+fn gpt_oss(f: &Fields, name: String) -> Result<Architecture> {
+    let attention_bias = f.bool_or("attention_bias", true)?;
+    let size = f.u64("sliding_window")?;
+    let layers = layer_types_window(f)?.unwrap_or(WindowLayers::Even);
+    let expert_width = f.u64("intermediate_size")?;
+    Ok(Architecture {
+        name,
+        source: f.file.to_string(),
+        vocab_size: f.u64("vocab_size")?,
+        hidden_size: f.u64("hidden_size")?,
+        num_layers: f.u64("num_hidden_layers")?,
+        num_heads: f.u64("num_attention_heads")?,
+        num_kv_heads: f.u64("num_key_value_heads")?,
+        head_dim: f.u64("head_dim")?,
+        intermediate_size: expert_width,
+        mlp: Mlp {
+            gated: true,
+            activation: f.activation(&["hidden_act"], "silu")?,
+        },
+        norm: Norm::RmsNorm,
+        norm_bias: false,
+        norms_per_layer: 2,
+        positions: Positions::Rotary,
+        max_position_embeddings: f.u64("max_position_embeddings")?,
+        tie_embeddings: f.bool_or("tie_word_embeddings", false)?,
+        biases: Biases {
+            qkv: attention_bias,
+            attn_out: attention_bias,
+            mlp: true,
+        },
+        sliding_window: Some(SlidingWindow { size, layers }),
+        moe: Some(Moe {
+            num_experts: f.u64("num_local_experts")?,
+            top_k: f.u64("num_experts_per_tok")?,
+            expert_intermediate_size: expert_width,
+            shared_experts: 0,
+            shared_intermediate_size: 0,
+            shared_expert_gate: false,
+            first_dense_layers: 0,
+            router_bias: true,
+        }),
+        qk_norm: false,
+        attention_sinks: true,
+        mla: None,
+        mtp_layers: 0,
+        attention_output_gate: false,
+        linear_attention: None,
+    })
+}
+
+/// DeepSeek-V3 (arXiv:2412.19437): multi-head latent attention, dense MLPs in the first
+/// `first_k_dense_replace` layers and fine-grained MoE after them (routed experts, shared
+/// experts of the same width, a router with a per-expert bias), and `num_nextn_predict_layers`
+/// multi-token-prediction modules counted apart. `num_key_value_heads` plays no part: with MLA
+/// every head decompresses its own keys and values.
+fn deepseek_v3(f: &Fields, name: String) -> Result<Architecture> {
+    if f.u64_opt("moe_layer_freq")?.unwrap_or(1) != 1 {
+        return Err(Error::field(
+            f.file,
+            "moe_layer_freq",
+            "only 1 (every layer after the dense ones is MoE) is supported",
+        ));
+    }
+    let heads = f.u64("num_attention_heads")?;
+    let mla = Mla {
+        q_lora_rank: f.u64_opt("q_lora_rank")?.unwrap_or(0),
+        kv_lora_rank: f.u64("kv_lora_rank")?,
+        qk_nope_head_dim: f.u64("qk_nope_head_dim")?,
+        qk_rope_head_dim: f.u64("qk_rope_head_dim")?,
+        v_head_dim: f.u64("v_head_dim")?,
+    };
+    let expert_width = f.u64("moe_intermediate_size")?;
+    let attention_bias = f.bool_or("attention_bias", false)?;
+    Ok(Architecture {
+        name,
+        source: f.file.to_string(),
+        vocab_size: f.u64("vocab_size")?,
+        hidden_size: f.u64("hidden_size")?,
+        num_layers: f.u64("num_hidden_layers")?,
+        num_heads: heads,
+        num_kv_heads: heads,
+        head_dim: mla.qk_nope_head_dim.saturating_add(mla.qk_rope_head_dim),
+        intermediate_size: f.u64("intermediate_size")?,
+        mlp: Mlp {
+            gated: true,
+            activation: f.activation(&["hidden_act"], "silu")?,
+        },
+        norm: Norm::RmsNorm,
+        norm_bias: false,
+        norms_per_layer: 2,
+        positions: Positions::Rotary,
+        max_position_embeddings: f.u64("max_position_embeddings")?,
+        tie_embeddings: f.bool_or("tie_word_embeddings", false)?,
+        biases: Biases {
+            qkv: attention_bias,
+            attn_out: attention_bias,
+            mlp: false,
+        },
+        sliding_window: None,
+        moe: Some(Moe {
+            num_experts: f.u64("n_routed_experts")?,
+            top_k: f.u64("num_experts_per_tok")?,
+            expert_intermediate_size: expert_width,
+            shared_experts: f.u64_opt("n_shared_experts")?.unwrap_or(0),
+            shared_intermediate_size: expert_width,
+            shared_expert_gate: false,
+            first_dense_layers: f.u64_opt("first_k_dense_replace")?.unwrap_or(0),
+            router_bias: true,
+        }),
+        qk_norm: false,
+        attention_sinks: false,
+        mla: Some(mla),
+        mtp_layers: f.u64_opt("num_nextn_predict_layers")?.unwrap_or(0),
+        attention_output_gate: false,
+        linear_attention: None,
+    })
+}
+
+/// Gemma 3's local layers: those `layer_types` names "sliding_attention", or else all but every
+/// `sliding_window_pattern`-th layer (five local, one global in the released models).
+fn gemma3_window(f: &Fields, size: Option<u64>) -> Result<Option<SlidingWindow>> {
+    let size = size.ok_or_else(|| Error::field(f.file, "sliding_window", "missing"))?;
+    let layers = match layer_types_window(f)? {
+        Some(layers) => layers,
+        None => {
+            let every = f.u64("sliding_window_pattern")?;
+            if every == 0 || every > LayerMask::MAX_PERIOD {
+                return Err(Error::field(
+                    f.file,
+                    "sliding_window_pattern",
+                    format!(
+                        "must be 1 to {} (a global layer every N layers), got {every}",
+                        LayerMask::MAX_PERIOD
+                    ),
+                ));
+            }
+            if every == 1 {
+                return Ok(None);
+            }
+            WindowLayers::Pattern(LayerMask {
+                period: every,
+                bits: (1u64 << (every - 1)) - 1,
+            })
+        }
+    };
+    Ok(Some(SlidingWindow { size, layers }))
+}
+
+/// The windowed layers `layer_types` lists ("sliding_attention" or "full_attention", one per
+/// layer), as a repeating pattern; None when the config has no `layer_types`. A list without a
+/// sliding layer gives a pattern that marks none.
+fn layer_types_window(f: &Fields) -> Result<Option<WindowLayers>> {
+    Ok(
+        layer_types_mask(f, "sliding_attention", "full_attention")?.map(|mask| match mask {
+            LayerMask { period: 1, bits: 1 } => WindowLayers::All,
+            LayerMask { period: 2, bits: 1 } => WindowLayers::Even,
+            mask => WindowLayers::Pattern(mask),
+        }),
+    )
+}
+
+/// The layers `layer_types` gives as `marked` (the others being `other`), as a repeating pattern;
+/// None when the config has no `layer_types`.
+fn layer_types_mask(f: &Fields, marked: &str, other: &str) -> Result<Option<LayerMask>> {
+    let Some(value) = f.get("layer_types") else {
+        return Ok(None);
+    };
+    let types = value
+        .as_array()
+        .ok_or_else(|| Error::field(f.file, "layer_types", "expected a list of layer types"))?;
+    let layers = f.u64("num_hidden_layers")?;
+    if types.len() as u64 != layers {
+        return Err(Error::field(
+            f.file,
+            "layer_types",
+            format!(
+                "lists {} layers but num_hidden_layers is {layers}",
+                types.len()
+            ),
+        ));
+    }
+    let mut flags = Vec::with_capacity(types.len());
+    for t in types {
+        flags.push(match t.as_str() {
+            Some(name) if name == marked => true,
+            Some(name) if name == other => false,
+            _ => {
+                return Err(Error::field(
+                    f.file,
+                    "layer_types",
+                    format!("unsupported layer type {t} (supported: {marked}, {other})"),
+                ));
+            }
+        });
+    }
+    LayerMask::of_flags(&flags).map(Some).ok_or_else(|| {
+        Error::field(
+            f.file,
+            "layer_types",
+            format!(
+                "the pattern does not repeat within {} layers",
+                LayerMask::MAX_PERIOD
+            ),
+        )
+    })
+}
+
+/// Qwen3-Next (Qwen3-Next-80B-A3B, Qwen3-Coder-Next): Qwen3-MoE's layers with a shared expert
+/// and its gate, full-attention layers whose query projection also yields a sigmoid output
+/// gate, and Gated DeltaNet linear attention in the other layers: all but every
+/// `full_attention_interval`-th, or as `layer_types` lists them. The checkpoints' `mtp.*`
+/// tensors lie outside the config and are not counted.
+fn qwen3_next(f: &Fields, name: String) -> Result<Architecture> {
+    let mut arch = llama_family(f, "qwen3_next", name)?;
+    let layers = match layer_types_mask(f, "linear_attention", "full_attention")? {
+        Some(mask) => mask,
+        None => {
+            let every = f.u64("full_attention_interval")?;
+            if every == 0 || every > LayerMask::MAX_PERIOD {
+                return Err(Error::field(
+                    f.file,
+                    "full_attention_interval",
+                    format!(
+                        "must be 1 to {} (a full-attention layer every N layers), got {every}",
+                        LayerMask::MAX_PERIOD
+                    ),
+                ));
+            }
+            LayerMask {
+                period: every,
+                bits: (1u64 << (every - 1)) - 1,
+            }
+        }
+    };
+    arch.attention_output_gate = true;
+    arch.linear_attention = Some(LinearAttention {
+        key_heads: f.u64("linear_num_key_heads")?,
+        key_head_dim: f.u64("linear_key_head_dim")?,
+        value_heads: f.u64("linear_num_value_heads")?,
+        value_head_dim: f.u64("linear_value_head_dim")?,
+        conv_kernel: f.u64("linear_conv_kernel_dim")?,
+        layers,
+    });
+    Ok(arch)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -934,8 +1714,46 @@ struct NativeArch {
     mlp_bias: bool,
     #[serde(default)]
     sliding_window: Option<u64>,
+    /// The layers of a repeating period, one character each: `L` local (windowed attention),
+    /// `G` global attention, `S` linear attention (a scan; needs `[linear_attention]`). Without
+    /// it every layer attends, windowed when `sliding_window` is given.
+    #[serde(default)]
+    layer_pattern: Option<String>,
+    #[serde(default)]
+    attention_output_gate: bool,
+    #[serde(default)]
+    linear_attention: Option<NativeLinearAttention>,
+    #[serde(default)]
+    qk_norm: bool,
+    #[serde(default)]
+    attention_sinks: bool,
+    #[serde(default)]
+    mtp_layers: u64,
     #[serde(default)]
     moe: Option<NativeMoe>,
+    #[serde(default)]
+    mla: Option<NativeMla>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeLinearAttention {
+    key_heads: u64,
+    key_head_dim: u64,
+    value_heads: u64,
+    value_head_dim: u64,
+    conv_kernel: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeMla {
+    #[serde(default)]
+    q_lora_rank: u64,
+    kv_lora_rank: u64,
+    qk_nope_head_dim: u64,
+    qk_rope_head_dim: u64,
+    v_head_dim: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -950,6 +1768,11 @@ struct NativeMoe {
     shared_intermediate_size: Option<u64>,
     #[serde(default)]
     first_dense_layers: u64,
+    #[serde(default)]
+    router_bias: bool,
+    /// A learned scalar gate on the shared experts' output (Qwen MoE).
+    #[serde(default)]
+    shared_expert_gate: bool,
 }
 
 fn default_norm() -> Norm {
@@ -986,16 +1809,121 @@ fn parse_mlp(file: &str, s: &str) -> Result<Mlp> {
     })
 }
 
+/// A native `layer_pattern` ("LLLLLG", "SSSG") as its local layers and its scan layers.
+fn parse_layer_pattern(file: &str, pattern: &str) -> Result<(LayerMask, LayerMask)> {
+    let n = pattern.chars().count() as u64;
+    if n == 0 || n > LayerMask::MAX_PERIOD {
+        return Err(Error::field(
+            file,
+            "layer_pattern",
+            format!(
+                "has {n} layers; 1 to {} are supported",
+                LayerMask::MAX_PERIOD
+            ),
+        ));
+    }
+    let (mut local, mut scan) = (0u64, 0u64);
+    for (i, c) in pattern.chars().enumerate() {
+        match c {
+            'L' => local |= 1 << i,
+            'S' => scan |= 1 << i,
+            'G' => {}
+            other => {
+                return Err(Error::field(
+                    file,
+                    "layer_pattern",
+                    format!(
+                        "unknown layer '{other}' (expected L for local, G for global, S for linear \
+                         attention)"
+                    ),
+                ));
+            }
+        }
+    }
+    let mask = |bits| LayerMask { period: n, bits };
+    Ok((mask(local), mask(scan)))
+}
+
+/// The window and linear attention of a native model: the window over the layers
+/// `layer_pattern` marks local (else every layer), the scan over those it marks `S`.
+fn native_mixers(
+    file: &str,
+    n: &NativeArch,
+) -> Result<(Option<SlidingWindow>, Option<LinearAttention>)> {
+    let (local, scan) = match n.layer_pattern.as_deref() {
+        Some(p) => {
+            let (local, scan) = parse_layer_pattern(file, p)?;
+            (Some(local), Some(scan))
+        }
+        None => (None, None),
+    };
+    let window = match (n.sliding_window, local) {
+        (None, Some(mask)) if mask.bits != 0 => {
+            return Err(Error::field(
+                file,
+                "sliding_window",
+                "missing while layer_pattern has local (L) layers",
+            ));
+        }
+        (None, _) => None,
+        (Some(size), None) => Some(SlidingWindow {
+            size,
+            layers: WindowLayers::All,
+        }),
+        (Some(size), Some(mask)) => Some(SlidingWindow {
+            size,
+            layers: WindowLayers::Pattern(mask),
+        }),
+    };
+    let linear = match (&n.linear_attention, scan) {
+        (Some(l), Some(mask)) if mask.bits != 0 => Some(LinearAttention {
+            key_heads: l.key_heads,
+            key_head_dim: l.key_head_dim,
+            value_heads: l.value_heads,
+            value_head_dim: l.value_head_dim,
+            conv_kernel: l.conv_kernel,
+            layers: mask,
+        }),
+        (None, Some(mask)) if mask.bits != 0 => {
+            return Err(Error::field(
+                file,
+                "linear_attention",
+                "missing while layer_pattern has linear-attention (S) layers",
+            ));
+        }
+        (Some(_), _) => {
+            return Err(Error::field(
+                file,
+                "layer_pattern",
+                "must mark the linear-attention layers (S) when [linear_attention] is given",
+            ));
+        }
+        (None, _) => None,
+    };
+    Ok((window, linear))
+}
+
 /// Builds an architecture from the native TOML form.
 pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
     let n: NativeArch = parse_toml(file, text)?;
     if n.num_heads == 0 {
         return Err(Error::field(file, "num_heads", "must be positive, got 0"));
     }
-    let head_dim = match n.head_dim {
-        Some(d) => d,
-        None => implied_head_dim(file, "num_heads", "hidden_size", n.num_heads, n.hidden_size)?,
+    let mla = n.mla.as_ref().map(|m| Mla {
+        q_lora_rank: m.q_lora_rank,
+        kv_lora_rank: m.kv_lora_rank,
+        qk_nope_head_dim: m.qk_nope_head_dim,
+        qk_rope_head_dim: m.qk_rope_head_dim,
+        v_head_dim: m.v_head_dim,
+    });
+    let head_dim = match (n.head_dim, mla) {
+        (Some(d), _) => d,
+        (None, Some(m)) => m.qk_nope_head_dim.saturating_add(m.qk_rope_head_dim),
+        (None, None) => {
+            implied_head_dim(file, "num_heads", "hidden_size", n.num_heads, n.hidden_size)?
+        }
     };
+    let (sliding_window, linear_attention) = native_mixers(file, &n)?;
     let moe = n.moe.map(|m| Moe {
         num_experts: m.num_experts,
         top_k: m.top_k,
@@ -1004,8 +1932,9 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
         shared_intermediate_size: m
             .shared_intermediate_size
             .unwrap_or(m.expert_intermediate_size),
-        shared_expert_gate: false,
+        shared_expert_gate: m.shared_expert_gate,
         first_dense_layers: m.first_dense_layers,
+        router_bias: m.router_bias,
     });
     let arch = Architecture {
         name: n.name,
@@ -1029,11 +1958,14 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
             attn_out: n.attn_out_bias,
             mlp: n.mlp_bias,
         },
-        sliding_window: n.sliding_window.map(|size| SlidingWindow {
-            size,
-            layers: WindowLayers::All,
-        }),
+        sliding_window,
         moe,
+        qk_norm: n.qk_norm,
+        attention_sinks: n.attention_sinks,
+        mla,
+        mtp_layers: n.mtp_layers,
+        attention_output_gate: n.attention_output_gate,
+        linear_attention,
     };
     arch.validate(file)?;
     Ok(arch)
@@ -1163,22 +2095,52 @@ mod tests {
             Some(WindowLayers::From(0)),
             Some(WindowLayers::From(3)),
             Some(WindowLayers::From(40)),
+            Some(WindowLayers::Pattern(LayerMask {
+                period: 6,
+                bits: 0b11111,
+            })),
+            Some(WindowLayers::Pattern(LayerMask {
+                period: 3,
+                bits: 0b010,
+            })),
         ];
-        for layers in [1, 2, 3, 7, 8, 32] {
+        let scans = [
+            None,
+            Some(LayerMask {
+                period: 4,
+                bits: 0b0111,
+            }),
+            Some(LayerMask {
+                period: 5,
+                bits: 0b10010,
+            }),
+        ];
+        let linear = |layers| LinearAttention {
+            key_heads: 2,
+            key_head_dim: 16,
+            value_heads: 4,
+            value_head_dim: 16,
+            conv_kernel: 4,
+            layers,
+        };
+        for layers in [1, 2, 3, 7, 8, 32, 61] {
             for first_dense in [None, Some(0), Some(1), Some(2), Some(5), Some(50)] {
                 for window in windows {
-                    let mut a = base.clone();
-                    a.num_layers = layers;
-                    a.moe = first_dense.map(|f| Moe {
-                        first_dense_layers: f,
-                        ..base.moe.unwrap()
-                    });
-                    a.sliding_window = window.map(|layers| SlidingWindow { size: 64, layers });
-                    assert_eq!(
-                        a.layer_groups().to_vec(),
-                        walk(&a),
-                        "{layers} {first_dense:?} {window:?}"
-                    );
+                    for scan in scans {
+                        let mut a = base.clone();
+                        a.num_layers = layers;
+                        a.moe = first_dense.map(|f| Moe {
+                            first_dense_layers: f,
+                            ..base.moe.unwrap()
+                        });
+                        a.sliding_window = window.map(|layers| SlidingWindow { size: 64, layers });
+                        a.linear_attention = scan.map(linear);
+                        assert_eq!(
+                            a.layer_groups().to_vec(),
+                            walk(&a),
+                            "{layers} {first_dense:?} {window:?} {scan:?}"
+                        );
+                    }
                 }
             }
         }
@@ -1199,14 +2161,16 @@ mod tests {
                 (
                     LayerKind {
                         moe: false,
-                        window: Some(4096)
+                        window: Some(4096),
+                        linear: false,
                     },
                     13
                 ),
                 (
                     LayerKind {
                         moe: false,
-                        window: None
+                        window: None,
+                        linear: false,
                     },
                     13
                 ),
@@ -1275,5 +2239,204 @@ first_dense_layers = 1
             e.starts_with("x.json: (parameters): ") && e.ends_with("exceeds the limit of 2^50"),
             "{e}"
         );
+    }
+}
+
+/// Counts of the families with QK-norm, window patterns, sinks, MLA and MTP, from the configs
+/// in `tests/fixtures/` (their sources are in the README there).
+#[cfg(test)]
+mod family_tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Architecture {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        load(&path).unwrap()
+    }
+
+    #[test]
+    fn family_totals() {
+        for (name, total, active) in [
+            ("qwen3-0.6b.json", 596_049_920, 596_049_920),
+            ("qwen3-30b-a3b.json", 30_532_122_624, 3_353_032_704),
+            ("gemma-3-1b.json", 999_885_952, 999_885_952),
+            ("gemma-3-4b.json", 3_880_263_168, 3_880_263_168),
+            ("gpt-oss-20b.json", 20_914_757_184, 4_187_440_704),
+            ("gpt-oss-120b.json", 116_829_156_672, 5_711_982_912),
+            ("deepseek-v3.json", 671_026_419_200, 37_552_297_472),
+            ("qwen3-coder-next.json", 79_674_391_296, 3_874_929_408),
+        ] {
+            let p = fixture(name).params();
+            assert_eq!(p.total, total, "{name}");
+            assert_eq!(p.active, active, "{name}");
+        }
+    }
+
+    /// A config read with `layer_types` in place of its interval field.
+    fn with_layer_types(name: &str, types: impl Fn(u64) -> &'static str) -> Architecture {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        let layers = obj["num_hidden_layers"].as_u64().unwrap();
+        obj.remove("sliding_window_pattern");
+        obj.remove("full_attention_interval");
+        obj.insert(
+            "layer_types".into(),
+            (0..layers).map(types).collect::<Vec<_>>().into(),
+        );
+        from_hf_config(name, &v.to_string()).unwrap()
+    }
+
+    /// `layer_types` and the interval fields describe the same layers.
+    #[test]
+    fn layer_types_read_as_the_intervals_do() {
+        let gemma = with_layer_types("gemma-3-1b.json", |i| {
+            if (i + 1) % 6 == 0 {
+                "full_attention"
+            } else {
+                "sliding_attention"
+            }
+        });
+        let original = fixture("gemma-3-1b.json");
+        assert_eq!(gemma.layer_groups(), original.layer_groups());
+        assert_eq!(gemma.params(), original.params());
+        let next = with_layer_types("qwen3-coder-next.json", |i| {
+            if (i + 1) % 4 == 0 {
+                "full_attention"
+            } else {
+                "linear_attention"
+            }
+        });
+        let original = fixture("qwen3-coder-next.json");
+        assert_eq!(next.layer_groups(), original.layer_groups());
+        assert_eq!((next.attention_layers(), next.linear_layers()), (12, 36));
+        // gpt-oss's list alternates from a banded layer: Gemma 2's even layers.
+        let oss = fixture("gpt-oss-20b.json");
+        assert_eq!(oss.sliding_window.unwrap().layers, WindowLayers::Even);
+    }
+
+    /// Each family written in the native form counts as its Hugging Face config does, so a
+    /// paper design can start from any of them.
+    #[test]
+    fn native_forms_of_each_family_count_alike() {
+        let gemma3 = r#"
+name = "gemma-3-1b"
+vocab_size = 262144
+hidden_size = 1152
+num_layers = 26
+num_heads = 4
+num_kv_heads = 1
+head_dim = 256
+intermediate_size = 6912
+mlp = "geglu"
+norms_per_layer = 4
+max_position_embeddings = 32768
+tie_embeddings = true
+qk_norm = true
+sliding_window = 512
+layer_pattern = "LLLLLG"
+"#;
+        let gpt_oss = r#"
+name = "gpt-oss-20b"
+vocab_size = 201088
+hidden_size = 2880
+num_layers = 24
+num_heads = 64
+num_kv_heads = 8
+head_dim = 64
+intermediate_size = 2880
+mlp = "swiglu"
+max_position_embeddings = 131072
+qkv_bias = true
+attn_out_bias = true
+mlp_bias = true
+attention_sinks = true
+sliding_window = 128
+layer_pattern = "LG"
+[moe]
+num_experts = 32
+top_k = 4
+expert_intermediate_size = 2880
+router_bias = true
+"#;
+        let deepseek = r#"
+name = "deepseek-v3"
+vocab_size = 129280
+hidden_size = 7168
+num_layers = 61
+num_heads = 128
+intermediate_size = 18432
+mlp = "swiglu"
+max_position_embeddings = 163840
+mtp_layers = 1
+[mla]
+q_lora_rank = 1536
+kv_lora_rank = 512
+qk_nope_head_dim = 128
+qk_rope_head_dim = 64
+v_head_dim = 128
+[moe]
+num_experts = 256
+top_k = 8
+expert_intermediate_size = 2048
+shared_experts = 1
+first_dense_layers = 3
+router_bias = true
+"#;
+        let qwen3_next = r#"
+name = "qwen3-next"
+vocab_size = 151936
+hidden_size = 2048
+num_layers = 48
+num_heads = 16
+num_kv_heads = 2
+head_dim = 256
+intermediate_size = 5120
+mlp = "swiglu"
+max_position_embeddings = 262144
+qk_norm = true
+attention_output_gate = true
+layer_pattern = "SSSG"
+[linear_attention]
+key_heads = 16
+key_head_dim = 128
+value_heads = 32
+value_head_dim = 128
+conv_kernel = 4
+[moe]
+num_experts = 512
+top_k = 10
+expert_intermediate_size = 512
+shared_experts = 1
+shared_expert_gate = true
+"#;
+        for (toml_text, config) in [
+            (gemma3, "gemma-3-1b.json"),
+            (gpt_oss, "gpt-oss-20b.json"),
+            (deepseek, "deepseek-v3.json"),
+            (qwen3_next, "qwen3-coder-next.json"),
+        ] {
+            let native = from_native_toml("paper.toml", toml_text).unwrap();
+            let hf = fixture(config);
+            assert_eq!(native.params(), hf.params(), "{config}");
+            assert_eq!(native.layer_groups(), hf.layer_groups(), "{config}");
+            assert_eq!(native.kv_elements_per_token(), hf.kv_elements_per_token());
+        }
+    }
+
+    /// A list that is cut mid-period still reads as its repeating pattern (Gemma 3 27B: 62
+    /// layers, five local then one global).
+    #[test]
+    fn a_truncated_period_is_still_found() {
+        let flags: Vec<bool> = (0..62).map(|i| (i + 1) % 6 != 0).collect();
+        assert_eq!(
+            LayerMask::of_flags(&flags),
+            Some(LayerMask {
+                period: 6,
+                bits: 0b11111
+            })
+        );
+        let irregular: Vec<bool> = (0..100).map(|i| i == 70).collect();
+        assert_eq!(LayerMask::of_flags(&irregular), None);
+        assert_eq!(LayerMask::of_flags(&[]).map(|m| m.bits), Some(0));
     }
 }

@@ -1,6 +1,6 @@
 //! Memory accounting: what must be resident on the GPU for training and for inference.
 
-use crate::model::arch::{Architecture, LayerKind};
+use crate::model::arch::{Architecture, LayerKind, LinearAttention};
 use crate::model::dtype::DType;
 use crate::model::execution::{InferenceSetup, Recompute, TrainingSetup, activation_dtype};
 use crate::model::parallel::{Zero, rank_params, stage_layers};
@@ -27,14 +27,79 @@ pub struct InferenceMemory {
     /// Keys and values for `batch` sequences of `prompt + gen` tokens (sliding-window layers keep
     /// at most the window).
     pub kv_cache_bytes: f64,
-    /// Keys and values one token adds across all layers, before any window cap.
+    /// Keys and values one token adds across all attention layers, before any window cap.
     pub kv_cache_bytes_per_token: f64,
+    /// The fixed-size state of linear-attention layers for `batch` sequences (0 without them):
+    /// it does not grow with the context.
+    pub recurrent_state_bytes: f64,
     /// Transient workspace of the prefill: the residual stream, the widest layer intermediate and
     /// the last position's fp32 logits.
     pub activations_bytes: f64,
     pub total_bytes: f64,
     pub capacity_bytes: f64,
     pub fits: bool,
+}
+
+/// Attention elements one layer saves per token for its backward on one of `tp` tensor ranks:
+/// q, k and v, the attention output, and the inputs of the per-head q/k norms; with MLA the
+/// decompressed q, k and v and the latents the up-projections read.
+fn attention_saved_per_token(arch: &Architecture, tp: u64) -> f64 {
+    let heads = arch.num_heads.div_ceil(tp);
+    match arch.mla {
+        Some(m) => {
+            let (qk, v) = (
+                (heads * m.qk_head_dim()) as f64,
+                (heads * m.v_head_dim) as f64,
+            );
+            let latents = (m.q_lora_rank + m.cache_width()) as f64;
+            2.0 * qk + 2.0 * v + latents
+        }
+        None => {
+            let (q, kv) = (
+                (heads * arch.head_dim) as f64,
+                (arch.num_kv_heads.div_ceil(tp) * arch.head_dim) as f64,
+            );
+            let qk_norm = if arch.qk_norm { q + kv } else { 0.0 };
+            (q + 2.0 * kv) + q + qk_norm
+        }
+    }
+}
+
+/// The widest attention intermediate per token on one of `tp` tensor ranks: q, k and v side by
+/// side (decompressed, with MLA).
+fn projected_width(arch: &Architecture, tp: u64) -> f64 {
+    let heads = arch.num_heads.div_ceil(tp);
+    match arch.mla {
+        Some(m) => (heads * (2 * m.qk_head_dim() + m.v_head_dim)) as f64,
+        None => ((heads + 2 * arch.num_kv_heads.div_ceil(tp)) * arch.head_dim) as f64,
+    }
+}
+
+/// Linear-attention elements one layer saves per token on one of `tp` tensor ranks: the input
+/// projection's outputs, the convolved q, k and v, the scan's output and the gated norm's.
+fn linear_saved_per_token(l: LinearAttention, tp: u64) -> f64 {
+    (l.in_width() + l.conv_width() + 2 * l.value_width()) as f64 / tp as f64
+}
+
+/// Bytes of recurrent state one sequence keeps on one of `tp` tensor ranks: each
+/// linear-attention layer's key × value matrix per value head in fp32, and the last
+/// `conv_kernel − 1` inputs of its short convolution in the cache dtype.
+fn recurrent_state_bytes_per_sequence(arch: &Architecture, tp: u64, kv_dtype: DType) -> f64 {
+    arch.linear_attention.map_or(0.0, |l| {
+        let state = l.state_elements() as f64 * 4.0;
+        let conv = (l.conv_width() * l.conv_kernel.saturating_sub(1)) as f64 * kv_dtype.bytes();
+        arch.linear_layers() as f64 * (state + conv) / tp as f64
+    })
+}
+
+/// Cached elements per token of one layer on one of `tp` tensor ranks: each rank keeps its own
+/// key/value heads (replicated where fewer than ranks); MLA's latent is shared by all heads, so
+/// every rank keeps all of it.
+fn kv_elements_per_rank_token(arch: &Architecture, tp: u64) -> u64 {
+    match arch.mla {
+        Some(m) => m.cache_width(),
+        None => 2 * arch.num_kv_heads.div_ceil(tp) * arch.head_dim,
+    }
 }
 
 /// Activation elements one layer saves for its backward pass, per token, and the fp32 bytes per
@@ -45,13 +110,13 @@ fn saved_per_token(arch: &Architecture, kind: LayerKind, tp: u64, sp: bool) -> (
     let t = tp as f64;
     let stream = if sp { t } else { 1.0 };
     let h = arch.hidden_size as f64;
-    let (q, kv) = (
-        (arch.num_heads.div_ceil(tp) * arch.head_dim) as f64,
-        (arch.num_kv_heads.div_ceil(tp) * arch.head_dim) as f64,
-    );
-    // Norm inputs and outputs feeding the QKV and MLP matmuls, q/k/v, the attention output.
+    // Norm inputs and outputs feeding the attention and MLP matmuls.
     let norms = if arch.norms_per_layer == 4 { 6.0 } else { 4.0 };
-    let mut elems = norms * h / stream + (q + 2.0 * kv) + q;
+    let mixer = match (kind.linear, arch.linear_attention) {
+        (true, Some(l)) => linear_saved_per_token(l, tp),
+        _ => attention_saved_per_token(arch, tp),
+    };
+    let mut elems = norms * h / stream + mixer;
     let mlp = |width: f64| {
         if arch.mlp.gated {
             3.0 * width // gate and up outputs, activation output
@@ -59,7 +124,12 @@ fn saved_per_token(arch: &Architecture, kind: LayerKind, tp: u64, sp: bool) -> (
             2.0 * width // up output, activation output
         }
     };
-    let mut fp32 = arch.num_heads.div_ceil(tp) as f64 * 4.0; // log-sum-exp per head
+    // Log-sum-exp per attention head.
+    let mut fp32 = if kind.linear {
+        0.0
+    } else {
+        arch.num_heads.div_ceil(tp) as f64 * 4.0
+    };
     match (kind.moe, arch.moe) {
         (true, Some(m)) => {
             let k = m.top_k as f64;
@@ -196,9 +266,7 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
         .unwrap_or(0);
     let weights_bytes = s.dtype.bytes_for(held) as f64;
     let context = s.prompt.saturating_add(s.generate);
-    // Each tensor rank caches its own key/value heads (replicated where fewer than ranks).
-    let kv_width = arch.num_kv_heads.div_ceil(p.tp) * arch.head_dim;
-    let kv_per_layer_token = 2.0 * kv_width as f64 * s.kv_dtype.bytes();
+    let kv_per_layer_token = kv_elements_per_rank_token(arch, p.tp) as f64 * s.kv_dtype.bytes();
     // The stage with the most layers holds the most cache.
     let stage_share = if p.pp == 1 {
         1.0
@@ -209,11 +277,15 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
         * arch
             .layer_groups()
             .into_iter()
+            .filter(|(kind, _)| !kind.linear)
             .map(|(kind, count)| {
                 let cached = kind.window.map_or(context, |w| w.min(context));
                 count as f64 * kv_per_layer_token * cached as f64 * s.batch as f64
             })
-            .sum::<f64>();
+            // From +0.0: a model without attention layers caches nothing (an empty f64 sum is −0.0).
+            .fold(0.0, |total, layer| total + layer);
+    let recurrent_state_bytes =
+        stage_share * s.batch as f64 * recurrent_state_bytes_per_sequence(arch, p.tp, s.kv_dtype);
     let kv_cache_bytes_per_token = arch.kv_elements_per_token() as f64 * s.kv_dtype.bytes();
 
     let e = activation_dtype(s.dtype).bytes();
@@ -226,16 +298,16 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
     }) as f64
         / tp as f64
         * if arch.mlp.gated { 3.0 } else { 2.0 };
-    let q_width = (arch.num_heads.div_ceil(tp) * arch.head_dim) as f64;
-    let widest = mlp_width.max(q_width + 2.0 * kv_width as f64);
+    let widest = mlp_width.max(projected_width(arch, tp));
     let tokens = s.batch as f64 * s.prompt as f64;
     let activations_bytes = tokens * (2.0 * h + widest) * e
         + s.batch as f64 * arch.vocab_size.div_ceil(tp) as f64 * 4.0;
-    let total_bytes = weights_bytes + kv_cache_bytes + activations_bytes;
+    let total_bytes = weights_bytes + kv_cache_bytes + recurrent_state_bytes + activations_bytes;
     InferenceMemory {
         weights_bytes,
         kv_cache_bytes,
         kv_cache_bytes_per_token,
+        recurrent_state_bytes,
         activations_bytes,
         total_bytes,
         capacity_bytes,

@@ -45,6 +45,8 @@ pub mod limits {
     pub const POSITIONS: u64 = 1 << 32;
     /// Norms per layer (2, or 4 for sandwich norms).
     pub const NORMS_PER_LAYER: u64 = 8;
+    /// Taps of a linear-attention layer's short convolution.
+    pub const CONV_KERNEL: u64 = 64;
     /// Total parameters, checked with overflow-free arithmetic.
     pub const PARAMS: u64 = 1 << 50;
 
@@ -160,7 +162,8 @@ impl std::hash::Hash for Op {
                         | u64::from(a.causal) << 16
                         | u64::from(a.fused) << 17
                         | (a.pass as u64) << 18
-                        | u64::from(a.window.is_some()) << 19,
+                        | u64::from(a.window.is_some()) << 19
+                        | u64::from(a.shared_kv) << 20,
                 );
                 h.write_u64(a.batch);
                 h.write_u64(a.q_heads ^ a.kv_heads.rotate_left(32));
@@ -268,6 +271,12 @@ impl Op {
                 }
                 if let Some(w) = a.window {
                     dim("window", w)?;
+                }
+                if a.shared_kv && a.v_head_dim > a.qk_head_dim {
+                    return Err(format!(
+                        "v_head_dim {} exceeds qk_head_dim {} with keys and values shared",
+                        a.v_head_dim, a.qk_head_dim
+                    ));
                 }
                 if a.q_len > a.kv_len {
                     return Err(format!("q_len {} exceeds kv_len {}", a.q_len, a.kv_len));
@@ -450,6 +459,10 @@ pub struct Attention {
     /// the softmax output to memory and read them back.
     pub fused: bool,
     pub pass: Pass,
+    /// Keys and values are one cached tensor, read once: the values are the first `v_head_dim`
+    /// columns of the keys (MLA's latent, attended to in absorbed form).
+    #[serde(default)]
+    pub shared_kv: bool,
 }
 
 impl Attention {
@@ -549,7 +562,11 @@ impl Attention {
         let o = b * prod(self.q_heads, self.q_len, self.v_head_dim);
         let keys = self.keys_touched();
         let k = b * prod(self.kv_heads, keys, self.qk_head_dim);
-        let v = b * prod(self.kv_heads, keys, self.v_head_dim);
+        let v = if self.shared_kv {
+            0.0
+        } else {
+            b * prod(self.kv_heads, keys, self.v_head_dim)
+        };
         // Unfused: scores written by QKᵀ, read and probabilities written by softmax, read by PV
         // (backward: probabilities read, their gradient written and read).
         let scores = if self.fused {
@@ -622,6 +639,14 @@ pub enum MemoryKind {
     /// Dropout in training: x ⊙ mask / (1 − p), the mask kept (one byte per element) for the
     /// backward pass.
     Dropout,
+    /// A depthwise causal convolution of this many taps along the sequence, then silu (the
+    /// short convolution of linear-attention and state-space layers): each channel's taps are
+    /// its parameter vectors.
+    CausalConv(u64),
+    /// One step of a recurrent state (`rows` states of `cols` elements, kept in fp32): read,
+    /// decayed, updated by a rank-one write and read out by the query — a decode step of a
+    /// linear-attention layer.
+    ScanState,
 }
 
 impl MemoryKind {
@@ -640,6 +665,8 @@ impl MemoryKind {
             MemoryKind::CrossEntropy => "cross-entropy",
             MemoryKind::EmbeddingLookup => "embedding",
             MemoryKind::AdamUpdate => "adam-update",
+            MemoryKind::CausalConv(_) => "causal-conv",
+            MemoryKind::ScanState => "scan-state",
         }
     }
 }
@@ -724,6 +751,19 @@ impl MemoryOp {
                 bytes_per_row: 0.0,
                 fixed_bytes_per_element: 1.0,
                 flops_per_element: 2.0,
+            },
+            // Forward reads x and the taps, writes y; backward reads dy and x, writes dx and the
+            // taps' gradients.
+            MemoryKind::CausalConv(k) if fwd => t(1.0, 1.0, k as f64, 0.0, 2.0 * k as f64 + 4.0),
+            MemoryKind::CausalConv(k) => t(2.0, 1.0, 2.0 * k as f64, 0.0, 4.0 * k as f64 + 4.0),
+            // The fp32 state read and written; decay, k·S, the rank-one update and q·S.
+            MemoryKind::ScanState => Traffic {
+                tensor_reads: 0.0,
+                tensor_writes: 0.0,
+                param_vectors: 0.0,
+                bytes_per_row: 0.0,
+                fixed_bytes_per_element: 2.0 * 4.0,
+                flops_per_element: 7.0,
             },
             MemoryKind::AdamUpdate => {
                 // Read grad; write the working copy (none when it is the fp32 master itself).
@@ -855,6 +895,7 @@ mod tests {
             kv_dtype: DType::Bf16,
             fused: true,
             pass: Pass::Forward,
+            shared_kv: false,
         }
     }
 

@@ -3,13 +3,15 @@
 //! attention context grows over the generated tokens. Ops are plain values; their labels are
 //! static names rendered only when a report shows them.
 
-use crate::model::arch::{Architecture, LayerGroups, LayerKind, Mlp, Moe, Norm, Positions};
+use crate::model::arch::{
+    Architecture, LayerGroups, LayerKind, LinearAttention, Mla, Mlp, Moe, Norm, Positions,
+};
 use crate::model::dtype::DType;
 use crate::model::execution::{
     Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
 };
 use crate::model::ops::{
-    Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass,
+    Activation, Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass,
 };
 use crate::model::parallel::{Group, Parallelism, Zero};
 use serde::{Deserialize, Serialize};
@@ -99,6 +101,9 @@ impl fmt::Display for Label {
     }
 }
 
+/// Tokens per chunk of a chunked linear-attention scan (flash-linear-attention's default).
+pub const SCAN_CHUNK: u64 = 64;
+
 /// The context-parallel exchange of keys and values (overlapped with the attention).
 pub const CP_EXCHANGE: &str = "cp-kv-all-gather";
 /// The sum of a vocabulary-parallel embedding's partial lookups.
@@ -159,6 +164,10 @@ pub struct LayerDims {
     pub norms_per_layer: u64,
     pub rotary: bool,
     pub moe: Option<Moe>,
+    pub qk_norm: bool,
+    pub mla: Option<Mla>,
+    pub attention_output_gate: bool,
+    pub linear_attention: Option<LinearAttention>,
 }
 
 impl LayerDims {
@@ -174,6 +183,10 @@ impl LayerDims {
             norms_per_layer: a.norms_per_layer,
             rotary: a.positions == Positions::Rotary,
             moe: a.moe,
+            qk_norm: a.qk_norm,
+            mla: a.mla,
+            attention_output_gate: a.attention_output_gate,
+            linear_attention: a.linear_attention,
         }
     }
 
@@ -199,6 +212,10 @@ impl LayerDims {
             if let Some(m) = &mut d.moe {
                 m.expert_intermediate_size = m.expert_intermediate_size.div_ceil(tp);
                 m.shared_intermediate_size = m.shared_intermediate_size.div_ceil(tp);
+            }
+            if let Some(l) = &mut d.linear_attention {
+                l.key_heads = l.key_heads.div_ceil(tp);
+                l.value_heads = l.value_heads.div_ceil(tp);
             }
         }
         d
@@ -471,8 +488,16 @@ impl Ctx {
         self.memory(self.norm_kind(), self.stream_rows(), self.dims.hidden)
     }
 
-    fn attention(&self, window: Option<u64>) -> Op {
-        let (d, p) = (&self.dims, &self.shape);
+    /// Attention of this pass's queries over its keys with `heads` query and `kv_heads` key/value
+    /// heads of the given widths; `shared_kv` when the values are part of the cached keys.
+    fn attention_over(
+        &self,
+        window: Option<u64>,
+        heads: (u64, u64),
+        dims: (u64, u64),
+        shared_kv: bool,
+    ) -> Op {
+        let p = &self.shape;
         // Context parallel: each rank's load-balanced share of the causal square (two chunks,
         // one early and one late, as Megatron's ring attention deals them) is s²/(2·cp) pairs,
         // priced as a full block of its queries against half the keys.
@@ -483,19 +508,30 @@ impl Ctx {
         };
         Op::Attention(Attention {
             batch: p.batch,
-            q_heads: d.heads,
-            kv_heads: d.kv_heads,
+            q_heads: heads.0,
+            kv_heads: heads.1,
             q_len: p.q_len,
             kv_len,
-            qk_head_dim: d.head_dim,
-            v_head_dim: d.head_dim,
+            qk_head_dim: dims.0,
+            v_head_dim: dims.1,
             causal,
             window,
             dtype: attention_dtype(p.dtype),
             kv_dtype: p.kv_dtype,
             fused: p.fused,
             pass: Pass::Forward,
+            shared_kv,
         })
+    }
+
+    fn attention(&self, window: Option<u64>) -> Op {
+        let d = &self.dims;
+        self.attention_over(
+            window,
+            (d.heads, d.kv_heads),
+            (d.head_dim, d.head_dim),
+            false,
+        )
     }
 
     /// The feed-forward ops of an MLP of width `width` over `rows` tokens, `experts` copies.
@@ -530,41 +566,11 @@ impl Ctx {
         let rows = self.stream_rows();
         s.push(Label::new("attn-norm"), self.norm());
         self.tp_exchange(s, true);
-        s.push(
-            Label::new("qkv"),
-            self.matmul(1, t, a.q_width() + 2 * a.kv_width(), h),
-        );
-        if a.rotary {
-            s.push(
-                Label::new("rotary"),
-                self.memory(MemoryKind::Rotary, t, a.q_width() + a.kv_width()),
-            );
+        match (a.mla, a.linear_attention) {
+            (_, Some(l)) if kind.linear => self.linear_attention(s, l),
+            (Some(m), _) => self.latent_attention(s, m, kind.window, self.mla_absorbed()),
+            _ => self.projected_attention(s, kind.window),
         }
-        let cp = u64::from(self.shard.cp);
-        if cp > 1 {
-            // Every rank's keys and values pass round the ring to every other (overlapped with
-            // the attention it feeds; `price` takes the overlap).
-            s.push(
-                Label::new(CP_EXCHANGE),
-                self.collective(
-                    CollectiveKind::AllGather,
-                    cp,
-                    self.shard.cp_stride.into(),
-                    self.shape.batch * self.shape.q_len * cp * 2 * a.kv_width(),
-                ),
-            );
-        }
-        s.push(Label::new("attention"), self.attention(kind.window));
-        if self.shape.dropout && !self.shape.fused {
-            // A fused kernel drops probabilities in registers; an unfused one makes a pass over
-            // the score square.
-            let p = &self.shape;
-            s.push(
-                Label::new("attention-dropout"),
-                self.memory(MemoryKind::Dropout, p.batch * a.heads * p.q_len, p.kv_len),
-            );
-        }
-        s.push(Label::new("attn-out"), self.matmul(1, t, h, a.q_width()));
         self.tp_exchange(s, false);
         self.hidden_dropout(s);
         if a.norms_per_layer == 4 {
@@ -588,6 +594,227 @@ impl Ctx {
         s.push(
             Label::new("residual"),
             self.memory(MemoryKind::ResidualAdd, rows, h),
+        );
+    }
+
+    /// Attention with q/k/v projections: the projections, the per-head q/k norms, rotary
+    /// positions, the context-parallel exchange, attention and the output projection.
+    fn projected_attention(&self, s: &mut Sink, window: Option<u64>) {
+        let a = &self.dims;
+        let (h, t) = (a.hidden, self.tokens());
+        // An output gate comes out of the query projection beside the queries.
+        let q_out = a.q_width() * (1 + u64::from(a.attention_output_gate));
+        s.push(
+            Label::new("qkv"),
+            self.matmul(1, t, q_out + 2 * a.kv_width(), h),
+        );
+        if a.qk_norm {
+            // One RMSNorm per head vector, over head_dim (Qwen3, Gemma 3).
+            s.push(
+                Label::new("qk-norm"),
+                self.memory(MemoryKind::RmsNorm, t * (a.heads + a.kv_heads), a.head_dim),
+            );
+        }
+        if a.rotary {
+            s.push(
+                Label::new("rotary"),
+                self.memory(MemoryKind::Rotary, t, a.q_width() + a.kv_width()),
+            );
+        }
+        self.cp_exchange(s, 2 * a.kv_width());
+        s.push(Label::new("attention"), self.attention(window));
+        self.attention_dropout(s);
+        if a.attention_output_gate {
+            // sigmoid(gate) ⊙ output: a gated activation's traffic.
+            s.push(
+                Label::new("attn-gate"),
+                self.memory(
+                    MemoryKind::GatedActivation(Activation::Silu),
+                    t,
+                    a.q_width(),
+                ),
+            );
+        }
+        s.push(Label::new("attn-out"), self.matmul(1, t, h, a.q_width()));
+    }
+
+    /// Gated DeltaNet linear attention (arXiv:2412.06464) in place of attention: the input
+    /// projection, the short causal convolution, the scan, the gated norm and the output
+    /// projection. A decode step updates each value head's key × value state once
+    /// (`ScanState`); a longer pass runs the chunked form of the scan as batched matmuls over
+    /// chunks of `SCAN_CHUNK` tokens, as the flash-linear-attention kernels do (within a chunk:
+    /// scores, the WY form of the delta updates and the outputs; across chunks: the state's
+    /// contribution to queries and to the corrections, and the state update).
+    fn linear_attention(&self, s: &mut Sink, l: LinearAttention) {
+        let a = &self.dims;
+        let (h, t, p) = (a.hidden, self.tokens(), &self.shape);
+        let (heads, dk, dv) = (l.value_heads, l.key_head_dim, l.value_head_dim);
+        s.push(Label::new("in-proj"), self.matmul(1, t, l.in_width(), h));
+        s.push(
+            Label::new("short-conv"),
+            self.memory(MemoryKind::CausalConv(l.conv_kernel), t, l.conv_width()),
+        );
+        if p.q_len == 1 {
+            s.push(
+                Label::new("scan"),
+                self.memory(MemoryKind::ScanState, p.batch * heads, dk * dv),
+            );
+        } else {
+            let c = SCAN_CHUNK.min(p.q_len);
+            let blocks = p.batch * heads * p.q_len.div_ceil(c);
+            // q·kᵀ and k_β·kᵀ within each chunk.
+            s.push(Label::new("scan-scores"), self.matmul(blocks, c, c, 2 * dk));
+            // The chunk's scores times v_β, k_β and the corrected values.
+            s.push(
+                Label::new("scan-intra"),
+                self.matmul(blocks, c, 2 * dv + dk, c),
+            );
+            // Queries and decayed keys against the state carried in.
+            s.push(Label::new("scan-inter"), self.matmul(2 * blocks, c, dv, dk));
+            // The state carried out: kᵀ · v over the chunk.
+            s.push(Label::new("scan-state"), self.matmul(blocks, dk, dv, c));
+        }
+        s.push(
+            Label::new("gated-norm"),
+            self.memory(MemoryKind::RmsNorm, t * heads, dv),
+        );
+        s.push(
+            Label::new("output-gate"),
+            self.memory(
+                MemoryKind::GatedActivation(Activation::Silu),
+                t,
+                l.value_width(),
+            ),
+        );
+        s.push(
+            Label::new("out-proj"),
+            self.matmul(1, t, h, l.value_width()),
+        );
+    }
+
+    /// With context parallelism, every rank's `width` cached elements per token pass round the
+    /// ring to every other (overlapped with the attention they feed; `price` takes the overlap).
+    fn cp_exchange(&self, s: &mut Sink, width: u64) {
+        let cp = u64::from(self.shard.cp);
+        if cp > 1 {
+            s.push(
+                Label::new(CP_EXCHANGE),
+                self.collective(
+                    CollectiveKind::AllGather,
+                    cp,
+                    self.shard.cp_stride.into(),
+                    self.shape.batch * self.shape.q_len * cp * width,
+                ),
+            );
+        }
+    }
+
+    /// A fused kernel drops probabilities in registers; an unfused one makes a pass over the
+    /// score square.
+    fn attention_dropout(&self, s: &mut Sink) {
+        if self.shape.dropout && !self.shape.fused {
+            let p = &self.shape;
+            s.push(
+                Label::new("attention-dropout"),
+                self.memory(
+                    MemoryKind::Dropout,
+                    p.batch * self.dims.heads * p.q_len,
+                    p.kv_len,
+                ),
+            );
+        }
+    }
+
+    /// Whether this pass runs multi-head latent attention absorbed: a decode step (one query per
+    /// sequence against a cache of latents) attends over the latents directly, with the key
+    /// up-projection folded into the query and the value up-projection applied to the output;
+    /// a prefill or training pass decompresses its keys and values and runs ordinary attention.
+    /// This is what vLLM and SGLang run (FlashMLA-style decode kernels, MHA for prefill), and it
+    /// is the cheaper form by FLOPs: absorbed, each (query, key) pair costs
+    /// 2·(2·kv_lora_rank + rope) per head instead of 2·(qk + v), while decompressing would
+    /// re-expand every cached latent at each decode step.
+    fn mla_absorbed(&self) -> bool {
+        self.shape.q_len == 1
+    }
+
+    /// Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434, §2.1; absorbed decode as in
+    /// its appendix): the query through its latent, the key/value latent with the shared rotary
+    /// key (what the cache holds), then attention decompressed or absorbed (`mla_absorbed`).
+    /// The down-projections are replicated on tensor-parallel ranks; the per-head
+    /// up-projections and the output are split by heads.
+    fn latent_attention(&self, s: &mut Sink, m: Mla, window: Option<u64>, absorbed: bool) {
+        let a = &self.dims;
+        let (h, t, heads) = (a.hidden, self.tokens(), a.heads);
+        let q_width = heads * m.qk_head_dim();
+        if m.q_lora_rank > 0 {
+            s.push(Label::new("q-down"), self.matmul(1, t, m.q_lora_rank, h));
+            s.push(
+                Label::new("q-latent-norm"),
+                self.memory(MemoryKind::RmsNorm, t, m.q_lora_rank),
+            );
+            s.push(
+                Label::new("q-up"),
+                self.matmul(1, t, q_width, m.q_lora_rank),
+            );
+        } else {
+            s.push(Label::new("q"), self.matmul(1, t, q_width, h));
+        }
+        s.push(Label::new("kv-down"), self.matmul(1, t, m.cache_width(), h));
+        s.push(
+            Label::new("kv-latent-norm"),
+            self.memory(MemoryKind::RmsNorm, t, m.kv_lora_rank),
+        );
+        s.push(
+            Label::new("rotary"),
+            self.memory(MemoryKind::Rotary, t, (heads + 1) * m.qk_rope_head_dim),
+        );
+        self.cp_exchange(s, m.cache_width());
+        if absorbed {
+            // q_nope · W_UK per head: queries in the latent space.
+            s.push(
+                Label::new("q-absorb"),
+                self.matmul(heads, t, m.kv_lora_rank, m.qk_nope_head_dim),
+            );
+            // One latent key/value "head" shared by every query head, read once: the values
+            // are the latent part of the cached keys.
+            s.push(
+                Label::new("attention"),
+                self.attention_over(window, (heads, 1), (m.cache_width(), m.kv_lora_rank), true),
+            );
+            self.attention_dropout(s);
+            // The latent output · W_UV per head.
+            s.push(
+                Label::new("v-absorb"),
+                self.matmul(heads, t, m.v_head_dim, m.kv_lora_rank),
+            );
+        } else {
+            // Keys (without rotary positions) and values of every key this rank's queries see
+            // (in a decode step that would be the whole cached context, which is why decode
+            // runs absorbed).
+            let keys = self.shape.batch * self.shape.kv_len;
+            s.push(
+                Label::new("kv-up"),
+                self.matmul(
+                    1,
+                    keys,
+                    heads * (m.qk_nope_head_dim + m.v_head_dim),
+                    m.kv_lora_rank,
+                ),
+            );
+            s.push(
+                Label::new("attention"),
+                self.attention_over(
+                    window,
+                    (heads, heads),
+                    (m.qk_head_dim(), m.v_head_dim),
+                    false,
+                ),
+            );
+            self.attention_dropout(s);
+        }
+        s.push(
+            Label::new("attn-out"),
+            self.matmul(1, t, h, heads * m.v_head_dim),
         );
     }
 
@@ -1197,6 +1424,143 @@ mod tests {
         assert_eq!(count(false, false), (0, 0, 0));
         assert_eq!(count(true, true), (24, 0, 24));
         assert_eq!(count(true, false), (24, 12, 24));
+    }
+
+    fn fixture(name: &str) -> Architecture {
+        arch::load(&format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// The FLOPs of one layer's ops over a pass of `q_len` queries per sequence against `kv_len`
+    /// keys, MLA run absorbed or not.
+    fn mla_layer_flops(a: &Architecture, q_len: u64, kv_len: u64, absorbed: bool) -> f64 {
+        let ctx = Ctx::new(
+            a,
+            PassShape {
+                batch: 1,
+                q_len,
+                kv_len,
+                dtype: DType::Bf16,
+                kv_dtype: DType::Bf16,
+                fused: true,
+                dropout: false,
+            },
+            &Parallelism::default(),
+        );
+        let mut ops = Vec::new();
+        let mut sink = Sink {
+            out: &mut ops,
+            phase: Phase::Prefill,
+            count: 1,
+        };
+        ctx.latent_attention(&mut sink, a.mla.unwrap(), None, absorbed);
+        ops.iter().map(|o| o.op.flops()).sum()
+    }
+
+    /// Decode runs MLA absorbed and prefill decompressed, and each is the cheaper form there:
+    /// decompressing in decode would re-expand every cached latent at each step; absorbing in
+    /// prefill costs 2·(2·512 + 64) instead of 2·(192 + 128) FLOPs per head and key.
+    #[test]
+    fn mla_runs_the_cheaper_form_in_each_pass() {
+        let a = fixture("deepseek-v3.json");
+        let decode = decode_ops(&a, &serving(), 4096);
+        let prefill = prefill_ops(&a, &serving());
+        let has = |ops: &[OpInstance], name: &str| ops.iter().any(|o| o.label.name == name);
+        assert!(has(&decode, "q-absorb") && !has(&decode, "kv-up"));
+        assert!(has(&prefill, "kv-up") && !has(&prefill, "q-absorb"));
+        let attention = |ops: &[OpInstance]| {
+            ops.iter()
+                .find_map(|o| match o.op {
+                    Op::Attention(at) => Some(at),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let d = attention(&decode);
+        assert_eq!((d.kv_heads, d.qk_head_dim, d.v_head_dim), (1, 576, 512));
+        // The latent cache is read once: 4096 keys × 576 bf16 elements, beside q and o.
+        let q_and_o = 128.0 * (576.0 + 512.0) * 2.0;
+        assert_eq!(d.min_bytes(), 4096.0 * 576.0 * 2.0 + q_and_o);
+        let p = attention(&prefill);
+        assert_eq!((p.kv_heads, p.qk_head_dim, p.v_head_dim), (128, 192, 128));
+        assert!(mla_layer_flops(&a, 1, 4096, true) < mla_layer_flops(&a, 1, 4096, false));
+        assert!(mla_layer_flops(&a, 4096, 4096, false) < mla_layer_flops(&a, 4096, 4096, true));
+    }
+
+    fn serving() -> InferenceSetup {
+        InferenceSetup {
+            batch: 1,
+            prompt: 1024,
+            generate: 16,
+            dtype: DType::Bf16,
+            kv_dtype: DType::Bf16,
+            fused_attention: true,
+            parallelism: Parallelism::default(),
+        }
+    }
+
+    /// Qwen3 normalizes every query and key head over head_dim: 16 + 8 heads of 128 per token.
+    #[test]
+    fn qk_norm_is_a_memory_bound_op_per_head() {
+        let a = fixture("qwen3-0.6b.json");
+        let ops = prefill_ops(&a, &serving());
+        let norm = ops.iter().find(|o| o.label.name == "qk-norm").unwrap();
+        assert_eq!(norm.count, 28);
+        match norm.op {
+            Op::Memory(m) => assert_eq!((m.rows, m.cols), (1024 * 24, 128)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Gemma 3 1B's attention: 22 layers within the 512-token window, 4 global.
+    #[test]
+    fn gemma3_prices_local_layers_with_their_window() {
+        let a = fixture("gemma-3-1b.json");
+        let ops = prefill_ops(&a, &serving());
+        let windows: Vec<(Option<u64>, u64)> = ops
+            .iter()
+            .filter_map(|o| match o.op {
+                Op::Attention(at) => Some((at.window, o.count)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(windows, vec![(Some(512), 22), (None, 4)]);
+    }
+
+    /// Qwen3-Next: 36 of 48 layers scan (chunked in the prefill, one state step per decoded
+    /// token), 12 attend with an output gate.
+    #[test]
+    fn linear_attention_layers_scan_instead_of_attending() {
+        let a = fixture("qwen3-coder-next.json");
+        let count = |ops: &[OpInstance], name: &str| {
+            ops.iter()
+                .filter(|o| o.label.name == name)
+                .map(|o| o.count)
+                .sum::<u64>()
+        };
+        let prefill = prefill_ops(&a, &serving());
+        assert_eq!(count(&prefill, "attention"), 12);
+        assert_eq!(count(&prefill, "attn-gate"), 12);
+        assert_eq!(count(&prefill, "scan-scores"), 36);
+        assert_eq!(count(&prefill, "scan"), 0);
+        let decode = decode_ops(&a, &serving(), 2048);
+        assert_eq!(count(&decode, "scan"), 36);
+        assert_eq!(count(&decode, "scan-scores"), 0);
+        // Each value head's 128 × 128 fp32 state, read and written once.
+        let scan = decode.iter().find(|o| o.label.name == "scan").unwrap();
+        assert_eq!(scan.op.min_bytes(), 32.0 * 128.0 * 128.0 * 8.0);
+        // The prefill's chunked scan: 1024 tokens in 16 chunks of 64 per head.
+        let scores = prefill
+            .iter()
+            .find(|o| o.label.name == "scan-scores")
+            .unwrap();
+        match scores.op {
+            Op::Matmul(m) => assert_eq!((m.batch, m.m, m.n, m.k), (32 * 16, 64, 64, 256)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

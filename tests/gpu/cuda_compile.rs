@@ -40,6 +40,7 @@ fn sample_ops() -> Vec<Op> {
                     kv_dtype: dtype,
                     fused: true,
                     pass: Pass::Forward,
+                    shared_kv: false,
                 }));
             }
         }

@@ -121,6 +121,7 @@ mod tests {
             kv_dtype: DType::Fp32,
             fused: true,
             pass: crate::model::ops::Pass::Forward,
+            shared_kv: false,
         };
         let (q, k, v) = ([1.0, 1.0, 2.0, 2.0], [0.0, 1.0], [3.0, 5.0]);
         let o = attention(&a, &q, &k, &v);

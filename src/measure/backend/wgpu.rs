@@ -747,6 +747,7 @@ mod tests {
                     kv_dtype: dtype,
                     fused: true,
                     pass: Pass::Forward,
+                    shared_kv: false,
                 }));
             }
             for kind in [

@@ -303,6 +303,7 @@ pub fn attention_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Ve
                 kv_dtype: dtype,
                 fused: true,
                 pass: Pass::Forward,
+                shared_kv: false,
             },
         )
         .collect())

@@ -603,6 +603,7 @@ impl Space {
                 shared_intermediate_size: a.intermediate_size,
                 shared_expert_gate: false,
                 first_dense_layers: 0,
+                router_bias: false,
             });
             if let Some(v) = int(Field::Experts) {
                 m.num_experts = v;

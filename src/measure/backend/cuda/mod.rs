@@ -574,6 +574,7 @@ mod tests {
             kv_dtype: DType::Fp16,
             fused: true,
             pass: Pass::Forward,
+            shared_kv: false,
         }
     }
 
