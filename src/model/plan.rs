@@ -385,6 +385,9 @@ struct Ctx {
     vocab: u64,
     learned_positions: bool,
     groups: LayerGroups,
+    /// The multi-token-prediction modules: how many, and the kind of layer each holds (the
+    /// kind that would follow the last layer).
+    mtp: (u64, LayerKind),
 }
 
 impl Ctx {
@@ -396,6 +399,7 @@ impl Ctx {
             vocab: arch.vocab_size.div_ceil(p.tp),
             learned_positions: arch.positions == Positions::Learned,
             groups: arch.layer_groups(),
+            mtp: (arch.mtp_layers, arch.layer_kind(arch.num_layers)),
         }
     }
 
@@ -927,6 +931,20 @@ impl Ctx {
         s.push(Label::new("lm-head"), self.matmul(1, rows, self.vocab, h));
     }
 
+    /// One multi-token-prediction module over the pass's tokens (DeepSeek-V3 technical report,
+    /// arXiv:2412.19437, §2.2), `s.count` times: RMSNorms of the hidden state and of the next
+    /// token's embedding, the projection of their concatenation (2h → h), one layer, and the
+    /// shared head. Its ops run after the model's, on the last pipeline stage.
+    fn mtp_module(&self, s: &mut Sink) {
+        let (h, t) = (self.dims.hidden, self.tokens());
+        let norm = self.memory(self.norm_kind(), self.stream_rows(), h);
+        s.push(Label::new("mtp-norms"), norm);
+        s.push(Label::new("mtp-norms"), norm);
+        s.push(Label::new("mtp-projection"), self.matmul(1, t, h, 2 * h));
+        self.layer(s, self.mtp.1);
+        self.head(s, t);
+    }
+
     /// One layer of `kind`, `count` times, as a block.
     fn layer_block(
         &self,
@@ -1080,6 +1098,21 @@ fn training_ops_into(
         count: 1,
         op: ctx.memory(MemoryKind::CrossEntropy, t, ctx.vocab),
     });
+    // A model with multi-token-prediction modules trains with them: each predicts one more
+    // token ahead, with its own loss.
+    let (mtp, _) = ctx.mtp;
+    if mtp > 0 {
+        let mut modules = Sink {
+            out: ops,
+            phase: Phase::Forward,
+            count: mtp,
+        };
+        ctx.mtp_module(&mut modules);
+        modules.push(
+            Label::new("mtp-cross-entropy"),
+            ctx.memory(MemoryKind::CrossEntropy, t, ctx.vocab),
+        );
+    }
 
     // The backward runs the forward in reverse; each forward layer block becomes a backward one.
     let backward_of_op = |ops: &mut Vec<OpInstance>, i: usize| {
@@ -1308,20 +1341,44 @@ fn decode_ops_into(
     s: &InferenceSetup,
     context: u64,
 ) {
-    let ctx = Ctx::new(
-        arch,
-        PassShape {
-            batch: s.batch,
-            q_len: 1,
-            kv_len: context,
-            dtype: s.dtype,
-            kv_dtype: s.kv_dtype,
-            fused: true,
-            dropout: false,
-        },
-        &s.parallelism,
+    let drafts = speculative_drafts(arch, s);
+    let shape = |q_len| PassShape {
+        batch: s.batch,
+        q_len,
+        kv_len: context,
+        dtype: s.dtype,
+        kv_dtype: s.kv_dtype,
+        fused: true,
+        dropout: false,
+    };
+    // Speculatively, one step verifies the drafted tokens and the next one together.
+    let ctx = Ctx::new(arch, shape(1 + drafts), &s.parallelism);
+    ctx.forward(
+        ops,
+        blocks,
+        Phase::Decode,
+        s.batch * (1 + drafts),
+        serving_sends(s),
     );
-    ctx.forward(ops, blocks, Phase::Decode, s.batch, serving_sends(s));
+    if drafts > 0 {
+        // The modules then draft the next tokens, one token per sequence each.
+        let drafter = Ctx::new(arch, shape(1), &s.parallelism);
+        drafter.mtp_module(&mut Sink {
+            out: ops,
+            phase: Phase::Decode,
+            count: drafts,
+        });
+    }
+}
+
+/// Tokens drafted per decode step: one per multi-token-prediction module when decoding
+/// speculatively, else none.
+pub fn speculative_drafts(arch: &Architecture, s: &InferenceSetup) -> u64 {
+    if s.speculative_acceptance.is_some() {
+        arch.mtp_layers
+    } else {
+        0
+    }
 }
 
 /// The op with its attention context set to `context` (decode steps differ only in that).
@@ -1499,7 +1556,93 @@ mod tests {
             kv_dtype: DType::Bf16,
             fused_attention: true,
             parallelism: Parallelism::default(),
+            speculative_acceptance: None,
         }
+    }
+
+    /// DeepSeek-V3 trains with its multi-token-prediction module: the forward pass gains one
+    /// layer of the last layer's kind, the 2h → h projection and the shared head, over every
+    /// token.
+    #[test]
+    fn mtp_modules_train_with_the_model() {
+        let with = fixture("deepseek-v3.json");
+        let without = Architecture {
+            mtp_layers: 0,
+            ..with.clone()
+        };
+        let s = setup(256);
+        let forward = |a: &Architecture| -> f64 {
+            training_ops(a, &s)
+                .iter()
+                .filter(|o| o.phase == Phase::Forward)
+                .map(|o| o.op.flops() * o.count as f64)
+                .sum()
+        };
+        let (h, v, t) = (with.hidden_size as f64, with.vocab_size as f64, 256.0);
+        let layer: f64 =
+            layer_forward_ops(&with, with.layer_kind(with.num_layers), 1, 256, DType::Bf16)
+                .iter()
+                .map(|(_, op)| op.flops())
+                .sum();
+        let norms = 2.0
+            * Op::Memory(MemoryOp::new(
+                MemoryKind::RmsNorm,
+                Pass::Forward,
+                256,
+                with.hidden_size,
+                DType::Bf16,
+            ))
+            .flops()
+            + Op::Memory(MemoryOp::new(
+                MemoryKind::RmsNorm,
+                Pass::Forward,
+                256,
+                with.hidden_size,
+                DType::Bf16,
+            ))
+            .flops()
+            + Op::Memory(MemoryOp::new(
+                MemoryKind::CrossEntropy,
+                Pass::Forward,
+                256,
+                with.vocab_size,
+                DType::Bf16,
+            ))
+            .flops();
+        let expected = layer + 2.0 * t * h * 2.0 * h + 2.0 * t * v * h + norms;
+        let extra = forward(&with) - forward(&without);
+        assert!(
+            (extra / expected - 1.0).abs() < 1e-9,
+            "{extra} vs {expected}"
+        );
+    }
+
+    /// Speculatively, a decode step verifies the drafted token and the next one in one pass,
+    /// then the module drafts again over one token per sequence.
+    #[test]
+    fn speculative_decode_verifies_then_drafts() {
+        let a = fixture("deepseek-v3.json");
+        let plain = serving();
+        let speculative = InferenceSetup {
+            speculative_acceptance: Some(0.8),
+            ..plain
+        };
+        let lm_heads = |s: &InferenceSetup| -> Vec<(u64, u64)> {
+            decode_ops(&a, s, 1024)
+                .iter()
+                .filter_map(|o| match o.op {
+                    Op::Matmul(m) if o.label.name == "lm-head" => Some((m.m, o.count)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(lm_heads(&plain), vec![(1, 1)]);
+        assert_eq!(lm_heads(&speculative), vec![(2, 1), (1, 1)]);
+        assert_eq!(speculative_drafts(&a, &speculative), 1);
+        assert_eq!(
+            speculative_drafts(&fixture("qwen3-0.6b.json"), &speculative),
+            0
+        );
     }
 
     /// Qwen3 normalizes every query and key head over head_dim: 16 + 8 heads of 128 per token.
