@@ -7,7 +7,7 @@ use super::{Slot, Wgsl, WgslStage, elementwise_groups, split_groups};
 use crate::measure::backend::Variant;
 use crate::measure::backend::spec::{KernelSpec, Serves, Source, any_shape};
 use crate::model::dtype::DType;
-use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op};
+use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op, Scan};
 
 macro_rules! wgsl {
     ($file:literal) => {
@@ -312,9 +312,53 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
             }],
         },
     },
+    KernelSpec {
+        variant: Variant {
+            name: "recurrent",
+            idea: "gated delta rule token by token, one invocation per state column in fp32 registers",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Scan,
+        dtypes: F32_F16,
+        accepts: |op| scan(op).is_some_and(|s| s.key_dim.is_multiple_of(8)),
+        kernel: Wgsl {
+            stages: &[WgslStage {
+                name: "scan",
+                source: wgsl!("scan_gated_delta.wgsl"),
+                f32_only: false,
+                subs: |op| scan(op).map_or_else(Vec::new, |s| vec![("DK_u", format!("{}u", s.key_dim))]),
+                slots: &[
+                    Slot::Input(0),
+                    Slot::Input(1),
+                    Slot::Input(2),
+                    Slot::Input(3),
+                    Slot::Input(4),
+                    Slot::Output,
+                    Slot::Params,
+                ],
+                groups: |op| {
+                    scan(op).map_or([0; 3], |s| {
+                        [(s.value_dim as u32).div_ceil(SCAN_WG), (s.batch * s.heads) as u32, 1]
+                    })
+                },
+            }],
+        },
+    },
 ];
 
+/// State columns per workgroup of the recurrent scan (its `WG`).
+const SCAN_WG: u32 = 32;
+
 // The dispatch rules below see only ops their kernel serves; another op gets no workgroups.
+
+fn scan(op: &Op) -> Option<&Scan> {
+    match op {
+        Op::Scan(s) => Some(s),
+        _ => None,
+    }
+}
 
 fn matmul(op: &Op) -> Option<&Matmul> {
     match op {

@@ -1034,6 +1034,14 @@ pub fn backward_of(op: &Op, mut emit: impl FnMut(Grad, Op)) {
             }),
         ),
         Op::Collective(c) => emit(Grad::None, Op::Collective(c)),
+        // Not emitted by the plans yet; pricing it says the backward is not modelled.
+        Op::Scan(s) => emit(
+            Grad::None,
+            Op::Scan(crate::model::ops::Scan {
+                pass: Pass::Backward,
+                ..s
+            }),
+        ),
     }
 }
 
