@@ -5,8 +5,10 @@
 // independent, so a workgroup takes WG columns of one head and stages the keys and queries of
 // TB tokens at a time in workgroup memory for all of them. Keys are L2-normalized by the caller.
 // Inputs q, k [bh, seq, dk], v [bh, seq, dv], α, β [bh, seq]; output o [bh, seq, dv] followed by
-// the final state [bh, dk, dv]. Loops step two vec4s at a time (dk a multiple of 8): llvmpipe
-// stops a shader after about 65,535 loop trips, and each token costs dk/4 of them.
+// the final state [bh, dk, dv]. The per-token loops over the column are unrolled by the template
+// step (dk a multiple of 4): llvmpipe stops a shader after some tens of thousands of loop trips
+// (with dk/8 trips per token, 8192 tokens at dk 128 came back unwritten), so each token costs
+// about two trips and sequences to ~30k tokens run there.
 // Should reach: the memory rate of streaming k, q, v once per column block.
 
 struct Params {
@@ -62,19 +64,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         if live {
             for (var t = 0u; t < n; t++) {
                 let row = t * DK4;
-                var acc = vec4<f32>(0.0);
-                for (var i = 0u; i < DK4; i += 2u) {
-                    acc += ks[row + i] * s[i] + ks[row + i + 1u] * s[i + 1u];
-                }
+                // Unrolled by the template step over the dk/4 vec4s of the column.
+                let acc = KS_SUM;
                 let a = gb[t].x;
                 let tok = first + t0 + t;
                 let u = gb[t].y * (f32(v[tok * p.dv + j]) - a * (acc.x + acc.y + acc.z + acc.w));
                 var o = vec4<f32>(0.0);
-                for (var i = 0u; i < DK4; i += 2u) {
-                    s[i] = a * s[i] + ks[row + i] * u;
-                    s[i + 1u] = a * s[i + 1u] + ks[row + i + 1u] * u;
-                    o += qs[row + i] * s[i] + qs[row + i + 1u] * s[i + 1u];
-                }
+UPDATE_AND_READ
                 out[tok * p.dv + j] = ELEM(o.x + o.y + o.z + o.w);
             }
         }

@@ -322,13 +322,13 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
         },
         serves: Serves::Scan,
         dtypes: F32_F16,
-        accepts: |op| scan(op).is_some_and(|s| s.key_dim.is_multiple_of(8)),
+        accepts: |op| scan(op).is_some_and(|s| s.key_dim.is_multiple_of(4)),
         kernel: Wgsl {
             stages: &[WgslStage {
                 name: "scan",
                 source: wgsl!("scan_gated_delta.wgsl"),
                 f32_only: false,
-                subs: |op| scan(op).map_or_else(Vec::new, |s| vec![("DK_u", format!("{}u", s.key_dim))]),
+                subs: scan_unrolled,
                 slots: &[
                     Slot::Input(0),
                     Slot::Input(1),
@@ -350,6 +350,28 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
 
 /// State columns per workgroup of the recurrent scan (its `WG`).
 const SCAN_WG: u32 = 32;
+
+/// The recurrent scan's per-token work over its dk/4 vec4s, written out: kᵀS as one sum, then
+/// the update and read-out of each vec4.
+fn scan_unrolled(op: &Op) -> Vec<(&'static str, String)> {
+    let Some(s) = scan(op) else {
+        return Vec::new();
+    };
+    let n = s.key_dim / 4;
+    let sum: Vec<String> = (0..n).map(|i| format!("ks[row + {i}u] * s[{i}]")).collect();
+    let update: String = (0..n)
+        .map(|i| {
+            format!(
+                "                s[{i}] = a * s[{i}] + ks[row + {i}u] * u;\n                o += qs[row + {i}u] * s[{i}];\n"
+            )
+        })
+        .collect();
+    vec![
+        ("KS_SUM", sum.join(" + ")),
+        ("UPDATE_AND_READ", update),
+        ("DK_u", format!("{}u", s.key_dim)),
+    ]
+}
 
 // The dispatch rules below see only ops their kernel serves; another op gets no workgroups.
 
