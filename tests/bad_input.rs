@@ -1772,6 +1772,21 @@ fn cluster_cases() -> Vec<Case> {
         for (name, args, needles) in nccl {
             cases.push(case(name, Vec::new(), args, refused(needles)));
         }
+        // Gated-delta scan shapes: read before any device is opened, each entry checked.
+        #[rustfmt::skip]
+        let scans: Vec<(&str, &str, &[&str])> = vec![
+            ("scan key_dim 0", "[[scan]]\nheads = 2\nseq = 64\nkey_dim = 0\n", &["scan[0]", "key_dim must be positive, got 0"]),
+            ("scan chunk too long", "[[scan]]\nheads = 2\nseq = 64\nkey_dim = 64\nchunk = 4096\n", &["scan[0]", "chunk 4096 exceeds the limit of 1024"]),
+            ("scan heads beyond the limit", "[[scan]]\nheads = 100000\nseq = 64\nkey_dim = 64\n", &["scan[0]", "heads 100000 exceeds the limit of 2^16"]),
+            ("scan tensors beyond the limit", "[[scan]]\nbatch = 4294967296\nheads = 65536\nseq = 4294967296\nkey_dim = 64\n", &["scan[0]", "batch x heads x seq x key_dim (q, k)"]),
+            ("scan without seq", "[[scan]]\nheads = 2\nkey_dim = 64\n", &["seq"]),
+            ("scan with an unknown field", "[[scan]]\nheads = 2\nseq = 8\nkey_dim = 64\ndv = 64\n", &["dv"]),
+            ("scan file without scans", "[[matmul]]\nm = 1\nn = 1\nk = 1\n", &["no scan shapes"]),
+        ];
+        for (name, toml, needles) in scans {
+            let args = ["bench", "--op", "scan", "--no-save", "--shapes", "{d}/s.toml"];
+            cases.push(case(name, vec![("s.toml", text(toml))], &args, refused(needles)));
+        }
     }
     // More tensor ranks than key/value heads: the heads are replicated, not refused.
     cases.push(Case {
