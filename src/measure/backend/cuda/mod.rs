@@ -353,6 +353,12 @@ impl Backend for CudaBackend {
                 memory_elem(m.dtype).is_some()
                     && crate::measure::backend::measured_memory_kind(m).is_ok()
             }
+            // Indices inside the kernel are 32-bit per head and 64-bit across heads.
+            Op::Scan(s) => {
+                memory_elem(s.dtype).is_some()
+                    && s.pass == Pass::Forward
+                    && s.seq * s.key_dim.max(s.value_dim) <= i32::MAX as u64
+            }
             _ => false,
         };
         if !runs {
@@ -407,6 +413,11 @@ impl Backend for CudaBackend {
                     .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
                 let n = crate::measure::backend::memory_input_count(kind);
                 (vec![e; n], e, (m.rows * m.cols) as usize, 0)
+            }
+            Op::Scan(s) => {
+                let (e, _) = memory_elem(s.dtype)
+                    .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
+                (vec![e; 5], e, crate::measure::backend::cpu::scan_output_len(s), 0)
             }
             other => return Err(BackendError::Unsupported(format!("cuda: {other}"))),
         };
