@@ -1784,8 +1784,20 @@ fn cluster_cases() -> Vec<Case> {
             ("scan file without scans", "[[matmul]]\nm = 1\nn = 1\nk = 1\n", &["no scan shapes"]),
         ];
         for (name, toml, needles) in scans {
-            let args = ["bench", "--op", "scan", "--no-save", "--shapes", "{d}/s.toml"];
-            cases.push(case(name, vec![("s.toml", text(toml))], &args, refused(needles)));
+            let args = [
+                "bench",
+                "--op",
+                "scan",
+                "--no-save",
+                "--shapes",
+                "{d}/s.toml",
+            ];
+            cases.push(case(
+                name,
+                vec![("s.toml", text(toml))],
+                &args,
+                refused(needles),
+            ));
         }
     }
     // More tensor ranks than key/value heads: the heads are replicated, not refused.

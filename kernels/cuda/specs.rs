@@ -394,7 +394,9 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         },
         serves: Serves::Scan,
         dtypes: &[DType::Fp32, DType::Fp16, DType::Bf16],
-        accepts: |op| scan(op).is_some_and(|s| s.key_dim <= SCAN_DK_MAX && s.batch * s.heads <= 65535),
+        accepts: |op| {
+            scan(op).is_some_and(|s| s.key_dim <= SCAN_DK_MAX && s.batch * s.heads <= 65535)
+        },
         kernel: Cuda::Nvrtc {
             source: cu!("scan_gated_delta.cu"),
             entries: &[

@@ -340,7 +340,11 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
                 ],
                 groups: |op| {
                     scan(op).map_or([0; 3], |s| {
-                        [(s.value_dim as u32).div_ceil(SCAN_WG), (s.batch * s.heads) as u32, 1]
+                        [
+                            (s.value_dim as u32).div_ceil(SCAN_WG),
+                            (s.batch * s.heads) as u32,
+                            1,
+                        ]
                     })
                 },
             }],

@@ -11,8 +11,7 @@ use crate::model::execution::{
     Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
 };
 use crate::model::ops::{
-    Activation, Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass,
-    Scan,
+    Activation, Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass, Scan,
 };
 use crate::model::parallel::{Group, Parallelism, Zero};
 use serde::{Deserialize, Serialize};
@@ -1013,25 +1012,25 @@ pub fn scan_matmuls(s: &Scan) -> [Matmul; 4] {
 
 /// The data- and weight-gradient matmuls of a matmul.
 fn matmul_backward(mm: Matmul, emit: &mut impl FnMut(Grad, Op)) {
-            // dX[m×k] = dY[m×n] · Wᵀ
-            emit(
-                Grad::Data,
-                Op::Matmul(Matmul {
-                    n: mm.k,
-                    k: mm.n,
-                    ..mm
-                }),
-            );
-            // dW[k×n] = Xᵀ · dY
-            emit(
-                Grad::Weight,
-                Op::Matmul(Matmul {
-                    m: mm.k,
-                    k: mm.m,
-                    ..mm
-                }),
-            );
-        }
+    // dX[m×k] = dY[m×n] · Wᵀ
+    emit(
+        Grad::Data,
+        Op::Matmul(Matmul {
+            n: mm.k,
+            k: mm.n,
+            ..mm
+        }),
+    );
+    // dW[k×n] = Xᵀ · dY
+    emit(
+        Grad::Weight,
+        Op::Matmul(Matmul {
+            m: mm.k,
+            k: mm.m,
+            ..mm
+        }),
+    );
+}
 
 /// The backward of one forward op: the data- and weight-gradient matmuls, or the op's backward
 /// kernel.

@@ -626,7 +626,12 @@ impl Backend for WgpuBackend {
             Op::Scan(s) => (
                 s.dtype,
                 5,
-                vec![(s.batch * s.heads) as u32, s.seq as u32, s.value_dim as u32, 0],
+                vec![
+                    (s.batch * s.heads) as u32,
+                    s.seq as u32,
+                    s.value_dim as u32,
+                    0,
+                ],
             ),
             other => {
                 return Err(BackendError::Unsupported(format!(

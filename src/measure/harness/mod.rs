@@ -127,7 +127,11 @@ pub fn scan_inputs(sc: &crate::model::ops::Scan, seed: u64) -> Vec<Vec<f32>> {
     let d = sc.dtype;
     let mut k = random_tensor(tokens * dk, DType::Fp32, seed ^ 0x51);
     k.par_chunks_mut(dk).for_each(|row| {
-        let norm = row.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let norm = row
+            .iter()
+            .map(|x| f64::from(*x).powi(2))
+            .sum::<f64>()
+            .sqrt();
         for x in row.iter_mut() {
             *x = round_to(d, (f64::from(*x) / norm.max(1e-30)) as f32);
         }

@@ -209,7 +209,10 @@ fn scan_op((batch, heads, seq, key_dim, value_dim): ScanDims, chunk: u64, dtype:
 /// Gated-delta scan shapes for a preset name or a TOML file with `[[scan]]` entries.
 pub fn scan_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<Scan>> {
     match preset {
-        "smoke" => Ok(scan_smoke().into_iter().map(|d| scan_op(d, 64, dtype)).collect()),
+        "smoke" => Ok(scan_smoke()
+            .into_iter()
+            .map(|d| scan_op(d, 64, dtype))
+            .collect()),
         "sweep" => Ok(scan_sweep(max_bytes, dtype)
             .into_iter()
             .map(|d| scan_op(d, 64, dtype))
@@ -219,7 +222,13 @@ pub fn scan_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<Sca
             let file: ShapeFile = parse_toml(path, &text)?;
             let mut v = Vec::new();
             for (i, s) in file.scan.iter().enumerate() {
-                let dims = (s.batch, s.heads, s.seq, s.key_dim, s.value_dim.unwrap_or(s.key_dim));
+                let dims = (
+                    s.batch,
+                    s.heads,
+                    s.seq,
+                    s.key_dim,
+                    s.value_dim.unwrap_or(s.key_dim),
+                );
                 let op = scan_op(dims, s.chunk, dtype);
                 Op::Scan(op)
                     .check()

@@ -106,9 +106,18 @@ impl Scan {
             return Err("pass backward: only the forward scan is modelled".into());
         }
         for (name, f) in [
-            ("batch x heads x seq x key_dim (q, k)", [self.batch, self.heads, self.seq, self.key_dim]),
-            ("batch x heads x seq x value_dim (v, o)", [self.batch, self.heads, self.seq, self.value_dim]),
-            ("batch x heads x key_dim x value_dim (state)", [self.batch, self.heads, self.key_dim, self.value_dim]),
+            (
+                "batch x heads x seq x key_dim (q, k)",
+                [self.batch, self.heads, self.seq, self.key_dim],
+            ),
+            (
+                "batch x heads x seq x value_dim (v, o)",
+                [self.batch, self.heads, self.seq, self.value_dim],
+            ),
+            (
+                "batch x heads x key_dim x value_dim (state)",
+                [self.batch, self.heads, self.key_dim, self.value_dim],
+            ),
         ] {
             product_at_most(&f, OP_ELEMENTS).map_err(|e| format!("{name}: {e} elements"))?;
         }
@@ -141,7 +150,9 @@ mod tests {
             let cf = c as f64;
             let tri_strict = cf * (cf - 1.0) / 2.0;
             let tri = cf * (cf + 1.0) / 2.0;
-            let solve: f64 = (0..c).map(|r| (0..r).map(|m| (r - m - 1) as f64).sum::<f64>()).sum();
+            let solve: f64 = (0..c)
+                .map(|r| (0..r).map(|m| (r - m - 1) as f64).sum::<f64>())
+                .sum();
             let by_hand = 2.0 * tri_strict * k // A
                 + 2.0 * solve // T
                 + 2.0 * cf * k * v // K·S₀
@@ -178,17 +189,33 @@ mod tests {
 
     #[test]
     fn check_names_the_field() {
-        let zero = Scan { key_dim: 0, ..scan(64, 64) };
+        let zero = Scan {
+            key_dim: 0,
+            ..scan(64, 64)
+        };
         assert_eq!(zero.check().unwrap_err(), "key_dim must be positive, got 0");
-        let big = Scan { chunk: 4096, ..scan(64, 64) };
-        assert_eq!(big.check().unwrap_err(), "chunk 4096 exceeds the limit of 1024");
+        let big = Scan {
+            chunk: 4096,
+            ..scan(64, 64)
+        };
+        assert_eq!(
+            big.check().unwrap_err(),
+            "chunk 4096 exceeds the limit of 1024"
+        );
         let huge = Scan {
             batch: 1 << 32,
             heads: 1 << 16,
             ..scan(1 << 32, 64)
         };
-        assert!(huge.check().unwrap_err().starts_with("batch x heads x seq x key_dim"));
-        let bwd = Scan { pass: Pass::Backward, ..scan(64, 64) };
+        assert!(
+            huge.check()
+                .unwrap_err()
+                .starts_with("batch x heads x seq x key_dim")
+        );
+        let bwd = Scan {
+            pass: Pass::Backward,
+            ..scan(64, 64)
+        };
         assert!(bwd.check().unwrap_err().starts_with("pass backward"));
         assert!(scan(4096, 64).check().is_ok());
     }

@@ -145,7 +145,9 @@ mod tests {
             }
             let beta = |r: usize| f64::from(x.beta[tok(r)]);
             let dot = |a: &[f32], r: usize, b: &[f32], j: usize| -> f64 {
-                (0..dk).map(|i| at(a, tok(r), dk, i) * at(b, tok(j), dk, i)).sum()
+                (0..dk)
+                    .map(|i| at(a, tok(r), dk, i) * at(b, tok(j), dk, i))
+                    .sum()
             };
             // T = (I + A)⁻¹, A_rj = β_r e^{g_r − g_j} k_r·k_j for j < r; row by row.
             let mut t = vec![0.0f64; n * n];
@@ -208,8 +210,8 @@ mod tests {
     fn the_chunked_form_matches_the_recurrence() {
         for (seq, chunk) in [(1, 4), (7, 4), (16, 4), (21, 8), (40, 64)] {
             let s = op(seq, 8, 6, chunk);
-            let inputs = crate::measure::harness::inputs(&crate::model::ops::Op::Scan(s), 11)
-                .unwrap();
+            let inputs =
+                crate::measure::harness::inputs(&crate::model::ops::Op::Scan(s), 11).unwrap();
             let x = ScanInputs::from_list(&inputs);
             for bh in 0..2 {
                 let (a, b) = (scan_head(&s, &x, bh), chunked_head(&s, &x, bh));
@@ -223,7 +225,10 @@ mod tests {
     /// One token from a zero state: S = β k vᵀ, o = β (q·k) v.
     #[test]
     fn first_token_writes_beta_k_v() {
-        let s = Scan { heads: 1, ..op(1, 2, 2, 64) };
+        let s = Scan {
+            heads: 1,
+            ..op(1, 2, 2, 64)
+        };
         let (q, k, v) = ([1.0f32, 2.0], [0.6f32, 0.8], [3.0f32, -1.0]);
         let x = ScanInputs {
             q: &q,
@@ -251,7 +256,10 @@ mod tests {
     /// state with that key returns the value just written (gate 1).
     #[test]
     fn beta_one_overwrites_the_key_slot() {
-        let s = Scan { heads: 1, ..op(2, 2, 1, 64) };
+        let s = Scan {
+            heads: 1,
+            ..op(2, 2, 1, 64)
+        };
         let (q, k) = ([0.0f32, 0.0, 0.6, 0.8], [0.6f32, 0.8, 0.6, 0.8]);
         let x = ScanInputs {
             q: &q,

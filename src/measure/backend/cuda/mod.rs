@@ -417,7 +417,12 @@ impl Backend for CudaBackend {
             Op::Scan(s) => {
                 let (e, _) = memory_elem(s.dtype)
                     .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
-                (vec![e; 5], e, crate::measure::backend::cpu::scan_output_len(s), 0)
+                (
+                    vec![e; 5],
+                    e,
+                    crate::measure::backend::cpu::scan_output_len(s),
+                    0,
+                )
             }
             other => return Err(BackendError::Unsupported(format!("cuda: {other}"))),
         };
