@@ -219,4 +219,52 @@ mod tests {
         assert!(bwd.check().unwrap_err().starts_with("pass backward"));
         assert!(scan(4096, 64).check().is_ok());
     }
+
+    /// Records carry ops: a scan reads back as it was written, tagged "scan".
+    #[test]
+    fn serde_round_trip() {
+        let op = super::super::Op::Scan(scan(100, 64));
+        let text = serde_json::to_string(&op).unwrap();
+        assert!(
+            text.starts_with(r#"{"op":"scan","batch":2,"heads":3,"seq":100"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<super::super::Op>(&text).unwrap(), op);
+        assert_eq!(
+            op.to_string(),
+            "scan-gated-delta b2 h3 s100 dk128 dv64 c64 bf16"
+        );
+    }
+
+    /// Calibrated by class, dtype and key dim; features log2 of sequences × heads, length and
+    /// key dim.
+    #[test]
+    fn calibration_key_and_features() {
+        use crate::model::cost::calibrated::key_and_features;
+        let (key, f) = key_and_features(&super::super::Op::Scan(scan(1024, 64))).unwrap();
+        assert_eq!(key.op_kind(), "scan bf16 gated-delta d128");
+        assert_eq!(f, vec![6f64.log2(), 10.0, 7.0]);
+    }
+
+    /// The roofline prices the scan's FLOPs on the tensor-core peak at the attention efficiency
+    /// (near the H100's ridge: about 100 FLOPs per byte at these head dims).
+    #[test]
+    fn roofline_runs_the_chunk_products_on_the_matrix_peak() {
+        use crate::model::cost::{Bound, CostModel, Roofline};
+        let h = crate::model::hw::load("h100-sxm").unwrap();
+        let s = Scan {
+            batch: 4,
+            heads: 32,
+            ..scan(8192, 64)
+        };
+        let p = Roofline.predict(&super::super::Op::Scan(s), &h).unwrap();
+        assert!(matches!(p.bound, Bound::Compute | Bound::Memory));
+        let rate = h.require_peak_flops(DType::Bf16).unwrap() * h.model.attention_efficiency;
+        assert!((p.compute_s - s.flops() / rate).abs() < 1e-12 * p.compute_s.max(1.0));
+        let bwd = super::super::Op::Scan(Scan {
+            pass: Pass::Backward,
+            ..s
+        });
+        assert!(Roofline.predict(&bwd, &h).is_err());
+    }
 }

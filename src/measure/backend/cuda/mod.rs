@@ -624,6 +624,25 @@ mod tests {
             DType::Bf16,
         );
         assert_eq!(offered(&Op::Memory(rms)), ["elementwise"]);
+        let scan = |dtype, key_dim| {
+            Op::Scan(crate::model::ops::Scan {
+                batch: 2,
+                heads: 4,
+                seq: 100,
+                key_dim,
+                value_dim: 40,
+                chunk: 64,
+                dtype,
+                pass: Pass::Forward,
+            })
+        };
+        assert_eq!(offered(&scan(DType::Bf16, 128)), ["chunked"]);
+        // The state slice in shared memory takes key dims up to 128.
+        assert!(offered(&scan(DType::Bf16, 256)).is_empty());
+        assert!(offered(&scan(DType::Fp8E4m3, 128)).is_empty());
+        // One block per 16 value columns of each sequence and head.
+        let l = launch_of("chunked", &scan(DType::Fp16, 128));
+        assert_eq!((l[0].grid, l[0].block), ((3, 8, 1), (128, 1, 1)));
     }
 
     fn launch_of(variant: &str, op: &Op) -> Vec<Launch> {
