@@ -15,7 +15,7 @@ use crate::model::dtype::DType;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-mod scan;
+pub mod scan;
 pub use scan::Scan;
 
 /// Upper limits on every size gpucost accepts, in one place. Each is generous for real models
