@@ -352,8 +352,15 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
     },
 ];
 
-/// State columns per workgroup of the recurrent scan (its `WG`).
+/// State columns per workgroup of the recurrent scan (its `WG`), and tokens whose keys and
+/// queries it stages at a time (its `TB`).
 const SCAN_WG: u32 = 32;
+const SCAN_TB: u64 = 8;
+
+/// Workgroup memory of the recurrent scan: the staged keys and queries in f32, gates and β.
+pub fn scan_workgroup_bytes(s: &Scan) -> u64 {
+    SCAN_TB * (2 * s.key_dim * 4 + 8)
+}
 
 /// The recurrent scan's per-token work over its dk/4 vec4s, written out: kᵀS as one sum, then
 /// the update and read-out of each vec4.

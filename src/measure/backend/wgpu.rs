@@ -573,13 +573,17 @@ impl Backend for WgpuBackend {
                     && a.v_head_dim.is_multiple_of(4)
             }
             Op::Memory(m) => dtype_ok(m.dtype) && super::measured_memory_kind(m).is_ok(),
-            // The state column lives in registers: dk up to the attention head-dim limit.
+            // The state column lives in registers: dk up to the attention head-dim limit; the
+            // staged keys and queries must fit the workgroup memory, indices a u32.
             Op::Scan(s) => {
+                let elems = s.batch * s.heads * s.seq * s.key_dim.max(s.value_dim);
                 dtype_ok(s.dtype)
                     && s.pass == crate::model::ops::Pass::Forward
                     && s.key_dim <= MAX_HEAD_DIM
                     && s.batch * s.heads <= 65535
-                    && u32::try_from(super::cpu::scan_output_len(s)).is_ok()
+                    && specs::scan_workgroup_bytes(s)
+                        <= u64::from(self.limits.max_compute_workgroup_storage_size)
+                    && u32::try_from(super::cpu::scan_output_len(s).max(elems as usize)).is_ok()
             }
             _ => false,
         };
