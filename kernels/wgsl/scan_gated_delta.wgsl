@@ -7,8 +7,8 @@
 // Inputs q, k [bh, seq, dk], v [bh, seq, dv], α, β [bh, seq]; output o [bh, seq, dv] followed by
 // the final state [bh, dk, dv]. The per-token loops over the column are unrolled by the template
 // step (dk a multiple of 4): llvmpipe stops a shader after some tens of thousands of loop trips
-// (with dk/8 trips per token, 8192 tokens at dk 128 came back unwritten), so each token costs
-// about two trips and sequences to ~30k tokens run there.
+// (looped, at dk/4 trips per token, 8192 tokens at dk 128 came back unwritten); unrolled, a token
+// costs about two trips and those 8192 tokens pass.
 // Should reach: the memory rate of streaming k, q, v once per column block.
 
 struct Params {
