@@ -252,7 +252,10 @@ def measure_and_write(f, op, src_revision, device, args, flush):
             continue
         record = {"schema_version": 1, "unix_time_s": time.time(),
                   "git_revision": src_revision, "host": socket.gethostname(),
-                  "device": device, "op": op, "vendor_library": True, "telemetry": None, **rec}
+                  "device": device, "op": op,
+                  # The plain-PyTorch scan is a reference, not what frameworks run (they run
+                  # fused linear-attention kernels): it must never price the production stack.
+                  "vendor_library": op.get("op") != "scan", "telemetry": None, **rec}
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())

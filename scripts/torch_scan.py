@@ -1,7 +1,8 @@
 """The gated-delta-rule scan in plain PyTorch: a reference beside gpucost's scan kernels, not a
 vendor kernel. `reference_torch.py` measures it for the scan ops of a results file or the
-[[scan]] entries of a shape file and records it as variant "torch-naive-chunked" (vendor_library
-true, as the attention references are, so `gpucost report` puts it beside our kernels).
+[[scan]] entries of a shape file and records it as variant "torch-naive-chunked" with
+vendor_library false: frameworks run fused linear-attention kernels, not this, so it must never
+price the production stack; it is timed beside our kernels in the same run.
 
 The convention is gpucost's (src/model/ops/scan.rs): per (sequence, head), the state S (dk × dv)
 starts at zero and S_t = α_t (I − β_t k_t k_tᵀ) S_{t−1} + β_t k_t v_tᵀ, o_t = S_tᵀ q_t, keys
