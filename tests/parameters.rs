@@ -169,3 +169,15 @@ fn qwen3_next_config() {
     assert_eq!(t, 79_674_391_296.0);
     assert_eq!(a, 3_874_929_408.0);
 }
+
+/// Nemotron-H's architecture (NVIDIA-Nemotron-Nano-9B-v2's config): 27 Mamba-2 layers, 4
+/// attention layers and 25 squared-ReLU MLP layers, each one block with its own norm. The Hub's
+/// safetensors count is 8,888,227,328 (17,776,454,656 bytes of bf16 weights, two bytes each).
+#[test]
+fn nemotron_h_config() {
+    let (t, a, n) = params(&path("tests/fixtures/nemotron-nano-9b-v2.json"));
+    assert_eq!(t, 8_888_227_328.0);
+    assert_eq!(a, t, "a model without experts activates every parameter");
+    // Untied: the embedding and the head are 131,072 × 4,480 each.
+    assert_eq!(t - n, 2.0 * 131_072.0 * 4_480.0);
+}
