@@ -2295,7 +2295,7 @@ fn parse_layer_pattern(file: &str, pattern: &str) -> Result<NativePattern> {
         .collect::<Result<Vec<_>>>()?;
     let n = blocks.len() as u64;
     if n == 0 {
-        return Err(Error::field(file, "layer_pattern", "has no layers"));
+        return Err(Error::field(file, "layer_pattern", "has 0 layers"));
     }
     let paired = blocks
         .iter()
