@@ -2647,6 +2647,34 @@ mod tests {
         };
         for layers in [1, 2, 3, 7, 8, 32, 61] {
             for first_dense in [None, Some(0), Some(1), Some(2), Some(5), Some(50)] {
+                for pattern in ["M-M*-", "LGSM*-", "M-L"] {
+                    let mut a = base.clone();
+                    a.num_layers = layers;
+                    a.moe = first_dense.map(|f| Moe {
+                        first_dense_layers: f,
+                        ..base.moe.unwrap()
+                    });
+                    a.sliding_window = Some(SlidingWindow {
+                        size: 64,
+                        layers: WindowLayers::Listed,
+                    });
+                    a.linear_attention = Some(linear(LayerMask { period: 1, bits: 0 }));
+                    a.mamba = Some(Mamba2 {
+                        heads: 8,
+                        head_dim: 16,
+                        state_size: 16,
+                        groups: 2,
+                        conv_kernel: 4,
+                        conv_bias: true,
+                        projection_bias: false,
+                    });
+                    a.layer_blocks = Some(pattern.chars().filter_map(LayerBlock::of_char).collect());
+                    assert_eq!(
+                        a.layer_groups().to_vec(),
+                        walk(&a),
+                        "{layers} {first_dense:?} {pattern}"
+                    );
+                }
                 for window in windows {
                     for scan in scans {
                         let mut a = base.clone();
@@ -2668,6 +2696,42 @@ mod tests {
         }
     }
 
+    /// Nemotron-H's layers hold one block each with its own norm: a Mamba-2 layer is its mixer
+    /// and a norm, an MLP layer its up and down projections and a norm; only the attention
+    /// layers cache keys and values.
+    #[test]
+    fn nemotron_h_layers_hold_one_block() {
+        let path = format!(
+            "{}/tests/fixtures/nemotron-nano-9b-v2.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let a = load(&path).unwrap();
+        let (h, norm) = (4480, 4480);
+        let (inner, groups_state, heads) = (128 * 80, 8 * 128, 128);
+        let conv = inner + 2 * groups_state;
+        let mamba = h * (inner + conv + heads) + conv * 4 + conv + 3 * heads + inner + inner * h;
+        let attention = h * 40 * 128 + 2 * h * 8 * 128 + 40 * 128 * h;
+        let mlp = 2 * h * 15680;
+        let kind = |block| LayerKind {
+            block,
+            ..LayerKind::default()
+        };
+        assert_eq!(a.layer_params(kind(Block::Mamba)), Some((mamba + norm, mamba + norm)));
+        assert_eq!(
+            a.layer_params(kind(Block::Attention)),
+            Some((attention + norm, attention + norm))
+        );
+        assert_eq!(a.layer_params(kind(Block::Mlp)), Some((mlp + norm, mlp + norm)));
+        assert_eq!(
+            (a.attention_layers(), a.mamba_layers(), a.linear_layers()),
+            (4, 27, 0)
+        );
+        assert_eq!(a.kv_elements_per_token(), 4 * 2 * 8 * 128);
+        assert_eq!(a.positions, Positions::None);
+        assert_eq!(a.mlp.activation, Activation::Relu2);
+        assert!(!a.mlp.gated && !a.tie_embeddings);
+    }
+
     #[test]
     fn gemma2_alternates_window_layers() {
         let cfg = r#"{"model_type": "gemma2", "hidden_size": 2304, "intermediate_size": 9216,
@@ -2685,6 +2749,7 @@ mod tests {
                         moe: false,
                         window: Some(4096),
                         linear: false,
+                        block: Block::Pair,
                     },
                     13
                 ),
@@ -2693,6 +2758,7 @@ mod tests {
                         moe: false,
                         window: None,
                         linear: false,
+                        block: Block::Pair,
                     },
                     13
                 ),
@@ -2786,6 +2852,7 @@ mod family_tests {
             ("gpt-oss-120b.json", 116_829_156_672, 5_711_982_912),
             ("deepseek-v3.json", 671_026_419_200, 37_552_297_472),
             ("qwen3-coder-next.json", 79_674_391_296, 3_874_929_408),
+            ("nemotron-nano-9b-v2.json", 8_888_227_328, 8_888_227_328),
         ] {
             let p = fixture(name).params();
             assert_eq!(p.total, total, "{name}");
@@ -2931,17 +2998,43 @@ expert_intermediate_size = 512
 shared_experts = 1
 shared_expert_gate = true
 "#;
+        let nemotron_h = r#"
+name = "nemotron-nano-9b-v2"
+vocab_size = 131072
+hidden_size = 4480
+num_layers = 56
+num_heads = 40
+num_kv_heads = 8
+head_dim = 128
+intermediate_size = 15680
+mlp = "relu2"
+positions = "none"
+max_position_embeddings = 131072
+layer_pattern = "M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-"
+[mamba]
+heads = 128
+head_dim = 80
+state_size = 128
+groups = 8
+conv_kernel = 4
+"#;
         for (toml_text, config) in [
             (gemma3, "gemma-3-1b.json"),
             (gpt_oss, "gpt-oss-20b.json"),
             (deepseek, "deepseek-v3.json"),
             (qwen3_next, "qwen3-coder-next.json"),
+            (nemotron_h, "nemotron-nano-9b-v2.json"),
         ] {
             let native = from_native_toml("paper.toml", toml_text).unwrap();
             let hf = fixture(config);
             assert_eq!(native.params(), hf.params(), "{config}");
             assert_eq!(native.layer_groups(), hf.layer_groups(), "{config}");
             assert_eq!(native.kv_elements_per_token(), hf.kv_elements_per_token());
+            assert_eq!(
+                (native.linear_layers(), native.mamba_layers()),
+                (hf.linear_layers(), hf.mamba_layers()),
+                "{config}"
+            );
         }
     }
 
