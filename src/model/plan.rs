@@ -1793,6 +1793,58 @@ mod tests {
         }
     }
 
+    /// Nemotron Nano 9B v2: each layer runs its one block after its own norm. The 27 Mamba-2
+    /// layers scan in chunks of 64 in a prefill (C·Bᵀ per group) and update each head's
+    /// 80 × 128 fp32 state once in a decode step; the 4 attention layers attend without rotary
+    /// positions; the 25 MLP layers run squared ReLU between two projections.
+    #[test]
+    fn nemotron_h_layers_run_one_block_each() {
+        let a = fixture("nemotron-nano-9b-v2.json");
+        let count = |ops: &[OpInstance], name: &str| {
+            ops.iter()
+                .filter(|o| o.label.name == name)
+                .map(|o| o.count)
+                .sum::<u64>()
+        };
+        let prefill = prefill_ops(&a, &serving());
+        for (name, n) in [
+            ("norm", 56),
+            ("in-proj", 27),
+            ("conv", 27),
+            ("ssd-scores", 27),
+            ("ssd-intra", 27),
+            ("ssd-state", 27),
+            ("ssd-inter", 27),
+            ("gated-norm", 27),
+            ("attention", 4),
+            ("rotary", 0),
+            ("up", 25),
+            ("relu2", 25),
+            ("down", 25),
+            ("residual", 56),
+            ("scan", 0),
+        ] {
+            assert_eq!(count(&prefill, name), n, "{name}");
+        }
+        let scores = prefill
+            .iter()
+            .find(|o| o.label.name == "ssd-scores")
+            .unwrap();
+        match scores.op {
+            Op::Matmul(m) => assert_eq!((m.batch, m.m, m.n, m.k), (8 * 16, 64, 64, 128)),
+            other => panic!("{other:?}"),
+        }
+        let decode = decode_ops(&a, &serving(), 2048);
+        assert_eq!(count(&decode, "scan"), 27);
+        assert_eq!(count(&decode, "ssd-scores"), 0);
+        let scan = decode.iter().find(|o| o.label.name == "scan").unwrap();
+        assert_eq!(scan.op.min_bytes(), 128.0 * 80.0 * 128.0 * 8.0);
+        // Training runs every block backward.
+        let training = training_ops(&a, &setup(256));
+        assert!(training.iter().any(|o| o.phase == Phase::Backward));
+        assert!(training.iter().all(|o| o.op.flops().is_finite()));
+    }
+
     #[test]
     fn few_tokens_reach_few_experts() {
         assert_eq!(experts_reached(1, 2, 8), 2);
