@@ -2668,7 +2668,8 @@ mod tests {
                         conv_bias: true,
                         projection_bias: false,
                     });
-                    a.layer_blocks = Some(pattern.chars().filter_map(LayerBlock::of_char).collect());
+                    a.layer_blocks =
+                        Some(pattern.chars().filter_map(LayerBlock::of_char).collect());
                     assert_eq!(
                         a.layer_groups().to_vec(),
                         walk(&a),
@@ -2716,12 +2717,18 @@ mod tests {
             block,
             ..LayerKind::default()
         };
-        assert_eq!(a.layer_params(kind(Block::Mamba)), Some((mamba + norm, mamba + norm)));
+        assert_eq!(
+            a.layer_params(kind(Block::Mamba)),
+            Some((mamba + norm, mamba + norm))
+        );
         assert_eq!(
             a.layer_params(kind(Block::Attention)),
             Some((attention + norm, attention + norm))
         );
-        assert_eq!(a.layer_params(kind(Block::Mlp)), Some((mlp + norm, mlp + norm)));
+        assert_eq!(
+            a.layer_params(kind(Block::Mlp)),
+            Some((mlp + norm, mlp + norm))
+        );
         assert_eq!(
             (a.attention_layers(), a.mamba_layers(), a.linear_layers()),
             (4, 27, 0)

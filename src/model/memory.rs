@@ -335,9 +335,7 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
     }) as f64
         / tp as f64
         * if arch.mlp.gated { 3.0 } else { 2.0 };
-    let mamba_width = arch
-        .mamba
-        .map_or(0.0, |m| m.in_width() as f64 / tp as f64);
+    let mamba_width = arch.mamba.map_or(0.0, |m| m.in_width() as f64 / tp as f64);
     let widest = mlp_width.max(projected_width(arch, tp)).max(mamba_width);
     let tokens = s.batch as f64 * s.prompt as f64;
     let activations_bytes = tokens * (2.0 * h + widest) * e
