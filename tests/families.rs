@@ -175,4 +175,9 @@ fn a_hybrid_model_has_no_kv_cache_for_its_scan_layers() {
     for doc in [&short, &long] {
         assert_eq!(num(doc, "memory.inference.recurrent_state_bytes"), state);
     }
+    // The weights in bf16: the checkpoint's 17,776,454,656 bytes.
+    assert_eq!(
+        num(&short, "memory.inference.weights_bytes"),
+        17_776_454_656.0
+    );
 }
