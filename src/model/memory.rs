@@ -214,9 +214,13 @@ fn training_stage(
     let (batch, seq) = (p.micro_batch_size(s.batch), s.seq / p.cp);
     let tokens = (batch * seq) as f64;
     let sp = p.sequence_parallel;
-    let attention_scores = |window: Option<u64>| -> f64 {
-        // Unfused attention keeps the softmax output: the full score square per head.
-        let keys = window.unwrap_or(s.seq).min(s.seq) as f64;
+    let attention_scores = |kind: LayerKind| -> f64 {
+        // Unfused attention keeps the softmax output: the full score square per head (none in
+        // a layer that does not attend).
+        if !kind.attends() {
+            return 0.0;
+        }
+        let keys = kind.window.unwrap_or(s.seq).min(s.seq) as f64;
         batch as f64 * arch.num_heads.div_ceil(p.tp) as f64 * seq as f64 * keys * e
     };
     let stream = if sp { p.tp as f64 } else { 1.0 };
@@ -226,21 +230,21 @@ fn training_stage(
         let (elems, fp32) = saved_per_token(arch, kind, p.tp, sp);
         let mut one = tokens * (elems * e + fp32);
         if !s.fused_attention {
-            one += attention_scores(kind.window);
+            one += attention_scores(kind);
         }
         if s.dropout {
             // Two one-byte masks over the residual stream; unfused, the dropped probabilities
             // and their one-byte mask beside the softmax output.
             one += tokens * 2.0 * arch.hidden_size as f64 / stream;
             if !s.fused_attention {
-                one += attention_scores(kind.window) * (1.0 + 1.0 / e);
+                one += attention_scores(kind) * (1.0 + 1.0 / e);
             }
         }
         largest_layer = largest_layer.max(one);
         layers += count as f64
             * match s.recompute {
                 Recompute::None => one,
-                Recompute::Selective if !s.fused_attention => one - attention_scores(kind.window),
+                Recompute::Selective if !s.fused_attention => one - attention_scores(kind),
                 Recompute::Selective => one,
                 // Only the layer input is kept.
                 Recompute::Full => tokens * arch.hidden_size as f64 * e / stream,
@@ -385,6 +389,20 @@ mod tests {
             assert_eq!(states, 16.0 * p, "{dtype}");
             assert_eq!(m.total_bytes, 16.0 * p + m.activations_bytes);
         }
+    }
+
+    /// Unfused attention keeps its score square only in the layers that attend: Nemotron Nano
+    /// 9B v2's 4 attention layers, not its Mamba-2 or MLP layers.
+    #[test]
+    fn only_attending_layers_keep_score_squares() {
+        let path = format!(
+            "{}/tests/fixtures/nemotron-nano-9b-v2.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let a = arch::load(&path).unwrap();
+        let act = |fused| training(&a, &train(Recompute::None, fused), 80e9).activations_bytes;
+        let square = 2.0 * 40.0 * 2048.0 * 2048.0 * 2.0;
+        assert_eq!(act(false) - act(true), 4.0 * square);
     }
 
     #[test]
