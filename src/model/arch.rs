@@ -302,7 +302,7 @@ impl Mamba2 {
         sum(&[
             hidden.checked_mul(self.in_width())?,
             self.conv_width()
-                .checked_mul(self.conv_kernel + u64::from(self.conv_bias))?,
+                .checked_mul(self.conv_kernel.checked_add(u64::from(self.conv_bias))?)?,
             self.heads.checked_mul(3)?,
             inner,
             inner.checked_mul(hidden)?,
