@@ -12,7 +12,7 @@ use crate::model::execution::{
     Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
 };
 use crate::model::ops::{
-    Activation, Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass,
+    Activation, Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass, Scan,
 };
 use crate::model::parallel::{Group, Parallelism, Zero};
 use serde::{Deserialize, Serialize};
@@ -732,10 +732,8 @@ impl Ctx {
     /// Gated DeltaNet linear attention (arXiv:2412.06464) in place of attention: the input
     /// projection, the short causal convolution, the scan, the gated norm and the output
     /// projection. A decode step updates each value head's key × value state once
-    /// (`ScanState`); a longer pass runs the chunked form of the scan as batched matmuls over
-    /// chunks of `SCAN_CHUNK` tokens, as the flash-linear-attention kernels do (within a chunk:
-    /// scores, the WY form of the delta updates and the outputs; across chunks: the state's
-    /// contribution to queries and to the corrections, and the state update).
+    /// (`ScanState`); a longer pass runs the chunked scan over chunks of `SCAN_CHUNK` tokens, as
+    /// the flash-linear-attention kernels do (`Op::Scan`).
     fn linear_attention(&self, s: &mut Sink, l: LinearAttention) {
         let a = &self.dims;
         let (h, t, p) = (a.hidden, self.tokens(), &self.shape);
@@ -751,19 +749,21 @@ impl Ctx {
                 self.memory(MemoryKind::ScanState, p.batch * heads, dk * dv),
             );
         } else {
-            let c = SCAN_CHUNK.min(p.q_len);
-            let blocks = p.batch * heads * p.q_len.div_ceil(c);
-            // q·kᵀ and k_β·kᵀ within each chunk.
-            s.push(Label::new("scan-scores"), self.matmul(blocks, c, c, 2 * dk));
-            // The chunk's scores times v_β, k_β and the corrected values.
+            // The chunked scan, intra- and inter-chunk work together: what the scan kernels
+            // compute in one launch (`Scan`, FLOPs of the chunked form).
             s.push(
-                Label::new("scan-intra"),
-                self.matmul(blocks, c, 2 * dv + dk, c),
+                Label::new("scan"),
+                Op::Scan(Scan {
+                    batch: p.batch,
+                    heads,
+                    seq: p.q_len,
+                    key_dim: dk,
+                    value_dim: dv,
+                    chunk: SCAN_CHUNK.min(p.q_len),
+                    dtype: self.act(),
+                    pass: Pass::Forward,
+                }),
             );
-            // Queries and decayed keys against the state carried in.
-            s.push(Label::new("scan-inter"), self.matmul(2 * blocks, c, dv, dk));
-            // The state carried out: kᵀ · v over the chunk.
-            s.push(Label::new("scan-state"), self.matmul(blocks, dk, dv, c));
         }
         s.push(
             Label::new("gated-norm"),
@@ -1100,30 +1100,48 @@ pub fn experts_reached(tokens: u64, top_k: u64, experts: u64) -> u64 {
     (expected.ceil() as u64).clamp(top_k.min(experts), experts)
 }
 
+/// The chunked scan as batched matmuls over its chunks (per chunk of c tokens): q·kᵀ and
+/// k_β·kᵀ; the chunk's scores times v_β, k_β and the corrected values; queries and decayed keys
+/// against the state carried in; the state carried out, kᵀ·v over the chunk.
+pub fn scan_matmuls(s: &Scan) -> [Matmul; 4] {
+    let (c, dk, dv) = (s.chunk, s.key_dim, s.value_dim);
+    let blocks = s.batch * s.heads * s.seq.div_ceil(c);
+    let mm = |batch, m, n, k| Matmul::new(batch, m, n, k, s.dtype);
+    [
+        mm(blocks, c, c, 2 * dk),
+        mm(blocks, c, 2 * dv + dk, c),
+        mm(2 * blocks, c, dv, dk),
+        mm(blocks, dk, dv, c),
+    ]
+}
+
+/// The data- and weight-gradient matmuls of a matmul.
+fn matmul_backward(mm: Matmul, emit: &mut impl FnMut(Grad, Op)) {
+    // dX[m×k] = dY[m×n] · Wᵀ
+    emit(
+        Grad::Data,
+        Op::Matmul(Matmul {
+            n: mm.k,
+            k: mm.n,
+            ..mm
+        }),
+    );
+    // dW[k×n] = Xᵀ · dY
+    emit(
+        Grad::Weight,
+        Op::Matmul(Matmul {
+            m: mm.k,
+            k: mm.m,
+            ..mm
+        }),
+    );
+}
+
 /// The backward of one forward op: the data- and weight-gradient matmuls, or the op's backward
 /// kernel.
 pub fn backward_of(op: &Op, mut emit: impl FnMut(Grad, Op)) {
     match *op {
-        Op::Matmul(mm) => {
-            // dX[m×k] = dY[m×n] · Wᵀ
-            emit(
-                Grad::Data,
-                Op::Matmul(Matmul {
-                    n: mm.k,
-                    k: mm.n,
-                    ..mm
-                }),
-            );
-            // dW[k×n] = Xᵀ · dY
-            emit(
-                Grad::Weight,
-                Op::Matmul(Matmul {
-                    m: mm.k,
-                    k: mm.m,
-                    ..mm
-                }),
-            );
-        }
+        Op::Matmul(mm) => matmul_backward(mm, &mut emit),
         Op::Attention(a) => emit(
             Grad::None,
             Op::Attention(Attention {
@@ -1139,6 +1157,13 @@ pub fn backward_of(op: &Op, mut emit: impl FnMut(Grad, Op)) {
             }),
         ),
         Op::Collective(c) => emit(Grad::None, Op::Collective(c)),
+        // No scan backward kernel is measured yet: priced as the backward (data and "weight"
+        // gradients) of the batched matmuls the chunked forward is made of.
+        Op::Scan(s) => {
+            for mm in scan_matmuls(&s) {
+                matmul_backward(mm, &mut emit);
+            }
+        }
     }
 }
 
@@ -1774,21 +1799,26 @@ mod tests {
         let prefill = prefill_ops(&a, &serving());
         assert_eq!(count(&prefill, "attention"), 12);
         assert_eq!(count(&prefill, "attn-gate"), 12);
-        assert_eq!(count(&prefill, "scan-scores"), 36);
-        assert_eq!(count(&prefill, "scan"), 0);
+        assert_eq!(count(&prefill, "scan"), 36);
         let decode = decode_ops(&a, &serving(), 2048);
         assert_eq!(count(&decode, "scan"), 36);
-        assert_eq!(count(&decode, "scan-scores"), 0);
         // Each value head's 128 × 128 fp32 state, read and written once.
         let scan = decode.iter().find(|o| o.label.name == "scan").unwrap();
         assert_eq!(scan.op.min_bytes(), 32.0 * 128.0 * 128.0 * 8.0);
-        // The prefill's chunked scan: 1024 tokens in 16 chunks of 64 per head.
-        let scores = prefill
-            .iter()
-            .find(|o| o.label.name == "scan-scores")
-            .unwrap();
-        match scores.op {
-            Op::Matmul(m) => assert_eq!((m.batch, m.m, m.n, m.k), (32 * 16, 64, 64, 256)),
+        assert!(matches!(scan.op, Op::Memory(_)), "{:?}", scan.op);
+        // The prefill's chunked scan: 1024 tokens in chunks of 64, 32 value heads of 128 × 128.
+        let chunked = prefill.iter().find(|o| o.label.name == "scan").unwrap();
+        match chunked.op {
+            Op::Scan(s) => {
+                assert_eq!((s.batch, s.heads, s.seq, s.chunk), (1, 32, 1024, 64));
+                assert_eq!((s.key_dim, s.value_dim), (128, 128));
+                // Its backward: the batched matmuls of the chunked form, 16 chunks per head.
+                let [scores, ..] = scan_matmuls(&s);
+                assert_eq!(
+                    (scores.batch, scores.m, scores.n, scores.k),
+                    (32 * 16, 64, 64, 256)
+                );
+            }
             other => panic!("{other:?}"),
         }
     }
