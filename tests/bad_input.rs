@@ -361,6 +361,8 @@ fn hf_cases() -> Vec<Case> {
         serde_json::from_str(&read("tests/fixtures/qwen3-coder-next.json")).unwrap();
     let nemotron_h: Value =
         serde_json::from_str(&read("tests/fixtures/nemotron-nano-9b-v2.json")).unwrap();
+    let nemotron_moe: Value =
+        serde_json::from_str(&read("tests/fixtures/nemotron-3-nano-30b-a3b.json")).unwrap();
     let bases = [
         ("qwen3", &qwen3),
         ("qwen3_moe", &qwen3_moe),
@@ -370,6 +372,7 @@ fn hf_cases() -> Vec<Case> {
         ("deepseek_v3", &deepseek),
         ("qwen3_next", &qwen3_next),
         ("nemotron_h", &nemotron_h),
+        ("nemotron_moe", &nemotron_moe),
         ("llama", &llama),
         ("gpt2", &gpt2),
         ("mixtral", &mixtral),
@@ -541,8 +544,17 @@ fn hf_cases() -> Vec<Case> {
         ("nemotron_h", vec![("hybrid_override_pattern", None)], "hybrid_override_pattern", "missing"),
         ("nemotron_h", vec![("hybrid_override_pattern", Some(json!(["M", "-"])))], "hybrid_override_pattern", "expected a string"),
         ("nemotron_h", vec![("num_hidden_layers", n(55))], "hybrid_override_pattern", "has 56 layers but num_hidden_layers is 55"),
-        ("nemotron_h", vec![("num_hidden_layers", n(3)), ("hybrid_override_pattern", Some(json!("ME*")))], "hybrid_override_pattern", "MoE layers (E) are not supported"),
-        ("nemotron_h", vec![("num_hidden_layers", n(3)), ("hybrid_override_pattern", Some(json!("M-L")))], "hybrid_override_pattern", "unknown layer 'L' (expected M for Mamba-2, * for attention, - for MLP)"),
+        ("nemotron_h", vec![("num_hidden_layers", n(3)), ("hybrid_override_pattern", Some(json!("ME*")))], "n_routed_experts", "missing"),
+        ("nemotron_h", vec![("num_hidden_layers", n(3)), ("hybrid_override_pattern", Some(json!("M-L")))], "hybrid_override_pattern", "unknown layer 'L' (expected M for Mamba-2, * for attention, - for MLP, E for MoE)"),
+        ("nemotron_h", vec![("num_nextn_predict_layers", n(1))], "num_nextn_predict_layers", "multi-token-prediction layers are not supported"),
+        ("nemotron_moe", vec![("n_routed_experts", n(0))], "n_routed_experts", "must be positive"),
+        ("nemotron_moe", vec![("n_routed_experts", None)], "n_routed_experts", "missing"),
+        ("nemotron_moe", vec![("num_experts_per_tok", n(129))], "num_experts_per_tok", "routes each token to 129 experts but there are only 128"),
+        ("nemotron_moe", vec![("moe_intermediate_size", n(0))], "moe_intermediate_size", "must be positive"),
+        ("nemotron_moe", vec![("n_shared_experts", n(1 << 9))], "n_shared_experts", "exceeds the limit of 256"),
+        ("nemotron_moe", vec![("moe_shared_expert_intermediate_size", None)], "moe_shared_expert_intermediate_size", "missing"),
+        ("nemotron_moe", vec![("moe_shared_expert_intermediate_size", n(P2_20 * 2))], "moe_shared_expert_intermediate_size", "exceeds the limit of 2^20"),
+        ("nemotron_moe", vec![("moe_latent_size", n(1024))], "moe_latent_size", "latent experts are not supported"),
         ("nemotron_h", vec![("num_hidden_layers", n(0)), ("hybrid_override_pattern", Some(json!("")))], "num_hidden_layers", "must be positive"),
         ("nemotron_h", vec![("num_attention_heads", n(0))], "num_attention_heads", "must be positive"),
         ("nemotron_h", vec![("num_key_value_heads", n(3))], "num_key_value_heads", "3 key/value heads do not divide 40 query heads"),
@@ -680,6 +692,7 @@ fn hf_cases() -> Vec<Case> {
         "deepseek_v3",
         "qwen3_next",
         "nemotron_h",
+        "nemotron_moe",
     ] {
         cases.push(case(
             &format!("hf: {name} predicts"),
@@ -822,6 +835,7 @@ fn native_cases() -> Vec<Case> {
         (ssm.as_str(), (vec![("layer_pattern", &long_ssm_pattern)], "layer_pattern", "has 65 layers; a pattern repeats within 1 to 64 layers or lists all 36")),
         (ssm.as_str(), (vec![("sliding_window", "")], "sliding_window", "missing while layer_pattern has local (L) layers")),
         (ssm.as_str(), (vec![("layer_pattern", "\"M-S\"")], "linear_attention", "missing while layer_pattern has linear-attention (S) layers")),
+        (ssm.as_str(), (vec![("layer_pattern", "\"MEM*\"")], "moe", "missing while layer_pattern has MoE (E) layers")),
         (ssm.as_str(), (vec![("mlp", "\"relu3\"")], "mlp", "unknown MLP 'relu3'")),
     ];
     for (i, (base, (edit, field, message))) in hybrid_edits.into_iter().enumerate() {

@@ -175,6 +175,14 @@ fn a_hybrid_model_has_no_kv_cache_for_its_scan_layers() {
     for doc in [&short, &long] {
         assert_eq!(num(doc, "memory.inference.recurrent_state_bytes"), state);
     }
+    // Nemotron 3 Nano 30B-A3B: 6 attention layers of 2 key/value heads; 23 Mamba-2 layers of 64
+    // heads × 64 × 128, convolving 4,096 + 2 × 8 × 128 channels.
+    let moe = serve("tests/fixtures/nemotron-3-nano-30b-a3b.json", 300, 100);
+    assert_eq!(kv_per_token(&moe), 6.0 * 2.0 * 2.0 * 128.0 * 2.0);
+    assert_eq!(
+        num(&moe, "memory.inference.recurrent_state_bytes"),
+        23.0 * (64.0 * 64.0 * 128.0 * 4.0 + 6_144.0 * 3.0 * 2.0)
+    );
     // The weights in bf16: the checkpoint's 17,776,454,656 bytes.
     assert_eq!(
         num(&short, "memory.inference.weights_bytes"),

@@ -289,6 +289,7 @@ fn hf_bases() -> Vec<Value> {
         "tests/fixtures/deepseek-v3.json",
         "tests/fixtures/qwen3-coder-next.json",
         "tests/fixtures/nemotron-nano-9b-v2.json",
+        "tests/fixtures/nemotron-3-nano-30b-a3b.json",
     ]
     .iter()
     .map(|p| serde_json::from_str(&read(p)).unwrap())

@@ -181,3 +181,23 @@ fn nemotron_h_config() {
     // Untied: the embedding and the head are 131,072 × 4,480 each.
     assert_eq!(t - n, 2.0 * 131_072.0 * 4_480.0);
 }
+
+/// Nemotron 3 Nano 30B-A3B: 23 Mamba-2 layers, 6 attention layers and 23 MoE layers (128
+/// squared-ReLU experts of 1,856, 6 per token, one shared expert of 3,712, a router with a
+/// bias per expert). llama.cpp counts 31,577,940,288 parameters in its conversion of the
+/// checkpoint; the model card gives 31.6B total and 3.2B active (3.6B with the embeddings).
+#[test]
+fn nemotron_h_moe_config() {
+    let doc = predict_json(&[
+        "--model",
+        &path("tests/fixtures/nemotron-3-nano-30b-a3b.json"),
+        "--hw",
+        "h200-sxm",
+        "--seq",
+        "128",
+    ]);
+    assert_eq!(num(&doc, "params.total"), 31_577_940_288.0);
+    assert_eq!(num(&doc, "params.active"), 3_580_076_352.0);
+    let without_input_embedding = num(&doc, "params.active") - num(&doc, "params.embedding");
+    assert_eq!(without_input_embedding, 3_227_754_816.0);
+}

@@ -330,8 +330,10 @@ pub enum LayerBlock {
     Mamba,
     /// Global attention alone (`*`).
     Attention,
-    /// A feed-forward block alone, dense or MoE (`-`).
+    /// The dense feed-forward block alone (`-`).
     Mlp,
+    /// The mixture-of-experts feed-forward block alone (`E`).
+    Experts,
 }
 
 impl LayerBlock {
@@ -344,6 +346,7 @@ impl LayerBlock {
             'M' => LayerBlock::Mamba,
             '*' => LayerBlock::Attention,
             '-' => LayerBlock::Mlp,
+            'E' => LayerBlock::Experts,
             _ => return None,
         })
     }
@@ -493,7 +496,12 @@ fn listed_layer_kind(
         },
         LayerBlock::Mlp => LayerKind {
             block: Block::Mlp,
-            ..pair
+            ..LayerKind::default()
+        },
+        LayerBlock::Experts => LayerKind {
+            block: Block::Mlp,
+            moe: true,
+            ..LayerKind::default()
         },
     }
 }
@@ -1078,6 +1086,7 @@ impl Architecture {
                 "mamba",
                 "Mamba-2 (M)",
             ),
+            (LayerBlock::Experts, self.moe.is_some(), "moe", "MoE (E)"),
         ];
         for (block, present, field, what) in needs {
             if !present && blocks.contains(&block) {
@@ -1448,6 +1457,9 @@ fn hf_field_names(e: Error, model_type: &str) -> Error {
         ("nemotron_h", "mamba.state_size") => "ssm_state_size",
         ("nemotron_h", "mamba.groups") => "n_groups",
         ("nemotron_h", "mamba.conv_kernel") => "conv_kernel",
+        ("nemotron_h", "moe.num_experts") => "n_routed_experts",
+        ("nemotron_h", "moe.shared_experts") => "n_shared_experts",
+        ("nemotron_h", "moe.shared_intermediate_size") => "moe_shared_expert_intermediate_size",
         (_, "layer_pattern") => "layer_types",
         ("qwen3_next", "linear_attention.key_heads") => "linear_num_key_heads",
         ("qwen3_next", "linear_attention.key_head_dim") => "linear_key_head_dim",
@@ -1882,9 +1894,16 @@ fn deepseek_v3(f: &Fields, name: String) -> Result<Architecture> {
 /// Mamba-Transformer Models", arXiv:2504.03624; NVIDIA Nemotron Nano 2, arXiv:2508.14444), as
 /// `modeling_nemotron_h.py` lays it out: `hybrid_override_pattern` gives each layer one block
 /// with its own RMSNorm before it, a Mamba-2 mixer (`M`), attention without position
-/// embeddings (`*`) or a non-gated MLP with squared ReLU (`-`); the head is untied. MoE layers
-/// (`E`, Nemotron 3) are refused.
+/// embeddings (`*`), a non-gated MLP with squared ReLU (`-`) or experts of that MLP (`E`,
+/// Nemotron 3); the head is untied.
 fn nemotron_h(f: &Fields, name: String) -> Result<Architecture> {
+    if f.u64_opt("num_nextn_predict_layers")?.unwrap_or(0) > 0 {
+        return Err(Error::field(
+            f.file,
+            "num_nextn_predict_layers",
+            "Nemotron-H's multi-token-prediction layers are not supported",
+        ));
+    }
     let layers = f.u64("num_hidden_layers")?;
     let blocks = hybrid_override_pattern(f, layers)?;
     let hidden = f.u64("hidden_size")?;
@@ -1927,7 +1946,7 @@ fn nemotron_h(f: &Fields, name: String) -> Result<Architecture> {
             mlp: f.bool_or("mlp_bias", false)?,
         },
         sliding_window: None,
-        moe: None,
+        moe: nemotron_h_moe(f, &blocks)?,
         qk_norm: false,
         attention_sinks: false,
         mla: None,
@@ -1947,8 +1966,42 @@ fn nemotron_h(f: &Fields, name: String) -> Result<Architecture> {
     })
 }
 
+/// The experts of Nemotron-H's MoE layers (Nemotron 3, `E`), as `modeling_nemotron_h.py` lays
+/// them out: a router with one correction bias per expert (`e_score_correction_bias`),
+/// `n_routed_experts` non-gated experts of `moe_intermediate_size` with the model's activation,
+/// of which each token takes `num_experts_per_tok`, and `n_shared_experts` of
+/// `moe_shared_expert_intermediate_size`. None without `E` layers. The latent experts of
+/// `moe_latent_size` (Nemotron 3 Super) are refused.
+fn nemotron_h_moe(f: &Fields, blocks: &[LayerBlock]) -> Result<Option<Moe>> {
+    if !blocks.contains(&LayerBlock::Experts) {
+        return Ok(None);
+    }
+    if f.u64_opt("moe_latent_size")?.is_some() {
+        return Err(Error::field(
+            f.file,
+            "moe_latent_size",
+            "latent experts are not supported",
+        ));
+    }
+    let shared = f.u64_opt("n_shared_experts")?.unwrap_or(0);
+    Ok(Some(Moe {
+        num_experts: f.u64("n_routed_experts")?,
+        top_k: f.u64("num_experts_per_tok")?,
+        expert_intermediate_size: f.u64("moe_intermediate_size")?,
+        shared_experts: shared,
+        shared_intermediate_size: if shared > 0 {
+            f.u64("moe_shared_expert_intermediate_size")?
+        } else {
+            0
+        },
+        shared_expert_gate: false,
+        first_dense_layers: 0,
+        router_bias: true,
+    }))
+}
+
 /// Nemotron-H's `hybrid_override_pattern`, one character per layer: `M` Mamba-2, `*`
-/// attention, `-` MLP.
+/// attention, `-` MLP, `E` MoE.
 fn hybrid_override_pattern(f: &Fields, layers: u64) -> Result<Vec<LayerBlock>> {
     const FIELD: &str = "hybrid_override_pattern";
     let pattern = f
@@ -1965,16 +2018,14 @@ fn hybrid_override_pattern(f: &Fields, layers: u64) -> Result<Vec<LayerBlock>> {
     pattern
         .chars()
         .map(|c| match (c, LayerBlock::of_char(c)) {
-            ('M' | '*' | '-', Some(block)) => Ok(block),
-            ('E', _) => Err(Error::field(
-                f.file,
-                FIELD,
-                "MoE layers (E) are not supported",
-            )),
+            ('M' | '*' | '-' | 'E', Some(block)) => Ok(block),
             _ => Err(Error::field(
                 f.file,
                 FIELD,
-                format!("unknown layer '{c}' (expected M for Mamba-2, * for attention, - for MLP)"),
+                format!(
+                    "unknown layer '{c}' (expected M for Mamba-2, * for attention, - for MLP, E \
+                     for MoE)"
+                ),
             )),
         })
         .collect()
@@ -2287,7 +2338,8 @@ fn parse_layer_pattern(file: &str, pattern: &str) -> Result<NativePattern> {
                     "layer_pattern",
                     format!(
                         "unknown layer '{c}' (expected L for local, G for global, S for linear \
-                         attention, M for Mamba-2, * for attention alone, - for an MLP alone)"
+                         attention, M for Mamba-2, * for attention alone, - for an MLP alone, E \
+                         for MoE alone)"
                     ),
                 )
             })
