@@ -2699,7 +2699,7 @@ mod tests {
         };
         for layers in [1, 2, 3, 7, 8, 32, 61] {
             for first_dense in [None, Some(0), Some(1), Some(2), Some(5), Some(50)] {
-                for pattern in ["M-M*-", "LGSM*-", "M-L"] {
+                for pattern in ["M-M*-", "LGSM*-E", "M-L", "MEM*E-"] {
                     let mut a = base.clone();
                     a.num_layers = layers;
                     a.moe = first_dense.map(|f| Moe {
@@ -2912,6 +2912,11 @@ mod family_tests {
             ("deepseek-v3.json", 671_026_419_200, 37_552_297_472),
             ("qwen3-coder-next.json", 79_674_391_296, 3_874_929_408),
             ("nemotron-nano-9b-v2.json", 8_888_227_328, 8_888_227_328),
+            (
+                "nemotron-3-nano-30b-a3b.json",
+                31_577_940_288,
+                3_580_076_352,
+            ),
         ] {
             let p = fixture(name).params();
             assert_eq!(p.total, total, "{name}");
@@ -3077,12 +3082,40 @@ state_size = 128
 groups = 8
 conv_kernel = 4
 "#;
+        let nemotron_moe = r#"
+name = "nemotron-3-nano-30b-a3b"
+vocab_size = 131072
+hidden_size = 2688
+num_layers = 52
+num_heads = 32
+num_kv_heads = 2
+head_dim = 128
+intermediate_size = 1856
+mlp = "relu2"
+positions = "none"
+max_position_embeddings = 262144
+layer_pattern = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+[mamba]
+heads = 64
+head_dim = 64
+state_size = 128
+groups = 8
+conv_kernel = 4
+[moe]
+num_experts = 128
+top_k = 6
+expert_intermediate_size = 1856
+shared_experts = 1
+shared_intermediate_size = 3712
+router_bias = true
+"#;
         for (toml_text, config) in [
             (gemma3, "gemma-3-1b.json"),
             (gpt_oss, "gpt-oss-20b.json"),
             (deepseek, "deepseek-v3.json"),
             (qwen3_next, "qwen3-coder-next.json"),
             (nemotron_h, "nemotron-nano-9b-v2.json"),
+            (nemotron_moe, "nemotron-3-nano-30b-a3b.json"),
         ] {
             let native = from_native_toml("paper.toml", toml_text).unwrap();
             let hf = fixture(config);
