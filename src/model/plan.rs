@@ -1873,6 +1873,18 @@ mod tests {
         let training = training_ops(&a, &setup(256));
         assert!(training.iter().any(|o| o.phase == Phase::Backward));
         assert!(training.iter().all(|o| o.op.flops().is_finite()));
+        // Nemotron 3 Nano's E layers route: a router, the experts and the shared expert (an up
+        // projection each), and no dense MLP.
+        let moe = fixture("nemotron-3-nano-30b-a3b.json");
+        let prefill = prefill_ops(&moe, &serving());
+        for (name, n) in [
+            ("router", 23),
+            ("up", 46),
+            ("attention", 6),
+            ("ssd-scores", 23),
+        ] {
+            assert_eq!(count(&prefill, name), n, "{name}");
+        }
     }
 
     #[test]
