@@ -359,6 +359,10 @@ fn hf_cases() -> Vec<Case> {
     let deepseek: Value = serde_json::from_str(&read("tests/fixtures/deepseek-v3.json")).unwrap();
     let qwen3_next: Value =
         serde_json::from_str(&read("tests/fixtures/qwen3-coder-next.json")).unwrap();
+    let nemotron_h: Value =
+        serde_json::from_str(&read("tests/fixtures/nemotron-nano-9b-v2.json")).unwrap();
+    let nemotron_moe: Value =
+        serde_json::from_str(&read("tests/fixtures/nemotron-3-nano-30b-a3b.json")).unwrap();
     let bases = [
         ("qwen3", &qwen3),
         ("qwen3_moe", &qwen3_moe),
@@ -367,6 +371,8 @@ fn hf_cases() -> Vec<Case> {
         ("gpt_oss", &gpt_oss),
         ("deepseek_v3", &deepseek),
         ("qwen3_next", &qwen3_next),
+        ("nemotron_h", &nemotron_h),
+        ("nemotron_moe", &nemotron_moe),
         ("llama", &llama),
         ("gpt2", &gpt2),
         ("mixtral", &mixtral),
@@ -518,6 +524,42 @@ fn hf_cases() -> Vec<Case> {
         ("qwen3_next", vec![("num_hidden_layers", n(2)), ("layer_types", Some(json!(["linear_attention", "sliding_attention"])))], "layer_types", "unsupported layer type \"sliding_attention\" (supported: linear_attention, full_attention)"),
         ("qwen3_next", vec![("num_experts_per_tok", n(513))], "num_experts_per_tok", "exceeds the limit of 256"),
         ("qwen3_next", vec![("shared_expert_intermediate_size", n(P2_20 * 2))], "shared_expert_intermediate_size", "exceeds the limit of 2^20"),
+        ("nemotron_h", vec![("mamba_num_heads", n(0))], "mamba_num_heads", "must be positive"),
+        ("nemotron_h", vec![("mamba_num_heads", None)], "mamba_num_heads", "missing"),
+        ("nemotron_h", vec![("mamba_num_heads", n(P2_16 * 2))], "mamba_num_heads", "exceeds the limit of 2^16"),
+        ("nemotron_h", vec![("mamba_head_dim", n(0))], "mamba_head_dim", "must be positive"),
+        ("nemotron_h", vec![("mamba_head_dim", n(P2_16 * 2))], "mamba_head_dim", "exceeds the limit of 2^16"),
+        ("nemotron_h", vec![("mamba_num_heads", n(P2_16)), ("mamba_head_dim", n(P2_16)), ("n_groups", n(1))], "mamba_head_dim", "a width of 4294967296 exceeds the limit of 2^24"),
+        ("nemotron_h", vec![("ssm_state_size", None)], "ssm_state_size", "missing"),
+        ("nemotron_h", vec![("ssm_state_size", n(0))], "ssm_state_size", "must be positive"),
+        ("nemotron_h", vec![("ssm_state_size", Some(json!(-128)))], "ssm_state_size", "non-negative integer"),
+        ("nemotron_h", vec![("n_groups", n(3))], "n_groups", "3 groups do not divide 128 heads"),
+        ("nemotron_h", vec![("n_groups", n(0))], "n_groups", "must be positive"),
+        ("nemotron_h", vec![("n_groups", n(P2_16)), ("ssm_state_size", n(P2_16))], "ssm_state_size", "a width of 4294967296 exceeds the limit of 2^24"),
+        ("nemotron_h", vec![("conv_kernel", n(0))], "conv_kernel", "must be positive"),
+        ("nemotron_h", vec![("conv_kernel", n(65))], "conv_kernel", "exceeds the limit of 64"),
+        ("nemotron_h", vec![("use_conv_bias", Some(json!("yes")))], "use_conv_bias", "expected true or false"),
+        ("nemotron_h", vec![("use_bias", Some(json!(1)))], "use_bias", "expected true or false"),
+        ("nemotron_h", vec![("mlp_hidden_act", Some(json!("tanh")))], "mlp_hidden_act", "unsupported activation 'tanh'"),
+        ("nemotron_h", vec![("hybrid_override_pattern", None)], "hybrid_override_pattern", "missing"),
+        ("nemotron_h", vec![("hybrid_override_pattern", Some(json!(["M", "-"])))], "hybrid_override_pattern", "expected a string"),
+        ("nemotron_h", vec![("num_hidden_layers", n(55))], "hybrid_override_pattern", "has 56 layers but num_hidden_layers is 55"),
+        ("nemotron_h", vec![("num_hidden_layers", n(3)), ("hybrid_override_pattern", Some(json!("ME*")))], "n_routed_experts", "missing"),
+        ("nemotron_h", vec![("num_hidden_layers", n(3)), ("hybrid_override_pattern", Some(json!("M-L")))], "hybrid_override_pattern", "unknown layer 'L' (expected M for Mamba-2, * for attention, - for MLP, E for MoE)"),
+        ("nemotron_h", vec![("num_nextn_predict_layers", n(1))], "num_nextn_predict_layers", "multi-token-prediction layers are not supported"),
+        ("nemotron_moe", vec![("n_routed_experts", n(0))], "n_routed_experts", "must be positive"),
+        ("nemotron_moe", vec![("n_routed_experts", None)], "n_routed_experts", "missing"),
+        ("nemotron_moe", vec![("num_experts_per_tok", n(129))], "num_experts_per_tok", "routes each token to 129 experts but there are only 128"),
+        ("nemotron_moe", vec![("moe_intermediate_size", n(0))], "moe_intermediate_size", "must be positive"),
+        ("nemotron_moe", vec![("n_shared_experts", n(1 << 9))], "n_shared_experts", "exceeds the limit of 256"),
+        ("nemotron_moe", vec![("moe_shared_expert_intermediate_size", None)], "moe_shared_expert_intermediate_size", "missing"),
+        ("nemotron_moe", vec![("moe_shared_expert_intermediate_size", n(P2_20 * 2))], "moe_shared_expert_intermediate_size", "exceeds the limit of 2^20"),
+        ("nemotron_moe", vec![("moe_latent_size", n(1024))], "moe_latent_size", "latent experts are not supported"),
+        ("nemotron_h", vec![("num_hidden_layers", n(0)), ("hybrid_override_pattern", Some(json!("")))], "num_hidden_layers", "must be positive"),
+        ("nemotron_h", vec![("num_attention_heads", n(0))], "num_attention_heads", "must be positive"),
+        ("nemotron_h", vec![("num_key_value_heads", n(3))], "num_key_value_heads", "3 key/value heads do not divide 40 query heads"),
+        ("nemotron_h", vec![("head_dim", None), ("num_attention_heads", n(48))], "num_attention_heads", "48 heads do not divide hidden_size 4480"),
+        ("nemotron_h", vec![("max_position_embeddings", None)], "max_position_embeddings", "missing"),
     ];
     let mut cases = Vec::new();
     for (i, (b, edits, field, message)) in refusals.into_iter().enumerate() {
@@ -649,6 +691,8 @@ fn hf_cases() -> Vec<Case> {
         "gpt_oss",
         "deepseek_v3",
         "qwen3_next",
+        "nemotron_h",
+        "nemotron_moe",
     ] {
         cases.push(case(
             &format!("hf: {name} predicts"),
@@ -762,6 +806,9 @@ fn native_cases() -> Vec<Case> {
         ));
     }
     let hybrid = read("examples/paper-hybrid.toml");
+    let ssm = read("examples/paper-ssm.toml");
+    let long_ssm_pattern = format!("\"{}\"", "M-".repeat(32) + "M");
+    let explicit_ssm_pattern = format!("\"{}\"", "M-".repeat(34) + "*L");
     #[rustfmt::skip]
     let hybrid_edits: Vec<(&str, Row)> = vec![
         (hybrid.as_str(), (vec![("value_heads", "3")], "linear_attention.key_heads", "8 key heads do not divide 3 value heads")),
@@ -769,9 +816,27 @@ fn native_cases() -> Vec<Case> {
         (hybrid.as_str(), (vec![("conv_kernel", "100")], "linear_attention.conv_kernel", "exceeds the limit of 64")),
         (hybrid.as_str(), (vec![("key_head_dim", "131072")], "linear_attention.key_head_dim", "exceeds the limit of 2^16")),
         (hybrid.as_str(), (vec![("layer_pattern", "\"LLG\"")], "layer_pattern", "must mark the linear-attention layers (S)")),
-        (hybrid.as_str(), (vec![("layer_pattern", "\"SSM\"")], "layer_pattern", "unknown layer 'M'")),
+        (hybrid.as_str(), (vec![("layer_pattern", "\"SSX\"")], "layer_pattern", "unknown layer 'X'")),
+        (hybrid.as_str(), (vec![("layer_pattern", "\"SSM\"")], "mamba", "missing while layer_pattern has Mamba-2 (M) layers")),
         (hybrid.as_str(), (vec![("conv_kernel", "4\ngate = true")], "linear_attention.gate", "unknown field")),
         (good.as_str(), (vec![("^layer_pattern", "\"SG\"")], "linear_attention", "missing while layer_pattern has linear-attention (S) layers")),
+        (good.as_str(), (vec![("^layer_pattern", "\"M-\"")], "mamba", "missing while layer_pattern has Mamba-2 (M) layers")),
+        (ssm.as_str(), (vec![("heads", "0")], "mamba.heads", "must be positive")),
+        (ssm.as_str(), (vec![("heads", "131072")], "mamba.heads", "exceeds the limit of 2^16")),
+        (ssm.as_str(), (vec![("state_size", "131072")], "mamba.state_size", "exceeds the limit of 2^16")),
+        (ssm.as_str(), (vec![("groups", "3")], "mamba.groups", "3 groups do not divide 64 heads")),
+        (ssm.as_str(), (vec![("groups", "0")], "mamba.groups", "must be positive")),
+        (ssm.as_str(), (vec![("conv_kernel", "0")], "mamba.conv_kernel", "must be positive")),
+        (ssm.as_str(), (vec![("conv_kernel", "100")], "mamba.conv_kernel", "exceeds the limit of 64")),
+        (ssm.as_str(), (vec![("conv_kernel", "4\nchunk_size = 64")], "mamba.chunk_size", "unknown field")),
+        (ssm.as_str(), (vec![("state_size", "")], "mamba", "state_size")),
+        (ssm.as_str(), (vec![("layer_pattern", "\"LLG\"")], "layer_pattern", "must mark the Mamba-2 layers (M)")),
+        (ssm.as_str(), (vec![("layer_pattern", "\"M-X\"")], "layer_pattern", "unknown layer 'X'")),
+        (ssm.as_str(), (vec![("layer_pattern", &long_ssm_pattern)], "layer_pattern", "has 65 layers; a pattern repeats within 1 to 64 layers or lists all 36")),
+        (ssm.as_str(), (vec![("sliding_window", "")], "sliding_window", "missing while layer_pattern has local (L) layers")),
+        (ssm.as_str(), (vec![("layer_pattern", "\"M-S\"")], "linear_attention", "missing while layer_pattern has linear-attention (S) layers")),
+        (ssm.as_str(), (vec![("layer_pattern", "\"MEM*\"")], "moe", "missing while layer_pattern has MoE (E) layers")),
+        (ssm.as_str(), (vec![("mlp", "\"relu3\"")], "mlp", "unknown MLP 'relu3'")),
     ];
     for (i, (base, (edit, field, message))) in hybrid_edits.into_iter().enumerate() {
         cases.push(case(
@@ -791,6 +856,31 @@ fn native_cases() -> Vec<Case> {
         cases.push(case(
             &format!("toml: {name} predicts"),
             vec![("m.toml", toml_edit(&hybrid, &edit))],
+            &[
+                "predict",
+                "--model",
+                "{d}/m.toml",
+                "--hw",
+                "h100-sxm",
+                "--seq",
+                "2048",
+            ],
+            Expect::Predict(None),
+        ));
+    }
+    for (name, edit) in [
+        ("single-block layers", vec![]),
+        (
+            "a pattern listing all 70 layers",
+            vec![
+                ("num_layers", "70"),
+                ("layer_pattern", explicit_ssm_pattern.as_str()),
+            ],
+        ),
+    ] {
+        cases.push(case(
+            &format!("toml: {name} predicts"),
+            vec![("m.toml", toml_edit(&ssm, &edit))],
             &[
                 "predict",
                 "--model",

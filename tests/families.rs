@@ -157,3 +157,35 @@ fn speculative_decoding_divides_the_step_by_the_tokens_it_yields() {
         "{e}"
     );
 }
+
+/// Nemotron Nano 9B v2 caches keys and values in its 4 attention layers only (8 key/value heads
+/// of 128); its 27 Mamba-2 layers keep a state of fixed size (128 heads × 80 × a state of 128 in
+/// fp32, and the last 3 inputs of the convolution over 10,240 + 2 × 8 × 128 channels) however
+/// long the context, and its 25 MLP layers keep nothing.
+#[test]
+fn a_hybrid_model_has_no_kv_cache_for_its_scan_layers() {
+    let file = "tests/fixtures/nemotron-nano-9b-v2.json";
+    let short = serve(file, 300, 100);
+    let long = serve(file, 4000, 96);
+    let per_token = 4.0 * 2.0 * 8.0 * 128.0 * 2.0;
+    assert_eq!(kv_per_token(&short), per_token);
+    assert_eq!(kv_cache(&short), per_token * 400.0);
+    assert_eq!(kv_cache(&long), per_token * 4096.0);
+    let state = 27.0 * (128.0 * 80.0 * 128.0 * 4.0 + 12_288.0 * 3.0 * 2.0);
+    for doc in [&short, &long] {
+        assert_eq!(num(doc, "memory.inference.recurrent_state_bytes"), state);
+    }
+    // Nemotron 3 Nano 30B-A3B: 6 attention layers of 2 key/value heads; 23 Mamba-2 layers of 64
+    // heads × 64 × 128, convolving 4,096 + 2 × 8 × 128 channels.
+    let moe = serve("tests/fixtures/nemotron-3-nano-30b-a3b.json", 300, 100);
+    assert_eq!(kv_per_token(&moe), 6.0 * 2.0 * 2.0 * 128.0 * 2.0);
+    assert_eq!(
+        num(&moe, "memory.inference.recurrent_state_bytes"),
+        23.0 * (64.0 * 64.0 * 128.0 * 4.0 + 6_144.0 * 3.0 * 2.0)
+    );
+    // The weights in bf16: the checkpoint's 17,776,454,656 bytes.
+    assert_eq!(
+        num(&short, "memory.inference.weights_bytes"),
+        17_776_454_656.0
+    );
+}

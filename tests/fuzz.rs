@@ -161,7 +161,12 @@ fn interesting_f64() -> impl Strategy<Value = f64> {
     ]
 }
 
-const NAMES: [&str; 27] = [
+const NAMES: [&str; 32] = [
+    "nemotron_h",
+    "M-M*-",
+    "M-M-L",
+    "relu2",
+    "none",
     "qwen3",
     "qwen3_moe",
     "qwen3_next",
@@ -208,7 +213,16 @@ fn json_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-const HF_KEYS: [&str; 48] = [
+const HF_KEYS: [&str; 57] = [
+    "hybrid_override_pattern",
+    "mamba_num_heads",
+    "mamba_head_dim",
+    "ssm_state_size",
+    "n_groups",
+    "conv_kernel",
+    "use_conv_bias",
+    "use_bias",
+    "mlp_hidden_act",
     "layer_types",
     "sliding_window_pattern",
     "text_config",
@@ -274,6 +288,8 @@ fn hf_bases() -> Vec<Value> {
         "tests/fixtures/gpt-oss-20b.json",
         "tests/fixtures/deepseek-v3.json",
         "tests/fixtures/qwen3-coder-next.json",
+        "tests/fixtures/nemotron-nano-9b-v2.json",
+        "tests/fixtures/nemotron-3-nano-30b-a3b.json",
     ]
     .iter()
     .map(|p| serde_json::from_str(&read(p)).unwrap())
@@ -353,7 +369,12 @@ fn toml_value() -> impl Strategy<Value = toml::Value> {
     ]
 }
 
-const NATIVE_KEYS: [&str; 33] = [
+const NATIVE_KEYS: [&str; 38] = [
+    "mamba.heads",
+    "mamba.head_dim",
+    "mamba.state_size",
+    "mamba.groups",
+    "mamba.conv_kernel",
     "moe.shared_expert_gate",
     "layer_pattern",
     "qk_norm",
@@ -398,6 +419,7 @@ proptest! {
             "examples/paper-model.toml",
             "examples/paper-mla.toml",
             "examples/paper-hybrid.toml",
+            "examples/paper-ssm.toml",
         ]),
         edits in prop::collection::vec(
             (prop::sample::select(NATIVE_KEYS.to_vec()), prop::option::weighted(0.9, toml_value())),

@@ -169,3 +169,35 @@ fn qwen3_next_config() {
     assert_eq!(t, 79_674_391_296.0);
     assert_eq!(a, 3_874_929_408.0);
 }
+
+/// Nemotron-H's architecture (NVIDIA-Nemotron-Nano-9B-v2's config): 27 Mamba-2 layers, 4
+/// attention layers and 25 squared-ReLU MLP layers, each one block with its own norm. The Hub's
+/// safetensors count is 8,888,227,328 (17,776,454,656 bytes of bf16 weights, two bytes each).
+#[test]
+fn nemotron_h_config() {
+    let (t, a, n) = params(&path("tests/fixtures/nemotron-nano-9b-v2.json"));
+    assert_eq!(t, 8_888_227_328.0);
+    assert_eq!(a, t, "a model without experts activates every parameter");
+    // Untied: the embedding and the head are 131,072 × 4,480 each.
+    assert_eq!(t - n, 2.0 * 131_072.0 * 4_480.0);
+}
+
+/// Nemotron 3 Nano 30B-A3B: 23 Mamba-2 layers, 6 attention layers and 23 MoE layers (128
+/// squared-ReLU experts of 1,856, 6 per token, one shared expert of 3,712, a router with a
+/// bias per expert). llama.cpp counts 31,577,940,288 parameters in its conversion of the
+/// checkpoint; the model card gives 31.6B total and 3.2B active (3.6B with the embeddings).
+#[test]
+fn nemotron_h_moe_config() {
+    let doc = predict_json(&[
+        "--model",
+        &path("tests/fixtures/nemotron-3-nano-30b-a3b.json"),
+        "--hw",
+        "h200-sxm",
+        "--seq",
+        "128",
+    ]);
+    assert_eq!(num(&doc, "params.total"), 31_577_940_288.0);
+    assert_eq!(num(&doc, "params.active"), 3_580_076_352.0);
+    let without_input_embedding = num(&doc, "params.active") - num(&doc, "params.embedding");
+    assert_eq!(without_input_embedding, 3_227_754_816.0);
+}

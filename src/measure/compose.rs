@@ -37,11 +37,7 @@ pub fn block_shape(
     if batch == 0 || seq == 0 {
         return Err("batch and tokens must be positive".into());
     }
-    let kind = LayerKind {
-        linear: false,
-        moe: false,
-        window: None,
-    };
+    let kind = LayerKind::default();
     let ops = crate::model::plan::layer_forward_ops(arch, kind, batch, seq, dtype);
     let names: Vec<&str> = ops.iter().map(|(n, _)| n.as_str()).collect();
     if names != BLOCK_OPS {

@@ -21,6 +21,8 @@ pub enum Positions {
     Learned,
     /// Rotary embeddings applied to q and k: no parameters.
     Rotary,
+    /// No position information in attention (Nemotron-H: its Mamba-2 layers carry the order).
+    None,
 }
 
 /// The feed-forward block: `gated` means act(x·W_gate) ⊙ (x·W_up) then W_down (SwiGLU with
@@ -50,6 +52,8 @@ pub enum WindowLayers {
     From(u64),
     /// The layers a repeating pattern marks (Gemma 3: five local layers, then a global one).
     Pattern(LayerMask),
+    /// The layers `Architecture::layer_blocks` lists as local.
+    Listed,
 }
 
 /// A repeating pattern over the layers: layer i is marked when bit (i mod period) is set. Kept
@@ -101,8 +105,9 @@ pub struct SlidingWindow {
     pub layers: WindowLayers,
 }
 
-/// The distinct layer kinds of a model and how many layers have each: at most eight (MoE or
-/// dense × windowed or global × attention or scan).
+/// The distinct layer kinds of a model and how many layers have each: at most ten (MoE or dense
+/// × windowed attention, global attention or a scan, for layers of a mixer and a feed-forward
+/// block; a Mamba-2 mixer alone, attention alone, and an MoE or dense feed-forward alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LayerGroups {
     groups: [(LayerKind, u64); LayerGroups::CAPACITY],
@@ -110,7 +115,7 @@ pub struct LayerGroups {
 }
 
 impl LayerGroups {
-    const CAPACITY: usize = 8;
+    const CAPACITY: usize = 10;
 
     pub fn len(&self) -> usize {
         self.len
@@ -242,6 +247,125 @@ impl LinearAttention {
     }
 }
 
+/// A Mamba-2 mixer (Dao and Gu, "Transformers are SSMs: Generalized Models and Efficient
+/// Algorithms Through Structured State Space Duality", 2024), as Nemotron-H lays it out
+/// (`modeling_nemotron_h.py`): in_proj from the hidden state to the gate z, the scan input x,
+/// B and C per group, and a time step per head; a depthwise causal convolution over x, B and C;
+/// dt_bias, A_log and D per head; an RMSNorm over the gated output, per group; and out_proj.
+/// Its layers keep a fixed-size state per sequence instead of a KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mamba2 {
+    pub heads: u64,
+    pub head_dim: u64,
+    /// The state size N of each head's scan (`ssm_state_size`).
+    pub state_size: u64,
+    /// Groups sharing one B and one C (`n_groups`), like key/value heads in GQA.
+    pub groups: u64,
+    /// Taps of the causal convolution.
+    pub conv_kernel: u64,
+    pub conv_bias: bool,
+    /// Biases on in_proj and out_proj (`use_bias`).
+    pub projection_bias: bool,
+}
+
+impl Mamba2 {
+    /// The scan's width, heads × head_dim (d_inner).
+    pub fn inner_width(&self) -> u64 {
+        self.heads.saturating_mul(self.head_dim)
+    }
+
+    /// Channels through the convolution: x, and B and C for every group.
+    pub fn conv_width(&self) -> u64 {
+        self.groups
+            .saturating_mul(self.state_size)
+            .saturating_mul(2)
+            .saturating_add(self.inner_width())
+    }
+
+    /// Width of the input projection: the gate z, the convolution's channels and a time step
+    /// per head.
+    pub fn in_width(&self) -> u64 {
+        self.inner_width()
+            .saturating_add(self.conv_width())
+            .saturating_add(self.heads)
+    }
+
+    /// Recurrent-state elements of one layer per sequence: a head_dim × state matrix per head.
+    pub fn state_elements(&self) -> u64 {
+        self.inner_width().saturating_mul(self.state_size)
+    }
+
+    /// One mixer's parameters: in_proj, the depthwise convolution, dt_bias, A_log and D per
+    /// head, the gated norm's weight and out_proj, with the biases the config asks for.
+    fn params(&self, hidden: u64) -> Option<u64> {
+        let inner = self.inner_width();
+        sum(&[
+            hidden.checked_mul(self.in_width())?,
+            self.conv_width()
+                .checked_mul(self.conv_kernel.checked_add(u64::from(self.conv_bias))?)?,
+            self.heads.checked_mul(3)?,
+            inner,
+            inner.checked_mul(hidden)?,
+            if self.projection_bias {
+                self.in_width().checked_add(hidden)?
+            } else {
+                0
+            },
+        ])
+    }
+}
+
+/// One layer of an explicit layer pattern: a mixer followed by a feed-forward block (local or
+/// global attention, or linear attention), or a single block with its own pre-norm (Nemotron-H).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerBlock {
+    /// Windowed attention and a feed-forward block (`L`).
+    Local,
+    /// Global attention and a feed-forward block (`G`).
+    Global,
+    /// Linear attention and a feed-forward block (`S`).
+    Scan,
+    /// A Mamba-2 mixer alone (`M`).
+    Mamba,
+    /// Global attention alone (`*`).
+    Attention,
+    /// The dense feed-forward block alone (`-`).
+    Mlp,
+    /// The mixture-of-experts feed-forward block alone (`E`).
+    Experts,
+}
+
+impl LayerBlock {
+    /// The block a pattern character stands for.
+    pub fn of_char(c: char) -> Option<LayerBlock> {
+        Some(match c {
+            'L' => LayerBlock::Local,
+            'G' => LayerBlock::Global,
+            'S' => LayerBlock::Scan,
+            'M' => LayerBlock::Mamba,
+            '*' => LayerBlock::Attention,
+            '-' => LayerBlock::Mlp,
+            'E' => LayerBlock::Experts,
+            _ => return None,
+        })
+    }
+}
+
+/// What a layer holds: a mixer and a feed-forward block, or one of them alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Block {
+    /// A mixer (attention or linear attention) then a feed-forward block.
+    #[default]
+    Pair,
+    /// A Mamba-2 mixer alone.
+    Mamba,
+    /// Attention alone.
+    Attention,
+    /// A feed-forward block alone (dense or MoE).
+    Mlp,
+}
+
 /// A decoder-only transformer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -282,8 +406,16 @@ pub struct Architecture {
     /// A sigmoid gate on the attention output, computed by the query projection (Qwen3-Next):
     /// the query projection is twice as wide.
     pub attention_output_gate: bool,
-    /// Linear-attention layers between the attention layers (Qwen3-Next).
+    /// Linear-attention layers between the attention layers (Qwen3-Next). With `layer_blocks`
+    /// its `layers` mask is empty: the list says which layers scan.
     pub linear_attention: Option<LinearAttention>,
+    /// The Mamba-2 mixer of the layers `layer_blocks` lists as Mamba (Nemotron-H).
+    pub mamba: Option<Mamba2>,
+    /// Every layer's block, in order, repeating when shorter than the model (at most
+    /// `LayerMask::MAX_PERIOD` long, or as long as the model): Nemotron-H's
+    /// `hybrid_override_pattern`. When given, it decides each layer's kind in place of the
+    /// window and linear-attention masks.
+    pub layer_blocks: Option<Vec<LayerBlock>>,
 }
 
 /// Parameter counts.
@@ -312,6 +444,66 @@ pub struct LayerKind {
     pub window: Option<u64>,
     /// Linear attention (a scan with a fixed-size state) in place of attention.
     pub linear: bool,
+    /// A mixer and a feed-forward block, or one block alone.
+    pub block: Block,
+}
+
+impl LayerKind {
+    /// Whether the layer attends over a KV cache.
+    pub fn attends(&self) -> bool {
+        match self.block {
+            Block::Pair => !self.linear,
+            Block::Attention => true,
+            Block::Mamba | Block::Mlp => false,
+        }
+    }
+
+    /// Whether the layer has a feed-forward block.
+    pub fn has_feed_forward(&self) -> bool {
+        matches!(self.block, Block::Pair | Block::Mlp)
+    }
+}
+
+/// The kind of layer `index` of a model whose layers `blocks` lists: `moe` when its
+/// feed-forward block would route, `window` the size of its local layers' window.
+fn listed_layer_kind(
+    blocks: &[LayerBlock],
+    index: u64,
+    moe: bool,
+    window: Option<u64>,
+) -> LayerKind {
+    let pair = LayerKind {
+        moe,
+        ..LayerKind::default()
+    };
+    let Some(&block) = blocks.get((index % (blocks.len() as u64).max(1)) as usize) else {
+        return pair;
+    };
+    match block {
+        LayerBlock::Local => LayerKind { window, ..pair },
+        LayerBlock::Global => pair,
+        LayerBlock::Scan => LayerKind {
+            linear: true,
+            ..pair
+        },
+        LayerBlock::Mamba => LayerKind {
+            block: Block::Mamba,
+            ..LayerKind::default()
+        },
+        LayerBlock::Attention => LayerKind {
+            block: Block::Attention,
+            ..LayerKind::default()
+        },
+        LayerBlock::Mlp => LayerKind {
+            block: Block::Mlp,
+            ..LayerKind::default()
+        },
+        LayerBlock::Experts => LayerKind {
+            block: Block::Mlp,
+            moe: true,
+            ..LayerKind::default()
+        },
+    }
 }
 
 impl Architecture {
@@ -425,6 +617,9 @@ impl Architecture {
     /// The kind of layer `index`.
     pub fn layer_kind(&self, index: u64) -> LayerKind {
         let moe = self.moe.is_some_and(|m| index >= m.first_dense_layers);
+        if let Some(blocks) = self.layer_blocks.as_deref() {
+            return listed_layer_kind(blocks, index, moe, self.sliding_window.map(|w| w.size));
+        }
         let linear = self.linear_attention.is_some_and(|l| l.layers.marks(index));
         let window = self.sliding_window.filter(|_| !linear).and_then(|w| {
             let applies = match w.layers {
@@ -432,6 +627,7 @@ impl Architecture {
                 WindowLayers::Even => index.is_multiple_of(2),
                 WindowLayers::From(first) => index >= first,
                 WindowLayers::Pattern(mask) => mask.marks(index),
+                WindowLayers::Listed => false,
             };
             applies.then_some(w.size)
         });
@@ -439,11 +635,15 @@ impl Architecture {
             moe,
             window,
             linear,
+            block: Block::Pair,
         }
     }
 
     /// The period after which the layer kinds repeat, away from the cuts of `layer_groups`.
     fn kind_period(&self) -> u64 {
+        if let Some(blocks) = &self.layer_blocks {
+            return (blocks.len() as u64).max(1);
+        }
         let window = match self.sliding_window.map(|w| w.layers) {
             Some(WindowLayers::Even) => 2,
             Some(WindowLayers::Pattern(mask)) => mask.period.max(1),
@@ -511,13 +711,28 @@ impl Architecture {
         groups
     }
 
-    /// (total, active) parameters of one layer of `kind`; None on overflow.
+    /// (total, active) parameters of one layer of `kind`; None on overflow. A layer of one block
+    /// has one norm, before it.
     fn layer_params(&self, kind: LayerKind) -> Option<(u64, u64)> {
+        let norm = self.norm_params()?;
+        let alone = |block: u64| block.checked_add(norm).map(|p| (p, p));
+        match (kind.block, self.mamba) {
+            (Block::Mamba, Some(m)) => return alone(m.params(self.hidden_size)?),
+            (Block::Attention, _) => return alone(self.attention_params()?),
+            (Block::Mlp, _) => return self.feed_forward_params(kind, norm),
+            _ => {}
+        }
         let mixer = match (kind.linear, self.linear_attention) {
             (true, Some(l)) => l.params(self.hidden_size)?,
             _ => self.attention_params()?,
         };
-        let fixed = mixer.checked_add(self.norms_per_layer.checked_mul(self.norm_params()?)?)?;
+        let fixed = mixer.checked_add(self.norms_per_layer.checked_mul(norm)?)?;
+        self.feed_forward_params(kind, fixed)
+    }
+
+    /// (total, active) parameters of a layer's feed-forward block (dense, or MoE in a layer of
+    /// `kind` that routes) plus `fixed`, the rest of the layer; None on overflow.
+    fn feed_forward_params(&self, kind: LayerKind, fixed: u64) -> Option<(u64, u64)> {
         match (kind.moe, self.moe) {
             (true, Some(m)) => {
                 let expert = self.mlp_params(m.expert_intermediate_size)?;
@@ -550,7 +765,7 @@ impl Architecture {
         let h = self.hidden_size;
         let positions = match self.positions {
             Positions::Learned => self.max_position_embeddings.checked_mul(h)?,
-            Positions::Rotary => 0,
+            Positions::Rotary | Positions::None => 0,
         };
         let table = self.vocab_size.checked_mul(h)?;
         let embedding = table.checked_add(positions)?;
@@ -618,18 +833,32 @@ impl Architecture {
             .saturating_mul(self.kv_elements_per_layer_token())
     }
 
-    /// Layers that attend (all but the linear-attention ones).
+    /// Layers that attend and keep a KV cache (not the linear-attention, Mamba-2 or
+    /// feed-forward-only ones).
     pub fn attention_layers(&self) -> u64 {
         self.layer_groups()
             .into_iter()
-            .filter(|(kind, _)| !kind.linear)
+            .filter(|(kind, _)| kind.attends())
             .map(|(_, count)| count)
             .sum()
     }
 
     /// Linear-attention layers (each with a fixed-size state per sequence).
     pub fn linear_layers(&self) -> u64 {
-        self.num_layers - self.attention_layers()
+        self.count_layers(|kind| kind.linear)
+    }
+
+    /// Mamba-2 layers (each with a fixed-size state per sequence).
+    pub fn mamba_layers(&self) -> u64 {
+        self.count_layers(|kind| kind.block == Block::Mamba)
+    }
+
+    fn count_layers(&self, which: impl Fn(LayerKind) -> bool) -> u64 {
+        self.layer_groups()
+            .into_iter()
+            .filter(|&(kind, _)| which(kind))
+            .map(|(_, count)| count)
+            .sum()
     }
 
     /// Checks sizes are positive and within `limits`, shapes are consistent, and the parameter
@@ -643,6 +872,9 @@ impl Architecture {
             .map_err(|e| Error::field(file, "mtp_layers", e))?;
         if let Some(l) = self.linear_attention {
             validate_linear_attention(file, l)?;
+        }
+        if let Some(m) = self.mamba {
+            validate_mamba(file, m)?;
         }
         let sizes = [
             ("vocab_size", self.vocab_size, limits::VOCAB),
@@ -674,6 +906,9 @@ impl Architecture {
         }
         for (field, v, limit) in sizes {
             at_most(v, limit).map_err(|e| Error::field(file, field, e))?;
+        }
+        if let Some(blocks) = &self.layer_blocks {
+            self.validate_layer_blocks(file, blocks)?;
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::field(
@@ -713,7 +948,14 @@ impl Architecture {
                         .map_err(|e| Error::field(file, "max_window_layers", e))?;
                 }
                 WindowLayers::Pattern(mask) => validate_mask(file, "layer_pattern", mask)?,
-                WindowLayers::All | WindowLayers::Even => {}
+                WindowLayers::Listed if self.layer_blocks.is_none() => {
+                    return Err(Error::field(
+                        file,
+                        "layer_pattern",
+                        "missing while the window's layers are listed",
+                    ));
+                }
+                WindowLayers::All | WindowLayers::Even | WindowLayers::Listed => {}
             }
         }
         if let Some(m) = self.moe {
@@ -810,6 +1052,54 @@ impl Architecture {
 }
 
 impl Architecture {
+    /// A layer list repeats within `LayerMask::MAX_PERIOD` layers or lists every layer, and each
+    /// block it names has what it needs.
+    fn validate_layer_blocks(&self, file: &str, blocks: &[LayerBlock]) -> Result<()> {
+        let n = blocks.len() as u64;
+        if n == 0 || (n > LayerMask::MAX_PERIOD && n != self.num_layers) {
+            return Err(Error::field(
+                file,
+                "layer_pattern",
+                format!(
+                    "has {n} layers; a pattern repeats within 1 to {} layers or lists all {}",
+                    LayerMask::MAX_PERIOD,
+                    self.num_layers
+                ),
+            ));
+        }
+        let needs = [
+            (
+                LayerBlock::Local,
+                self.sliding_window.is_some(),
+                "sliding_window",
+                "local (L)",
+            ),
+            (
+                LayerBlock::Scan,
+                self.linear_attention.is_some(),
+                "linear_attention",
+                "linear-attention (S)",
+            ),
+            (
+                LayerBlock::Mamba,
+                self.mamba.is_some(),
+                "mamba",
+                "Mamba-2 (M)",
+            ),
+            (LayerBlock::Experts, self.moe.is_some(), "moe", "MoE (E)"),
+        ];
+        for (block, present, field, what) in needs {
+            if !present && blocks.contains(&block) {
+                return Err(Error::field(
+                    file,
+                    field,
+                    format!("missing while layer_pattern has {what} layers"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// MLA's sizes are positive and within limits, its heads all have their own keys, and
     /// `head_dim` is the query/key width it implies.
     fn validate_mla(&self, file: &str, m: Mla) -> Result<()> {
@@ -904,6 +1194,38 @@ fn validate_linear_attention(file: &str, l: LinearAttention) -> Result<()> {
         ));
     }
     validate_mask(file, "layer_pattern", l.layers)
+}
+
+/// Mamba-2's sizes are positive and within limits, and its groups divide its heads.
+fn validate_mamba(file: &str, m: Mamba2) -> Result<()> {
+    use limits::at_most;
+    for (field, v, limit) in [
+        ("mamba.heads", m.heads, limits::HEADS),
+        ("mamba.head_dim", m.head_dim, limits::HEAD_DIM),
+        ("mamba.state_size", m.state_size, limits::HEAD_DIM),
+        ("mamba.groups", m.groups, limits::HEADS),
+        ("mamba.conv_kernel", m.conv_kernel, limits::CONV_KERNEL),
+    ] {
+        if v == 0 {
+            return Err(Error::field(file, field, "must be positive, got 0"));
+        }
+        at_most(v, limit).map_err(|e| Error::field(file, field, e))?;
+    }
+    for (field, factors) in [
+        ("mamba.head_dim", [m.heads, m.head_dim]),
+        ("mamba.state_size", [m.groups, m.state_size]),
+    ] {
+        limits::product_at_most(&factors, limits::ATTENTION_WIDTH)
+            .map_err(|e| Error::field(file, field, format!("a width of {e}")))?;
+    }
+    if !m.heads.is_multiple_of(m.groups) {
+        return Err(Error::field(
+            file,
+            "mamba.groups",
+            format!("{} groups do not divide {} heads", m.groups, m.heads),
+        ));
+    }
+    Ok(())
 }
 
 /// A layer pattern has a period of 1 to 64 and marks nothing beyond it.
@@ -1015,7 +1337,7 @@ impl<'a> Fields<'a> {
             Error::field(
                 self.file,
                 key,
-                format!("unsupported activation '{name}' (supported: silu, gelu*, relu)"),
+                format!("unsupported activation '{name}' (supported: silu, gelu*, relu, relu2)"),
             )
         })
     }
@@ -1025,6 +1347,7 @@ fn parse_activation(name: &str) -> Option<Activation> {
     match name {
         "silu" | "swish" => Some(Activation::Silu),
         "relu" => Some(Activation::Relu),
+        "relu2" => Some(Activation::Relu2),
         n if n.starts_with("gelu") => Some(Activation::Gelu),
         _ => None,
     }
@@ -1046,6 +1369,7 @@ pub const HF_MODEL_TYPES: &[&str] = &[
     "gemma3",
     "gpt_oss",
     "deepseek_v3",
+    "nemotron_h",
     "gpt2",
 ];
 
@@ -1083,6 +1407,7 @@ pub fn from_hf_config(file: &str, text: &str) -> Result<Architecture> {
         "gpt_oss" => gpt_oss(&f, name)?,
         "qwen3_next" => qwen3_next(&f, name)?,
         "deepseek_v3" => deepseek_v3(&f, name)?,
+        "nemotron_h" => nemotron_h(&f, name)?,
         other => {
             return Err(Error::field(
                 file,
@@ -1126,6 +1451,15 @@ fn hf_field_names(e: Error, model_type: &str) -> Error {
         ("deepseek_v3", "moe.first_dense_layers") => "first_k_dense_replace",
         ("deepseek_v3", "head_dim") => "qk_nope_head_dim",
         ("deepseek_v3", "mtp_layers") => "num_nextn_predict_layers",
+        ("nemotron_h", "layer_pattern") => "hybrid_override_pattern",
+        ("nemotron_h", "mamba.heads") => "mamba_num_heads",
+        ("nemotron_h", "mamba.head_dim") => "mamba_head_dim",
+        ("nemotron_h", "mamba.state_size") => "ssm_state_size",
+        ("nemotron_h", "mamba.groups") => "n_groups",
+        ("nemotron_h", "mamba.conv_kernel") => "conv_kernel",
+        ("nemotron_h", "moe.num_experts") => "n_routed_experts",
+        ("nemotron_h", "moe.shared_experts") => "n_shared_experts",
+        ("nemotron_h", "moe.shared_intermediate_size") => "moe_shared_expert_intermediate_size",
         (_, "layer_pattern") => "layer_types",
         ("qwen3_next", "linear_attention.key_heads") => "linear_num_key_heads",
         ("qwen3_next", "linear_attention.key_head_dim") => "linear_key_head_dim",
@@ -1206,6 +1540,8 @@ fn gpt2(f: &Fields, name: String) -> Result<Architecture> {
         mtp_layers: 0,
         attention_output_gate: false,
         linear_attention: None,
+        mamba: None,
+        layer_blocks: None,
     })
 }
 
@@ -1347,6 +1683,8 @@ fn llama_family(f: &Fields, model_type: &str, name: String) -> Result<Architectu
         mtp_layers: 0,
         attention_output_gate: false,
         linear_attention: None,
+        mamba: None,
+        layer_blocks: None,
     })
 }
 
@@ -1477,6 +1815,8 @@ fn gpt_oss(f: &Fields, name: String) -> Result<Architecture> {
         mtp_layers: 0,
         attention_output_gate: false,
         linear_attention: None,
+        mamba: None,
+        layer_blocks: None,
     })
 }
 
@@ -1545,7 +1885,150 @@ fn deepseek_v3(f: &Fields, name: String) -> Result<Architecture> {
         mtp_layers: f.u64_opt("num_nextn_predict_layers")?.unwrap_or(0),
         attention_output_gate: false,
         linear_attention: None,
+        mamba: None,
+        layer_blocks: None,
     })
+}
+
+/// Nemotron-H (NVIDIA, "Nemotron-H: A Family of Accurate and Efficient Hybrid
+/// Mamba-Transformer Models", arXiv:2504.03624; NVIDIA Nemotron Nano 2, arXiv:2508.14444), as
+/// `modeling_nemotron_h.py` lays it out: `hybrid_override_pattern` gives each layer one block
+/// with its own RMSNorm before it, a Mamba-2 mixer (`M`), attention without position
+/// embeddings (`*`), a non-gated MLP with squared ReLU (`-`) or experts of that MLP (`E`,
+/// Nemotron 3); the head is untied.
+fn nemotron_h(f: &Fields, name: String) -> Result<Architecture> {
+    if f.u64_opt("num_nextn_predict_layers")?.unwrap_or(0) > 0 {
+        return Err(Error::field(
+            f.file,
+            "num_nextn_predict_layers",
+            "Nemotron-H's multi-token-prediction layers are not supported",
+        ));
+    }
+    let layers = f.u64("num_hidden_layers")?;
+    let blocks = hybrid_override_pattern(f, layers)?;
+    let hidden = f.u64("hidden_size")?;
+    let heads = f.u64("num_attention_heads")?;
+    if heads == 0 {
+        return Err(Error::field(
+            f.file,
+            "num_attention_heads",
+            "must be positive, got 0",
+        ));
+    }
+    let head_dim = match f.u64_opt("head_dim")? {
+        Some(d) => d,
+        None => implied_head_dim(f.file, "num_attention_heads", "hidden_size", heads, hidden)?,
+    };
+    let attention_bias = f.bool_or("attention_bias", false)?;
+    Ok(Architecture {
+        name,
+        source: f.file.to_string(),
+        vocab_size: f.u64("vocab_size")?,
+        hidden_size: hidden,
+        num_layers: layers,
+        num_heads: heads,
+        num_kv_heads: f.u64_opt("num_key_value_heads")?.unwrap_or(heads),
+        head_dim,
+        intermediate_size: f.u64("intermediate_size")?,
+        mlp: Mlp {
+            gated: false,
+            activation: f.activation(&["mlp_hidden_act"], "relu2")?,
+        },
+        norm: Norm::RmsNorm,
+        norm_bias: false,
+        norms_per_layer: 2,
+        positions: Positions::None,
+        max_position_embeddings: f.u64("max_position_embeddings")?,
+        tie_embeddings: f.bool_or("tie_word_embeddings", false)?,
+        biases: Biases {
+            qkv: attention_bias,
+            attn_out: attention_bias,
+            mlp: f.bool_or("mlp_bias", false)?,
+        },
+        sliding_window: None,
+        moe: nemotron_h_moe(f, &blocks)?,
+        qk_norm: false,
+        attention_sinks: false,
+        mla: None,
+        mtp_layers: 0,
+        attention_output_gate: false,
+        linear_attention: None,
+        mamba: Some(Mamba2 {
+            heads: f.u64("mamba_num_heads")?,
+            head_dim: f.u64("mamba_head_dim")?,
+            state_size: f.u64("ssm_state_size")?,
+            groups: f.u64("n_groups")?,
+            conv_kernel: f.u64("conv_kernel")?,
+            conv_bias: f.bool_or("use_conv_bias", true)?,
+            projection_bias: f.bool_or("use_bias", false)?,
+        }),
+        layer_blocks: Some(blocks),
+    })
+}
+
+/// The experts of Nemotron-H's MoE layers (Nemotron 3, `E`), as `modeling_nemotron_h.py` lays
+/// them out: a router with one correction bias per expert (`e_score_correction_bias`),
+/// `n_routed_experts` non-gated experts of `moe_intermediate_size` with the model's activation,
+/// of which each token takes `num_experts_per_tok`, and `n_shared_experts` of
+/// `moe_shared_expert_intermediate_size`. None without `E` layers. The latent experts of
+/// `moe_latent_size` (Nemotron 3 Super) are refused.
+fn nemotron_h_moe(f: &Fields, blocks: &[LayerBlock]) -> Result<Option<Moe>> {
+    if !blocks.contains(&LayerBlock::Experts) {
+        return Ok(None);
+    }
+    if f.u64_opt("moe_latent_size")?.is_some() {
+        return Err(Error::field(
+            f.file,
+            "moe_latent_size",
+            "latent experts are not supported",
+        ));
+    }
+    let shared = f.u64_opt("n_shared_experts")?.unwrap_or(0);
+    Ok(Some(Moe {
+        num_experts: f.u64("n_routed_experts")?,
+        top_k: f.u64("num_experts_per_tok")?,
+        expert_intermediate_size: f.u64("moe_intermediate_size")?,
+        shared_experts: shared,
+        shared_intermediate_size: if shared > 0 {
+            f.u64("moe_shared_expert_intermediate_size")?
+        } else {
+            0
+        },
+        shared_expert_gate: false,
+        first_dense_layers: 0,
+        router_bias: true,
+    }))
+}
+
+/// Nemotron-H's `hybrid_override_pattern`, one character per layer: `M` Mamba-2, `*`
+/// attention, `-` MLP, `E` MoE.
+fn hybrid_override_pattern(f: &Fields, layers: u64) -> Result<Vec<LayerBlock>> {
+    const FIELD: &str = "hybrid_override_pattern";
+    let pattern = f
+        .str_opt(FIELD)?
+        .ok_or_else(|| Error::field(f.file, FIELD, "missing"))?;
+    let n = pattern.chars().count() as u64;
+    if n != layers {
+        return Err(Error::field(
+            f.file,
+            FIELD,
+            format!("has {n} layers but num_hidden_layers is {layers}"),
+        ));
+    }
+    pattern
+        .chars()
+        .map(|c| match (c, LayerBlock::of_char(c)) {
+            ('M' | '*' | '-' | 'E', Some(block)) => Ok(block),
+            _ => Err(Error::field(
+                f.file,
+                FIELD,
+                format!(
+                    "unknown layer '{c}' (expected M for Mamba-2, * for attention, - for MLP, E \
+                     for MoE)"
+                ),
+            )),
+        })
+        .collect()
 }
 
 /// Gemma 3's local layers: those `layer_types` names "sliding_attention", or else all but every
@@ -1714,15 +2197,20 @@ struct NativeArch {
     mlp_bias: bool,
     #[serde(default)]
     sliding_window: Option<u64>,
-    /// The layers of a repeating period, one character each: `L` local (windowed attention),
-    /// `G` global attention, `S` linear attention (a scan; needs `[linear_attention]`). Without
-    /// it every layer attends, windowed when `sliding_window` is given.
+    /// The layers of a repeating period (at most 64) or of the whole model, one character each:
+    /// `L` local (windowed attention), `G` global attention, `S` linear attention (a scan;
+    /// needs `[linear_attention]`), each followed by the feed-forward block; or a block alone
+    /// with its own norm: `M` a Mamba-2 mixer (needs `[mamba]`), `*` global attention, `-` the
+    /// feed-forward block. Without it every layer attends, windowed when `sliding_window` is
+    /// given.
     #[serde(default)]
     layer_pattern: Option<String>,
     #[serde(default)]
     attention_output_gate: bool,
     #[serde(default)]
     linear_attention: Option<NativeLinearAttention>,
+    #[serde(default)]
+    mamba: Option<NativeMamba>,
     #[serde(default)]
     qk_norm: bool,
     #[serde(default)]
@@ -1743,6 +2231,28 @@ struct NativeLinearAttention {
     value_heads: u64,
     value_head_dim: u64,
     conv_kernel: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeMamba {
+    heads: u64,
+    head_dim: u64,
+    state_size: u64,
+    #[serde(default = "one")]
+    groups: u64,
+    conv_kernel: u64,
+    #[serde(default = "yes")]
+    conv_bias: bool,
+    #[serde(default)]
+    projection_bias: bool,
+}
+
+fn one() -> u64 {
+    1
+}
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -1793,12 +2303,13 @@ fn parse_mlp(file: &str, s: &str) -> Result<Mlp> {
         "gelu" => (false, Activation::Gelu),
         "silu" => (false, Activation::Silu),
         "relu" => (false, Activation::Relu),
+        "relu2" => (false, Activation::Relu2),
         other => {
             return Err(Error::field(
                 file,
                 "mlp",
                 format!(
-                    "unknown MLP '{other}' (expected swiglu, geglu, reglu, gelu, silu or relu)"
+                    "unknown MLP '{other}' (expected swiglu, geglu, reglu, gelu, silu, relu or relu2)"
                 ),
             ));
         }
@@ -1809,98 +2320,159 @@ fn parse_mlp(file: &str, s: &str) -> Result<Mlp> {
     })
 }
 
-/// A native `layer_pattern` ("LLLLLG", "SSSG") as its local layers and its scan layers.
-fn parse_layer_pattern(file: &str, pattern: &str) -> Result<(LayerMask, LayerMask)> {
-    let n = pattern.chars().count() as u64;
-    if n == 0 || n > LayerMask::MAX_PERIOD {
-        return Err(Error::field(
-            file,
-            "layer_pattern",
-            format!(
-                "has {n} layers; 1 to {} are supported",
-                LayerMask::MAX_PERIOD
-            ),
-        ));
-    }
-    let (mut local, mut scan) = (0u64, 0u64);
-    for (i, c) in pattern.chars().enumerate() {
-        match c {
-            'L' => local |= 1 << i,
-            'S' => scan |= 1 << i,
-            'G' => {}
-            other => {
-                return Err(Error::field(
+/// A native `layer_pattern`: the local and scan layers of a repeating pattern of L, G and S
+/// ("LLLLLG", "SSSG"), or, when it has single-block layers or is longer than a period may be,
+/// every layer's block.
+enum NativePattern {
+    Masks { local: LayerMask, scan: LayerMask },
+    Listed(Vec<LayerBlock>),
+}
+
+fn parse_layer_pattern(file: &str, pattern: &str) -> Result<NativePattern> {
+    let blocks = pattern
+        .chars()
+        .map(|c| {
+            LayerBlock::of_char(c).ok_or_else(|| {
+                Error::field(
                     file,
                     "layer_pattern",
                     format!(
-                        "unknown layer '{other}' (expected L for local, G for global, S for linear \
-                         attention)"
+                        "unknown layer '{c}' (expected L for local, G for global, S for linear \
+                         attention, M for Mamba-2, * for attention alone, - for an MLP alone, E \
+                         for MoE alone)"
                     ),
-                ));
-            }
-        }
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n = blocks.len() as u64;
+    if n == 0 {
+        return Err(Error::field(file, "layer_pattern", "has 0 layers"));
     }
-    let mask = |bits| LayerMask { period: n, bits };
-    Ok((mask(local), mask(scan)))
+    let paired = blocks
+        .iter()
+        .all(|b| matches!(b, LayerBlock::Local | LayerBlock::Global | LayerBlock::Scan));
+    if !paired || n > LayerMask::MAX_PERIOD {
+        return Ok(NativePattern::Listed(blocks));
+    }
+    let bits = |which: LayerBlock| {
+        let bits = blocks
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == which)
+            .fold(0u64, |bits, (i, _)| bits | 1 << i);
+        LayerMask { period: n, bits }
+    };
+    Ok(NativePattern::Masks {
+        local: bits(LayerBlock::Local),
+        scan: bits(LayerBlock::Scan),
+    })
 }
 
-/// The window and linear attention of a native model: the window over the layers
-/// `layer_pattern` marks local (else every layer), the scan over those it marks `S`.
-fn native_mixers(
-    file: &str,
-    n: &NativeArch,
-) -> Result<(Option<SlidingWindow>, Option<LinearAttention>)> {
-    let (local, scan) = match n.layer_pattern.as_deref() {
-        Some(p) => {
-            let (local, scan) = parse_layer_pattern(file, p)?;
-            (Some(local), Some(scan))
-        }
-        None => (None, None),
+/// The mixers of a native model: the window, linear attention and Mamba-2, and the layer list
+/// when the pattern gives one.
+struct NativeMixers {
+    window: Option<SlidingWindow>,
+    linear: Option<LinearAttention>,
+    mamba: Option<Mamba2>,
+    blocks: Option<Vec<LayerBlock>>,
+}
+
+/// The window over the layers `layer_pattern` marks local (else every layer), the scan over
+/// those it marks `S`, and Mamba-2 over those it marks `M`.
+fn native_mixers(file: &str, n: &NativeArch) -> Result<NativeMixers> {
+    let pattern = match n.layer_pattern.as_deref() {
+        Some(p) => Some(parse_layer_pattern(file, p)?),
+        None => None,
     };
-    let window = match (n.sliding_window, local) {
-        (None, Some(mask)) if mask.bits != 0 => {
+    let (local, scan, blocks) = match pattern {
+        Some(NativePattern::Masks { local, scan }) => (Some(local), Some(scan), None),
+        Some(NativePattern::Listed(blocks)) => (None, None, Some(blocks)),
+        None => (None, None, None),
+    };
+    let listed = |which: LayerBlock| blocks.as_ref().is_some_and(|b| b.contains(&which));
+    let has_local = local.is_some_and(|m| m.bits != 0) || listed(LayerBlock::Local);
+    let has_scan = scan.is_some_and(|m| m.bits != 0) || listed(LayerBlock::Scan);
+    let window = match (n.sliding_window, local, &blocks) {
+        (None, _, _) if has_local => {
             return Err(Error::field(
                 file,
                 "sliding_window",
                 "missing while layer_pattern has local (L) layers",
             ));
         }
-        (None, _) => None,
-        (Some(size), None) => Some(SlidingWindow {
+        (None, _, _) => None,
+        (Some(size), _, Some(_)) => Some(SlidingWindow {
             size,
-            layers: WindowLayers::All,
+            layers: WindowLayers::Listed,
         }),
-        (Some(size), Some(mask)) => Some(SlidingWindow {
+        (Some(size), Some(mask), None) => Some(SlidingWindow {
             size,
             layers: WindowLayers::Pattern(mask),
         }),
+        (Some(size), None, None) => Some(SlidingWindow {
+            size,
+            layers: WindowLayers::All,
+        }),
     };
-    let linear = match (&n.linear_attention, scan) {
-        (Some(l), Some(mask)) if mask.bits != 0 => Some(LinearAttention {
+    let linear = match (&n.linear_attention, has_scan) {
+        (Some(l), true) => Some(LinearAttention {
             key_heads: l.key_heads,
             key_head_dim: l.key_head_dim,
             value_heads: l.value_heads,
             value_head_dim: l.value_head_dim,
             conv_kernel: l.conv_kernel,
-            layers: mask,
+            // A layer list says which layers scan.
+            layers: scan.unwrap_or(LayerMask { period: 1, bits: 0 }),
         }),
-        (None, Some(mask)) if mask.bits != 0 => {
+        (None, true) => {
             return Err(Error::field(
                 file,
                 "linear_attention",
                 "missing while layer_pattern has linear-attention (S) layers",
             ));
         }
-        (Some(_), _) => {
+        (Some(_), false) => {
             return Err(Error::field(
                 file,
                 "layer_pattern",
                 "must mark the linear-attention layers (S) when [linear_attention] is given",
             ));
         }
-        (None, _) => None,
+        (None, false) => None,
     };
-    Ok((window, linear))
+    let mamba = match (&n.mamba, listed(LayerBlock::Mamba)) {
+        (Some(m), true) => Some(Mamba2 {
+            heads: m.heads,
+            head_dim: m.head_dim,
+            state_size: m.state_size,
+            groups: m.groups,
+            conv_kernel: m.conv_kernel,
+            conv_bias: m.conv_bias,
+            projection_bias: m.projection_bias,
+        }),
+        (None, true) => {
+            return Err(Error::field(
+                file,
+                "mamba",
+                "missing while layer_pattern has Mamba-2 (M) layers",
+            ));
+        }
+        (Some(_), false) => {
+            return Err(Error::field(
+                file,
+                "layer_pattern",
+                "must mark the Mamba-2 layers (M) when [mamba] is given",
+            ));
+        }
+        (None, false) => None,
+    };
+    Ok(NativeMixers {
+        window,
+        linear,
+        mamba,
+        blocks,
+    })
 }
 
 /// Builds an architecture from the native TOML form.
@@ -1923,7 +2495,7 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
             implied_head_dim(file, "num_heads", "hidden_size", n.num_heads, n.hidden_size)?
         }
     };
-    let (sliding_window, linear_attention) = native_mixers(file, &n)?;
+    let mixers = native_mixers(file, &n)?;
     let moe = n.moe.map(|m| Moe {
         num_experts: m.num_experts,
         top_k: m.top_k,
@@ -1958,14 +2530,16 @@ pub fn from_native_toml(file: &str, text: &str) -> Result<Architecture> {
             attn_out: n.attn_out_bias,
             mlp: n.mlp_bias,
         },
-        sliding_window,
+        sliding_window: mixers.window,
         moe,
         qk_norm: n.qk_norm,
         attention_sinks: n.attention_sinks,
         mla,
         mtp_layers: n.mtp_layers,
         attention_output_gate: n.attention_output_gate,
-        linear_attention,
+        linear_attention: mixers.linear,
+        mamba: mixers.mamba,
+        layer_blocks: mixers.blocks,
     };
     arch.validate(file)?;
     Ok(arch)
@@ -2125,6 +2699,35 @@ mod tests {
         };
         for layers in [1, 2, 3, 7, 8, 32, 61] {
             for first_dense in [None, Some(0), Some(1), Some(2), Some(5), Some(50)] {
+                for pattern in ["M-M*-", "LGSM*-E", "M-L", "MEM*E-"] {
+                    let mut a = base.clone();
+                    a.num_layers = layers;
+                    a.moe = first_dense.map(|f| Moe {
+                        first_dense_layers: f,
+                        ..base.moe.unwrap()
+                    });
+                    a.sliding_window = Some(SlidingWindow {
+                        size: 64,
+                        layers: WindowLayers::Listed,
+                    });
+                    a.linear_attention = Some(linear(LayerMask { period: 1, bits: 0 }));
+                    a.mamba = Some(Mamba2 {
+                        heads: 8,
+                        head_dim: 16,
+                        state_size: 16,
+                        groups: 2,
+                        conv_kernel: 4,
+                        conv_bias: true,
+                        projection_bias: false,
+                    });
+                    a.layer_blocks =
+                        Some(pattern.chars().filter_map(LayerBlock::of_char).collect());
+                    assert_eq!(
+                        a.layer_groups().to_vec(),
+                        walk(&a),
+                        "{layers} {first_dense:?} {pattern}"
+                    );
+                }
                 for window in windows {
                     for scan in scans {
                         let mut a = base.clone();
@@ -2146,6 +2749,48 @@ mod tests {
         }
     }
 
+    /// Nemotron-H's layers hold one block each with its own norm: a Mamba-2 layer is its mixer
+    /// and a norm, an MLP layer its up and down projections and a norm; only the attention
+    /// layers cache keys and values.
+    #[test]
+    fn nemotron_h_layers_hold_one_block() {
+        let path = format!(
+            "{}/tests/fixtures/nemotron-nano-9b-v2.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let a = load(&path).unwrap();
+        let (h, norm) = (4480, 4480);
+        let (inner, groups_state, heads) = (128 * 80, 8 * 128, 128);
+        let conv = inner + 2 * groups_state;
+        let mamba = h * (inner + conv + heads) + conv * 4 + conv + 3 * heads + inner + inner * h;
+        let attention = h * 40 * 128 + 2 * h * 8 * 128 + 40 * 128 * h;
+        let mlp = 2 * h * 15680;
+        let kind = |block| LayerKind {
+            block,
+            ..LayerKind::default()
+        };
+        assert_eq!(
+            a.layer_params(kind(Block::Mamba)),
+            Some((mamba + norm, mamba + norm))
+        );
+        assert_eq!(
+            a.layer_params(kind(Block::Attention)),
+            Some((attention + norm, attention + norm))
+        );
+        assert_eq!(
+            a.layer_params(kind(Block::Mlp)),
+            Some((mlp + norm, mlp + norm))
+        );
+        assert_eq!(
+            (a.attention_layers(), a.mamba_layers(), a.linear_layers()),
+            (4, 27, 0)
+        );
+        assert_eq!(a.kv_elements_per_token(), 4 * 2 * 8 * 128);
+        assert_eq!(a.positions, Positions::None);
+        assert_eq!(a.mlp.activation, Activation::Relu2);
+        assert!(!a.mlp.gated && !a.tie_embeddings);
+    }
+
     #[test]
     fn gemma2_alternates_window_layers() {
         let cfg = r#"{"model_type": "gemma2", "hidden_size": 2304, "intermediate_size": 9216,
@@ -2163,6 +2808,7 @@ mod tests {
                         moe: false,
                         window: Some(4096),
                         linear: false,
+                        block: Block::Pair,
                     },
                     13
                 ),
@@ -2171,6 +2817,7 @@ mod tests {
                         moe: false,
                         window: None,
                         linear: false,
+                        block: Block::Pair,
                     },
                     13
                 ),
@@ -2264,6 +2911,12 @@ mod family_tests {
             ("gpt-oss-120b.json", 116_829_156_672, 5_711_982_912),
             ("deepseek-v3.json", 671_026_419_200, 37_552_297_472),
             ("qwen3-coder-next.json", 79_674_391_296, 3_874_929_408),
+            ("nemotron-nano-9b-v2.json", 8_888_227_328, 8_888_227_328),
+            (
+                "nemotron-3-nano-30b-a3b.json",
+                31_577_940_288,
+                3_580_076_352,
+            ),
         ] {
             let p = fixture(name).params();
             assert_eq!(p.total, total, "{name}");
@@ -2409,17 +3062,71 @@ expert_intermediate_size = 512
 shared_experts = 1
 shared_expert_gate = true
 "#;
+        let nemotron_h = r#"
+name = "nemotron-nano-9b-v2"
+vocab_size = 131072
+hidden_size = 4480
+num_layers = 56
+num_heads = 40
+num_kv_heads = 8
+head_dim = 128
+intermediate_size = 15680
+mlp = "relu2"
+positions = "none"
+max_position_embeddings = 131072
+layer_pattern = "M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-"
+[mamba]
+heads = 128
+head_dim = 80
+state_size = 128
+groups = 8
+conv_kernel = 4
+"#;
+        let nemotron_moe = r#"
+name = "nemotron-3-nano-30b-a3b"
+vocab_size = 131072
+hidden_size = 2688
+num_layers = 52
+num_heads = 32
+num_kv_heads = 2
+head_dim = 128
+intermediate_size = 1856
+mlp = "relu2"
+positions = "none"
+max_position_embeddings = 262144
+layer_pattern = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+[mamba]
+heads = 64
+head_dim = 64
+state_size = 128
+groups = 8
+conv_kernel = 4
+[moe]
+num_experts = 128
+top_k = 6
+expert_intermediate_size = 1856
+shared_experts = 1
+shared_intermediate_size = 3712
+router_bias = true
+"#;
         for (toml_text, config) in [
             (gemma3, "gemma-3-1b.json"),
             (gpt_oss, "gpt-oss-20b.json"),
             (deepseek, "deepseek-v3.json"),
             (qwen3_next, "qwen3-coder-next.json"),
+            (nemotron_h, "nemotron-nano-9b-v2.json"),
+            (nemotron_moe, "nemotron-3-nano-30b-a3b.json"),
         ] {
             let native = from_native_toml("paper.toml", toml_text).unwrap();
             let hf = fixture(config);
             assert_eq!(native.params(), hf.params(), "{config}");
             assert_eq!(native.layer_groups(), hf.layer_groups(), "{config}");
             assert_eq!(native.kv_elements_per_token(), hf.kv_elements_per_token());
+            assert_eq!(
+                (native.linear_layers(), native.mamba_layers()),
+                (hf.linear_layers(), hf.mamba_layers()),
+                "{config}"
+            );
         }
     }
 

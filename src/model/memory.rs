@@ -1,6 +1,6 @@
 //! Memory accounting: what must be resident on the GPU for training and for inference.
 
-use crate::model::arch::{Architecture, LayerKind, LinearAttention};
+use crate::model::arch::{Architecture, Block, LayerKind, LinearAttention, Mamba2};
 use crate::model::dtype::DType;
 use crate::model::execution::{InferenceSetup, Recompute, TrainingSetup, activation_dtype};
 use crate::model::parallel::{Zero, mtp_rank_params, rank_params, stage_layers};
@@ -29,8 +29,8 @@ pub struct InferenceMemory {
     pub kv_cache_bytes: f64,
     /// Keys and values one token adds across all attention layers, before any window cap.
     pub kv_cache_bytes_per_token: f64,
-    /// The fixed-size state of linear-attention layers for `batch` sequences (0 without them):
-    /// it does not grow with the context.
+    /// The fixed-size state of linear-attention and Mamba-2 layers for `batch` sequences (0
+    /// without them): it does not grow with the context.
     pub recurrent_state_bytes: f64,
     /// Transient workspace of the prefill: the residual stream, the widest layer intermediate and
     /// the last position's fp32 logits.
@@ -81,15 +81,27 @@ fn linear_saved_per_token(l: LinearAttention, tp: u64) -> f64 {
     (l.in_width() + l.conv_width() + 2 * l.value_width()) as f64 / tp as f64
 }
 
+/// Mamba-2 elements one layer saves per token on one of `tp` tensor ranks: the input
+/// projection's outputs, the convolved x, B and C, the scan's output and the gated norm's.
+fn mamba_saved_per_token(m: Mamba2, tp: u64) -> f64 {
+    (m.in_width() + m.conv_width() + 2 * m.inner_width()) as f64 / tp as f64
+}
+
 /// Bytes of recurrent state one sequence keeps on one of `tp` tensor ranks: each
-/// linear-attention layer's key × value matrix per value head in fp32, and the last
-/// `conv_kernel − 1` inputs of its short convolution in the cache dtype.
+/// linear-attention layer's key × value matrix per value head and each Mamba-2 layer's
+/// head_dim × state matrix per head, in fp32, and the last `conv_kernel − 1` inputs of their
+/// convolutions in the cache dtype.
 fn recurrent_state_bytes_per_sequence(arch: &Architecture, tp: u64, kv_dtype: DType) -> f64 {
-    arch.linear_attention.map_or(0.0, |l| {
-        let state = l.state_elements() as f64 * 4.0;
-        let conv = (l.conv_width() * l.conv_kernel.saturating_sub(1)) as f64 * kv_dtype.bytes();
-        arch.linear_layers() as f64 * (state + conv) / tp as f64
-    })
+    let per_layer = |state: u64, conv_width: u64, kernel: u64| {
+        state as f64 * 4.0 + (conv_width * kernel.saturating_sub(1)) as f64 * kv_dtype.bytes()
+    };
+    let linear = arch.linear_attention.map_or(0.0, |l| {
+        arch.linear_layers() as f64 * per_layer(l.state_elements(), l.conv_width(), l.conv_kernel)
+    });
+    let mamba = arch.mamba.map_or(0.0, |m| {
+        arch.mamba_layers() as f64 * per_layer(m.state_elements(), m.conv_width(), m.conv_kernel)
+    });
+    (linear + mamba) / tp as f64
 }
 
 /// Cached elements per token of one layer on one of `tp` tensor ranks: each rank keeps its own
@@ -110,10 +122,17 @@ fn saved_per_token(arch: &Architecture, kind: LayerKind, tp: u64, sp: bool) -> (
     let t = tp as f64;
     let stream = if sp { t } else { 1.0 };
     let h = arch.hidden_size as f64;
-    // Norm inputs and outputs feeding the attention and MLP matmuls.
-    let norms = if arch.norms_per_layer == 4 { 6.0 } else { 4.0 };
-    let mixer = match (kind.linear, arch.linear_attention) {
-        (true, Some(l)) => linear_saved_per_token(l, tp),
+    // Norm inputs and outputs feeding the attention and MLP matmuls (one norm in a layer of
+    // one block).
+    let norms = match kind.block {
+        Block::Pair if arch.norms_per_layer == 4 => 6.0,
+        Block::Pair => 4.0,
+        Block::Mamba | Block::Attention | Block::Mlp => 2.0,
+    };
+    let mixer = match (kind.block, kind.linear, arch.linear_attention, arch.mamba) {
+        (Block::Mlp, ..) => 0.0,
+        (Block::Mamba, _, _, Some(m)) => mamba_saved_per_token(m, tp),
+        (Block::Pair, true, Some(l), _) => linear_saved_per_token(l, tp),
         _ => attention_saved_per_token(arch, tp),
     };
     let mut elems = norms * h / stream + mixer;
@@ -125,11 +144,14 @@ fn saved_per_token(arch: &Architecture, kind: LayerKind, tp: u64, sp: bool) -> (
         }
     };
     // Log-sum-exp per attention head.
-    let mut fp32 = if kind.linear {
-        0.0
-    } else {
+    let mut fp32 = if kind.attends() {
         arch.num_heads.div_ceil(tp) as f64 * 4.0
+    } else {
+        0.0
     };
+    if !kind.has_feed_forward() {
+        return (elems, fp32);
+    }
     match (kind.moe, arch.moe) {
         (true, Some(m)) => {
             let k = m.top_k as f64;
@@ -192,9 +214,13 @@ fn training_stage(
     let (batch, seq) = (p.micro_batch_size(s.batch), s.seq / p.cp);
     let tokens = (batch * seq) as f64;
     let sp = p.sequence_parallel;
-    let attention_scores = |window: Option<u64>| -> f64 {
-        // Unfused attention keeps the softmax output: the full score square per head.
-        let keys = window.unwrap_or(s.seq).min(s.seq) as f64;
+    let attention_scores = |kind: LayerKind| -> f64 {
+        // Unfused attention keeps the softmax output: the full score square per head (none in
+        // a layer that does not attend).
+        if !kind.attends() {
+            return 0.0;
+        }
+        let keys = kind.window.unwrap_or(s.seq).min(s.seq) as f64;
         batch as f64 * arch.num_heads.div_ceil(p.tp) as f64 * seq as f64 * keys * e
     };
     let stream = if sp { p.tp as f64 } else { 1.0 };
@@ -204,21 +230,21 @@ fn training_stage(
         let (elems, fp32) = saved_per_token(arch, kind, p.tp, sp);
         let mut one = tokens * (elems * e + fp32);
         if !s.fused_attention {
-            one += attention_scores(kind.window);
+            one += attention_scores(kind);
         }
         if s.dropout {
             // Two one-byte masks over the residual stream; unfused, the dropped probabilities
             // and their one-byte mask beside the softmax output.
             one += tokens * 2.0 * arch.hidden_size as f64 / stream;
             if !s.fused_attention {
-                one += attention_scores(kind.window) * (1.0 + 1.0 / e);
+                one += attention_scores(kind) * (1.0 + 1.0 / e);
             }
         }
         largest_layer = largest_layer.max(one);
         layers += count as f64
             * match s.recompute {
                 Recompute::None => one,
-                Recompute::Selective if !s.fused_attention => one - attention_scores(kind.window),
+                Recompute::Selective if !s.fused_attention => one - attention_scores(kind),
                 Recompute::Selective => one,
                 // Only the layer input is kept.
                 Recompute::Full => tokens * arch.hidden_size as f64 * e / stream,
@@ -292,7 +318,7 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
         * arch
             .layer_groups()
             .into_iter()
-            .filter(|(kind, _)| !kind.linear)
+            .filter(|(kind, _)| kind.attends())
             .map(|(kind, count)| {
                 let cached = kind.window.map_or(context, |w| w.min(context));
                 count as f64 * kv_per_layer_token * cached as f64 * s.batch as f64
@@ -313,7 +339,8 @@ pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -
     }) as f64
         / tp as f64
         * if arch.mlp.gated { 3.0 } else { 2.0 };
-    let widest = mlp_width.max(projected_width(arch, tp));
+    let mamba_width = arch.mamba.map_or(0.0, |m| m.in_width() as f64 / tp as f64);
+    let widest = mlp_width.max(projected_width(arch, tp)).max(mamba_width);
     let tokens = s.batch as f64 * s.prompt as f64;
     let activations_bytes = tokens * (2.0 * h + widest) * e
         + s.batch as f64 * arch.vocab_size.div_ceil(tp) as f64 * 4.0;
@@ -362,6 +389,20 @@ mod tests {
             assert_eq!(states, 16.0 * p, "{dtype}");
             assert_eq!(m.total_bytes, 16.0 * p + m.activations_bytes);
         }
+    }
+
+    /// Unfused attention keeps its score square only in the layers that attend: Nemotron Nano
+    /// 9B v2's 4 attention layers, not its Mamba-2 or MLP layers.
+    #[test]
+    fn only_attending_layers_keep_score_squares() {
+        let path = format!(
+            "{}/tests/fixtures/nemotron-nano-9b-v2.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let a = arch::load(&path).unwrap();
+        let act = |fused| training(&a, &train(Recompute::None, fused), 80e9).activations_bytes;
+        let square = 2.0 * 40.0 * 2048.0 * 2048.0 * 2.0;
+        assert_eq!(act(false) - act(true), 4.0 * square);
     }
 
     #[test]

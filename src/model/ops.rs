@@ -624,6 +624,9 @@ pub enum Activation {
     Silu,
     /// GELU, erf or tanh approximation.
     Gelu,
+    /// Squared ReLU: relu(x)² (So et al. 2021, "Primer: Searching for Efficient Transformers
+    /// for Language Modeling"; Nemotron-H's MLP).
+    Relu2,
 }
 
 impl Activation {
@@ -632,6 +635,7 @@ impl Activation {
             Activation::Relu => 1.0,
             Activation::Silu => 4.0,
             Activation::Gelu => 8.0,
+            Activation::Relu2 => 2.0,
         }
     }
 
@@ -640,6 +644,7 @@ impl Activation {
             Activation::Relu => "relu",
             Activation::Silu => "silu",
             Activation::Gelu => "gelu",
+            Activation::Relu2 => "relu2",
         }
     }
 }
@@ -688,6 +693,7 @@ impl MemoryKind {
             MemoryKind::GatedActivation(Activation::Relu) => "gated-relu",
             MemoryKind::GatedActivation(Activation::Silu) => "gated-silu",
             MemoryKind::GatedActivation(Activation::Gelu) => "gated-gelu",
+            MemoryKind::GatedActivation(Activation::Relu2) => "gated-relu2",
             MemoryKind::ResidualAdd => "residual-add",
             MemoryKind::Dropout => "dropout",
             MemoryKind::Rotary => "rotary",

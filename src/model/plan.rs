@@ -4,7 +4,8 @@
 //! static names rendered only when a report shows them.
 
 use crate::model::arch::{
-    Architecture, LayerGroups, LayerKind, LinearAttention, Mla, Mlp, Moe, Norm, Positions,
+    Architecture, Block as LayerBlock, LayerGroups, LayerKind, LinearAttention, Mamba2, Mla, Mlp,
+    Moe, Norm, Positions,
 };
 use crate::model::dtype::DType;
 use crate::model::execution::{
@@ -168,6 +169,7 @@ pub struct LayerDims {
     pub mla: Option<Mla>,
     pub attention_output_gate: bool,
     pub linear_attention: Option<LinearAttention>,
+    pub mamba: Option<Mamba2>,
 }
 
 impl LayerDims {
@@ -187,6 +189,7 @@ impl LayerDims {
             mla: a.mla,
             attention_output_gate: a.attention_output_gate,
             linear_attention: a.linear_attention,
+            mamba: a.mamba,
         }
     }
 
@@ -216,6 +219,11 @@ impl LayerDims {
             if let Some(l) = &mut d.linear_attention {
                 l.key_heads = l.key_heads.div_ceil(tp);
                 l.value_heads = l.value_heads.div_ceil(tp);
+            }
+            // Megatron's Mamba mixer splits its heads and its B/C groups over the ranks.
+            if let Some(m) = &mut d.mamba {
+                m.heads = m.heads.div_ceil(tp);
+                m.groups = m.groups.div_ceil(tp);
             }
         }
         d
@@ -565,6 +573,9 @@ impl Ctx {
 
     /// The forward ops of one layer of `kind`.
     fn layer(&self, s: &mut Sink, kind: LayerKind) {
+        if kind.block != LayerBlock::Pair {
+            return self.single_block_layer(s, kind);
+        }
         let a = &self.dims;
         let (h, t) = (a.hidden, self.tokens());
         let rows = self.stream_rows();
@@ -599,6 +610,82 @@ impl Ctx {
             Label::new("residual"),
             self.memory(MemoryKind::ResidualAdd, rows, h),
         );
+    }
+
+    /// A layer of one block with its own norm before it (Nemotron-H): a Mamba-2 mixer, global
+    /// attention, or the feed-forward block, then the residual add.
+    fn single_block_layer(&self, s: &mut Sink, kind: LayerKind) {
+        let a = &self.dims;
+        let (h, t) = (a.hidden, self.tokens());
+        s.push(Label::new("norm"), self.norm());
+        self.tp_exchange(s, true);
+        match (kind.block, a.mamba, a.mla, a.moe) {
+            (LayerBlock::Mamba, Some(m), _, _) => self.mamba2(s, m),
+            (LayerBlock::Attention, _, Some(m), _) => {
+                self.latent_attention(s, m, None, self.mla_absorbed())
+            }
+            (LayerBlock::Attention, _, None, _) => self.projected_attention(s, None),
+            (_, _, _, Some(m)) if kind.moe => self.moe(s, m),
+            _ => self.mlp(s, Part::Main, 1, t, a.intermediate),
+        }
+        self.tp_exchange(s, false);
+        self.hidden_dropout(s);
+        s.push(
+            Label::new("residual"),
+            self.memory(MemoryKind::ResidualAdd, self.stream_rows(), h),
+        );
+    }
+
+    /// A Mamba-2 mixer (Dao and Gu 2024, "Transformers are SSMs"): the input projection, the
+    /// causal convolution over x, B and C, the scan, the gated RMSNorm (a norm per group) and the
+    /// output projection. A decode step updates each head's head_dim × state matrix once
+    /// (`ScanState`); a longer pass runs the state space duality's chunked form as batched
+    /// matmuls over chunks of `SCAN_CHUNK` tokens, as the Mamba-2 kernels do: C·Bᵀ within each
+    /// chunk (per group), its masked scores times x (per head), each chunk's state Bᵀ·x, and the
+    /// carried state's contribution C·state.
+    fn mamba2(&self, s: &mut Sink, m: Mamba2) {
+        let (h, t, p) = (self.dims.hidden, self.tokens(), &self.shape);
+        let (inner, state) = (m.inner_width(), m.state_size);
+        s.push(Label::new("in-proj"), self.matmul(1, t, m.in_width(), h));
+        s.push(
+            Label::new("conv"),
+            self.memory(MemoryKind::CausalConv(m.conv_kernel), t, m.conv_width()),
+        );
+        if p.q_len == 1 {
+            s.push(
+                Label::new("scan"),
+                self.memory(MemoryKind::ScanState, p.batch * m.heads, m.head_dim * state),
+            );
+        } else {
+            let c = SCAN_CHUNK.min(p.q_len);
+            let chunks = p.batch * p.q_len.div_ceil(c);
+            s.push(
+                Label::new("ssd-scores"),
+                self.matmul(chunks * m.groups, c, c, state),
+            );
+            let per_head = chunks * m.heads;
+            s.push(
+                Label::new("ssd-intra"),
+                self.matmul(per_head, c, m.head_dim, c),
+            );
+            s.push(
+                Label::new("ssd-state"),
+                self.matmul(per_head, state, m.head_dim, c),
+            );
+            s.push(
+                Label::new("ssd-inter"),
+                self.matmul(per_head, c, m.head_dim, state),
+            );
+        }
+        s.push(
+            Label::new("gated-norm"),
+            self.memory(MemoryKind::RmsNorm, t * m.groups, inner / m.groups.max(1)),
+        );
+        s.push(
+            Label::new("output-gate"),
+            self.memory(MemoryKind::GatedActivation(Activation::Silu), t, inner),
+        );
+        s.push(Label::new("out-proj"), self.matmul(1, t, h, inner));
     }
 
     /// Attention with q/k/v projections: the projections, the per-head q/k norms, rotary
@@ -1733,6 +1820,70 @@ mod tests {
                 );
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Nemotron Nano 9B v2: each layer runs its one block after its own norm. The 27 Mamba-2
+    /// layers scan in chunks of 64 in a prefill (C·Bᵀ per group) and update each head's
+    /// 80 × 128 fp32 state once in a decode step; the 4 attention layers attend without rotary
+    /// positions; the 25 MLP layers run squared ReLU between two projections.
+    #[test]
+    fn nemotron_h_layers_run_one_block_each() {
+        let a = fixture("nemotron-nano-9b-v2.json");
+        let count = |ops: &[OpInstance], name: &str| {
+            ops.iter()
+                .filter(|o| o.label.name == name)
+                .map(|o| o.count)
+                .sum::<u64>()
+        };
+        let prefill = prefill_ops(&a, &serving());
+        for (name, n) in [
+            ("norm", 56),
+            ("in-proj", 27),
+            ("conv", 27),
+            ("ssd-scores", 27),
+            ("ssd-intra", 27),
+            ("ssd-state", 27),
+            ("ssd-inter", 27),
+            ("gated-norm", 27),
+            ("attention", 4),
+            ("rotary", 0),
+            ("up", 25),
+            ("relu2", 25),
+            ("down", 25),
+            ("residual", 56),
+            ("scan", 0),
+        ] {
+            assert_eq!(count(&prefill, name), n, "{name}");
+        }
+        let scores = prefill
+            .iter()
+            .find(|o| o.label.name == "ssd-scores")
+            .unwrap();
+        match scores.op {
+            Op::Matmul(m) => assert_eq!((m.batch, m.m, m.n, m.k), (8 * 16, 64, 64, 128)),
+            other => panic!("{other:?}"),
+        }
+        let decode = decode_ops(&a, &serving(), 2048);
+        assert_eq!(count(&decode, "scan"), 27);
+        assert_eq!(count(&decode, "ssd-scores"), 0);
+        let scan = decode.iter().find(|o| o.label.name == "scan").unwrap();
+        assert_eq!(scan.op.min_bytes(), 128.0 * 80.0 * 128.0 * 8.0);
+        // Training runs every block backward.
+        let training = training_ops(&a, &setup(256));
+        assert!(training.iter().any(|o| o.phase == Phase::Backward));
+        assert!(training.iter().all(|o| o.op.flops().is_finite()));
+        // Nemotron 3 Nano's E layers route: a router, the experts and the shared expert (an up
+        // projection each), and no dense MLP.
+        let moe = fixture("nemotron-3-nano-30b-a3b.json");
+        let prefill = prefill_ops(&moe, &serving());
+        for (name, n) in [
+            ("router", 23),
+            ("up", 46),
+            ("attention", 6),
+            ("ssd-scores", 23),
+        ] {
+            assert_eq!(count(&prefill, name), n, "{name}");
         }
     }
 
