@@ -1772,6 +1772,37 @@ fn cluster_cases() -> Vec<Case> {
         for (name, args, needles) in nccl {
             cases.push(case(name, Vec::new(), args, refused(needles)));
         }
+        // Shape files of attention with its own value width and shared keys and values.
+        let mla = |extra: &str| {
+            format!(
+                "[[attention]]\nheads = 16\nkv_heads = 1\nseq_q = 1\nseq_kv = 9\nhead_dim = 576\nshared_kv = true\n{extra}"
+            )
+        };
+        #[rustfmt::skip]
+        let shapes: Vec<(&str, String, &[&str])> = vec![
+            ("shared values wider than the keys", mla("v_head_dim = 600\n"), &["shapes.toml: attention[0].v_head_dim: 600 exceeds head_dim 576 with shared_kv"]),
+            ("a zero value head dim", mla("v_head_dim = 0\n"), &["shapes.toml: attention[0].v_head_dim: must be positive"]),
+            ("shared_kv not a boolean", mla("").replace("shared_kv = true", "shared_kv = 1"), &["shapes.toml", "shared_kv"]),
+        ];
+        for (name, toml, needles) in shapes {
+            cases.push(case(
+                name,
+                vec![("shapes.toml", text(&toml))],
+                &[
+                    "bench",
+                    "--backend",
+                    "cuda",
+                    "--op",
+                    "attention",
+                    "--dtype",
+                    "bf16",
+                    "--shapes",
+                    "{d}/shapes.toml",
+                    "--no-save",
+                ],
+                refused(needles),
+            ));
+        }
     }
     // More tensor ranks than key/value heads: the heads are replicated, not refused.
     cases.push(Case {

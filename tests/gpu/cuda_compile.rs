@@ -45,6 +45,25 @@ fn sample_ops() -> Vec<Op> {
             }
         }
     }
+    // Absorbed MLA decode: DeepSeek-V3's 128 heads over one shared latent K/V head.
+    for dtype in [DType::Fp16, DType::Bf16] {
+        out.push(Op::Attention(Attention {
+            batch: 2,
+            q_heads: 128,
+            kv_heads: 1,
+            q_len: 1,
+            kv_len: 1000,
+            qk_head_dim: specs::MLA_QK_HEAD_DIM,
+            v_head_dim: specs::MLA_V_HEAD_DIM,
+            causal: true,
+            window: None,
+            dtype,
+            kv_dtype: dtype,
+            fused: true,
+            pass: Pass::Forward,
+            shared_kv: true,
+        }));
+    }
     for dtype in [DType::Fp32, DType::Fp16, DType::Bf16] {
         for kind in [
             MemoryKind::RmsNorm,
@@ -248,4 +267,32 @@ pub fn mma_kernels_emit_mma_instructions() {
         !ampere.contains("e4m3.e4m3"),
         "fp8 MMA must not be emitted for sm_80"
     );
+    // The MLA decode kernel runs its scores and P·V on tensor cores, its tiles staged through
+    // ldmatrix, and stays within the 48 KiB of static shared memory a launch gets by default.
+    let mla = specs::sources()
+        .into_iter()
+        .find(|s| s.file == "attention_mla_decode.cu")
+        .unwrap();
+    let ptx = nvrtc::compile(mla.file, mla.text, "compute_80")
+        .unwrap()
+        .to_src();
+    for needle in [
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
+        "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16",
+    ] {
+        assert!(ptx.contains(needle), "MLA decode PTX lacks {needle}");
+    }
+    // The shared arrays are named after the template instance (mla_partial<__half>, ...).
+    for instance in ["mla_partialI6__half", "mla_partialI13__nv_bfloat16"] {
+        let shared: u64 = ptx
+            .lines()
+            .filter(|l| l.contains(".shared .align") && l.contains(instance))
+            .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(
+            shared > 0 && shared <= 48 * 1024,
+            "{instance}: {shared} bytes of shared memory"
+        );
+    }
 }

@@ -67,6 +67,7 @@ const CASES: &[Case] = &[
     case!(Wgpu, wgpu_kernels::every_attention_kernel_matches_the_reference_on_smoke_shapes),
     case!(Wgpu, wgpu_kernels::every_memory_kernel_matches_the_reference_on_smoke_shapes),
     case!(Wgpu, wgpu_kernels::a_wrong_answer_fails_the_check),
+    case!(Wgpu, wgpu_kernels::shared_kv_attention_matches_the_reference),
     case!(Nvrtc, cuda_compile::every_kernel_file_compiles_for_ampere_ada_and_hopper_with_its_entry_points),
     case!(Nothing, cuda_compile::every_declared_entry_point_is_launched_and_every_launch_is_declared),
     case!(Nvrtc, cuda_compile::every_launch_matches_its_kernel_signature),

@@ -103,7 +103,9 @@ pub fn inputs(op: &Op, seed: u64) -> Result<Vec<Vec<f32>>, BackendError> {
             // tensor too so that kernels reading a separate V compute the same attention.
             let v = if a.shared_kv {
                 let (d, dv) = (a.qk_head_dim as usize, a.v_head_dim as usize);
-                k.chunks(d).flat_map(|row| row[..dv].iter().copied()).collect()
+                k.chunks(d)
+                    .flat_map(|row| row[..dv].iter().copied())
+                    .collect()
             } else {
                 random_tensor(n(a.kv_heads, a.kv_len, a.v_head_dim), a.dtype, seed ^ 0xa3)
             };

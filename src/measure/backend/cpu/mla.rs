@@ -182,7 +182,11 @@ mod tests {
             q_rope: seeded(d.heads * d.rope, seed ^ 1, 1.0),
             cache: seeded(ctx * d.cache_width(), seed ^ 2, 1.0),
             w_uk: seeded(d.heads * d.qk_nope * r, seed ^ 3, 1.0 / (r as f64).sqrt()),
-            w_uv: seeded(d.heads * d.v_head_dim * r, seed ^ 4, 1.0 / (r as f64).sqrt()),
+            w_uv: seeded(
+                d.heads * d.v_head_dim * r,
+                seed ^ 4,
+                1.0 / (r as f64).sqrt(),
+            ),
         }
     }
 
