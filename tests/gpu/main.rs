@@ -86,6 +86,9 @@ const CASES: &[Case] = &[
     case!(Wgpu, compose::compose_reports_measured_against_predicted_per_op),
     case!(Nothing, compose::compose_refuses_a_model_it_cannot_run_by_name),
     case!(Wgpu, compose::compose_refuses_a_profile_of_another_gpu),
+    case!(Nothing, compose::each_familys_block_is_its_workloads_layer),
+    case!(Wgpu, compose::each_familys_block_matches_its_reference_and_its_features_are_wired),
+    case!(Wgpu, compose::compose_runs_one_layer_of_each_family),
     case!(Wgpu, calibration::a_fresh_lavapipe_sweep_calibrates_better_than_the_roofline),
 ];
 

@@ -204,6 +204,22 @@ pub fn gated_silu(gate_up: &[f32], cols: usize) -> Vec<f64> {
         .collect()
 }
 
+/// GeGLU over rows of [gate (cols) | up (cols)]: gelu(gate) · up, GELU's tanh approximation
+/// (Gemma's gelu_pytorch_tanh).
+pub fn gated_gelu(gate_up: &[f32], cols: usize) -> Vec<f64> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    gate_up
+        .chunks(2 * cols)
+        .flat_map(|row| {
+            let (g, u) = row.split_at(cols);
+            g.iter().zip(u).map(move |(g, u)| {
+                let g = f64::from(*g);
+                0.5 * g * (1.0 + (c * (g + 0.044715 * g.powi(3))).tanh()) * f64::from(*u)
+            })
+        })
+        .collect()
+}
+
 /// a + b elementwise.
 pub fn residual_add(a: &[f32], b: &[f32]) -> Vec<f64> {
     a.iter()

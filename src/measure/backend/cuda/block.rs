@@ -7,7 +7,7 @@
 
 use super::launch::{Buffers, Layouts};
 use super::{CudaBackend, drv, memory_elem, spec_for};
-use crate::measure::backend::block::{BlockInputs, BlockRun, BlockShape, Operand, operands};
+use crate::measure::backend::block::{BlockInputs, BlockRun, BlockShape, Operand};
 use crate::measure::backend::{BackendError, Result};
 use crate::model::ops::Op;
 use cudarc::driver::CudaSlice;
@@ -41,6 +41,15 @@ impl CudaBackend {
                 block.head_dim
             )));
         }
+        if let Some((name, _)) = block
+            .ops
+            .iter()
+            .find(|(name, _)| matches!(name.as_str(), "qk-norm" | "gated-gelu"))
+        {
+            return Err(BackendError::Unsupported(format!(
+                "cuda block: no {name} kernel yet (the wgpu block runs it)"
+            )));
+        }
         let mut buffers: Vec<CudaSlice<u8>> = Vec::new();
         for t in inputs.tensors() {
             buffers.push(self.stream.clone_htod(&elem.encode(t)).map_err(drv)?);
@@ -57,7 +66,7 @@ impl CudaBackend {
             );
         }
         let ptrs: Vec<CUdeviceptr> = buffers.iter().map(|b| self.ptr(b)).collect();
-        let wiring = operands();
+        let wiring = block.operands();
         let operand = |o: &Operand| match *o {
             Operand::Input(i) => ptrs[i],
             Operand::Op(j) => ptrs[inputs_len + j],
