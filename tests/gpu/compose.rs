@@ -215,7 +215,8 @@ pub fn each_familys_block_matches_its_reference_and_its_features_are_wired() {
     use compose::Layer::{Global, Local};
     let mut backend = common::wgpu();
     type Edit = fn(&mut BlockShape, &mut block::BlockInputs);
-    let cases: Vec<(&str, compose::Layer, Vec<(&str, Edit)>)> = vec![
+    type Case<'a> = (&'a str, compose::Layer, Vec<(&'a str, Edit)>);
+    let cases: Vec<Case> = vec![
         (
             "qwen3-layer.toml",
             Global,
