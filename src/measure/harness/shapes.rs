@@ -274,7 +274,17 @@ pub fn matmul_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<M
 pub fn attention_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<Attention>> {
     let plain = |v: Vec<AttnDims>| v.into_iter().map(|d| (d, PLAIN_VALUES)).collect();
     let dims: Vec<(AttnDims, Values)> = match preset {
-        "smoke" => plain(attention_smoke()),
+        "smoke" => {
+            let mut v: Vec<(AttnDims, Values)> = plain(attention_smoke());
+            // Absorbed MLA decode: 8 heads over one shared latent K/V head of 576 (values its
+            // first 512 columns), an odd context.
+            let shared = Values {
+                v_head_dim: Some(512),
+                shared_kv: true,
+            };
+            v.push(((2, 8, 1, 1, 77, 576, true, None), shared));
+            v
+        }
         "sweep" => plain(attention_sweep(max_bytes, dtype.bytes())),
         path => {
             let text = crate::error::read_to_string(std::path::Path::new(path))?;
