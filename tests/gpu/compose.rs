@@ -75,6 +75,15 @@ pub fn f16_block_matches_its_reference() {
     }
     let m = compose::measure(&mut backend, &tiny(64, DType::Fp16), 1, 3).unwrap();
     assert!(m.correctness.pass, "{:?}", m.correctness);
+    // QK-norm, the post-norms and GeGLU in f16 too.
+    for file in ["qwen3-layer.toml", "gemma3-layer.toml"] {
+        let arch = gpucost::model::arch::load(&path(&format!("examples/compose/{file}"))).unwrap();
+        let b = compose::block_shape_of(&arch, compose::Layer::Local, 1, 48, DType::Fp16)
+            .or_else(|_| compose::block_shape(&arch, 1, 48, DType::Fp16))
+            .unwrap();
+        let m = compose::measure(&mut backend, &b, 1, 3).unwrap();
+        assert!(m.correctness.pass, "{file}: {:?}", m.correctness);
+    }
 }
 
 pub fn compose_reports_measured_against_predicted_per_op() {

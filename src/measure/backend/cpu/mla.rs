@@ -232,6 +232,46 @@ mod tests {
         }
     }
 
+    /// The absorbed attention is the attention op with `shared_kv` that the kernels run: one
+    /// latent K/V head, head dim kv_lora_rank + rope, values its first kv_lora_rank columns
+    /// (the op scales by 1/√(its head dim); a model's query carries the rest of MLA's scale).
+    #[test]
+    fn the_latent_attention_is_the_shared_kv_attention_op() {
+        use crate::model::ops::{Attention, Pass};
+        let d = MlaDims {
+            heads: 8,
+            kv_lora_rank: 64,
+            qk_nope: 32,
+            rope: 16,
+            v_head_dim: 32,
+        };
+        let (ctx, w) = (45, d.cache_width());
+        let q32 = random_tensor(d.heads * w, DType::Fp32, 3);
+        let cache32 = random_tensor(ctx * w, DType::Fp32, 4);
+        let op = Attention {
+            batch: 1,
+            q_heads: d.heads as u64,
+            kv_heads: 1,
+            q_len: 1,
+            kv_len: ctx as u64,
+            qk_head_dim: w as u64,
+            v_head_dim: d.kv_lora_rank as u64,
+            causal: true,
+            window: None,
+            dtype: DType::Fp32,
+            kv_dtype: DType::Fp32,
+            fused: true,
+            pass: Pass::Forward,
+            shared_kv: true,
+        };
+        let from_op = crate::measure::backend::cpu::attention(&op, &q32, &cache32, &[]);
+        let rescale = 1.0 / (w as f64).sqrt() / d.scale();
+        let q: Vec<f64> = q32.iter().map(|v| f64::from(*v) * rescale).collect();
+        let cache: Vec<f64> = cache32.iter().map(|v| f64::from(*v)).collect();
+        let e = rel_error(&from_op, &latent_attention(&d, &q, &cache));
+        assert!(e < 1e-12, "relative difference {e:e}");
+    }
+
     #[test]
     fn the_scale_is_that_of_the_decompressed_head_dim() {
         let d = MlaDims {
