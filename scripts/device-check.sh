@@ -169,8 +169,8 @@ run() {
   local fast=(--budget-s 0.25 --target-cv 0.03 --out "$res")
   local quick=(--budget-s 0.05 --target-cv 0.03 --out "$res")
   # Correctness of the memory-bound kernels and the composition check: a transformer block of
-  # the tiny model and of a Llama-3-8B and a Llama-2-7B layer, measured against the sum of the
-  # calibrated op predictions.
+  # the tiny model, of a Llama-3-8B and a Llama-2-7B layer and of small Qwen3 and Gemma 3
+  # layers, measured against the sum of the calibrated op predictions.
   memory_and_compose() {
     for dt in bf16 fp16; do
       step 15 $bin/gpucost bench --backend cuda --op memory --dtype "$dt" --shapes smoke "${quick[@]}"
@@ -178,6 +178,9 @@ run() {
     step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/tiny-block.toml --dtype bf16 --tokens 512 --out "$res"
     step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model llama-3-8b --dtype bf16 --tokens 2048 --out "$res"
     step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model models/Llama-2-7b-hf.json --dtype fp16 --tokens 4096 --out "$res"
+    # The families' layers the CUDA block runs: Qwen3's QK-norm, Gemma 3's local layer (GeGLU).
+    step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/compose/qwen3-layer.toml --dtype bf16 --tokens 512 --out "$res"
+    step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/compose/gemma3-layer.toml --layer local --dtype bf16 --tokens 512 --out "$res"
   }
   # Absorbed MLA decode (DeepSeek-V3's latent attention): correctness on odd small shapes in
   # both dtypes, then the targets (batch 1-64, 128 heads, contexts 1k-32k) beside PyTorch SDPA

@@ -436,11 +436,101 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
     },
 ];
 
-/// Every kernel file of the table, each once.
+/// Kernels only the transformer block runs (the composition check), each the op's only
+/// implementation there: QK-norm reading the heads in place from the QKV projection, and GeGLU.
+/// Not offered to `bench`; compiled and signature-checked with the table above.
+pub static BLOCK_SPECS: &[KernelSpec<Cuda>] = &[
+    KernelSpec {
+        variant: Variant {
+            name: "elementwise",
+            idea: "QK-norm: one block per (token, head), heads read in place from the QKV projection",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Memory(&[MemoryKind::RmsNorm]),
+        dtypes: HALF,
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("block.cu"),
+            entries: &["qk_norm_f16", "qk_norm_bf16"],
+            launches: |op, layouts| {
+                let Op::Memory(m) = op else {
+                    return Err(wrong_op(op));
+                };
+                let l = layouts.qk_norm.ok_or_else(|| {
+                    BackendError::Unsupported("qk-norm runs inside a block only".into())
+                })?;
+                let eps = crate::measure::backend::cpu::RMSNORM_EPS as f32;
+                let mut args = [Buf::Input(0), Buf::Input(1), Buf::Output]
+                    .map(Arg::Buf)
+                    .to_vec();
+                args.extend(
+                    [m.rows as u32, m.cols as u32, l.heads, l.q_heads, l.in_row]
+                        .map(|x| Arg::I32(x as i32)),
+                );
+                args.push(Arg::F32(eps));
+                Ok(vec![Launch {
+                    entry: format!("qk_norm_{}", half_suffix(op)?),
+                    grid: (m.rows as u32, 1, 1),
+                    block: (128, 1, 1),
+                    smem: 0,
+                    args,
+                }])
+            },
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "elementwise",
+            idea: "GeGLU (GELU's tanh form): one thread per element, grid-stride",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Memory(&[MemoryKind::GatedActivation(Activation::Gelu)]),
+        dtypes: HALF,
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("block.cu"),
+            entries: &["gated_gelu_f16", "gated_gelu_bf16"],
+            launches: |op, _| {
+                let Op::Memory(m) = op else {
+                    return Err(wrong_op(op));
+                };
+                Ok(vec![Launch {
+                    entry: format!("gated_gelu_{}", half_suffix(op)?),
+                    grid: ((m.rows * m.cols).div_ceil(256).clamp(1, 65535) as u32, 1, 1),
+                    block: (256, 1, 1),
+                    smem: 0,
+                    args: vec![
+                        Arg::Buf(Buf::Input(0)),
+                        Arg::Buf(Buf::Output),
+                        Arg::I32(m.rows as i32),
+                        Arg::I32(m.cols as i32),
+                    ],
+                }])
+            },
+        },
+    },
+];
+
+/// The entry-point suffix of a 16-bit op.
+fn half_suffix(op: &Op) -> Result<&'static str> {
+    match op.dtype() {
+        DType::Fp16 => Ok("f16"),
+        DType::Bf16 => Ok("bf16"),
+        _ => Err(wrong_op(op)),
+    }
+}
+
+/// Every kernel file of the table and of the block's, each once.
 pub fn sources() -> Vec<Source> {
-    crate::measure::backend::spec::unique_sources(SPECS.iter().filter_map(|s| match s.kernel {
-        Cuda::Nvrtc { source, .. } => Some(source),
-        Cuda::Library(_) => None,
+    crate::measure::backend::spec::unique_sources(SPECS.iter().chain(BLOCK_SPECS).filter_map(|s| {
+        match s.kernel {
+            Cuda::Nvrtc { source, .. } => Some(source),
+            Cuda::Library(_) => None,
+        }
     }))
 }
 

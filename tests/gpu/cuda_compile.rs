@@ -2,7 +2,9 @@
 //! through the same code path the program uses, defines every entry point its spec declares, and
 //! takes the arguments its spec's launches pass.
 
-use gpucost::measure::backend::cuda::{Arg, Cuda, Layouts, SPECS, nvrtc, specs};
+use gpucost::measure::backend::cuda::{
+    Arg, BLOCK_SPECS, Cuda, Layouts, QkNormLayout, SPECS, nvrtc, specs,
+};
 use gpucost::model::dtype::DType;
 use gpucost::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op, Pass};
 use std::collections::{BTreeSet, HashMap};
@@ -139,6 +141,7 @@ pub fn every_kernel_file_compiles_for_ampere_ada_and_hopper_with_its_entry_point
     for source in &sources {
         let entries: Vec<&str> = SPECS
             .iter()
+            .chain(BLOCK_SPECS)
             .filter_map(|s| match s.kernel {
                 Cuda::Nvrtc {
                     source: src,
@@ -233,6 +236,62 @@ pub fn every_launch_matches_its_kernel_signature() {
                 }
             }
         }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The block's own kernels (QK-norm, GeGLU): each declared entry point is launched, for f16 and
+/// bf16, with the arguments its kernel takes; QK-norm is refused outside a block.
+pub fn block_kernels_launch_what_they_declare_with_matching_signatures() {
+    let layouts = Layouts {
+        qk_norm: Some(QkNormLayout {
+            heads: 6,
+            q_heads: 4,
+            in_row: 512,
+        }),
+        ..Layouts::default()
+    };
+    let mut failures = Vec::new();
+    for spec in BLOCK_SPECS {
+        let Cuda::Nvrtc {
+            source,
+            entries,
+            launches,
+        } = spec.kernel
+        else {
+            panic!("{}: a block kernel is ours", spec.variant.name);
+        };
+        let ptx = nvrtc::compile(source.file, source.text, "compute_89")
+            .unwrap()
+            .to_src();
+        let mut launched = BTreeSet::new();
+        for dtype in [DType::Fp16, DType::Bf16] {
+            for kind in [
+                MemoryKind::RmsNorm,
+                MemoryKind::GatedActivation(Activation::Gelu),
+            ] {
+                let op = Op::Memory(MemoryOp::new(kind, Pass::Forward, 24, 64, dtype));
+                if !spec.takes(&op) {
+                    continue;
+                }
+                if kind == MemoryKind::RmsNorm {
+                    assert!(launches(&op, &Layouts::default()).is_err());
+                }
+                for l in launches(&op, &layouts).unwrap() {
+                    let params = entry_params(&ptx, &l.entry).unwrap_or_default();
+                    let args: Vec<_> = l.args.iter().map(arg_kind).collect();
+                    if params != args {
+                        failures.push(format!(
+                            "{} {}: kernel takes {params:?}, spec passes {args:?}",
+                            source.file, l.entry
+                        ));
+                    }
+                    launched.insert(l.entry);
+                }
+            }
+        }
+        let declared: BTreeSet<String> = entries.iter().map(|e| e.to_string()).collect();
+        assert_eq!(launched, declared, "{}", source.file);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

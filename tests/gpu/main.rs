@@ -72,6 +72,7 @@ const CASES: &[Case] = &[
     case!(Nothing, cuda_compile::every_declared_entry_point_is_launched_and_every_launch_is_declared),
     case!(Nvrtc, cuda_compile::every_launch_matches_its_kernel_signature),
     case!(Nvrtc, cuda_compile::mma_kernels_emit_mma_instructions),
+    case!(Nvrtc, cuda_compile::block_kernels_launch_what_they_declare_with_matching_signatures),
     case!(Nothing, bench_cli::devices_lists_every_backend_and_why_one_is_missing),
     case!(Wgpu, bench_cli::bench_writes_one_record_per_variant_and_shape),
     case!(Wgpu, bench_cli::bench_skips_shapes_a_named_variant_cannot_run),

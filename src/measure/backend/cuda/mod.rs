@@ -11,8 +11,8 @@ pub mod nvrtc;
 pub mod specs;
 pub mod telemetry;
 
-pub use launch::{Arg, Buf, Cuda, CudaSpec, Launch, Layouts, Library};
-pub use specs::SPECS;
+pub use launch::{Arg, Buf, Cuda, CudaSpec, Launch, Layouts, Library, QkNormLayout};
+pub use specs::{BLOCK_SPECS, SPECS};
 
 use super::spec::{self, Source};
 use super::{Backend, BackendError, Clock, DeviceInfo, Result, Telemetry, Variant, host};
