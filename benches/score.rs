@@ -60,6 +60,7 @@ fn execution(batch: u64) -> Execution {
             kv_dtype: DType::Bf16,
             fused_attention: true,
             parallelism: Parallelism::default(),
+            speculative_acceptance: None,
         },
     }
 }

@@ -7,7 +7,9 @@
 #                                     # timing of every CUDA and wgpu kernel next to cuBLAS /
 #                                     # cuBLASLt / PyTorch SDPA, the memory-bound kernels, the
 #                                     # composition check (a transformer block against the sum of
-#                                     # its op predictions), the criterion matmul bench; writes
+#                                     # its op predictions), the gated-delta scans (CUDA chunked and
+#                                     # WGSL recurrent beside a plain-PyTorch chunked reference),
+#                                     # the criterion matmul bench; writes
 #                                     # $OUT/{device-check.log,report.txt,results/,...}
 #
 # Each step runs under its own timeout, so the whole stays within about 9 minutes; an interrupted
@@ -19,7 +21,8 @@
 # calibration sweeps with long limits (no wgpu, no criterion), within about 6.5 minutes.
 # SWEEP=1: the dense calibration sweep within 7 minutes (SWEEP_BUDGET_S), vendors first: cuBLAS /
 # cuBLASLt GEMMs in bf16, fp16, fp8-e4m3 and tf32, PyTorch SDPA (flash and cuDNN) prefill and
-# decode, the memory-bound kernels, PyTorch Llama models end to end beside `gpucost predict`,
+# decode, the memory-bound kernels, PyTorch Llama models end to end beside `gpucost predict`, the
+# gated-delta scans (the plain-PyTorch chunked reference, then our chunked CUDA kernel),
 # then our own kernels on a thin grid in the time left; everything is packed into
 # $OUT/sweep.tar.gz at the end (SWEEP_KEEP=1 keeps the loose files too). SWEEP_DRY=1: count the
 # sweep's shapes and estimate each step's time, here or there, no GPU needed. The shape files
@@ -65,6 +68,8 @@ gemm tf32 25 scripts/sweep_h200_gemm.toml cublas-tf32
 sdpa bf16 75 scripts/sweep_h200_attention.toml -
 memory bf16 25 scripts/sweep_h200_memory.toml -
 e2e - 100 models/Meta-Llama-3-8B.json,models/Llama-2-7b-hf.json -
+torchscan bf16 25 scripts/sweep_h200_scan.toml -
+scan bf16 20 scripts/sweep_h200_scan.toml -
 gemm bf16 rest scripts/sweep_h200_ours.toml -
 attention bf16 rest scripts/sweep_h200_ours.toml -
 PLAN
@@ -110,12 +115,12 @@ sweep() {
     var=()
     [ "$variants" != - ] && var=(--variant "$variants")
     case "$kind" in
-      gemm | attention | memory)
+      gemm | attention | memory | scan)
         local op=$kind
         [ "$kind" = gemm ] && op=matmul
         step "$limit" $bin/gpucost bench --backend cuda --op "$op" --dtype "$dtype" --shapes "$file" \
           "${var[@]}" --baseline-max-flops 0 "${opts[@]}" ;;
-      sdpa)
+      sdpa | torchscan)
         step "$limit" python3 scripts/reference_torch.py --shapes "$file" --dtype "$dtype" --out "$res" \
           --budget-s 0.1 --target-cv 0.03 ;;
       e2e)
@@ -182,6 +187,17 @@ run() {
     step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/compose/qwen3-layer.toml --dtype bf16 --tokens 512 --out "$res"
     step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/compose/gemma3-layer.toml --layer local --dtype bf16 --tokens 512 --out "$res"
   }
+  # The gated-delta scans: correctness on the smoke shapes first, then the targets, then the
+  # plain-PyTorch chunked reference on the same shapes, appended to the same results files.
+  scans() {
+    for dt in bf16 fp16; do
+      step 10 $bin/gpucost bench --backend cuda --op scan --dtype "$dt" --shapes smoke "${quick[@]}"
+    done
+    for dt in bf16 fp16; do
+      step 20 $bin/gpucost bench --backend cuda --op scan --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
+    done
+    step 30 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-scan-*.jsonl 2>/dev/null)
+  }
   # Absorbed MLA decode (DeepSeek-V3's latent attention): correctness on odd small shapes in
   # both dtypes, then the targets (batch 1-64, 128 heads, contexts 1k-32k) beside PyTorch SDPA
   # over the same latent. Run after the general SDPA step, which reads every cuda-attention file.
@@ -212,7 +228,8 @@ run() {
     step 45 $bin/gpucost bench --backend cuda --op attention --dtype bf16 --shapes sweep "${fast[@]}"
     step 30 $bin/gpucost bench --backend cuda --op memory --dtype bf16 --shapes sweep "${fast[@]}"
     step 30 $bin/gpucost bench --backend cuda --op matmul --dtype fp16 --shapes sweep "${fast[@]}"
-    step 30 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
+    step 30 $bin/gpucost bench --backend cuda --op scan --dtype bf16 --shapes sweep "${fast[@]}"
+    step 30 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl "$res"/*/cuda-scan-*.jsonl 2>/dev/null)
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
     return
   fi
@@ -228,6 +245,7 @@ run() {
       step 25 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
     done
     step 45 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
+    scans
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
     return
   fi
@@ -246,9 +264,11 @@ run() {
     step 10 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes smoke "${quick[@]}"
   done
   memory_and_compose
-  # wgpu on the GPU: the WGSL kernels at 4096³.
+  scans
+  # wgpu on the GPU: the WGSL kernels at 4096³, and the recurrent WGSL scan on the scan targets.
   step 25 $bin/gpucost bench --backend wgpu --op matmul --dtype f32 --shapes scripts/targets.toml "${fast[@]}" --baseline-max-flops 1e12
   step 25 $bin/gpucost bench --backend wgpu --op matmul --dtype f16 --shapes scripts/targets.toml "${fast[@]}" --baseline-max-flops 1e12
+  step 20 $bin/gpucost bench --backend wgpu --op scan --dtype f16 --shapes scripts/targets.toml "${fast[@]}"
   # PyTorch SDPA beside our attention, appended to the same results files.
   step 45 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
   # The MLA decode kernel's correctness only (MLA=1 runs its targets beside SDPA).

@@ -34,7 +34,8 @@ one input set per shape (the CUDA backend flushes the L2 before every sample, wh
 rotating sets guards against on backends that cannot). See ASSUMPTIONS for every constant.
 
 STEP is KIND:DTYPE:LIMIT_S:FILE[:VARIANTS], KIND one of gemm, attention (our kernels),
-memory, sdpa, e2e (FILE then names model configs, comma-separated, and DTYPE is ignored).
+memory, scan (our chunked CUDA scan), torchscan (the plain-PyTorch scan reference), sdpa, e2e
+(FILE then names model configs, comma-separated, and DTYPE is ignored).
 """
 import argparse
 import json
@@ -398,6 +399,22 @@ def e2e_cost(configs, batches=(1, 8, 32), prompts=(128, 1024, 4096), gen_tokens=
     return total
 
 
+def scan_cost(s, dtype, torch_ref=False, budget_s=0.1):
+    """Rough seconds for one gated-delta scan shape (batch, heads, seq, dk): a guess of the time
+    model, not a measurement. Ours: the chunk products at a low SIMT efficiency, and the host
+    reference on ten sampled heads; the PyTorch reference: ~15 launches per 64-token chunk, and
+    its float64 check token by token (~6 launches per token)."""
+    b, h, seq, d = s
+    c = 64
+    flops = b * h * (seq / c) * (4 * c * c * d + c ** 3 / 3 + 6 * c * d * d)
+    t = flops / (0.05 * A["peak_flops"]["fp32"]) + b * h * seq * 4 * d * 2 / A["bandwidth"]
+    if torch_ref:
+        t = max(t, (seq / c) * 15 * 8e-6)
+        return 6 * seq * 8e-6 + sampling(t, A["torch_sample_overhead_s"], budget_s)
+    host = 10 * seq * d * d * 3 * 1e-9 / 16
+    return host + sampling(t, A["sample_overhead_s"], budget_s)
+
+
 def estimate(steps, budget, reserve=0.0, setup=0.0):
     """Prints each step's shape count, estimated time and how much of it its limit allows, the
     steps run in order from `setup` seconds on; a limit of "rest" is an equal share of what is
@@ -445,6 +462,11 @@ def estimate(steps, budget, reserve=0.0, setup=0.0):
                   for s in read_shapes(path, "attention")]
             costs = [sdpa_cost(s, dtype) for s in sh]
             start = A["python_start_s"]
+        elif kind in ("scan", "torchscan"):
+            sh = [(s.get("batch", 1), s["heads"], s["seq"], s["key_dim"])
+                  for s in read_shapes(path, "scan")]
+            costs = [scan_cost(x, dtype, torch_ref=kind == "torchscan") for x in sh]
+            start = A["python_start_s" if kind == "torchscan" else "process_start_s"]
         elif kind == "memory":
             sh = [(s["kind"], s["rows"], s["cols"]) for s in read_shapes(path, "memory")]
             costs = [memory_cost(*s, dtype) for s in sh]

@@ -14,6 +14,11 @@ shape file instead (its [[attention]] entries) and writes the records, in the sa
 OUT/<device>/torch-attention-<dtype>-<ms>.jsonl, each flushed as it is measured; gpucost need
 not have run first.
 
+Scan ops (the gated delta rule) are measured the same way with a plain-PyTorch chunked
+implementation, variant "torch-naive-chunked": a reference written with batched matmuls, not a
+vendor kernel (scripts/torch_scan.py); with --shapes its records go to
+OUT/<device>/torch-scan-<dtype>-<ms>.jsonl.
+
 usage: reference_torch.py RESULTS.jsonl [RESULTS.jsonl ...] [--budget-s 0.3] [--target-cv 0.03]
        reference_torch.py --shapes FILE.toml [--dtype bf16,fp16] [--out results] [--budget-s 0.3]
 """
@@ -30,6 +35,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import torch_scan
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -244,10 +251,13 @@ def git_revision():
 
 
 def measure_and_write(f, op, src_revision, device, args, flush):
-    """Measures one op on every SDPA backend and appends a record per backend that ran to the
-    open file f; returns how many it wrote."""
+    """Measures one op on every SDPA backend (a scan: on the plain-PyTorch chunked reference)
+    and appends a record per backend that ran to the open file f; returns how many it wrote."""
     try:
-        results = measure(op, args.budget_s, flush, args.target_cv)
+        if op.get("op") == "scan":
+            results = [torch_scan.measure(op, args.budget_s, flush, summary, args.target_cv)]
+        else:
+            results = measure(op, args.budget_s, flush, args.target_cv)
     except torch.OutOfMemoryError as e:
         results = [(None, f"out of memory: {str(e).splitlines()[0]}")]
     except Exception as e:  # one bad shape must not end the sweep
@@ -266,8 +276,11 @@ def measure_and_write(f, op, src_revision, device, args, flush):
         os.fsync(f.fileno())
         written += 1
         t = rec["timing"]
-        print(f"{rec['variant']} {op['dtype']} b{op['batch']} h{op['q_heads']}/{op['kv_heads']} "
-              f"q{op['q_len']} kv{op['kv_len']} d{op['qk_head_dim']} causal={op['causal']}: "
+        shape = (f"b{op['batch']} h{op['heads']} s{op['seq']} dk{op['key_dim']} dv{op['value_dim']}"
+                 if op.get("op") == "scan" else
+                 f"b{op['batch']} h{op['q_heads']}/{op['kv_heads']} q{op['q_len']} kv{op['kv_len']} "
+                 f"d{op['qk_head_dim']} causal={op['causal']}")
+        print(f"{rec['variant']} {op['dtype']} {shape}: "
               + (f"{t['summary']['median_s'] * 1e3:.3f} ms, {t['flops_per_s'] / 1e12:.1f} TFLOP/s"
                  if t else f"FAILED {rec['correctness']}"), flush=True)
     return written
@@ -276,7 +289,7 @@ def measure_and_write(f, op, src_revision, device, args, flush):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="*", help="gpucost results files to append SDPA records to")
-    ap.add_argument("--shapes", help="a gpucost shape file: measure its [[attention]] entries")
+    ap.add_argument("--shapes", help="a gpucost shape file: measure its [[attention]] and [[scan]] entries")
     ap.add_argument("--dtype", default="bf16", help="with --shapes: fp16 and/or bf16, comma-separated")
     ap.add_argument("--out", default="results", help="with --shapes: the results folder")
     ap.add_argument("--budget-s", type=float, default=0.3, help="seconds of sampling per shape at most")
@@ -292,7 +305,7 @@ def main():
         bad = [d for d in dtypes if d not in DTYPES]
         if bad:
             ap.error(f"--dtype: {bad} (have {sorted(DTYPES)})")
-        ops = shape_file_ops(args.shapes, dtypes)
+        ops = shape_file_ops(args.shapes, dtypes) + torch_scan.shape_file_ops(args.shapes, dtypes)
         folder = os.path.join(args.out, slug(device["name"]))
         os.makedirs(folder, exist_ok=True)
         rev = git_revision()
@@ -300,19 +313,19 @@ def main():
         written = 0
         try:
             for op in ops:
-                dt = op["dtype"]
-                if dt not in files:
-                    stem = f"torch-attention-{dt}-{int(time.time() * 1000)}"
-                    files[dt] = open(os.path.join(folder, stem + ".jsonl"), "x")
-                    print(f"writing {files[dt].name}")
+                key = (op["op"], op["dtype"])
+                if key not in files:
+                    stem = f"torch-{op['op']}-{op['dtype']}-{int(time.time() * 1000)}"
+                    files[key] = open(os.path.join(folder, stem + ".jsonl"), "x")
+                    print(f"writing {files[key].name}")
                 if op.get("window") is not None:
                     print(f"skipped {op}: SDPA has no sliding window")
                     continue
-                written += measure_and_write(files[dt], op, rev, device, args, flush)
+                written += measure_and_write(files[key], op, rev, device, args, flush)
         finally:
             for f in files.values():
                 f.close()
-        print(f"wrote {written} records for {len(ops)} shapes (a record per SDPA backend)")
+        print(f"wrote {written} records for {len(ops)} shapes (a record per SDPA backend for attention)")
         return
     for path in args.results:
         with open(path) as f:
@@ -321,7 +334,8 @@ def main():
         for r in records:
             op = r["op"]
             key = json.dumps(op, sort_keys=True)
-            if op.get("op") == "attention" and op["dtype"] in DTYPES and op.get("window") is None and key not in seen:
+            wanted = (op.get("op") == "attention" and op.get("window") is None) or op.get("op") == "scan"
+            if wanted and op["dtype"] in DTYPES and key not in seen:
                 seen.add(key)
                 ops.append((op, r))
         with open(path, "a") as f:

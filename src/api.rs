@@ -397,6 +397,10 @@ pub struct PredictRequest {
     /// GPUs per node (default: the hardware profile's).
     #[serde(default)]
     pub gpus_per_node: Option<u64>,
+    /// Decode speculatively with the model's multi-token-prediction modules, each drafted token
+    /// accepted with this probability.
+    #[serde(default)]
+    pub speculative_acceptance: Option<f64>,
 }
 
 /// `gpucost predict`'s defaults.
@@ -460,6 +464,7 @@ impl PredictRequest {
             breakdown: false,
             layout: Parallelism::default(),
             gpus_per_node: None,
+            speculative_acceptance: None,
         }
     }
 
@@ -524,6 +529,7 @@ impl PredictRequest {
                 kv_dtype,
                 fused_attention: fused,
                 parallelism: self.layout.for_serving(),
+                speculative_acceptance: self.speculative_acceptance,
             },
         };
         let opts = Options {

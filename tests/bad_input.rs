@@ -1244,12 +1244,20 @@ fn flag_cases() -> Vec<Case> {
         (&["predict", "--model", "gpt2", "--hw", "b200"], &["unknown GPU 'b200'"]),
         (&["predict", "--model", "gpt2", "--hw", "lavapipe", "--dtype", "bf16"], &["lavapipe has no bf16 matrix rate"]),
         (&["predict", "--model", "gpt2", "--hw", "lavapipe", "--dtype", "fp32", "--calibration", "hw_profiles/h100-sxm.calibration.json"], &["hw_profiles/h100-sxm.calibration.json: profile: calibrates 'h100-sxm', not --hw lavapipe"]),
+        (&["predict", "--model", "tests/fixtures/deepseek-v3.json", "--hw", "h200-sxm", "--speculative-acceptance", "1.5"], &["--speculative-acceptance must be from 0 to 1, got 1.5"]),
+        (&["predict", "--model", "tests/fixtures/deepseek-v3.json", "--hw", "h200-sxm", "--speculative-acceptance", "-0.1"], &["--speculative-acceptance must be from 0 to 1, got -0.1"]),
+        (&["predict", "--model", "tests/fixtures/deepseek-v3.json", "--hw", "h200-sxm", "--speculative-acceptance", "NaN"], &["--speculative-acceptance must be from 0 to 1, got NaN"]),
+        (&["predict", "--model", "gpt2", "--hw", "h200-sxm", "--speculative-acceptance", "0.7"], &["--speculative-acceptance: gpt2 has no multi-token-prediction modules to draft with"]),
         (&["predict", "--model", "gpt2", "--hw", "lavapipe", "--stack", "cuda:mma"], &["--stack cuda:mma: not an implementation the calibration of lavapipe measured"]),
         (&["frobnicate"], &["unrecognized subcommand 'frobnicate'"]),
         (&["hw", "show"], &["required arguments were not provided"]),
         (&["predict-op", "matmul", "--m", "0", "--n", "1", "--k", "1", "--dtype", "bf16", "--hw", "h100-sxm"], &["--m must be positive, got 0"]),
         (&["predict-op", "matmul", "--m", "-3", "--n", "1", "--k", "1", "--dtype", "bf16", "--hw", "h100-sxm"], &["--m must be positive, got -3"]),
         (&["predict-op", "matmul", "--m", "8589934592", "--n", "1", "--k", "1", "--dtype", "bf16", "--hw", "h100-sxm"], &["--m 8589934592 exceeds the limit of 2^32"]),
+        (&["predict-op", "scan", "--heads", "32", "--seq", "0", "--key-dim", "128", "--dtype", "bf16", "--hw", "h100-sxm"], &["--seq must be positive, got 0"]),
+        (&["predict-op", "scan", "--heads", "32", "--seq", "64", "--key-dim", "128", "--chunk", "2048", "--dtype", "bf16", "--hw", "h100-sxm"], &["--chunk 2048 exceeds the limit of 1024"]),
+        (&["predict-op", "scan", "--heads", "32", "--seq", "64", "--key-dim", "-1", "--dtype", "bf16", "--hw", "h100-sxm"], &["--key-dim must be positive, got -1"]),
+        (&["predict-op", "scan", "--batch", "4294967296", "--heads", "65536", "--seq", "4294967296", "--key-dim", "128", "--dtype", "bf16", "--hw", "h100-sxm"], &["--batch x --heads x --seq x --key-dim (q, k)", "exceeds the limit of 2^62 elements"]),
         (&["predict-op", "matmul", "--m", "1", "--n", "4294967297", "--k", "1", "--dtype", "bf16", "--hw", "h100-sxm"], &["--n 4294967297 exceeds the limit of 2^32"]),
         (&["predict-op", "matmul", "--m", "1", "--n", "1", "--k", "abc", "--dtype", "bf16", "--hw", "h100-sxm"], &["invalid value 'abc' for '--k"]),
         (&["predict-op", "matmul", "--m", "1", "--n", "1", "--k", "1", "--batch", "0", "--dtype", "bf16", "--hw", "h100-sxm"], &["--batch must be positive, got 0"]),
@@ -1307,6 +1315,8 @@ fn flag_cases() -> Vec<Case> {
         &["predict-op", "attention", "--heads", "65536", "--seq-q", "4294967296", "--head-dim", "65536", "--dtype", "bf16", "--hw", "h100-sxm"],
         &["predict-op", "attention", "--heads", "65536", "--kv-heads", "1", "--seq-q", "1", "--seq-kv", "4294967296", "--head-dim", "65536", "--causal", "--dtype", "fp16", "--hw", "lavapipe"],
         &["predict-op", "attention", "--batch", "4294967296", "--heads", "1", "--seq-q", "1", "--head-dim", "1", "--dtype", "fp32", "--hw", "a100-sxm-40gb", "--roofline"],
+        &["predict-op", "scan", "--heads", "32", "--seq", "4096", "--key-dim", "128", "--dtype", "bf16", "--hw", "h100-sxm"],
+        &["predict-op", "scan", "--batch", "16384", "--heads", "65536", "--seq", "65536", "--key-dim", "65536", "--value-dim", "1", "--chunk", "1024", "--dtype", "fp16", "--hw", "lavapipe"],
     ];
     for args in op_oks {
         push(
@@ -1802,6 +1812,33 @@ fn cluster_cases() -> Vec<Case> {
                     "{d}/shapes.toml",
                     "--no-save",
                 ],
+                refused(needles),
+            ));
+        }
+        // Gated-delta scan shapes: read before any device is opened, each entry checked.
+        #[rustfmt::skip]
+        let scans: Vec<(&str, &str, &[&str])> = vec![
+            ("scan key_dim 0", "[[scan]]\nheads = 2\nseq = 64\nkey_dim = 0\n", &["scan[0]", "key_dim must be positive, got 0"]),
+            ("scan chunk too long", "[[scan]]\nheads = 2\nseq = 64\nkey_dim = 64\nchunk = 4096\n", &["scan[0]", "chunk 4096 exceeds the limit of 1024"]),
+            ("scan heads beyond the limit", "[[scan]]\nheads = 100000\nseq = 64\nkey_dim = 64\n", &["scan[0]", "heads 100000 exceeds the limit of 2^16"]),
+            ("scan tensors beyond the limit", "[[scan]]\nbatch = 4294967296\nheads = 65536\nseq = 4294967296\nkey_dim = 64\n", &["scan[0]", "batch x heads x seq x key_dim (q, k)"]),
+            ("scan without seq", "[[scan]]\nheads = 2\nkey_dim = 64\n", &["seq"]),
+            ("scan with an unknown field", "[[scan]]\nheads = 2\nseq = 8\nkey_dim = 64\ndv = 64\n", &["dv"]),
+            ("scan file without scans", "[[matmul]]\nm = 1\nn = 1\nk = 1\n", &["no scan shapes"]),
+        ];
+        for (name, toml, needles) in scans {
+            let args = [
+                "bench",
+                "--op",
+                "scan",
+                "--no-save",
+                "--shapes",
+                "{d}/s.toml",
+            ];
+            cases.push(case(
+                name,
+                vec![("s.toml", text(toml))],
+                &args,
                 refused(needles),
             ));
         }

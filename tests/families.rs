@@ -108,3 +108,52 @@ fn linear_attention_layers_keep_a_state_not_a_cache() {
     let dense = serve("tests/fixtures/qwen3-0.6b.json", 300, 100);
     assert_eq!(num(&dense, "memory.inference.recurrent_state_bytes"), 0.0);
 }
+
+/// DeepSeek-V3 decoding speculatively with its multi-token-prediction module: a step yields
+/// 1 + a tokens on average, so the time per output token is the step over that; the module's
+/// weights are held beside the model's; a model without such modules cannot draft.
+#[test]
+fn speculative_decoding_divides_the_step_by_the_tokens_it_yields() {
+    let run = |acceptance: Option<&str>| {
+        let mut args = vec![
+            "--model".to_string(),
+            path("tests/fixtures/deepseek-v3.json"),
+            "--hw".into(),
+            "h200-sxm".into(),
+            "--gen".into(),
+            "64".into(),
+        ];
+        if let Some(a) = acceptance {
+            args.extend(["--speculative-acceptance".to_string(), a.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        predict_json(&args)
+    };
+    let (none, zero, most) = (run(None), run(Some("0")), run(Some("0.85")));
+    let tpot = |d: &Value| num(d, "inference.tpot_s");
+    // Accepting nothing, a step yields one token and costs more than a plain one.
+    assert!(tpot(&zero) > tpot(&none));
+    // The same step at 85% acceptance yields 1.85 tokens.
+    assert!((tpot(&zero) / tpot(&most) - 1.85).abs() < 1e-9);
+    let weights = |d: &Value| num(d, "memory.inference.weights_bytes");
+    let mtp = num(&none, "params.mtp");
+    assert_eq!(weights(&most) - weights(&none), 2.0 * mtp);
+    // Training holds the module whether or not serving drafts with it.
+    assert_eq!(
+        num(&none, "memory.training.weights_bytes"),
+        2.0 * (num(&none, "params.total") + mtp)
+    );
+    let e = common::user_error(&[
+        "predict",
+        "--model",
+        "llama-3-8b",
+        "--hw",
+        "h200-sxm",
+        "--speculative-acceptance",
+        "0.5",
+    ]);
+    assert!(
+        e.contains("--speculative-acceptance: llama-3-8b has no multi-token-prediction modules"),
+        "{e}"
+    );
+}

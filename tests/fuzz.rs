@@ -61,6 +61,7 @@ fn small_execution(dtype: DType) -> Execution {
             kv_dtype: dtype,
             fused_attention: true,
             parallelism: Parallelism::default(),
+            speculative_acceptance: None,
         },
     }
 }

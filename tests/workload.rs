@@ -297,6 +297,7 @@ fn time_is_monotone_in_tokens_over_a_fine_grid() {
                         kv_dtype: dtype,
                         fused_attention: true,
                         parallelism: Parallelism::default(),
+                        speculative_acceptance: None,
                     };
                     let p = total(&prefill_ops(&arch, &s), &hw);
                     let d = total(&decode_ops(&arch, &s, prompt + 1), &hw);

@@ -8,7 +8,7 @@ use super::launch::{Arg, Buf, Cuda, Launch, Layouts, Library};
 use crate::measure::backend::spec::{KernelSpec, Serves, Source, any_shape};
 use crate::measure::backend::{AttentionLayout, BackendError, Result, Variant};
 use crate::model::dtype::DType;
-use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op};
+use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op, Scan};
 
 macro_rules! cu {
     ($file:literal) => {
@@ -18,6 +18,10 @@ macro_rules! cu {
         }
     };
 }
+
+/// Value columns per block and the largest key dim of the chunked scan (scan_gated_delta.cu).
+pub const SCAN_BV: u64 = 16;
+pub const SCAN_DK_MAX: u64 = 128;
 
 /// Keys per block of the split-KV decode kernel.
 pub const DECODE_CHUNK: u64 = 256;
@@ -434,6 +438,29 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
             launches: memory_launch,
         },
     },
+    KernelSpec {
+        variant: Variant {
+            name: "chunked",
+            idea: "gated delta rule in 64-token chunks: WY representation, UT transform, state passed between chunks",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Scan,
+        dtypes: &[DType::Fp32, DType::Fp16, DType::Bf16],
+        accepts: |op| {
+            scan(op).is_some_and(|s| s.key_dim <= SCAN_DK_MAX && s.batch * s.heads <= 65535)
+        },
+        kernel: Cuda::Nvrtc {
+            source: cu!("scan_gated_delta.cu"),
+            entries: &[
+                "scan_gated_delta_f32",
+                "scan_gated_delta_f16",
+                "scan_gated_delta_bf16",
+            ],
+            launches: scan_launch,
+        },
+    },
 ];
 
 /// Kernels only the transformer block runs (the composition check), each the op's only
@@ -588,6 +615,36 @@ fn attention(op: &Op) -> Option<&Attention> {
         Op::Attention(a) => Some(a),
         _ => None,
     }
+}
+
+fn scan(op: &Op) -> Option<&Scan> {
+    match op {
+        Op::Scan(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// scan_gated_delta.cu: one block of 128 threads per 16 value columns of each sequence and head;
+/// its shared memory is static. Takes (q, k, v, α, β, out, bh, seq, dk, dv).
+fn scan_launch(op: &Op, _: &Layouts) -> Result<Vec<Launch>> {
+    let s = scan(op).ok_or_else(|| wrong_op(op))?;
+    let suffix = match s.dtype {
+        DType::Fp32 => "f32",
+        DType::Fp16 => "f16",
+        DType::Bf16 => "bf16",
+        _ => return Err(wrong_op(op)),
+    };
+    let bh = s.batch * s.heads;
+    let mut args = (0..5).map(|i| Arg::Buf(Buf::Input(i))).collect::<Vec<_>>();
+    args.push(Arg::Buf(Buf::Output));
+    args.extend([bh, s.seq, s.key_dim, s.value_dim].map(|x| Arg::I32(x as i32)));
+    Ok(vec![Launch {
+        entry: format!("scan_gated_delta_{suffix}"),
+        grid: (s.value_dim.div_ceil(SCAN_BV) as u32, bh as u32, 1),
+        block: (128, 1, 1),
+        smem: 0,
+        args,
+    }])
 }
 
 fn wrong_op(op: &Op) -> BackendError {

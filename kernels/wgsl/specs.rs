@@ -7,7 +7,7 @@ use super::{Slot, Wgsl, WgslStage, elementwise_groups, split_groups};
 use crate::measure::backend::Variant;
 use crate::measure::backend::spec::{KernelSpec, Serves, Source, any_shape};
 use crate::model::dtype::DType;
-use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op};
+use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op, Scan};
 
 macro_rules! wgsl {
     ($file:literal) => {
@@ -340,9 +340,86 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
             }],
         },
     },
+    KernelSpec {
+        variant: Variant {
+            name: "recurrent",
+            idea: "gated delta rule token by token, one invocation per state column in fp32 registers",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Scan,
+        dtypes: F32_F16,
+        accepts: |op| scan(op).is_some_and(|s| s.key_dim.is_multiple_of(4)),
+        kernel: Wgsl {
+            stages: &[WgslStage {
+                name: "scan",
+                source: wgsl!("scan_gated_delta.wgsl"),
+                f32_only: false,
+                subs: scan_unrolled,
+                slots: &[
+                    Slot::Input(0),
+                    Slot::Input(1),
+                    Slot::Input(2),
+                    Slot::Input(3),
+                    Slot::Input(4),
+                    Slot::Output,
+                    Slot::Params,
+                ],
+                groups: |op| {
+                    scan(op).map_or([0; 3], |s| {
+                        [
+                            (s.value_dim as u32).div_ceil(SCAN_WG),
+                            (s.batch * s.heads) as u32,
+                            1,
+                        ]
+                    })
+                },
+            }],
+        },
+    },
 ];
 
+/// State columns per workgroup of the recurrent scan (its `WG`), and tokens whose keys and
+/// queries it stages at a time (its `TB`).
+const SCAN_WG: u32 = 32;
+const SCAN_TB: u64 = 8;
+
+/// Workgroup memory of the recurrent scan: the staged keys and queries in f32, gates and β.
+pub fn scan_workgroup_bytes(s: &Scan) -> u64 {
+    SCAN_TB * (2 * s.key_dim * 4 + 8)
+}
+
+/// The recurrent scan's per-token work over its dk/4 vec4s, written out: kᵀS as one sum, then
+/// the update and read-out of each vec4.
+fn scan_unrolled(op: &Op) -> Vec<(&'static str, String)> {
+    let Some(s) = scan(op) else {
+        return Vec::new();
+    };
+    let n = s.key_dim / 4;
+    let sum: Vec<String> = (0..n).map(|i| format!("ks[row + {i}u] * s[{i}]")).collect();
+    let update: String = (0..n)
+        .map(|i| {
+            format!(
+                "                s[{i}] = a * s[{i}] + ks[row + {i}u] * u;\n                o += qs[row + {i}u] * s[{i}];\n"
+            )
+        })
+        .collect();
+    vec![
+        ("KS_SUM", sum.join(" + ")),
+        ("UPDATE_AND_READ", update),
+        ("DK_u", format!("{}u", s.key_dim)),
+    ]
+}
+
 // The dispatch rules below see only ops their kernel serves; another op gets no workgroups.
+
+fn scan(op: &Op) -> Option<&Scan> {
+    match op {
+        Op::Scan(s) => Some(s),
+        _ => None,
+    }
+}
 
 fn matmul(op: &Op) -> Option<&Matmul> {
     match op {

@@ -119,6 +119,7 @@ def predict(
     breakdown=False,
     layout=None,
     gpus_per_node=None,
+    speculative_acceptance=None,
 ):
     """Predicts one architecture on one GPU, as ``gpucost predict --format json`` does.
 
@@ -133,6 +134,8 @@ def predict(
         (``"none"``, ``"stage1"``, ``"stage2"``, ``"stage3"``), ``sequence_parallel``,
         ``overlap_grad_reduce``, ``expert_imbalance`` (docs/clusters.md); serving takes its
         tp, pp and dp. gpus_per_node: overrides the profile's.
+    speculative_acceptance: decode speculatively with the model's multi-token-prediction
+        modules, each drafted token accepted with this probability (``--speculative-acceptance``).
 
     A context beyond the model's positions gives a ``UserWarning`` (the command line's line).
 
@@ -167,6 +170,7 @@ def _build_request(
     breakdown,
     layout,
     gpus_per_node,
+    speculative_acceptance,
 ):
     """The JSON request of ``predict``'s arguments (the Rust side checks every value)."""
     if isinstance(model, Mapping):
@@ -196,6 +200,7 @@ def _build_request(
         "breakdown": breakdown,
         "layout": {} if layout is None else dict(layout),
         "gpus_per_node": gpus_per_node,
+        "speculative_acceptance": speculative_acceptance,
     }
 
 

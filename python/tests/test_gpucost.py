@@ -137,6 +137,16 @@ def test_predict_equals_the_command_line():
     assert gpucost.predict("mistral-7b", "h100-sxm", **kwargs) == json.loads(out)
 
 
+def test_speculative_decoding_equals_the_command_line():
+    model = os.path.join(ROOT, "tests", "fixtures", "deepseek-v3.json")
+    code, out, err = cli(["predict", "--model", model, "--hw", "h200-sxm",
+                          "--speculative-acceptance", "0.8", "--format", "json"])
+    assert code == 0, err
+    doc = gpucost.predict(model, "h200-sxm", speculative_acceptance=0.8)
+    assert doc == json.loads(out)
+    assert doc["inference"]["tpot_s"] != gpucost.predict(model, "h200-sxm")["inference"]["tpot_s"]
+
+
 def test_predict_takes_a_config_as_a_dict():
     path = os.path.join(ROOT, "models", "Meta-Llama-3-8B.json")
     with open(path) as f:

@@ -33,6 +33,8 @@ pub enum OpName {
     Attention,
     /// The memory-bound ops of a transformer block: RMSNorm, SwiGLU, residual add, rotary.
     Memory,
+    /// The gated-delta-rule scan of Gated DeltaNet layers (Qwen3-Next's linear attention).
+    Scan,
     /// NCCL all-reduce, all-gather and reduce-scatter across this machine's GPUs (cuda; two or
     /// more GPUs), 4 KiB to 4 MiB (`smoke`) or 1 GiB (`sweep`).
     Collective,
@@ -125,6 +127,10 @@ fn preset_or_file_shapes(a: &BenchArgs, dtype: DType, max_bytes: f64) -> Result<
         OpName::Memory => harness::shapes::memory_shapes(&a.shapes, dtype, max_bytes)?
             .into_iter()
             .map(Op::Memory)
+            .collect(),
+        OpName::Scan => harness::shapes::scan_shapes(&a.shapes, dtype, max_bytes)?
+            .into_iter()
+            .map(Op::Scan)
             .collect(),
         // Collectives take their own path (`bench_collective`).
         OpName::Collective => Vec::new(),

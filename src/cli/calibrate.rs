@@ -24,15 +24,8 @@ pub struct CalibrateArgs {
     /// "best" (fastest correct implementation per shape) or one backend:variant, e.g. cuda:mma.
     #[arg(long = "impl", default_value = "best")]
     pub(super) implementation: String,
-    /// Only records whose device name contains this (when the results hold several devices).
-    #[arg(long)]
-    pub(super) device: Option<String>,
-    /// Hardware profile for speed of light (default: the catalog profile matching the device).
-    #[arg(long)]
-    pub(super) hw: Option<String>,
-    /// Use --hw even when the results come from a device whose catalog profile is another one.
-    #[arg(long)]
-    pub(super) allow_hw_mismatch: bool,
+    #[command(flatten)]
+    pub(super) selection: DeviceSelection,
     /// Where to write the calibration: a file, or a folder to write <profile>.calibration.json
     /// in (default gpucost-calibrations/<profile>.calibration.json); validate writes nothing.
     #[arg(long, conflicts_with = "update_embedded")]
@@ -43,6 +36,36 @@ pub struct CalibrateArgs {
     pub(super) update_embedded: bool,
     #[arg(long, value_enum, default_value_t)]
     pub(super) format: Format,
+}
+
+/// Which device's records to read, and the profile they are priced against: shared by
+/// calibrate, validate and plot.
+#[derive(Debug, Args)]
+pub struct DeviceSelection {
+    /// Only records whose device name contains this (when the results hold several devices).
+    #[arg(long)]
+    pub(super) device: Option<String>,
+    /// Hardware profile for speed of light (default: the catalog profile matching the device).
+    #[arg(long)]
+    pub(super) hw: Option<String>,
+    /// Use --hw even when the results come from a device whose catalog profile is another one.
+    #[arg(long)]
+    pub(super) allow_hw_mismatch: bool,
+}
+
+impl DeviceSelection {
+    /// The selected device's records under `results`, its profile and the files read.
+    pub(super) fn records(
+        &self,
+        results: &Path,
+    ) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
+        device_records(
+            results,
+            self.device.as_deref(),
+            self.hw.as_deref(),
+            self.allow_hw_mismatch,
+        )
+    }
 }
 
 /// Where `calibrate` writes when neither --out nor --update-embedded says otherwise: a folder of
@@ -150,12 +173,7 @@ pub(crate) fn check_device_matches(
 }
 
 fn load(a: &CalibrateArgs) -> Result<(Vec<Record>, HwProfile, Vec<String>), Error> {
-    device_records(
-        &a.results,
-        a.device.as_deref(),
-        a.hw.as_deref(),
-        a.allow_hw_mismatch,
-    )
+    a.selection.records(&a.results)
 }
 
 /// Where `calibrate` writes the calibration of `profile`.

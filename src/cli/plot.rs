@@ -23,15 +23,8 @@ pub struct PlotArgs {
     /// A results folder (searched recursively) or file.
     #[arg(long)]
     results: PathBuf,
-    /// Only records whose device name contains this.
-    #[arg(long)]
-    device: Option<String>,
-    /// Hardware profile (default: the catalog profile matching the device).
-    #[arg(long)]
-    hw: Option<String>,
-    /// Use --hw even when the results come from a device whose catalog profile is another one.
-    #[arg(long)]
-    allow_hw_mismatch: bool,
+    #[command(flatten)]
+    selection: super::calibrate::DeviceSelection,
     /// The SVG to write.
     #[arg(short = 'o', long)]
     out: PathBuf,
@@ -39,12 +32,7 @@ pub struct PlotArgs {
 
 fn load(a: &PlotArgs) -> Result<(Vec<Record>, HwProfile), Error> {
     check_output(&a.out)?;
-    let (records, profile, _) = super::calibrate::device_records(
-        &a.results,
-        a.device.as_deref(),
-        a.hw.as_deref(),
-        a.allow_hw_mismatch,
-    )?;
+    let (records, profile, _) = a.selection.records(&a.results)?;
     Ok((records, profile))
 }
 

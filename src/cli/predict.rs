@@ -45,6 +45,10 @@ pub struct PredictArgs {
     /// Train with dropout on the attention probabilities and the residual stream.
     #[arg(long)]
     dropout: bool,
+    /// Decode speculatively, the model's multi-token-prediction modules drafting one token each
+    /// per step, every drafted token accepted with this probability (0 to 1).
+    #[arg(long, allow_negative_numbers = true)]
+    speculative_acceptance: Option<f64>,
     /// Price per GPU-hour in USD (overrides the profile's).
     #[arg(long, allow_negative_numbers = true)]
     price_per_hour: Option<f64>,
@@ -110,6 +114,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
                 .transpose()?
         })?,
         gpus_per_node: a.layout.gpus_per_node()?,
+        speculative_acceptance: a.speculative_acceptance,
     };
     if a.search_parallelism {
         let gpus = args::bounded("gpus", a.gpus.unwrap_or(0), limits::RANKS)?;
@@ -363,31 +368,41 @@ fn render_tables(e: &Estimate) -> String {
         is.generate,
         is.kv_dtype
     );
-    outln!(
-        out,
-        "{}",
-        key_values(&[
-            (
-                "time to first token",
-                with_error(i.ttft_s, i.ttft_error_pct)
+    let mut rows = vec![
+        (
+            "time to first token",
+            with_error(i.ttft_s, i.ttft_error_pct),
+        ),
+        (
+            "time per output token",
+            with_error(i.tpot_s, i.tpot_error_pct),
+        ),
+        ("decode tokens/s", format!("{:.0}", i.decode_tokens_per_s)),
+    ];
+    if let Some(s) = &i.speculative {
+        rows.push((
+            "speculative decoding",
+            format!(
+                "{} drafted, {:.0}% accepted: {:.2} tokens per step",
+                s.drafted_tokens,
+                100.0 * s.acceptance,
+                s.tokens_per_step
             ),
-            (
-                "time per output token",
-                with_error(i.tpot_s, i.tpot_error_pct)
-            ),
-            ("decode tokens/s", format!("{:.0}", i.decode_tokens_per_s)),
-            ("prefill tokens/s", format!("{:.0}", i.prefill_tokens_per_s)),
-            ("request latency", seconds(i.request_latency_s)),
-            (
-                "energy/output token",
-                opt(i.energy_j_per_output_token, |j| format!("{j:.3} J"))
-            ),
-            (
-                "$ per 1M output tokens",
-                opt(i.usd_per_million_output_tokens, usd)
-            ),
-        ])
-    );
+        ));
+    }
+    rows.extend([
+        ("prefill tokens/s", format!("{:.0}", i.prefill_tokens_per_s)),
+        ("request latency", seconds(i.request_latency_s)),
+        (
+            "energy/output token",
+            opt(i.energy_j_per_output_token, |j| format!("{j:.3} J")),
+        ),
+        (
+            "$ per 1M output tokens",
+            opt(i.usd_per_million_output_tokens, usd),
+        ),
+    ]);
+    outln!(out, "{}", key_values(&rows));
     if let Some(c) = &e.cluster {
         outln!(out, "\n{}", cluster_table(e, c));
     }

@@ -4,7 +4,7 @@
 use super::format::{seconds, si};
 use super::{Format, args};
 use crate::error::Error;
-use crate::model::ops::{Attention, Matmul, Op, Pass, limits};
+use crate::model::ops::{Attention, Matmul, Op, Pass, Scan, limits};
 use crate::model::system::System;
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -75,6 +75,24 @@ enum OpArgs {
         #[command(flatten)]
         common: Common,
     },
+    /// The gated-delta-rule scan of Gated DeltaNet layers, chunked, the state starting at zero.
+    Scan {
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        batch: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        heads: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        seq: i64,
+        #[arg(long, allow_negative_numbers = true)]
+        key_dim: i64,
+        /// Default: key-dim.
+        #[arg(long, allow_negative_numbers = true)]
+        value_dim: Option<i64>,
+        #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
+        chunk: i64,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// The JSON document `predict-op --format json` writes.
@@ -111,6 +129,11 @@ fn flag_names(message: &str) -> String {
                 "q_heads" => "--heads",
                 "kv_heads" => "--kv-heads",
                 "qk_head_dim" | "v_head_dim" => "--head-dim",
+                "heads" => "--heads",
+                "seq" => "--seq",
+                "key_dim" => "--key-dim",
+                "value_dim" => "--value-dim",
+                "chunk" => "--chunk",
                 _ => return word.to_string(),
             };
             format!("{flag}{}", &word[w.len()..])
@@ -184,6 +207,32 @@ pub fn run(a: PredictOpArgs) -> Result<()> {
                 shared_kv: false,
             };
             (Op::Attention(att), common)
+        }
+        OpArgs::Scan {
+            batch,
+            heads,
+            seq,
+            key_dim,
+            value_dim,
+            chunk,
+            common,
+        } => {
+            let key_dim = args::bounded("key-dim", key_dim, limits::HEAD_DIM)?;
+            let scan = Scan {
+                batch: args::bounded("batch", batch, limits::OP_DIM)?,
+                heads: args::bounded("heads", heads, limits::HEADS)?,
+                seq: args::bounded("seq", seq, limits::OP_DIM)?,
+                key_dim,
+                value_dim: args::bounded(
+                    "value-dim",
+                    value_dim.unwrap_or(key_dim as i64),
+                    limits::HEAD_DIM,
+                )?,
+                chunk: args::bounded("chunk", chunk, crate::model::ops::scan::MAX_CHUNK)?,
+                dtype: args::dtype("dtype", &common.dtype)?,
+                pass: Pass::Forward,
+            };
+            (Op::Scan(scan), common)
         }
     };
     // Products of the sizes (operand elements, queries) within `limits`, named by flag.

@@ -28,18 +28,9 @@ pub struct ValidateArgs {
     #[cfg(feature = "measure")]
     #[arg(long = "impl", default_value = "best")]
     implementation: String,
-    /// Only records whose device name contains this.
     #[cfg(feature = "measure")]
-    #[arg(long)]
-    device: Option<String>,
-    /// Hardware profile for speed of light (default: the catalog profile matching the device).
-    #[cfg(feature = "measure")]
-    #[arg(long)]
-    hw: Option<String>,
-    /// Use --hw even when the results come from a device whose catalog profile is another one.
-    #[cfg(feature = "measure")]
-    #[arg(long)]
-    allow_hw_mismatch: bool,
+    #[command(flatten)]
+    selection: super::calibrate::DeviceSelection,
     /// With --results: check a transfer instead — the calibration of this measured GPU (an
     /// embedded profile's name, or a calibration file) carried over to the results' GPU by the
     /// datasheet ratios, predicting every point measured there.
@@ -59,9 +50,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         let args = super::calibrate::CalibrateArgs {
             results,
             implementation: a.implementation,
-            device: a.device,
-            hw: a.hw,
-            allow_hw_mismatch: a.allow_hw_mismatch,
+            selection: a.selection,
             out: None,
             update_embedded: false,
             format: a.format,

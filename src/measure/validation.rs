@@ -122,7 +122,7 @@ fn regions(op: &Op) -> Vec<&'static str> {
                 r.push("memory rows >= 16k");
             }
         }
-        Op::Collective(_) => {}
+        Op::Collective(_) | Op::Scan(_) => {}
     }
     r
 }

@@ -49,6 +49,20 @@ pub struct InferenceSetup {
     pub kv_dtype: DType,
     pub fused_attention: bool,
     pub parallelism: Parallelism,
+    /// Speculative decoding with the model's multi-token-prediction modules as the drafter: each
+    /// drafted token is accepted with this probability (None: plain decoding).
+    #[serde(default)]
+    pub speculative_acceptance: Option<f64>,
+}
+
+/// Tokens a speculative decode step yields on average with `drafts` drafted tokens, each
+/// accepted with probability `acceptance` until the first rejection, plus the one the verifying
+/// pass always gives: 1 + a + … + a^drafts (Leviathan et al. 2023, "Fast Inference from
+/// Transformers via Speculative Decoding").
+pub fn tokens_per_step(drafts: u64, acceptance: f64) -> f64 {
+    (0..=drafts.min(64))
+        .map(|i| acceptance.powi(i as i32))
+        .sum()
 }
 
 /// The dtype activations and memory-bound ops run in, given the matmul dtype: 8-bit and 4-bit
@@ -153,6 +167,13 @@ impl InferenceSetup {
             limits::CONTEXT,
             "tokens of context",
         )?;
+        if let Some(a) = self.speculative_acceptance
+            && !(a.is_finite() && (0.0..=1.0).contains(&a))
+        {
+            return Err(Error::Unsupported(format!(
+                "--speculative-acceptance must be from 0 to 1, got {a}"
+            )));
+        }
         self.parallelism.validate(None)
     }
 
@@ -192,6 +213,7 @@ mod tests {
             kv_dtype: DType::Bf16,
             fused_attention: true,
             parallelism: Parallelism::default(),
+            speculative_acceptance: None,
         }
     }
 

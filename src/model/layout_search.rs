@@ -192,6 +192,7 @@ mod tests {
                 kv_dtype: DType::Bf16,
                 fused_attention: true,
                 parallelism: Parallelism::default(),
+                speculative_acceptance: None,
             },
         }
     }

@@ -3,7 +3,7 @@
 use crate::model::arch::{Architecture, LayerKind, LinearAttention};
 use crate::model::dtype::DType;
 use crate::model::execution::{InferenceSetup, Recompute, TrainingSetup, activation_dtype};
-use crate::model::parallel::{Zero, rank_params, stage_layers};
+use crate::model::parallel::{Zero, mtp_rank_params, rank_params, stage_layers};
 use serde::{Deserialize, Serialize};
 
 /// Resident bytes during a training step, on the rank that holds the most (with a pipeline, the
@@ -166,7 +166,13 @@ fn training_stage(
     capacity_bytes: f64,
 ) -> TrainingMemory {
     let p = &s.parallelism;
-    let params = rank_params(arch, p, stage) as f64;
+    // The multi-token-prediction modules train with the model, on the last stage.
+    let mtp = if stage == p.pp - 1 {
+        mtp_rank_params(arch, p)
+    } else {
+        0
+    };
+    let params = rank_params(arch, p, stage).saturating_add(mtp) as f64;
     let working = activation_dtype(s.dtype);
     let e = working.bytes();
     let dp = p.dp as f64;
@@ -260,8 +266,17 @@ fn training_stage(
 
 pub fn inference(arch: &Architecture, s: &InferenceSetup, capacity_bytes: f64) -> InferenceMemory {
     let p = &s.parallelism;
+    // Drafting speculatively, the last stage also holds the multi-token-prediction modules.
+    let drafting = crate::model::plan::speculative_drafts(arch, s) > 0;
     let held = (0..p.pp)
-        .map(|i| rank_params(arch, p, i))
+        .map(|i| {
+            let mtp = if drafting && i == p.pp - 1 {
+                mtp_rank_params(arch, p)
+            } else {
+                0
+            };
+            rank_params(arch, p, i).saturating_add(mtp)
+        })
         .max()
         .unwrap_or(0);
     let weights_bytes = s.dtype.bytes_for(held) as f64;
@@ -371,6 +386,7 @@ mod tests {
             kv_dtype: DType::Bf16,
             fused_attention: true,
             parallelism: Parallelism::default(),
+            speculative_acceptance: None,
         };
         let short = inference(&a, &s(4000), 80e9);
         let long = inference(&a, &s(30000), 80e9);

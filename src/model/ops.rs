@@ -15,6 +15,9 @@ use crate::model::dtype::DType;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod scan;
+pub use scan::Scan;
+
 /// Upper limits on every size gpucost accepts, in one place. Each is generous for real models
 /// (well above the largest published) and small enough that every product formed from the sizes
 /// downstream (parameters, FLOPs, bytes, output tiles, tokens × widths) fits in a u64 and stays
@@ -139,6 +142,7 @@ pub enum Op {
     Attention(Attention),
     Memory(MemoryOp),
     Collective(Collective),
+    Scan(Scan),
 }
 
 /// Ops are memoized by shape in the hot loop of a search: hash the fields packed into a few
@@ -185,6 +189,13 @@ impl std::hash::Hash for Op {
                 h.write_u64(c.ranks);
                 h.write_u64(c.stride);
             }
+            Op::Scan(s) => {
+                h.write_u64(4 << 60 | small(s.dtype) | (s.pass as u64) << 8);
+                h.write_u64(s.batch ^ s.heads.rotate_left(32));
+                h.write_u64(s.seq);
+                h.write_u64(s.key_dim ^ s.value_dim.rotate_left(32));
+                h.write_u64(s.chunk);
+            }
         }
     }
 }
@@ -197,6 +208,8 @@ pub enum OpClass {
     Attention,
     Memory,
     Collective,
+    /// A chunked linear-attention scan (`Scan`).
+    Scan,
 }
 
 impl Op {
@@ -206,6 +219,7 @@ impl Op {
             Op::Attention(a) => a.flops(),
             Op::Memory(m) => m.flops(),
             Op::Collective(_) => 0.0,
+            Op::Scan(s) => s.flops(),
         }
     }
 
@@ -216,6 +230,7 @@ impl Op {
             Op::Attention(a) => a.min_bytes(),
             Op::Memory(m) => m.min_bytes(),
             Op::Collective(c) => c.payload_bytes as f64,
+            Op::Scan(s) => s.min_bytes(),
         }
     }
 
@@ -225,6 +240,7 @@ impl Op {
             Op::Attention(_) => OpClass::Attention,
             Op::Memory(_) => OpClass::Memory,
             Op::Collective(_) => OpClass::Collective,
+            Op::Scan(_) => OpClass::Scan,
         }
     }
 
@@ -312,6 +328,7 @@ impl Op {
                 }
                 at_most(c.stride, limits::RANKS).map_err(|e| format!("stride {e}"))?;
             }
+            Op::Scan(s) => s.check()?,
         }
         Ok(())
     }
@@ -323,6 +340,7 @@ impl Op {
             Op::Attention(a) => a.dtype,
             Op::Memory(m) => m.dtype,
             Op::Collective(c) => c.dtype,
+            Op::Scan(s) => s.dtype,
         }
     }
 }
@@ -375,6 +393,18 @@ impl fmt::Display for Op {
                 } else {
                     String::new()
                 }
+            ),
+            Op::Scan(s) => write!(
+                f,
+                "scan-gated-delta{} b{} h{} s{} dk{} dv{} c{} {}",
+                if s.pass == Pass::Backward { "-bwd" } else { "" },
+                s.batch,
+                s.heads,
+                s.seq,
+                s.key_dim,
+                s.value_dim,
+                s.chunk,
+                s.dtype
             ),
         }
     }

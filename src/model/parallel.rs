@@ -345,6 +345,26 @@ pub fn expert_params(arch: &Architecture) -> u64 {
         .sum()
 }
 
+/// Parameters of the multi-token-prediction modules on one rank of the last pipeline stage,
+/// where they run: split like a layer (routed experts over the tensor and expert ranks, the
+/// rest over the tensor ranks).
+pub fn mtp_rank_params(arch: &Architecture, p: &Parallelism) -> u64 {
+    let total = arch.params().mtp;
+    let experts = match arch.moe {
+        Some(m) if arch.layer_kind(arch.num_layers).moe => {
+            let matrices = if arch.mlp.gated { 3 } else { 2 };
+            arch.mtp_layers
+                * m.num_experts
+                * matrices
+                * arch.hidden_size
+                * m.expert_intermediate_size
+        }
+        _ => 0,
+    }
+    .min(total);
+    (total - experts).div_ceil(p.tp) + experts.div_ceil(p.tp * p.ep)
+}
+
 /// Layers per pipeline stage: the first `layers mod pp` stages take one more.
 pub fn stage_layers(layers: u64, pp: u64) -> Vec<u64> {
     let (base, extra) = (layers / pp, layers % pp);

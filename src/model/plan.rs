@@ -11,7 +11,7 @@ use crate::model::execution::{
     Execution, InferenceSetup, Recompute, TrainingSetup, activation_dtype, attention_dtype,
 };
 use crate::model::ops::{
-    Activation, Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass,
+    Activation, Attention, Collective, CollectiveKind, Matmul, MemoryKind, MemoryOp, Op, Pass, Scan,
 };
 use crate::model::parallel::{Group, Parallelism, Zero};
 use serde::{Deserialize, Serialize};
@@ -385,6 +385,9 @@ struct Ctx {
     vocab: u64,
     learned_positions: bool,
     groups: LayerGroups,
+    /// The multi-token-prediction modules: how many, and the kind of layer each holds (the
+    /// kind that would follow the last layer).
+    mtp: (u64, LayerKind),
 }
 
 impl Ctx {
@@ -396,6 +399,7 @@ impl Ctx {
             vocab: arch.vocab_size.div_ceil(p.tp),
             learned_positions: arch.positions == Positions::Learned,
             groups: arch.layer_groups(),
+            mtp: (arch.mtp_layers, arch.layer_kind(arch.num_layers)),
         }
     }
 
@@ -641,10 +645,8 @@ impl Ctx {
     /// Gated DeltaNet linear attention (arXiv:2412.06464) in place of attention: the input
     /// projection, the short causal convolution, the scan, the gated norm and the output
     /// projection. A decode step updates each value head's key × value state once
-    /// (`ScanState`); a longer pass runs the chunked form of the scan as batched matmuls over
-    /// chunks of `SCAN_CHUNK` tokens, as the flash-linear-attention kernels do (within a chunk:
-    /// scores, the WY form of the delta updates and the outputs; across chunks: the state's
-    /// contribution to queries and to the corrections, and the state update).
+    /// (`ScanState`); a longer pass runs the chunked scan over chunks of `SCAN_CHUNK` tokens, as
+    /// the flash-linear-attention kernels do (`Op::Scan`).
     fn linear_attention(&self, s: &mut Sink, l: LinearAttention) {
         let a = &self.dims;
         let (h, t, p) = (a.hidden, self.tokens(), &self.shape);
@@ -660,19 +662,21 @@ impl Ctx {
                 self.memory(MemoryKind::ScanState, p.batch * heads, dk * dv),
             );
         } else {
-            let c = SCAN_CHUNK.min(p.q_len);
-            let blocks = p.batch * heads * p.q_len.div_ceil(c);
-            // q·kᵀ and k_β·kᵀ within each chunk.
-            s.push(Label::new("scan-scores"), self.matmul(blocks, c, c, 2 * dk));
-            // The chunk's scores times v_β, k_β and the corrected values.
+            // The chunked scan, intra- and inter-chunk work together: what the scan kernels
+            // compute in one launch (`Scan`, FLOPs of the chunked form).
             s.push(
-                Label::new("scan-intra"),
-                self.matmul(blocks, c, 2 * dv + dk, c),
+                Label::new("scan"),
+                Op::Scan(Scan {
+                    batch: p.batch,
+                    heads,
+                    seq: p.q_len,
+                    key_dim: dk,
+                    value_dim: dv,
+                    chunk: SCAN_CHUNK.min(p.q_len),
+                    dtype: self.act(),
+                    pass: Pass::Forward,
+                }),
             );
-            // Queries and decayed keys against the state carried in.
-            s.push(Label::new("scan-inter"), self.matmul(2 * blocks, c, dv, dk));
-            // The state carried out: kᵀ · v over the chunk.
-            s.push(Label::new("scan-state"), self.matmul(blocks, dk, dv, c));
         }
         s.push(
             Label::new("gated-norm"),
@@ -927,6 +931,20 @@ impl Ctx {
         s.push(Label::new("lm-head"), self.matmul(1, rows, self.vocab, h));
     }
 
+    /// One multi-token-prediction module over the pass's tokens (DeepSeek-V3 technical report,
+    /// arXiv:2412.19437, §2.2), `s.count` times: RMSNorms of the hidden state and of the next
+    /// token's embedding, the projection of their concatenation (2h → h), one layer, and the
+    /// shared head. Its ops run after the model's, on the last pipeline stage.
+    fn mtp_module(&self, s: &mut Sink) {
+        let (h, t) = (self.dims.hidden, self.tokens());
+        let norm = self.memory(self.norm_kind(), self.stream_rows(), h);
+        s.push(Label::new("mtp-norms"), norm);
+        s.push(Label::new("mtp-norms"), norm);
+        s.push(Label::new("mtp-projection"), self.matmul(1, t, h, 2 * h));
+        self.layer(s, self.mtp.1);
+        self.head(s, t);
+    }
+
     /// One layer of `kind`, `count` times, as a block.
     fn layer_block(
         &self,
@@ -995,30 +1013,48 @@ pub fn experts_reached(tokens: u64, top_k: u64, experts: u64) -> u64 {
     (expected.ceil() as u64).clamp(top_k.min(experts), experts)
 }
 
+/// The chunked scan as batched matmuls over its chunks (per chunk of c tokens): q·kᵀ and
+/// k_β·kᵀ; the chunk's scores times v_β, k_β and the corrected values; queries and decayed keys
+/// against the state carried in; the state carried out, kᵀ·v over the chunk.
+pub fn scan_matmuls(s: &Scan) -> [Matmul; 4] {
+    let (c, dk, dv) = (s.chunk, s.key_dim, s.value_dim);
+    let blocks = s.batch * s.heads * s.seq.div_ceil(c);
+    let mm = |batch, m, n, k| Matmul::new(batch, m, n, k, s.dtype);
+    [
+        mm(blocks, c, c, 2 * dk),
+        mm(blocks, c, 2 * dv + dk, c),
+        mm(2 * blocks, c, dv, dk),
+        mm(blocks, dk, dv, c),
+    ]
+}
+
+/// The data- and weight-gradient matmuls of a matmul.
+fn matmul_backward(mm: Matmul, emit: &mut impl FnMut(Grad, Op)) {
+    // dX[m×k] = dY[m×n] · Wᵀ
+    emit(
+        Grad::Data,
+        Op::Matmul(Matmul {
+            n: mm.k,
+            k: mm.n,
+            ..mm
+        }),
+    );
+    // dW[k×n] = Xᵀ · dY
+    emit(
+        Grad::Weight,
+        Op::Matmul(Matmul {
+            m: mm.k,
+            k: mm.m,
+            ..mm
+        }),
+    );
+}
+
 /// The backward of one forward op: the data- and weight-gradient matmuls, or the op's backward
 /// kernel.
 pub fn backward_of(op: &Op, mut emit: impl FnMut(Grad, Op)) {
     match *op {
-        Op::Matmul(mm) => {
-            // dX[m×k] = dY[m×n] · Wᵀ
-            emit(
-                Grad::Data,
-                Op::Matmul(Matmul {
-                    n: mm.k,
-                    k: mm.n,
-                    ..mm
-                }),
-            );
-            // dW[k×n] = Xᵀ · dY
-            emit(
-                Grad::Weight,
-                Op::Matmul(Matmul {
-                    m: mm.k,
-                    k: mm.m,
-                    ..mm
-                }),
-            );
-        }
+        Op::Matmul(mm) => matmul_backward(mm, &mut emit),
         Op::Attention(a) => emit(
             Grad::None,
             Op::Attention(Attention {
@@ -1034,6 +1070,13 @@ pub fn backward_of(op: &Op, mut emit: impl FnMut(Grad, Op)) {
             }),
         ),
         Op::Collective(c) => emit(Grad::None, Op::Collective(c)),
+        // No scan backward kernel is measured yet: priced as the backward (data and "weight"
+        // gradients) of the batched matmuls the chunked forward is made of.
+        Op::Scan(s) => {
+            for mm in scan_matmuls(&s) {
+                matmul_backward(mm, &mut emit);
+            }
+        }
     }
 }
 
@@ -1080,6 +1123,21 @@ fn training_ops_into(
         count: 1,
         op: ctx.memory(MemoryKind::CrossEntropy, t, ctx.vocab),
     });
+    // A model with multi-token-prediction modules trains with them: each predicts one more
+    // token ahead, with its own loss.
+    let (mtp, _) = ctx.mtp;
+    if mtp > 0 {
+        let mut modules = Sink {
+            out: ops,
+            phase: Phase::Forward,
+            count: mtp,
+        };
+        ctx.mtp_module(&mut modules);
+        modules.push(
+            Label::new("mtp-cross-entropy"),
+            ctx.memory(MemoryKind::CrossEntropy, t, ctx.vocab),
+        );
+    }
 
     // The backward runs the forward in reverse; each forward layer block becomes a backward one.
     let backward_of_op = |ops: &mut Vec<OpInstance>, i: usize| {
@@ -1308,20 +1366,44 @@ fn decode_ops_into(
     s: &InferenceSetup,
     context: u64,
 ) {
-    let ctx = Ctx::new(
-        arch,
-        PassShape {
-            batch: s.batch,
-            q_len: 1,
-            kv_len: context,
-            dtype: s.dtype,
-            kv_dtype: s.kv_dtype,
-            fused: true,
-            dropout: false,
-        },
-        &s.parallelism,
+    let drafts = speculative_drafts(arch, s);
+    let shape = |q_len| PassShape {
+        batch: s.batch,
+        q_len,
+        kv_len: context,
+        dtype: s.dtype,
+        kv_dtype: s.kv_dtype,
+        fused: true,
+        dropout: false,
+    };
+    // Speculatively, one step verifies the drafted tokens and the next one together.
+    let ctx = Ctx::new(arch, shape(1 + drafts), &s.parallelism);
+    ctx.forward(
+        ops,
+        blocks,
+        Phase::Decode,
+        s.batch * (1 + drafts),
+        serving_sends(s),
     );
-    ctx.forward(ops, blocks, Phase::Decode, s.batch, serving_sends(s));
+    if drafts > 0 {
+        // The modules then draft the next tokens, one token per sequence each.
+        let drafter = Ctx::new(arch, shape(1), &s.parallelism);
+        drafter.mtp_module(&mut Sink {
+            out: ops,
+            phase: Phase::Decode,
+            count: drafts,
+        });
+    }
+}
+
+/// Tokens drafted per decode step: one per multi-token-prediction module when decoding
+/// speculatively, else none.
+pub fn speculative_drafts(arch: &Architecture, s: &InferenceSetup) -> u64 {
+    if s.speculative_acceptance.is_some() {
+        arch.mtp_layers
+    } else {
+        0
+    }
 }
 
 /// The op with its attention context set to `context` (decode steps differ only in that).
@@ -1499,7 +1581,93 @@ mod tests {
             kv_dtype: DType::Bf16,
             fused_attention: true,
             parallelism: Parallelism::default(),
+            speculative_acceptance: None,
         }
+    }
+
+    /// DeepSeek-V3 trains with its multi-token-prediction module: the forward pass gains one
+    /// layer of the last layer's kind, the 2h → h projection and the shared head, over every
+    /// token.
+    #[test]
+    fn mtp_modules_train_with_the_model() {
+        let with = fixture("deepseek-v3.json");
+        let without = Architecture {
+            mtp_layers: 0,
+            ..with.clone()
+        };
+        let s = setup(256);
+        let forward = |a: &Architecture| -> f64 {
+            training_ops(a, &s)
+                .iter()
+                .filter(|o| o.phase == Phase::Forward)
+                .map(|o| o.op.flops() * o.count as f64)
+                .sum()
+        };
+        let (h, v, t) = (with.hidden_size as f64, with.vocab_size as f64, 256.0);
+        let layer: f64 =
+            layer_forward_ops(&with, with.layer_kind(with.num_layers), 1, 256, DType::Bf16)
+                .iter()
+                .map(|(_, op)| op.flops())
+                .sum();
+        let norms = 2.0
+            * Op::Memory(MemoryOp::new(
+                MemoryKind::RmsNorm,
+                Pass::Forward,
+                256,
+                with.hidden_size,
+                DType::Bf16,
+            ))
+            .flops()
+            + Op::Memory(MemoryOp::new(
+                MemoryKind::RmsNorm,
+                Pass::Forward,
+                256,
+                with.hidden_size,
+                DType::Bf16,
+            ))
+            .flops()
+            + Op::Memory(MemoryOp::new(
+                MemoryKind::CrossEntropy,
+                Pass::Forward,
+                256,
+                with.vocab_size,
+                DType::Bf16,
+            ))
+            .flops();
+        let expected = layer + 2.0 * t * h * 2.0 * h + 2.0 * t * v * h + norms;
+        let extra = forward(&with) - forward(&without);
+        assert!(
+            (extra / expected - 1.0).abs() < 1e-9,
+            "{extra} vs {expected}"
+        );
+    }
+
+    /// Speculatively, a decode step verifies the drafted token and the next one in one pass,
+    /// then the module drafts again over one token per sequence.
+    #[test]
+    fn speculative_decode_verifies_then_drafts() {
+        let a = fixture("deepseek-v3.json");
+        let plain = serving();
+        let speculative = InferenceSetup {
+            speculative_acceptance: Some(0.8),
+            ..plain
+        };
+        let lm_heads = |s: &InferenceSetup| -> Vec<(u64, u64)> {
+            decode_ops(&a, s, 1024)
+                .iter()
+                .filter_map(|o| match o.op {
+                    Op::Matmul(m) if o.label.name == "lm-head" => Some((m.m, o.count)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(lm_heads(&plain), vec![(1, 1)]);
+        assert_eq!(lm_heads(&speculative), vec![(2, 1), (1, 1)]);
+        assert_eq!(speculative_drafts(&a, &speculative), 1);
+        assert_eq!(
+            speculative_drafts(&fixture("qwen3-0.6b.json"), &speculative),
+            0
+        );
     }
 
     /// Qwen3 normalizes every query and key head over head_dim: 16 + 8 heads of 128 per token.
@@ -1544,21 +1712,26 @@ mod tests {
         let prefill = prefill_ops(&a, &serving());
         assert_eq!(count(&prefill, "attention"), 12);
         assert_eq!(count(&prefill, "attn-gate"), 12);
-        assert_eq!(count(&prefill, "scan-scores"), 36);
-        assert_eq!(count(&prefill, "scan"), 0);
+        assert_eq!(count(&prefill, "scan"), 36);
         let decode = decode_ops(&a, &serving(), 2048);
         assert_eq!(count(&decode, "scan"), 36);
-        assert_eq!(count(&decode, "scan-scores"), 0);
         // Each value head's 128 × 128 fp32 state, read and written once.
         let scan = decode.iter().find(|o| o.label.name == "scan").unwrap();
         assert_eq!(scan.op.min_bytes(), 32.0 * 128.0 * 128.0 * 8.0);
-        // The prefill's chunked scan: 1024 tokens in 16 chunks of 64 per head.
-        let scores = prefill
-            .iter()
-            .find(|o| o.label.name == "scan-scores")
-            .unwrap();
-        match scores.op {
-            Op::Matmul(m) => assert_eq!((m.batch, m.m, m.n, m.k), (32 * 16, 64, 64, 256)),
+        assert!(matches!(scan.op, Op::Memory(_)), "{:?}", scan.op);
+        // The prefill's chunked scan: 1024 tokens in chunks of 64, 32 value heads of 128 × 128.
+        let chunked = prefill.iter().find(|o| o.label.name == "scan").unwrap();
+        match chunked.op {
+            Op::Scan(s) => {
+                assert_eq!((s.batch, s.heads, s.seq, s.chunk), (1, 32, 1024, 64));
+                assert_eq!((s.key_dim, s.value_dim), (128, 128));
+                // Its backward: the batched matmuls of the chunked form, 16 chunks per head.
+                let [scores, ..] = scan_matmuls(&s);
+                assert_eq!(
+                    (scores.batch, scores.m, scores.n, scores.k),
+                    (32 * 16, 64, 64, 256)
+                );
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -11,7 +11,7 @@
 //! context, so it is summed exactly up to rounding; tests check every model against the
 //! step-by-step sum (relative error ≤ 1e-4 calibrated and roofline).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::arch::Architecture;
 use crate::model::cost::{OpPrice, Provenance};
 use crate::model::execution::Execution;
@@ -256,6 +256,17 @@ pub fn price(
     hw.require_peak_flops(execution.serving.dtype)?;
     let capacity = hw.memory_bytes.value;
 
+    let drafts = crate::model::plan::speculative_drafts(arch, &execution.serving);
+    let decode_tokens = match execution.serving.speculative_acceptance {
+        Some(_) if drafts == 0 => {
+            return Err(Error::Unsupported(format!(
+                "--speculative-acceptance: {} has no multi-token-prediction modules to draft with",
+                arch.name
+            )));
+        }
+        Some(a) => crate::model::execution::tokens_per_step(drafts, a),
+        None => 1.0,
+    };
     let (training, step, forward_model_flops) = training_step(arch, execution, plan, pricer)?;
     let t = &execution.training;
     let p = &t.parallelism;
@@ -267,7 +278,8 @@ pub fn price(
         step,
         model_flops_per_token: 3.0 * (model_flops / microbatch_tokens),
         prefill: sum_with_layers(&plan.prefill, &plan.prefill_blocks, pricer)?.0,
-        decode: mean_decode_step(plan, pricer)?,
+        // A speculative step yields `decode_tokens` tokens on average.
+        decode: mean_decode_step(plan, pricer)?.scaled(1.0 / decode_tokens),
         training_memory: memory::training(arch, &execution.training, capacity),
         inference_memory: memory::inference(arch, &execution.serving, capacity),
     })
@@ -638,6 +650,7 @@ mod tests {
                 kv_dtype: dtype,
                 fused_attention: true,
                 parallelism: Parallelism::default(),
+                speculative_acceptance: None,
             },
         }
     }

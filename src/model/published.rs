@@ -227,6 +227,7 @@ pub fn execution(r: &Row) -> Result<Execution> {
                 tp: r.tensor_parallel,
                 ..Parallelism::default()
             },
+            speculative_acceptance: None,
         },
     })
 }

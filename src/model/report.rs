@@ -120,6 +120,18 @@ pub struct InferenceCost {
     pub request_latency_s: f64,
     pub energy_j_per_output_token: Option<f64>,
     pub usd_per_million_output_tokens: Option<f64>,
+    /// Decoding speculatively (`--speculative-acceptance`): what a decode step does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speculative: Option<Speculative>,
+}
+
+/// A speculative decode step: the multi-token-prediction modules draft `drafted_tokens`, one
+/// pass verifies them, and `tokens_per_step` come out on average.
+#[derive(Debug, Clone, Serialize)]
+pub struct Speculative {
+    pub drafted_tokens: u64,
+    pub acceptance: f64,
+    pub tokens_per_step: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -269,6 +281,14 @@ pub fn report(
         request_latency_s: p.seconds + (infer.generate.saturating_sub(1)) as f64 * tpot,
         energy_j_per_output_token: tdp.map(|w| w * per_replica * tpot / batch),
         usd_per_million_output_tokens: per_million(per_replica * tpot, batch, usd_per_hour),
+        speculative: infer.speculative_acceptance.map(|a| {
+            let drafted_tokens = crate::model::plan::speculative_drafts(arch, infer);
+            Speculative {
+                drafted_tokens,
+                acceptance: a,
+                tokens_per_step: crate::model::execution::tokens_per_step(drafted_tokens, a),
+            }
+        }),
     };
     let single = train.parallelism.is_single_gpu() && infer.parallelism.is_single_gpu();
     let cluster = (!single).then(|| ClusterReport {
@@ -390,6 +410,7 @@ mod tests {
                 kv_dtype: DType::Bf16,
                 fused_attention: true,
                 parallelism: Parallelism::default(),
+                speculative_acceptance: None,
             },
         )
     }

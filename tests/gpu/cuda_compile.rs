@@ -81,6 +81,16 @@ fn sample_ops() -> Vec<Op> {
                 dtype,
             }));
         }
+        out.push(Op::Scan(gpucost::model::ops::Scan {
+            batch: 2,
+            heads: 3,
+            seq: 100,
+            key_dim: 128,
+            value_dim: 40,
+            chunk: 64,
+            dtype,
+            pass: Pass::Forward,
+        }));
     }
     out
 }

@@ -10,6 +10,7 @@ mod bench_cli;
 mod calibration;
 mod compose;
 mod cuda_compile;
+mod cuda_on_cpu;
 mod wgpu_kernels;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -21,6 +22,8 @@ enum Needs {
     Nothing,
     Wgpu,
     Nvrtc,
+    /// A C++ compiler, to run a CUDA kernel's logic on the CPU.
+    Cxx,
 }
 
 impl Needs {
@@ -29,6 +32,7 @@ impl Needs {
             Needs::Nothing => "",
             Needs::Wgpu => "needs wgpu",
             Needs::Nvrtc => "needs nvrtc",
+            Needs::Cxx => "needs c++",
         }
     }
 
@@ -44,6 +48,9 @@ impl Needs {
                 Some("libnvrtc not found on LD_LIBRARY_PATH; pip install nvidia-cuda-nvrtc".into())
             }
             Needs::Nvrtc => nvrtc::include_dir().err().map(|e| e.to_string()),
+            Needs::Cxx => cuda_on_cpu::compiler()
+                .is_none()
+                .then(|| "no C++ compiler (c++, g++ or clang++); apt-get install g++".into()),
         }
     }
 }
@@ -66,6 +73,8 @@ const CASES: &[Case] = &[
     case!(Wgpu, wgpu_kernels::every_matmul_kernel_matches_the_reference_on_smoke_shapes),
     case!(Wgpu, wgpu_kernels::every_attention_kernel_matches_the_reference_on_smoke_shapes),
     case!(Wgpu, wgpu_kernels::every_memory_kernel_matches_the_reference_on_smoke_shapes),
+    case!(Wgpu, wgpu_kernels::every_scan_kernel_matches_the_reference_on_smoke_shapes),
+    case!(Wgpu, wgpu_kernels::a_long_scan_stays_within_its_tolerance),
     case!(Wgpu, wgpu_kernels::a_wrong_answer_fails_the_check),
     case!(Wgpu, wgpu_kernels::shared_kv_attention_matches_the_reference),
     case!(Nvrtc, cuda_compile::every_kernel_file_compiles_for_ampere_ada_and_hopper_with_its_entry_points),
@@ -73,6 +82,7 @@ const CASES: &[Case] = &[
     case!(Nvrtc, cuda_compile::every_launch_matches_its_kernel_signature),
     case!(Nvrtc, cuda_compile::mma_kernels_emit_mma_instructions),
     case!(Nvrtc, cuda_compile::block_kernels_launch_what_they_declare_with_matching_signatures),
+    case!(Cxx, cuda_on_cpu::the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu),
     case!(Nothing, bench_cli::devices_lists_every_backend_and_why_one_is_missing),
     case!(Wgpu, bench_cli::bench_writes_one_record_per_variant_and_shape),
     case!(Wgpu, bench_cli::bench_skips_shapes_a_named_variant_cannot_run),
@@ -99,7 +109,7 @@ fn main() -> ExitCode {
     unsafe { gpucost::measure::backend::quiet_vulkan_device_select() };
     let args = Arguments::from_args();
     let in_ci = std::env::var("CI").as_deref() == Ok("true");
-    let missing: Vec<(Needs, Option<String>)> = [Needs::Wgpu, Needs::Nvrtc]
+    let missing: Vec<(Needs, Option<String>)> = [Needs::Wgpu, Needs::Nvrtc, Needs::Cxx]
         .into_iter()
         .map(|n| (n, n.missing()))
         .collect();

@@ -39,6 +39,11 @@ fn check_smoke_shapes(class: OpClass) {
                 .into_iter()
                 .map(Op::Memory)
                 .collect(),
+            OpClass::Scan => harness::shapes::scan_shapes("smoke", dtype, f64::INFINITY)
+                .unwrap()
+                .into_iter()
+                .map(Op::Scan)
+                .collect(),
             _ => harness::shapes::attention_shapes("smoke", dtype, f64::INFINITY)
                 .unwrap()
                 .into_iter()
@@ -90,6 +95,42 @@ pub fn every_attention_kernel_matches_the_reference_on_smoke_shapes() {
 
 pub fn every_memory_kernel_matches_the_reference_on_smoke_shapes() {
     check_smoke_shapes(OpClass::Memory);
+}
+
+pub fn every_scan_kernel_matches_the_reference_on_smoke_shapes() {
+    check_smoke_shapes(OpClass::Scan);
+}
+
+/// A long fp16 sequence (8192 tokens, dk 128): the state is kept in fp32, so the error stays
+/// at the dtype's output rounding instead of growing with the length, and the unrolled kernel
+/// stays under llvmpipe's loop-trip cap (the looped first version left these outputs unwritten).
+pub fn a_long_scan_stays_within_its_tolerance() {
+    let mut backend = common::wgpu();
+    let dtype = if backend.device().supports_f16 {
+        DType::Fp16
+    } else {
+        DType::Fp32
+    };
+    let op = Op::Scan(gpucost::model::ops::Scan {
+        batch: 1,
+        heads: 1,
+        seq: 8192,
+        key_dim: 128,
+        value_dim: 32,
+        chunk: 64,
+        dtype,
+        pass: gpucost::model::ops::Pass::Forward,
+    });
+    let plan = TimingPlan {
+        warmup_runs: 0,
+        min_samples: 1,
+        max_samples: 1,
+        ..TimingPlan::default()
+    };
+    for m in harness::measure(&mut backend, &op, &["recurrent"], &plan, 7).unwrap() {
+        eprintln!("{op}: {:?}", m.correctness);
+        assert!(m.correctness.pass, "{op}: {:?}", m.correctness);
+    }
 }
 
 /// A real kernel's output, compared with the reference of other inputs, must fail the check.

@@ -245,7 +245,7 @@ impl BlockShape {
             Op::Matmul(m) => m.batch * m.m * m.n,
             Op::Attention(_) => self.tokens() * self.q_width(),
             Op::Memory(m) => m.rows * m.cols,
-            Op::Collective(_) => 0,
+            Op::Collective(_) | Op::Scan(_) => 0,
         }
     }
 }

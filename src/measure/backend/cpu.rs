@@ -5,6 +5,9 @@ pub mod mla;
 use crate::model::ops::{Attention, Matmul};
 use rayon::prelude::*;
 
+mod scan;
+pub use scan::{HeadOutput, ScanInputs, head_offsets, scan, scan_head, scan_output_len};
+
 /// C[z] = A[z] · B[z] in f64, row-major, from inputs given as f32 (already rounded to the dtype);
 /// rows on all cores.
 pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32]) -> Vec<f64> {

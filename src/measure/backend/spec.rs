@@ -23,6 +23,8 @@ pub enum Serves {
     Attention,
     /// The memory-bound ops of these kinds.
     Memory(&'static [MemoryKind]),
+    /// The gated-delta-rule scan.
+    Scan,
 }
 
 impl Serves {
@@ -31,12 +33,15 @@ impl Serves {
             Serves::Matmul => OpClass::Matmul,
             Serves::Attention => OpClass::Attention,
             Serves::Memory(_) => OpClass::Memory,
+            Serves::Scan => OpClass::Scan,
         }
     }
 
     pub fn covers(self, op: &Op) -> bool {
         match (self, op) {
-            (Serves::Matmul, Op::Matmul(_)) | (Serves::Attention, Op::Attention(_)) => true,
+            (Serves::Matmul, Op::Matmul(_))
+            | (Serves::Attention, Op::Attention(_))
+            | (Serves::Scan, Op::Scan(_)) => true,
             (Serves::Memory(kinds), Op::Memory(m)) => kinds.contains(&m.kind),
             _ => false,
         }

@@ -546,6 +546,7 @@ fn output_and_scratch(op: &Op) -> (u64, u64) {
             a.batch * a.q_heads * a.q_len * a.kv_len,
         ),
         Op::Memory(m) => (m.rows * m.cols, 0),
+        Op::Scan(s) => (super::cpu::scan_output_len(s) as u64, 0),
         _ => (0, 0),
     }
 }
@@ -567,6 +568,18 @@ impl Backend for WgpuBackend {
                     && a.v_head_dim.is_multiple_of(4)
             }
             Op::Memory(m) => dtype_ok(m.dtype) && super::measured_memory_kind(m).is_ok(),
+            // The state column lives in registers: dk up to the attention head-dim limit; the
+            // staged keys and queries must fit the workgroup memory, indices a u32.
+            Op::Scan(s) => {
+                let elems = s.batch * s.heads * s.seq * s.key_dim.max(s.value_dim);
+                dtype_ok(s.dtype)
+                    && s.pass == crate::model::ops::Pass::Forward
+                    && s.key_dim <= specs::MAX_HEAD_DIM
+                    && s.batch * s.heads <= 65535
+                    && specs::scan_workgroup_bytes(s)
+                        <= u64::from(self.limits.max_compute_workgroup_storage_size)
+                    && u32::try_from(super::cpu::scan_output_len(s).max(elems as usize)).is_ok()
+            }
             _ => false,
         };
         if !runs {
@@ -609,6 +622,16 @@ impl Backend for WgpuBackend {
                     memory_params(m, &super::cpu::RotaryLayout::standalone(m)),
                 )
             }
+            Op::Scan(s) => (
+                s.dtype,
+                5,
+                vec![
+                    (s.batch * s.heads) as u32,
+                    s.seq as u32,
+                    s.value_dim as u32,
+                    0,
+                ],
+            ),
             other => {
                 return Err(BackendError::Unsupported(format!(
                     "wgpu backend has no kernels for {other}"
@@ -776,6 +799,16 @@ mod tests {
                     dtype,
                 }));
             }
+            out.push(Op::Scan(crate::model::ops::Scan {
+                batch: 1,
+                heads: 2,
+                seq: 20,
+                key_dim: 64,
+                value_dim: 48,
+                chunk: 64,
+                dtype,
+                pass: Pass::Forward,
+            }));
         }
         out
     }

@@ -121,8 +121,42 @@ pub fn inputs(op: &Op, seed: u64) -> Result<Vec<Vec<f32>>, BackendError> {
                 _ => Ok(vec![t(rows * cols, 0)]),
             }
         }
+        Op::Scan(sc) => Ok(scan_inputs(sc, seed)),
         other => Err(BackendError::Unsupported(format!("cannot measure {other}"))),
     }
+}
+
+/// q, k, v, α, β of a gated-delta scan: q and v uniform in [−1, 1); keys L2-normalized per token
+/// (the caller's job in a model) before rounding to the dtype; gates α in [0.9, 1), so the state
+/// remembers tens of tokens and rounding errors have time to accumulate; β in [0.05, 0.95).
+pub fn scan_inputs(sc: &crate::model::ops::Scan, seed: u64) -> Vec<Vec<f32>> {
+    let tokens = (sc.batch * sc.heads * sc.seq) as usize;
+    let (dk, dv) = (sc.key_dim as usize, sc.value_dim as usize);
+    let d = sc.dtype;
+    let mut k = random_tensor(tokens * dk, DType::Fp32, seed ^ 0x51);
+    k.par_chunks_mut(dk).for_each(|row| {
+        let norm = row
+            .iter()
+            .map(|x| f64::from(*x).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        for x in row.iter_mut() {
+            *x = round_to(d, (f64::from(*x) / norm.max(1e-30)) as f32);
+        }
+    });
+    let map = |salt: u64, f: fn(f32) -> f32| -> Vec<f32> {
+        random_tensor(tokens, DType::Fp32, seed ^ salt)
+            .into_iter()
+            .map(|u| round_to(d, f(u)))
+            .collect()
+    };
+    vec![
+        random_tensor(tokens * dk, d, seed),
+        k,
+        random_tensor(tokens * dv, d, seed ^ 0xa3),
+        map(0x6a7e, |u| 0.95 + 0.05 * u),
+        map(0xbe7a, |u| 0.5 + 0.45 * u),
+    ]
 }
 
 /// The tolerance a correct kernel for `op` meets.
@@ -138,6 +172,12 @@ pub fn op_tolerance(op: &Op) -> f64 {
         }
         // RMSNorm accumulates its sum of squares over the row.
         Op::Memory(m) => tolerance(m.dtype, m.cols) + 2.0f64.powi(-20),
+        // The kernels keep the state in fp32, so no error of the dtype accumulates: each output
+        // carries fp32 rounding from the seq × max(dk, dv) products behind it, and since every
+        // step's transition α(I − βkkᵀ) has norm at most 1, earlier errors are not amplified
+        // and add up as a random walk (the √ in `tolerance`); then one rounding to the dtype.
+        // Doubled, as for attention, for the chunked form's triangular solve.
+        Op::Scan(sc) => 2.0 * tolerance(sc.dtype, sc.seq * sc.key_dim.max(sc.value_dim)),
         other => tolerance(other.dtype(), 1),
     }
 }
@@ -169,6 +209,7 @@ fn output_len(op: &Op) -> usize {
         Op::Matmul(mm) => (mm.batch * mm.m * mm.n) as usize,
         Op::Attention(a) => (a.batch * a.q_heads * a.q_len * a.v_head_dim) as usize,
         Op::Memory(m) => (m.rows * m.cols) as usize,
+        Op::Scan(sc) => crate::measure::backend::cpu::scan_output_len(sc),
         _ => 0,
     }
 }
@@ -235,6 +276,32 @@ fn sampled(op: &Op, inputs: &[Vec<f32>], seed: u64) -> Result<Expected, BackendE
                 }
                 _ => cpu::rotary_row(x(row, cols), row, &cpu::RotaryLayout::standalone(m)),
             }))
+        }
+        Op::Scan(sc) => {
+            // Whole heads: each one's outputs and final state, the first and last always.
+            let heads = (sc.batch * sc.heads) as usize;
+            let mut picked: Vec<usize> = (0..SAMPLES / 256)
+                .map(|_| rng.random_range(0..heads))
+                .collect();
+            picked.extend([0, heads - 1]);
+            let x = cpu::ScanInputs::from_list(inputs);
+            let outs: Vec<cpu::HeadOutput> = picked
+                .par_iter()
+                .map(|&bh| cpu::scan_head(sc, &x, bh))
+                .collect();
+            let (mut indices, mut values) = (Vec::new(), Vec::new());
+            for (&bh, h) in picked.iter().zip(outs) {
+                let (o_at, s_at) = cpu::head_offsets(sc, bh);
+                indices.extend((0..h.o.len()).map(|i| o_at + i));
+                indices.extend((0..h.state.len()).map(|i| s_at + i));
+                values.extend(h.o);
+                values.extend(h.state);
+            }
+            Ok(Expected::Sampled {
+                len: cpu::scan_output_len(sc),
+                indices,
+                values,
+            })
         }
         other => Err(BackendError::Unsupported(format!(
             "no reference implementation for {other}"
@@ -358,6 +425,10 @@ pub fn reference(op: &Op, inputs: &[Vec<f32>]) -> Result<Vec<f64>, BackendError>
                     &cpu::RotaryLayout::standalone(m),
                 ),
             })
+        }
+        Op::Scan(sc) => {
+            use crate::measure::backend::cpu;
+            Ok(cpu::scan(sc, &cpu::ScanInputs::from_list(inputs)))
         }
         other => Err(BackendError::Unsupported(format!(
             "no reference implementation for {other}"

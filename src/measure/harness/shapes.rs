@@ -1,10 +1,11 @@
 //! Shape presets: `smoke` is CI-sized; `sweep` is the calibration grid. A user's own list comes
 //! from a TOML file with `[[matmul]]` entries (`m`, `n`, `k`, optional `batch`), `[[attention]]`
-//! entries and `[[memory]]` entries (`kind`, `rows`, `cols`).
+//! entries, `[[memory]]` entries (`kind`, `rows`, `cols`) and `[[scan]]` entries (`heads`,
+//! `seq`, `key_dim`, optional `batch`, `value_dim` (= `key_dim`) and `chunk` (64)).
 
 use crate::error::{Error, Result, parse_toml};
 use crate::model::dtype::DType;
-use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Pass};
+use crate::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op, Pass, Scan};
 use serde::Deserialize;
 
 /// Small, odd-sized shapes: every edge case of tiling, fast enough for lavapipe in CI.
@@ -148,6 +149,110 @@ struct ShapeFile {
     attention: Vec<AttentionShape>,
     #[serde(default)]
     memory: Vec<MemoryShape>,
+    #[serde(default)]
+    scan: Vec<ScanShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanShape {
+    #[serde(default = "one")]
+    batch: u64,
+    heads: u64,
+    seq: u64,
+    key_dim: u64,
+    value_dim: Option<u64>,
+    #[serde(default = "chunk")]
+    chunk: u64,
+}
+
+/// The chunk length of the published chunked kernels.
+fn chunk() -> u64 {
+    64
+}
+
+/// Scan shapes: (batch, heads, seq, key dim, value dim).
+type ScanDims = (u64, u64, u64, u64, u64);
+
+/// One token, odd lengths and widths (value dims that leave a column block part-filled), both
+/// head dims; small enough for lavapipe, whose loop-trip cap the recurrent kernel's seq × dk/8
+/// stays well under.
+fn scan_smoke() -> Vec<ScanDims> {
+    vec![
+        (1, 1, 1, 8, 8),
+        (1, 2, 17, 16, 40),
+        (2, 2, 70, 64, 64),
+        (1, 3, 129, 128, 128),
+        (1, 2, 200, 64, 96),
+    ]
+}
+
+/// The calibration grid: Qwen3-Next-like heads (dk = dv = 128; 64 for smaller models), prefill
+/// lengths from 256 to 32k with the tokens per step held near 16k, capped by `max_bytes` moved.
+fn scan_sweep(max_bytes: f64, dtype: DType) -> Vec<ScanDims> {
+    let mut v = Vec::new();
+    for d in [64u64, 128] {
+        for heads in [16u64, 32] {
+            for seq in [256u64, 1024, 2048, 4096, 8192, 16384, 32768] {
+                let batch = (16384 / seq).max(1);
+                let s = scan_op((batch, heads, seq, d, d), 64, dtype);
+                if s.min_bytes() <= max_bytes {
+                    v.push((batch, heads, seq, d, d));
+                }
+            }
+        }
+    }
+    v
+}
+
+fn scan_op((batch, heads, seq, key_dim, value_dim): ScanDims, chunk: u64, dtype: DType) -> Scan {
+    Scan {
+        batch,
+        heads,
+        seq,
+        key_dim,
+        value_dim,
+        chunk,
+        dtype,
+        pass: Pass::Forward,
+    }
+}
+
+/// Gated-delta scan shapes for a preset name or a TOML file with `[[scan]]` entries.
+pub fn scan_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<Scan>> {
+    match preset {
+        "smoke" => Ok(scan_smoke()
+            .into_iter()
+            .map(|d| scan_op(d, 64, dtype))
+            .collect()),
+        "sweep" => Ok(scan_sweep(max_bytes, dtype)
+            .into_iter()
+            .map(|d| scan_op(d, 64, dtype))
+            .collect()),
+        path => {
+            let text = crate::error::read_to_string(std::path::Path::new(path))?;
+            let file: ShapeFile = parse_toml(path, &text)?;
+            let mut v = Vec::new();
+            for (i, s) in file.scan.iter().enumerate() {
+                let dims = (
+                    s.batch,
+                    s.heads,
+                    s.seq,
+                    s.key_dim,
+                    s.value_dim.unwrap_or(s.key_dim),
+                );
+                let op = scan_op(dims, s.chunk, dtype);
+                Op::Scan(op)
+                    .check()
+                    .map_err(|e| Error::field(path, &format!("scan[{i}]"), e))?;
+                v.push(op);
+            }
+            if v.is_empty() {
+                return Err(Error::field(path, "scan", "no scan shapes"));
+            }
+            Ok(v)
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -49,6 +49,7 @@ impl GroupKey {
             OpClass::Attention => "attention",
             OpClass::Memory => "memory",
             OpClass::Collective => "collective",
+            OpClass::Scan => "scan",
         };
         format!("{class} {} {}", self.dtype, self.kind)
             .trim()
@@ -578,6 +579,15 @@ pub fn key_and_features(op: &Op) -> Option<(GroupKey, Vec<f64>)> {
                 implementation: String::new(),
             },
             vec![l(m.rows), l(m.cols)],
+        )),
+        Op::Scan(s) => Some((
+            GroupKey {
+                class: OpClass::Scan,
+                dtype: s.dtype,
+                kind: format!("gated-delta d{}", s.key_dim),
+                implementation: String::new(),
+            },
+            vec![l(s.batch * s.heads), l(s.seq), l(s.key_dim)],
         )),
         _ => None,
     }

@@ -8,7 +8,7 @@ pub mod transfer;
 
 use crate::error::{Error, Result};
 use crate::model::hw::HwProfile;
-use crate::model::ops::{Attention, Collective, Link, Matmul, MemoryOp, Op};
+use crate::model::ops::{Attention, Collective, Link, Matmul, MemoryOp, Op, Scan};
 use serde::{Deserialize, Serialize};
 
 /// What limits an op's time.
@@ -255,6 +255,26 @@ impl Roofline {
         ))
     }
 
+    /// A chunked scan as attention is priced: the slower of compute and memory. Its FLOPs are
+    /// the chunk's matmuls (Gram and output products, the UT transform, the state products), so
+    /// they run against the matrix (tensor-core) peak of its dtype at the attention efficiency.
+    fn scan(s: &Scan, hw: &HwProfile) -> Result<Prediction> {
+        if s.pass == crate::model::ops::Pass::Backward {
+            return Err(Error::Unsupported(
+                "the backward of the gated-delta scan is not modelled".into(),
+            ));
+        }
+        let rate = hw.require_peak_flops(s.dtype)? * hw.model.attention_efficiency;
+        Ok(Self::finish(
+            s.flops() / rate,
+            Self::memory_s(s.min_bytes(), hw),
+            hw.model.launch_latency_s,
+            s.flops(),
+            s.min_bytes(),
+            String::new(),
+        ))
+    }
+
     fn memory_op(m: &MemoryOp, hw: &HwProfile) -> Prediction {
         // Elementwise arithmetic runs on the vector units at the fp32 rate.
         let compute_s = m.flops() / hw.peak_flops.fp32.value;
@@ -380,6 +400,7 @@ impl CostModel for Roofline {
             Op::Attention(a) => Self::attention(a, hw),
             Op::Memory(m) => Ok(Self::memory_op(m, hw)),
             Op::Collective(c) => Self::collective(c, hw, true),
+            Op::Scan(s) => Self::scan(s, hw),
         }
     }
 
@@ -389,6 +410,7 @@ impl CostModel for Roofline {
             Op::Attention(a) => Self::attention(a, hw)?,
             Op::Memory(m) => Self::memory_op(m, hw),
             Op::Collective(c) => Self::collective(c, hw, false)?,
+            Op::Scan(s) => Self::scan(s, hw)?,
         };
         Ok(p.price())
     }

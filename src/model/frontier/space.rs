@@ -666,6 +666,7 @@ impl Space {
                 kv_dtype,
                 fused_attention: true,
                 parallelism: w.serving_layout,
+                speculative_acceptance: None,
             },
         };
         execution.validate().map_err(|e| e.to_string())?;

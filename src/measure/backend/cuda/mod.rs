@@ -351,6 +351,12 @@ impl Backend for CudaBackend {
                 memory_elem(m.dtype).is_some()
                     && crate::measure::backend::measured_memory_kind(m).is_ok()
             }
+            // Indices inside the kernel are 32-bit per head and 64-bit across heads.
+            Op::Scan(s) => {
+                memory_elem(s.dtype).is_some()
+                    && s.pass == Pass::Forward
+                    && s.seq * s.key_dim.max(s.value_dim) <= i32::MAX as u64
+            }
             _ => false,
         };
         if !runs {
@@ -405,6 +411,16 @@ impl Backend for CudaBackend {
                     .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
                 let n = crate::measure::backend::memory_input_count(kind);
                 (vec![e; n], e, (m.rows * m.cols) as usize, 0)
+            }
+            Op::Scan(s) => {
+                let (e, _) = memory_elem(s.dtype)
+                    .ok_or_else(|| BackendError::Unsupported(format!("cuda: {op}")))?;
+                (
+                    vec![e; 5],
+                    e,
+                    crate::measure::backend::cpu::scan_output_len(s),
+                    0,
+                )
             }
             other => return Err(BackendError::Unsupported(format!("cuda: {other}"))),
         };
@@ -654,6 +670,25 @@ mod tests {
             DType::Bf16,
         );
         assert_eq!(offered(&Op::Memory(rms)), ["elementwise"]);
+        let scan = |dtype, key_dim| {
+            Op::Scan(crate::model::ops::Scan {
+                batch: 2,
+                heads: 4,
+                seq: 100,
+                key_dim,
+                value_dim: 40,
+                chunk: 64,
+                dtype,
+                pass: Pass::Forward,
+            })
+        };
+        assert_eq!(offered(&scan(DType::Bf16, 128)), ["chunked"]);
+        // The state slice in shared memory takes key dims up to 128.
+        assert!(offered(&scan(DType::Bf16, 256)).is_empty());
+        assert!(offered(&scan(DType::Fp8E4m3, 128)).is_empty());
+        // One block per 16 value columns of each sequence and head.
+        let l = launch_of("chunked", &scan(DType::Fp16, 128));
+        assert_eq!((l[0].grid, l[0].block), ((3, 8, 1), (128, 1, 1)));
     }
 
     fn launch_of(variant: &str, op: &Op) -> Vec<Launch> {
