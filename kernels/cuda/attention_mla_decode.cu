@@ -23,6 +23,9 @@
 #define MLA_PAIRS (MLA_D / 32)
 #define MLA_PAIRS_PER_WARP ((MLA_PAIRS + MLA_WARPS - 1) / MLA_WARPS)
 
+// The tensor-core primitives; scripts/mla_cuda_on_cpu.cpp supplies its own to run this file on
+// the CPU.
+#ifndef MLA_ON_CPU
 __device__ __forceinline__ unsigned mla_pack2(float lo, float hi, __half) {
     __half2 h = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<unsigned*>(&h);
@@ -43,6 +46,7 @@ __device__ __forceinline__ void mla_mma(float (&c)[4], const unsigned (&a)[4], u
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif
 
 template <typename T>
 __device__ void mla_partial(const T* __restrict__ q, const T* __restrict__ kv,
