@@ -14,6 +14,9 @@
 #
 # Each step runs under its own timeout, so the whole stays within about 9 minutes; an interrupted
 # step keeps every record written before the cut. QUICK=1: smoke and target shapes only.
+# MLA=1: the absorbed MLA decode kernel alone: smoke shapes in bf16 and fp16, then the targets
+# beside PyTorch SDPA over the same latent, within about 3.5 minutes (the full run checks its
+# smoke shapes only).
 # CALIBRATION=1: correctness on the smoke shapes, the composition check, then the bf16 and fp16
 # calibration sweeps with long limits (no wgpu, no criterion), within about 6.5 minutes.
 # SWEEP=1: the dense calibration sweep within 7 minutes (SWEEP_BUDGET_S), vendors first: cuBLAS /
@@ -171,8 +174,8 @@ run() {
   local fast=(--budget-s 0.25 --target-cv 0.03 --out "$res")
   local quick=(--budget-s 0.05 --target-cv 0.03 --out "$res")
   # Correctness of the memory-bound kernels and the composition check: a transformer block of
-  # the tiny model and of a Llama-3-8B and a Llama-2-7B layer, measured against the sum of the
-  # calibrated op predictions.
+  # the tiny model, of a Llama-3-8B and a Llama-2-7B layer and of small Qwen3 and Gemma 3
+  # layers, measured against the sum of the calibrated op predictions.
   memory_and_compose() {
     for dt in bf16 fp16; do
       step 15 $bin/gpucost bench --backend cuda --op memory --dtype "$dt" --shapes smoke "${quick[@]}"
@@ -180,6 +183,9 @@ run() {
     step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/tiny-block.toml --dtype bf16 --tokens 512 --out "$res"
     step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model llama-3-8b --dtype bf16 --tokens 2048 --out "$res"
     step 30 $bin/gpucost compose --backend cuda --hw h100-sxm --model models/Llama-2-7b-hf.json --dtype fp16 --tokens 4096 --out "$res"
+    # The families' layers the CUDA block runs: Qwen3's QK-norm, Gemma 3's local layer (GeGLU).
+    step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/compose/qwen3-layer.toml --dtype bf16 --tokens 512 --out "$res"
+    step 20 $bin/gpucost compose --backend cuda --hw h100-sxm --model examples/compose/gemma3-layer.toml --layer local --dtype bf16 --tokens 512 --out "$res"
   }
   # The gated-delta scans: correctness on the smoke shapes first, then the targets, then the
   # plain-PyTorch chunked reference on the same shapes, appended to the same results files.
@@ -192,6 +198,21 @@ run() {
     done
     step 30 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-scan-*.jsonl 2>/dev/null)
   }
+  # Absorbed MLA decode (DeepSeek-V3's latent attention): correctness on odd small shapes in
+  # both dtypes, then the targets (batch 1-64, 128 heads, contexts 1k-32k) beside PyTorch SDPA
+  # over the same latent. Run after the general SDPA step, which reads every cuda-attention file.
+  mla_decode() {
+    for dt in bf16 fp16; do
+      step 20 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes scripts/mla_smoke.toml "${quick[@]}"
+    done
+    step 90 $bin/gpucost bench --backend cuda --op attention --dtype bf16 --shapes scripts/mla_targets.toml "${fast[@]}"
+    step 60 python3 scripts/reference_torch.py --shapes scripts/mla_targets.toml --dtype bf16 --out "$res" --budget-s 0.25
+  }
+  if [ -n "${MLA:-}" ]; then
+    mla_decode
+    $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
+    return
+  fi
   if [ -n "${SWEEP:-}" ]; then
     sweep "$res" "$bin"
     return
@@ -250,6 +271,8 @@ run() {
   step 20 $bin/gpucost bench --backend wgpu --op scan --dtype f16 --shapes scripts/targets.toml "${fast[@]}"
   # PyTorch SDPA beside our attention, appended to the same results files.
   step 45 python3 scripts/reference_torch.py $(ls "$res"/*/cuda-attention-*.jsonl 2>/dev/null)
+  # The MLA decode kernel's correctness only (MLA=1 runs its targets beside SDPA).
+  step 20 $bin/gpucost bench --backend cuda --op attention --dtype bf16 --shapes scripts/mla_smoke.toml "${quick[@]}"
   step 30 $bin/bench-matmul --bench --warm-up-time 0.2 --measurement-time 0.5 > "$OUT/criterion-matmul.txt" 2>&1
   $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
   ls -la "$OUT"

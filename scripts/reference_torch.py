@@ -6,7 +6,10 @@ samples until the spread settles) and checked against an f64 reference on sample
 inputs and rows for both). For every attention shape in a gpucost results file it appends a
 record per backend in the same schema (variants "torch-sdpa-flash" and "torch-sdpa-cudnn",
 vendor_library true), so `gpucost report` puts each of our kernels beside the vendor on the same
-shape, and the production stack can take the faster vendor kernel. With --shapes it reads the shapes from a gpucost
+shape, and the production stack can take the faster vendor kernel. Absorbed MLA decode (attention with
+shared_kv: the values are the first v_head_dim columns of the keys) runs SDPA's memory-efficient
+and math backends instead, over the latent with K and V expanded to the query heads as views
+(variants "torch-sdpa-efficient" and "torch-sdpa-math"). With --shapes it reads the shapes from a gpucost
 shape file instead (its [[attention]] entries) and writes the records, in the same schema, to
 OUT/<device>/torch-attention-<dtype>-<ms>.jsonl, each flushed as it is measured; gpucost need
 not have run first.
@@ -53,7 +56,9 @@ def op_flops_bytes(op):
     b = op["batch"]
     q = b * op["q_heads"] * op["q_len"] * op["qk_head_dim"]
     o = b * op["q_heads"] * op["q_len"] * op["v_head_dim"]
-    k = b * op["kv_heads"] * op["kv_len"] * (op["qk_head_dim"] + op["v_head_dim"])
+    # Shared keys and values (absorbed MLA's latent) are one cached tensor, read once.
+    kv_width = op["qk_head_dim"] + (0 if op.get("shared_kv") else op["v_head_dim"])
+    k = b * op["kv_heads"] * op["kv_len"] * kv_width
     return float(flops), float((q + o + k) * e)
 
 
@@ -94,6 +99,10 @@ def reference_rows(q, k, v, causal, rows, scale):
 # The SDPA backends measured, each as its own vendor variant; a backend this PyTorch lacks (cuDNN
 # attention arrived in 2.5) or that refuses a shape is skipped for it.
 BACKENDS = [("torch-sdpa-flash", "FLASH_ATTENTION"), ("torch-sdpa-cudnn", "CUDNN_ATTENTION")]
+# Absorbed MLA decode (shared_kv, head dim 576, values 512) is beyond the flash backend's head
+# dims: SDPA's memory-efficient and math backends take it, over K and V views expanded to the
+# query heads (no copies), the latent read as both.
+SHARED_KV_BACKENDS = [("torch-sdpa-efficient", "EFFICIENT_ATTENTION"), ("torch-sdpa-math", "MATH")]
 
 
 def measure(op, budget_s, flush, target_cv=0.03):
@@ -109,11 +118,15 @@ def measure(op, budget_s, flush, target_cv=0.03):
     g = torch.Generator(device="cuda").manual_seed(42)
     q = torch.empty(b, hq, sq, d, device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
     k = torch.empty(b, hkv, skv, d, device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
-    v = torch.empty(b, hkv, skv, op["v_head_dim"], device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
+    shared = bool(op.get("shared_kv"))
+    if shared:
+        v = k[..., :op["v_head_dim"]]  # the values are the keys' first columns: a view
+    else:
+        v = torch.empty(b, hkv, skv, op["v_head_dim"], device="cuda", dtype=dt).uniform_(-1, 1, generator=g)
     rows = sorted(set([0, b * hq * sq - 1] + torch.randint(0, b * hq * sq, (62,)).tolist()))
     ref = reference_rows(q, k, v, causal, rows, 1.0 / math.sqrt(d))
     out = []
-    for name, attr in BACKENDS:
+    for name, attr in (SHARED_KV_BACKENDS if shared else BACKENDS):
         backend = getattr(SDPBackend, attr, None)
         if backend is None:
             out.append((None, f"{name}: this PyTorch has no SDPBackend.{attr}"))
@@ -133,8 +146,12 @@ def measure_backend(op, q, k, v, causal, rows, ref, variant, backend, budget_s, 
     dt = q.dtype
     b, hq, hkv = op["batch"], op["q_heads"], op["kv_heads"]
     sq, skv, d = op["q_len"], op["kv_len"], op["qk_head_dim"]
-    kwargs = {}
-    if hq != hkv:
+    kwargs = {"scale": 1.0 / math.sqrt(d)}
+    if op.get("shared_kv"):
+        # One latent head serves every query head: expanded views, no copies.
+        k, v = (t.unsqueeze(2).expand(b, hkv, hq // hkv, skv, t.shape[-1]).reshape(b, hq, skv, t.shape[-1])
+                if hkv > 1 else t.expand(b, hq, skv, t.shape[-1]) for t in (k, v))
+    elif hq != hkv:
         kwargs["enable_gqa"] = True
 
     def run():
@@ -146,11 +163,11 @@ def measure_backend(op, q, k, v, causal, rows, ref, variant, backend, budget_s, 
             warnings.simplefilter("ignore")
             out = run()
     except Exception:  # a backend may refuse GQA on some versions: expand K/V instead
-        if not kwargs:
+        if "enable_gqa" not in kwargs:
             raise
         rep = hq // hkv
         k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
-        kwargs = {}
+        del kwargs["enable_gqa"]
         variant += "-expanded-kv"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -216,9 +233,10 @@ def shape_file_ops(path, dtypes):
             ops.append({"op": "attention", "batch": e.get("batch", 1), "q_heads": e["heads"],
                         "kv_heads": e.get("kv_heads", e["heads"]), "q_len": q,
                         "kv_len": e.get("seq_kv", q), "qk_head_dim": e["head_dim"],
-                        "v_head_dim": e["head_dim"], "causal": bool(e.get("causal", False)),
+                        "v_head_dim": e.get("v_head_dim", e["head_dim"]),
+                        "causal": bool(e.get("causal", False)),
                         "window": e.get("window"), "dtype": dt, "kv_dtype": dt, "fused": True,
-                        "pass": "forward"})
+                        "pass": "forward", "shared_kv": bool(e.get("shared_kv", False))})
     return ops
 
 
@@ -310,7 +328,7 @@ def main():
         finally:
             for f in files.values():
                 f.close()
-        print(f"wrote {written} records for {len(ops)} shapes (attention: {len(BACKENDS)} backends each)")
+        print(f"wrote {written} records for {len(ops)} shapes (a record per SDPA backend for attention)")
         return
     for path in args.results:
         with open(path) as f:

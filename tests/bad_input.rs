@@ -1794,6 +1794,8 @@ fn compose_cases() -> Vec<Case> {
         (c(&["--batch", "256", "--tokens", "256"]), &["--batch x --tokens = 65536 exceeds the limit of 32768"]),
         (c(&["--runs", "0"]), &["--runs must be from 1"]),
         (c(&["--dtype", "fp64"]), &["--dtype: unknown dtype 'fp64'"]),
+        (c(&["--layer", "local"]), &["tiny-block: --layer local: it has no sliding-window layers"]),
+        (["compose", "--model", "examples/compose/deepseek-v3-layer.toml", "--no-save"] .iter() .map(|s| s.to_string()) .collect(), &["deepseek-v3-layer: the block runner has no kernel for its multi-head latent attention"]),
         (["compose", "--model", "mixtral-8x7b", "--no-save"] .iter() .map(|s| s.to_string()) .collect(), &["models/Mixtral-8x7B-Instruct-v0.1.json: moe: a mixture-of-experts model"]),
         (["compose", "--model", "examples/paper-model.toml", "--no-save"] .iter() .map(|s| s.to_string()) .collect(), &["examples/paper-model.toml: moe: a mixture-of-experts model"]),
         (["compose", "--model", "llama-2-13b", "--tokens", "32768", "--no-save"] .iter() .map(|s| s.to_string()) .collect(), &["host memory", "use fewer --tokens"]),
@@ -1871,6 +1873,37 @@ fn cluster_cases() -> Vec<Case> {
         ];
         for (name, args, needles) in nccl {
             cases.push(case(name, Vec::new(), args, refused(needles)));
+        }
+        // Shape files of attention with its own value width and shared keys and values.
+        let mla = |extra: &str| {
+            format!(
+                "[[attention]]\nheads = 16\nkv_heads = 1\nseq_q = 1\nseq_kv = 9\nhead_dim = 576\nshared_kv = true\n{extra}"
+            )
+        };
+        #[rustfmt::skip]
+        let shapes: Vec<(&str, String, &[&str])> = vec![
+            ("shared values wider than the keys", mla("v_head_dim = 600\n"), &["shapes.toml: attention[0].v_head_dim: 600 exceeds head_dim 576 with shared_kv"]),
+            ("a zero value head dim", mla("v_head_dim = 0\n"), &["shapes.toml: attention[0].v_head_dim: must be positive"]),
+            ("shared_kv not a boolean", mla("").replace("shared_kv = true", "shared_kv = 1"), &["shapes.toml", "shared_kv"]),
+        ];
+        for (name, toml, needles) in shapes {
+            cases.push(case(
+                name,
+                vec![("shapes.toml", text(&toml))],
+                &[
+                    "bench",
+                    "--backend",
+                    "cuda",
+                    "--op",
+                    "attention",
+                    "--dtype",
+                    "bf16",
+                    "--shapes",
+                    "{d}/shapes.toml",
+                    "--no-save",
+                ],
+                refused(needles),
+            ));
         }
         // Gated-delta scan shapes: read before any device is opened, each entry checked.
         #[rustfmt::skip]

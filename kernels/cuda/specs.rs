@@ -199,8 +199,9 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         serves: Serves::Attention,
         dtypes: HALF,
         accepts: |op| {
-            attention(op)
-                .is_some_and(|a| a.batch * a.q_heads * a.q_len * a.kv_len * 4 <= MAX_SCORE_BYTES)
+            attention(op).is_some_and(|a| {
+                standard_heads(a) && a.batch * a.q_heads * a.q_len * a.kv_len * 4 <= MAX_SCORE_BYTES
+            })
         },
         kernel: Cuda::Nvrtc {
             source: cu!("attention_naive.cu"),
@@ -266,7 +267,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         },
         serves: Serves::Attention,
         dtypes: HALF,
-        accepts: any_shape,
+        accepts: |op| attention(op).is_some_and(standard_heads),
         kernel: Cuda::Nvrtc {
             source: cu!("attention_flash.cu"),
             entries: &[
@@ -305,7 +306,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         },
         serves: Serves::Attention,
         dtypes: HALF,
-        accepts: |op| attention(op).is_some_and(|a| a.q_len == 1),
+        accepts: |op| attention(op).is_some_and(|a| a.q_len == 1 && standard_heads(a)),
         kernel: Cuda::Nvrtc {
             source: cu!("attention_decode.cu"),
             entries: &[
@@ -338,6 +339,59 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
                         entry: format!("attn_decode_combine_{}_d{}", s.suffix, s.d),
                         grid: (s.bh, 1, 1),
                         block: (s.d as u32, 1, 1),
+                        smem: 0,
+                        args: vec![
+                            Arg::Buf(Buf::Scratch),
+                            Arg::Buf(Buf::Output),
+                            Arg::I32(splits as i32),
+                        ],
+                    },
+                ])
+            },
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "mla-decode",
+            idea: "absorbed MLA decode: 16 heads per block on mma.sync over one shared latent K/V tile, split-KV",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Attention,
+        dtypes: HALF,
+        accepts: |op| attention(op).is_some_and(mla_decode_shape),
+        kernel: Cuda::Nvrtc {
+            source: cu!("attention_mla_decode.cu"),
+            entries: &[
+                "attn_mla_decode_f16",
+                "attn_mla_decode_combine_f16",
+                "attn_mla_decode_bf16",
+                "attn_mla_decode_combine_bf16",
+            ],
+            launches: |op, _| {
+                let (a, s) = attention_scalars(op)?;
+                let (splits, chunk) = mla_decode_split(a);
+                let groups = (a.q_heads / a.kv_heads).div_ceil(MLA_HEADS_PER_BLOCK);
+                let mut partial = [Buf::Input(0), Buf::Input(1), Buf::Scratch]
+                    .map(Arg::Buf)
+                    .to_vec();
+                // A decode query sees the whole cache unless a causal window cuts it.
+                let window = if a.causal { s.window } else { 0 };
+                partial.extend([s.hq, s.hkv, s.skv, chunk as i32, window].map(Arg::I32));
+                partial.push(Arg::F32(s.scale));
+                Ok(vec![
+                    Launch {
+                        entry: format!("attn_mla_decode_{}", s.suffix),
+                        grid: (splits, (a.batch * a.kv_heads * groups) as u32, 1),
+                        block: (128, 1, 1),
+                        smem: 0,
+                        args: partial,
+                    },
+                    Launch {
+                        entry: format!("attn_mla_decode_combine_{}", s.suffix),
+                        grid: (s.bh, 1, 1),
+                        block: (MLA_V_HEAD_DIM as u32, 1, 1),
                         smem: 0,
                         args: vec![
                             Arg::Buf(Buf::Scratch),
@@ -409,17 +463,144 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
     },
 ];
 
-/// Every kernel file of the table, each once.
+/// Kernels only the transformer block runs (the composition check), each the op's only
+/// implementation there: QK-norm reading the heads in place from the QKV projection, and GeGLU.
+/// Not offered to `bench`; compiled and signature-checked with the table above.
+pub static BLOCK_SPECS: &[KernelSpec<Cuda>] = &[
+    KernelSpec {
+        variant: Variant {
+            name: "elementwise",
+            idea: "QK-norm: one block per (token, head), heads read in place from the QKV projection",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Memory(&[MemoryKind::RmsNorm]),
+        dtypes: HALF,
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("block.cu"),
+            entries: &["qk_norm_f16", "qk_norm_bf16"],
+            launches: |op, layouts| {
+                let Op::Memory(m) = op else {
+                    return Err(wrong_op(op));
+                };
+                let l = layouts.qk_norm.ok_or_else(|| {
+                    BackendError::Unsupported("qk-norm runs inside a block only".into())
+                })?;
+                let eps = crate::measure::backend::cpu::RMSNORM_EPS as f32;
+                let mut args = [Buf::Input(0), Buf::Input(1), Buf::Output]
+                    .map(Arg::Buf)
+                    .to_vec();
+                args.extend(
+                    [m.rows as u32, m.cols as u32, l.heads, l.q_heads, l.in_row]
+                        .map(|x| Arg::I32(x as i32)),
+                );
+                args.push(Arg::F32(eps));
+                Ok(vec![Launch {
+                    entry: format!("qk_norm_{}", half_suffix(op)?),
+                    grid: (m.rows as u32, 1, 1),
+                    block: (128, 1, 1),
+                    smem: 0,
+                    args,
+                }])
+            },
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "elementwise",
+            idea: "GeGLU (GELU's tanh form): one thread per element, grid-stride",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Memory(&[MemoryKind::GatedActivation(Activation::Gelu)]),
+        dtypes: HALF,
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("block.cu"),
+            entries: &["gated_gelu_f16", "gated_gelu_bf16"],
+            launches: |op, _| {
+                let Op::Memory(m) = op else {
+                    return Err(wrong_op(op));
+                };
+                Ok(vec![Launch {
+                    entry: format!("gated_gelu_{}", half_suffix(op)?),
+                    grid: ((m.rows * m.cols).div_ceil(256).clamp(1, 65535) as u32, 1, 1),
+                    block: (256, 1, 1),
+                    smem: 0,
+                    args: vec![
+                        Arg::Buf(Buf::Input(0)),
+                        Arg::Buf(Buf::Output),
+                        Arg::I32(m.rows as i32),
+                        Arg::I32(m.cols as i32),
+                    ],
+                }])
+            },
+        },
+    },
+];
+
+/// The entry-point suffix of a 16-bit op.
+fn half_suffix(op: &Op) -> Result<&'static str> {
+    match op.dtype() {
+        DType::Fp16 => Ok("f16"),
+        DType::Bf16 => Ok("bf16"),
+        _ => Err(wrong_op(op)),
+    }
+}
+
+/// Every kernel file of the table and of the block's, each once.
 pub fn sources() -> Vec<Source> {
-    crate::measure::backend::spec::unique_sources(SPECS.iter().filter_map(|s| match s.kernel {
-        Cuda::Nvrtc { source, .. } => Some(source),
-        Cuda::Library(_) => None,
+    crate::measure::backend::spec::unique_sources(SPECS.iter().chain(BLOCK_SPECS).filter_map(|s| {
+        match s.kernel {
+            Cuda::Nvrtc { source, .. } => Some(source),
+            Cuda::Library(_) => None,
+        }
     }))
 }
 
 /// Blocks of the split-KV decode kernel per sequence and head.
 pub fn decode_splits(a: &Attention) -> u32 {
     a.kv_len.div_ceil(DECODE_CHUNK).max(1) as u32
+}
+
+/// Equal query and value head dims of 64 or 128, keys and values apart: what the naive, flash
+/// and decode kernels are written for.
+fn standard_heads(a: &Attention) -> bool {
+    !a.shared_kv && a.qk_head_dim == a.v_head_dim && matches!(a.qk_head_dim, 64 | 128)
+}
+
+/// The head dims of the absorbed MLA decode kernel: DeepSeek-V2/V3's latent (512) plus rotary
+/// key (64), values the latent.
+pub const MLA_QK_HEAD_DIM: u64 = 576;
+pub const MLA_V_HEAD_DIM: u64 = 512;
+/// Query heads per block of the MLA decode kernel (one mma tile's rows).
+pub const MLA_HEADS_PER_BLOCK: u64 = 16;
+/// Keys per shared-memory tile of the MLA decode kernel; splits are whole tiles.
+const MLA_TILE: u64 = 32;
+/// Blocks the MLA decode kernel aims for: two waves of a 132-SM H100/H200, so a batch of one
+/// still streams its cache from every SM.
+const MLA_TARGET_BLOCKS: u64 = 264;
+
+/// Whether `a` is an absorbed MLA decode step the MLA kernel runs.
+pub fn mla_decode_shape(a: &Attention) -> bool {
+    a.shared_kv
+        && a.q_len == 1
+        && a.qk_head_dim == MLA_QK_HEAD_DIM
+        && a.v_head_dim == MLA_V_HEAD_DIM
+}
+
+/// The MLA decode kernel's split of the context: (splits, keys per split), enough splits for
+/// about `MLA_TARGET_BLOCKS` blocks with at least two tiles each.
+pub fn mla_decode_split(a: &Attention) -> (u32, u64) {
+    let groups = (a.q_heads / a.kv_heads.max(1)).div_ceil(MLA_HEADS_PER_BLOCK);
+    let units = (a.batch * a.kv_heads * groups).max(1);
+    let max_splits = a.kv_len.div_ceil(2 * MLA_TILE).max(1);
+    let want = MLA_TARGET_BLOCKS.div_ceil(units).clamp(1, max_splits);
+    let chunk = a.kv_len.div_ceil(want).div_ceil(MLA_TILE) * MLA_TILE;
+    (a.kv_len.div_ceil(chunk).max(1) as u32, chunk)
 }
 
 fn matmul(op: &Op) -> Option<&Matmul> {

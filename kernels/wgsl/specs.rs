@@ -127,7 +127,7 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
         },
         serves: Serves::Attention,
         dtypes: F32_F16,
-        accepts: any_shape,
+        accepts: |op| attention(op).is_some_and(within_head_dims),
         kernel: Wgsl {
             stages: &[
                 WgslStage {
@@ -183,7 +183,7 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
         },
         serves: Serves::Attention,
         dtypes: F32_F16,
-        accepts: any_shape,
+        accepts: |op| attention(op).is_some_and(within_head_dims),
         kernel: Wgsl {
             stages: &[WgslStage {
                 name: "fused",
@@ -214,6 +214,34 @@ pub static SPECS: &[KernelSpec<Wgsl>] = &[
                 groups: |op| {
                     attention(op).map_or([0; 3], |a| {
                         [(a.q_len as u32).div_ceil(ATTN_BR), heads(a), 1]
+                    })
+                },
+            }],
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "mla-decode",
+            idea: "absorbed MLA decode: 4 query heads per workgroup over one shared latent K/V, one pass",
+            vendor: false,
+            tile: None,
+            baseline: false,
+        },
+        serves: Serves::Attention,
+        dtypes: F32_F16,
+        accepts: |op| attention(op).is_some_and(mla_decode_shape),
+        kernel: Wgsl {
+            stages: &[WgslStage {
+                name: "mla-decode",
+                source: wgsl!("attention_mla_decode.wgsl"),
+                f32_only: false,
+                subs: head_dims,
+                slots: &[Slot::Input(0), Slot::Input(1), Slot::Output, Slot::Params],
+                groups: |op| {
+                    attention(op).map_or([0; 3], |a| {
+                        let groups = (a.q_heads / a.kv_heads).div_ceil(MLA_HEADS_PER_GROUP);
+                        let [x, y] = split_groups(a.batch * a.kv_heads * groups);
+                        [x, y, 1]
                     })
                 },
             }],
@@ -405,6 +433,22 @@ fn attention(op: &Op) -> Option<&Attention> {
         Op::Attention(a) => Some(a),
         _ => None,
     }
+}
+
+/// Largest head dim the naive and fused attention kernels take (their accumulators and tiles).
+pub const MAX_HEAD_DIM: u64 = 256;
+
+fn within_head_dims(a: &Attention) -> bool {
+    a.qk_head_dim <= MAX_HEAD_DIM && a.v_head_dim <= MAX_HEAD_DIM
+}
+
+/// Query heads per workgroup of the MLA decode kernel.
+const MLA_HEADS_PER_GROUP: u64 = 4;
+
+/// What the MLA decode kernel takes: one query over shared keys and values, keys up to 576 wide
+/// (its workgroup memory) and values up to 512 (its accumulators).
+pub fn mla_decode_shape(a: &Attention) -> bool {
+    a.shared_kv && a.q_len == 1 && a.qk_head_dim <= 576 && a.v_head_dim <= 512
 }
 
 fn memory(op: &Op) -> Option<&MemoryOp> {

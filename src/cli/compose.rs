@@ -26,9 +26,14 @@ use tabled::settings::Style;
 #[derive(Debug, Args)]
 pub struct ComposeArgs {
     /// The layer to run: a catalog model, a config.json or a native .toml (dense, RMSNorm,
-    /// rotary, SwiGLU, no biases), e.g. examples/tiny-block.toml.
+    /// rotary, SwiGLU or GeGLU, no biases; QK-norm and sliding windows run), e.g.
+    /// examples/tiny-block.toml or examples/compose/*.toml.
     #[arg(long)]
     model: String,
+    /// Which layer: a global (full-attention) one, or a local (sliding-window) one of a
+    /// local/global pattern.
+    #[arg(long, value_enum, default_value_t = LayerArg::Global)]
+    layer: LayerArg,
     /// Tokens per sequence.
     #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
     tokens: i64,
@@ -67,6 +72,12 @@ pub struct ComposeArgs {
     format: Format,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayerArg {
+    Global,
+    Local,
+}
+
 /// One op of the block: measured inside the block, and predicted.
 #[derive(Debug, Clone, Serialize)]
 pub struct ComposedOp {
@@ -92,6 +103,10 @@ pub struct CompositionReport {
     pub dtype: DType,
     pub batch: u64,
     pub tokens: u64,
+    /// "global" or "local" (a sliding-window layer).
+    pub layer: &'static str,
+    /// What the block runs differently from the model, one line each.
+    pub notes: Vec<String>,
     pub cost_model: String,
     pub max_rel_error: f64,
     pub tolerance: f64,
@@ -189,7 +204,12 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         ))
         .into());
     }
-    let block = compose::block_shape(&arch, batch, tokens, dtype).map_err(Error::Unsupported)?;
+    let layer = match a.layer {
+        LayerArg::Global => compose::Layer::Global,
+        LayerArg::Local => compose::Layer::Local,
+    };
+    let block =
+        compose::block_shape_of(&arch, layer, batch, tokens, dtype).map_err(Error::Unsupported)?;
     let mut backend: Box<dyn Backend> = match a.backend {
         BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter)?),
         BackendName::Cuda => Box::new(CudaBackend::open(a.adapter)?),
@@ -265,6 +285,11 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         dtype,
         batch,
         tokens,
+        layer: match a.layer {
+            LayerArg::Global => "global",
+            LayerArg::Local => "local",
+        },
+        notes: compose::notes(&arch),
         cost_model: model.describe(&profile),
         max_rel_error: m.correctness.max_rel_error,
         tolerance: m.correctness.tolerance,
@@ -286,10 +311,10 @@ pub fn run(a: ComposeArgs) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let path = a
-            .out
-            .join(device.slug())
-            .join(format!("compose-{}-{}-{stamp}.json", arch.name, dtype));
+        let path = a.out.join(device.slug()).join(format!(
+            "compose-{}-{}-{}-{stamp}.json",
+            arch.name, report.layer, dtype
+        ));
         crate::measure::records::write_atomically(&path, &json)?;
         Some(path)
     };
@@ -299,8 +324,9 @@ pub fn run(a: ComposeArgs) -> Result<()> {
     } else {
         outln!(
             out,
-            "{} block, batch {} x {} tokens, {} on {} ({}); output within {:.1e} of the f64 reference (tolerance {:.1e})",
+            "{} block ({} layer), batch {} x {} tokens, {} on {} ({}); output within {:.1e} of the f64 reference (tolerance {:.1e})",
             report.model,
+            report.layer,
             report.batch,
             report.tokens,
             dtype,
@@ -309,6 +335,9 @@ pub fn run(a: ComposeArgs) -> Result<()> {
             report.max_rel_error,
             report.tolerance
         );
+        for note in &report.notes {
+            outln!(out, "note: {note}");
+        }
         outln!(out, "predictions: {}", report.cost_model);
         let mut b = Builder::default();
         b.push_record([

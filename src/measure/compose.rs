@@ -2,7 +2,7 @@
 //! layer ops), measured with seeded inputs and weights, checked against the f64 reference, with
 //! the statistics of the whole block's and each op's time.
 
-use crate::measure::backend::block::{self, BLOCK_OPS, BlockInputs, BlockShape};
+use crate::measure::backend::block::{self, BlockInputs, BlockShape};
 use crate::measure::backend::{Backend, BackendError};
 use crate::measure::harness::stats::Summary;
 use crate::measure::harness::{self, Correctness, compare, random_tensor, round_to, tolerance};
@@ -10,20 +10,56 @@ use crate::model::arch::{Architecture, LayerKind, Norm, Positions};
 use crate::model::dtype::DType;
 use crate::model::ops::Activation;
 
-/// The block of `arch`'s dense layers, or why the runner cannot build it (it has kernels for
-/// RMSNorm, rotary positions, a SwiGLU MLP and no biases).
+/// Which of a model's layers the block runs: a global (full-attention) one, or a local
+/// (sliding-window) one of a local/global pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layer {
+    #[default]
+    Global,
+    Local,
+}
+
+/// The block of `arch`'s dense global layers (see `block_shape_of`).
 pub fn block_shape(
     arch: &Architecture,
     batch: u64,
     seq: u64,
     dtype: DType,
 ) -> Result<BlockShape, String> {
-    let why = if arch.norm != Norm::RmsNorm || arch.norms_per_layer != 2 {
-        Some("two RMSNorms per layer")
+    block_shape_of(arch, Layer::Global, batch, seq, dtype)
+}
+
+/// The block of one of `arch`'s dense layers, or why the runner cannot build it: it has kernels
+/// for RMSNorm (QK-norm and Gemma's norms after attention and the MLP included), rotary
+/// positions, attention with a sliding window, SwiGLU and GeGLU, and no biases.
+pub fn block_shape_of(
+    arch: &Architecture,
+    layer: Layer,
+    batch: u64,
+    seq: u64,
+    dtype: DType,
+) -> Result<BlockShape, String> {
+    let why = if arch.mla.is_some() {
+        Some(
+            "no kernel for its multi-head latent attention: the decompressed prefill builds each head's key from kv-up's per-head part and the shared rotary key, an assembly the block runner cannot run yet",
+        )
+    } else if arch.linear_attention.is_some() {
+        Some("no kernel for its linear-attention (Gated DeltaNet) layers")
+    } else if arch.attention_output_gate {
+        Some("no kernel for its attention output gate")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(format!("{}: the block runner has {why}", arch.name));
+    }
+    let why = if arch.norm != Norm::RmsNorm || !matches!(arch.norms_per_layer, 2 | 4) {
+        Some("two or four RMSNorms per layer")
     } else if arch.positions != Positions::Rotary {
         Some("rotary positions")
-    } else if !arch.mlp.gated || arch.mlp.activation != Activation::Silu {
-        Some("a SwiGLU MLP")
+    } else if !arch.mlp.gated || !matches!(arch.mlp.activation, Activation::Silu | Activation::Gelu)
+    {
+        Some("a SwiGLU or GeGLU MLP")
     } else if arch.biases != Default::default() {
         Some("no biases")
     } else if !arch.head_dim.is_multiple_of(4) {
@@ -37,15 +73,36 @@ pub fn block_shape(
     if batch == 0 || seq == 0 {
         return Err("batch and tokens must be positive".into());
     }
-    let kind = LayerKind::default();
+    let window = match layer {
+        Layer::Global => None,
+        Layer::Local => Some(
+            (0..arch.num_layers)
+                .find_map(|i| arch.layer_kind(i).window)
+                .ok_or_else(|| {
+                    format!(
+                        "{}: --layer local: it has no sliding-window layers",
+                        arch.name
+                    )
+                })?,
+        ),
+    };
+    let kind = LayerKind {
+        window,
+        ..LayerKind::default()
+    };
     let ops = crate::model::plan::layer_forward_ops(arch, kind, batch, seq, dtype);
     let names: Vec<&str> = ops.iter().map(|(n, _)| n.as_str()).collect();
-    if names != BLOCK_OPS {
+    let expected = block::block_ops(
+        names.contains(&"qk-norm"),
+        names.contains(&"post-attn-norm"),
+        arch.mlp.activation,
+    );
+    if names != expected {
         return Err(format!(
             "{}: its layer runs {} — the block runner runs {}",
             arch.name,
             names.join(", "),
-            BLOCK_OPS.join(", ")
+            expected.join(", ")
         ));
     }
     Ok(BlockShape {
@@ -59,7 +116,20 @@ pub fn block_shape(
         kv_heads: arch.num_kv_heads,
         head_dim: arch.head_dim,
         intermediate: arch.intermediate_size,
+        activation: arch.mlp.activation,
     })
+}
+
+/// What the block runs differently from the model, one line each: attention sinks run (and are
+/// priced) as plain attention.
+pub fn notes(arch: &Architecture) -> Vec<String> {
+    let mut notes = Vec::new();
+    if arch.attention_sinks {
+        notes.push(
+            "attention sinks run as plain attention, as the cost model prices them (the sink logit's softmax column is neither run nor counted)".to_string(),
+        );
+    }
+    notes
 }
 
 /// Seeded activations in [−1, 1); weights in [−1, 1) scaled by 1/√fan-in (so activations keep
@@ -82,6 +152,9 @@ pub fn inputs(b: &BlockShape, seed: u64) -> BlockInputs {
         mlp_norm: random_tensor(h as usize, d, seed ^ 0x44),
         gate_up: weight(h, 2 * ff, 0x55),
         down: weight(ff, h, 0x66),
+        qk_norm: random_tensor(2 * b.head_dim as usize, d, seed ^ 0x77),
+        post_attn_norm: random_tensor(h as usize, d, seed ^ 0x88),
+        post_mlp_norm: random_tensor(h as usize, d, seed ^ 0x99),
     }
 }
 

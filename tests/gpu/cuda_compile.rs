@@ -2,7 +2,9 @@
 //! through the same code path the program uses, defines every entry point its spec declares, and
 //! takes the arguments its spec's launches pass.
 
-use gpucost::measure::backend::cuda::{Arg, Cuda, Layouts, SPECS, nvrtc, specs};
+use gpucost::measure::backend::cuda::{
+    Arg, BLOCK_SPECS, Cuda, Layouts, QkNormLayout, SPECS, nvrtc, specs,
+};
 use gpucost::model::dtype::DType;
 use gpucost::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op, Pass};
 use std::collections::{BTreeSet, HashMap};
@@ -44,6 +46,25 @@ fn sample_ops() -> Vec<Op> {
                 }));
             }
         }
+    }
+    // Absorbed MLA decode: DeepSeek-V3's 128 heads over one shared latent K/V head.
+    for dtype in [DType::Fp16, DType::Bf16] {
+        out.push(Op::Attention(Attention {
+            batch: 2,
+            q_heads: 128,
+            kv_heads: 1,
+            q_len: 1,
+            kv_len: 1000,
+            qk_head_dim: specs::MLA_QK_HEAD_DIM,
+            v_head_dim: specs::MLA_V_HEAD_DIM,
+            causal: true,
+            window: None,
+            dtype,
+            kv_dtype: dtype,
+            fused: true,
+            pass: Pass::Forward,
+            shared_kv: true,
+        }));
     }
     for dtype in [DType::Fp32, DType::Fp16, DType::Bf16] {
         for kind in [
@@ -130,6 +151,7 @@ pub fn every_kernel_file_compiles_for_ampere_ada_and_hopper_with_its_entry_point
     for source in &sources {
         let entries: Vec<&str> = SPECS
             .iter()
+            .chain(BLOCK_SPECS)
             .filter_map(|s| match s.kernel {
                 Cuda::Nvrtc {
                     source: src,
@@ -228,6 +250,62 @@ pub fn every_launch_matches_its_kernel_signature() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The block's own kernels (QK-norm, GeGLU): each declared entry point is launched, for f16 and
+/// bf16, with the arguments its kernel takes; QK-norm is refused outside a block.
+pub fn block_kernels_launch_what_they_declare_with_matching_signatures() {
+    let layouts = Layouts {
+        qk_norm: Some(QkNormLayout {
+            heads: 6,
+            q_heads: 4,
+            in_row: 512,
+        }),
+        ..Layouts::default()
+    };
+    let mut failures = Vec::new();
+    for spec in BLOCK_SPECS {
+        let Cuda::Nvrtc {
+            source,
+            entries,
+            launches,
+        } = spec.kernel
+        else {
+            panic!("{}: a block kernel is ours", spec.variant.name);
+        };
+        let ptx = nvrtc::compile(source.file, source.text, "compute_89")
+            .unwrap()
+            .to_src();
+        let mut launched = BTreeSet::new();
+        for dtype in [DType::Fp16, DType::Bf16] {
+            for kind in [
+                MemoryKind::RmsNorm,
+                MemoryKind::GatedActivation(Activation::Gelu),
+            ] {
+                let op = Op::Memory(MemoryOp::new(kind, Pass::Forward, 24, 64, dtype));
+                if !spec.takes(&op) {
+                    continue;
+                }
+                if kind == MemoryKind::RmsNorm {
+                    assert!(launches(&op, &Layouts::default()).is_err());
+                }
+                for l in launches(&op, &layouts).unwrap() {
+                    let params = entry_params(&ptx, &l.entry).unwrap_or_default();
+                    let args: Vec<_> = l.args.iter().map(arg_kind).collect();
+                    if params != args {
+                        failures.push(format!(
+                            "{} {}: kernel takes {params:?}, spec passes {args:?}",
+                            source.file, l.entry
+                        ));
+                    }
+                    launched.insert(l.entry);
+                }
+            }
+        }
+        let declared: BTreeSet<String> = entries.iter().map(|e| e.to_string()).collect();
+        assert_eq!(launched, declared, "{}", source.file);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The tensor-core kernels really use the tensor-core instructions (and fp8 only where it exists).
 pub fn mma_kernels_emit_mma_instructions() {
     if !nvrtc::available() || nvrtc::include_dir().is_err() {
@@ -258,4 +336,32 @@ pub fn mma_kernels_emit_mma_instructions() {
         !ampere.contains("e4m3.e4m3"),
         "fp8 MMA must not be emitted for sm_80"
     );
+    // The MLA decode kernel runs its scores and P·V on tensor cores, its tiles staged through
+    // ldmatrix, and stays within the 48 KiB of static shared memory a launch gets by default.
+    let mla = specs::sources()
+        .into_iter()
+        .find(|s| s.file == "attention_mla_decode.cu")
+        .unwrap();
+    let ptx = nvrtc::compile(mla.file, mla.text, "compute_80")
+        .unwrap()
+        .to_src();
+    for needle in [
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32",
+        "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16",
+    ] {
+        assert!(ptx.contains(needle), "MLA decode PTX lacks {needle}");
+    }
+    // The shared arrays are named after the template instance (mla_partial<__half>, ...).
+    for instance in ["mla_partialI6__half", "mla_partialI13__nv_bfloat16"] {
+        let shared: u64 = ptx
+            .lines()
+            .filter(|l| l.contains(".shared .align") && l.contains(instance))
+            .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(
+            shared > 0 && shared <= 48 * 1024,
+            "{instance}: {shared} bytes of shared memory"
+        );
+    }
 }

@@ -11,6 +11,7 @@ mod calibration;
 mod compose;
 mod cuda_compile;
 mod cuda_on_cpu;
+mod mla_on_cpu;
 mod wgpu_kernels;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -76,11 +77,14 @@ const CASES: &[Case] = &[
     case!(Wgpu, wgpu_kernels::every_scan_kernel_matches_the_reference_on_smoke_shapes),
     case!(Wgpu, wgpu_kernels::a_long_scan_stays_within_its_tolerance),
     case!(Wgpu, wgpu_kernels::a_wrong_answer_fails_the_check),
+    case!(Wgpu, wgpu_kernels::shared_kv_attention_matches_the_reference),
     case!(Nvrtc, cuda_compile::every_kernel_file_compiles_for_ampere_ada_and_hopper_with_its_entry_points),
     case!(Nothing, cuda_compile::every_declared_entry_point_is_launched_and_every_launch_is_declared),
     case!(Nvrtc, cuda_compile::every_launch_matches_its_kernel_signature),
     case!(Nvrtc, cuda_compile::mma_kernels_emit_mma_instructions),
+    case!(Nvrtc, cuda_compile::block_kernels_launch_what_they_declare_with_matching_signatures),
     case!(Cxx, cuda_on_cpu::the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu),
+    case!(Cxx, mla_on_cpu::the_mla_decode_kernel_matches_attention_over_the_latent_on_the_cpu),
     case!(Nothing, bench_cli::devices_lists_every_backend_and_why_one_is_missing),
     case!(Wgpu, bench_cli::bench_writes_one_record_per_variant_and_shape),
     case!(Wgpu, bench_cli::bench_skips_shapes_a_named_variant_cannot_run),
@@ -95,6 +99,9 @@ const CASES: &[Case] = &[
     case!(Wgpu, compose::compose_reports_measured_against_predicted_per_op),
     case!(Nothing, compose::compose_refuses_a_model_it_cannot_run_by_name),
     case!(Wgpu, compose::compose_refuses_a_profile_of_another_gpu),
+    case!(Nothing, compose::each_familys_block_is_its_workloads_layer),
+    case!(Wgpu, compose::each_familys_block_matches_its_reference_and_its_features_are_wired),
+    case!(Wgpu, compose::compose_runs_one_layer_of_each_family),
     case!(Wgpu, calibration::a_fresh_lavapipe_sweep_calibrates_better_than_the_roofline),
 ];
 

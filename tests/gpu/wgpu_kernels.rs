@@ -147,3 +147,44 @@ pub fn a_wrong_answer_fails_the_check() {
     let c = harness::compare(&out, &wrong_ref, harness::tolerance(DType::Fp32, 16));
     assert!(!c.pass);
 }
+
+/// Attention whose values are the first columns of its keys (absorbed MLA's latent, at a width
+/// the WGSL kernels take): the harness hands the kernels V as those columns, and the reference
+/// reads them from K, so a kernel passes only if both agree.
+pub fn shared_kv_attention_matches_the_reference() {
+    use gpucost::model::ops::{Attention, Pass};
+    let mut backend = common::wgpu();
+    let plan = TimingPlan {
+        warmup_runs: 0,
+        min_samples: 1,
+        max_samples: 1,
+        ..Default::default()
+    };
+    for (q_len, kv_len) in [(1, 77), (9, 9)] {
+        let op = Op::Attention(Attention {
+            batch: 2,
+            q_heads: 8,
+            kv_heads: 1,
+            q_len,
+            kv_len,
+            qk_head_dim: 96,
+            v_head_dim: 64,
+            causal: true,
+            window: None,
+            dtype: DType::Fp32,
+            kv_dtype: DType::Fp32,
+            fused: true,
+            pass: Pass::Forward,
+            shared_kv: true,
+        });
+        let variants: Vec<&str> = backend.variants(&op).iter().map(|v| v.name).collect();
+        assert!(!variants.is_empty(), "{op}: no kernel");
+        for m in harness::measure(&mut backend, &op, &variants, &plan, 5).unwrap() {
+            assert!(
+                m.correctness.pass,
+                "{op} {}: {:?}",
+                m.variant, m.correctness
+            );
+        }
+    }
+}

@@ -1,14 +1,15 @@
-//! A transformer block — one dense, Llama-style decoder layer — run forward on a device with the
-//! real kernels in sequence, to check that what the block takes is the sum of what the cost
-//! model predicts for its ops. The op list is the workload's own (`layer_forward_ops`), so the
-//! block measured is the block `predict` prices.
+//! A transformer block — one dense decoder layer of the Llama family (with Qwen3's and Gemma's
+//! QK-norm, Gemma's norms after attention and the MLP and its GeGLU, sliding-window layers) — run
+//! forward on a device with the real kernels in sequence, to check that what the block takes is
+//! the sum of what the cost model predicts for its ops. The op list is the workload's own
+//! (`layer_forward_ops`), so the block measured is the block `predict` prices.
 
 use super::cpu::{self, RotaryLayout};
 use super::{AttentionLayout, Strided};
 use crate::model::dtype::DType;
-use crate::model::ops::{Attention, Matmul, MemoryOp, Op};
+use crate::model::ops::{Activation, Attention, Matmul, MemoryOp, Op};
 
-/// The ops a block runs, in order, by the workload's names.
+/// The ops a Llama-style block runs, in order, by the workload's names.
 pub const BLOCK_OPS: [&str; 11] = [
     "attn-norm",
     "qkv",
@@ -23,6 +24,30 @@ pub const BLOCK_OPS: [&str; 11] = [
     "residual",
 ];
 
+/// The ops of a block with QK-norm (`qk_norm`), norms after attention and the MLP
+/// (`post_norms`) and the MLP's gated activation, in the order the workload lists them.
+pub fn block_ops(qk_norm: bool, post_norms: bool, activation: Activation) -> Vec<&'static str> {
+    let mut ops = vec!["attn-norm", "qkv"];
+    if qk_norm {
+        ops.push("qk-norm");
+    }
+    ops.extend(["rotary", "attention", "attn-out"]);
+    if post_norms {
+        ops.push("post-attn-norm");
+    }
+    ops.extend(["residual", "mlp-norm", "gate+up"]);
+    ops.push(match activation {
+        Activation::Gelu => "gated-gelu",
+        _ => "gated-silu",
+    });
+    ops.push("down");
+    if post_norms {
+        ops.push("post-mlp-norm");
+    }
+    ops.push("residual");
+    ops
+}
+
 /// The shape of a block run: `batch` sequences of `seq` tokens through one dense layer. Built
 /// from an architecture by `measure::compose::block_shape`; a backend sees only dimensions.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +57,7 @@ pub struct BlockShape {
     pub dtype: DType,
     /// Rotary base (the cost does not depend on it).
     pub theta: f64,
-    /// The layer's ops as the workload lists them, in `BLOCK_OPS` order.
+    /// The layer's ops as the workload lists them, in `block_ops` order.
     pub ops: Vec<(String, Op)>,
     pub hidden: u64,
     pub heads: u64,
@@ -40,6 +65,8 @@ pub struct BlockShape {
     pub head_dim: u64,
     /// Width of the MLP.
     pub intermediate: u64,
+    /// The MLP's gated activation: SiLU (SwiGLU) or GELU (GeGLU).
+    pub activation: Activation,
 }
 
 impl BlockShape {
@@ -54,7 +81,11 @@ impl BlockShape {
             .map(|(name, op)| {
                 let op = match *op {
                     Op::Matmul(m) => Op::Matmul(Matmul { m: t, ..m }),
-                    Op::Memory(m) => Op::Memory(MemoryOp { rows: t, ..m }),
+                    // Rows per token: one, or a head's worth for QK-norm.
+                    Op::Memory(m) => Op::Memory(MemoryOp {
+                        rows: m.rows / self.tokens() * t,
+                        ..m
+                    }),
                     Op::Attention(a) => Op::Attention(Attention {
                         batch: 1,
                         q_len: t,
@@ -101,6 +132,24 @@ impl BlockShape {
         self.ops.iter().find(|(n, _)| n == name).map(|(_, op)| op)
     }
 
+    /// The index of the op named `name` (the first, for "residual").
+    fn index(&self, name: &str) -> usize {
+        self.ops
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| unreachable!("block_shape checked the op list: no {name}"))
+    }
+
+    /// Whether the layer normalizes each query and key head (QK-norm).
+    pub fn qk_norm(&self) -> bool {
+        self.op("qk-norm").is_some()
+    }
+
+    /// Columns of the QK-norm output: the query and key heads, contiguous.
+    fn qk_width(&self) -> u64 {
+        self.q_width() + self.kv_width()
+    }
+
     pub fn attention(&self) -> Attention {
         match self.op("attention") {
             Some(Op::Attention(a)) => *a,
@@ -108,14 +157,20 @@ impl BlockShape {
         }
     }
 
-    /// Rotary turns the Q and K heads of the QKV output into their own [tokens, q + kv] buffer.
+    /// Rotary turns the Q and K heads of the QKV output (or of the QK-norm output) into their own
+    /// [tokens, q + kv] buffer.
     pub fn rotary_layout(&self) -> RotaryLayout {
-        let cols = (self.q_width() + self.kv_width()) as usize;
+        let cols = self.qk_width() as usize;
+        let in_row = if self.qk_norm() {
+            self.qk_width()
+        } else {
+            self.qkv_width()
+        };
         RotaryLayout {
             cols,
             head_dim: self.head_dim as usize,
             seq_len: self.seq as usize,
-            in_row: self.qkv_width() as usize,
+            in_row: in_row as usize,
             out_row: cols,
             theta: self.theta,
         }
@@ -150,23 +205,37 @@ pub enum Operand {
     Op(usize),
 }
 
-/// The operands of each op of `BLOCK_OPS`, in the order its kernel reads them (attention: Q, K,
-/// V — Q and K from the rotary output, V from the QKV projection).
-pub fn operands() -> [Vec<Operand>; 11] {
-    use Operand::{Input, Op};
-    [
-        vec![Input(0), Input(1)],  // attn-norm(x, w)
-        vec![Op(0), Input(2)],     // qkv
-        vec![Op(1)],               // rotary
-        vec![Op(2), Op(2), Op(1)], // attention
-        vec![Op(3), Input(3)],     // attn-out
-        vec![Input(0), Op(4)],     // residual: x + attention branch
-        vec![Op(5), Input(4)],     // mlp-norm
-        vec![Op(6), Input(5)],     // gate+up
-        vec![Op(7)],               // gated-silu
-        vec![Op(8), Input(6)],     // down
-        vec![Op(5), Op(9)],        // residual: + MLP branch
-    ]
+impl BlockShape {
+    /// The operands of each op, in the order its kernel reads them. Each op reads the one
+    /// before it; attention reads Q and K from the rotary output and V from the QKV projection,
+    /// and the second residual adds the MLP branch to the first residual's output.
+    pub fn operands(&self) -> Vec<Vec<Operand>> {
+        use Operand::{Input, Op};
+        let (qkv, first_residual) = (self.index("qkv"), self.index("residual"));
+        self.ops
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                let prev = Op(i.saturating_sub(1));
+                match name.as_str() {
+                    "attn-norm" => vec![Input(0), Input(1)],
+                    "qkv" => vec![prev, Input(2)],
+                    "qk-norm" => vec![prev, Input(7)],
+                    "attention" => vec![prev, prev, Op(qkv)],
+                    "attn-out" => vec![prev, Input(3)],
+                    "post-attn-norm" => vec![prev, Input(8)],
+                    "residual" if i == first_residual => vec![Input(0), prev],
+                    "residual" => vec![Op(first_residual), prev],
+                    "mlp-norm" => vec![prev, Input(4)],
+                    "gate+up" => vec![prev, Input(5)],
+                    "down" => vec![prev, Input(6)],
+                    "post-mlp-norm" => vec![prev, Input(9)],
+                    // rotary, gated-silu, gated-gelu
+                    _ => vec![prev],
+                }
+            })
+            .collect()
+    }
 }
 
 impl BlockShape {
@@ -191,11 +260,16 @@ pub struct BlockInputs {
     pub mlp_norm: Vec<f32>,
     pub gate_up: Vec<f32>,
     pub down: Vec<f32>,
+    /// QK-norm's weights: the query heads' (head_dim), then the key heads'.
+    pub qk_norm: Vec<f32>,
+    pub post_attn_norm: Vec<f32>,
+    pub post_mlp_norm: Vec<f32>,
 }
 
 impl BlockInputs {
-    /// The tensors in `Operand::Input` order.
-    pub fn tensors(&self) -> [&[f32]; 7] {
+    /// The tensors in `Operand::Input` order (the last three read only by the layers that have
+    /// those norms).
+    pub fn tensors(&self) -> [&[f32]; 10] {
         [
             &self.x,
             &self.attn_norm,
@@ -204,6 +278,9 @@ impl BlockInputs {
             &self.mlp_norm,
             &self.gate_up,
             &self.down,
+            &self.qk_norm,
+            &self.post_attn_norm,
+            &self.post_mlp_norm,
         ]
     }
 }
@@ -237,6 +314,25 @@ fn gather_heads(x: &[f32], b: &BlockShape, row: u64, offset: u64, heads: u64) ->
     out
 }
 
+/// QK-norm in f64: each query and key head of the QKV output normalized with its weight
+/// (queries the first head_dim of `w`, keys the second), written [tokens, (q + kv) heads · d].
+fn qk_norm(b: &BlockShape, qkv: &[f32], w: &[f32], tokens: usize) -> Vec<f64> {
+    let (d, row) = (b.head_dim as usize, b.qkv_width() as usize);
+    let heads = (b.heads + b.kv_heads) as usize;
+    let mut out = Vec::with_capacity(tokens * heads * d);
+    for t in 0..tokens {
+        for j in 0..heads {
+            let weight = if j < b.heads as usize {
+                &w[..d]
+            } else {
+                &w[d..2 * d]
+            };
+            out.extend(cpu::rmsnorm(&qkv[t * row + j * d..][..d], weight, d));
+        }
+    }
+    out
+}
+
 /// The block's output in f64 for activations `x` (`w.x` for the block's own; fewer rows for a
 /// prefix), each op computed exactly from the previous op's output rounded to the dtype
 /// (`round`), as the device stores it between kernels.
@@ -246,32 +342,55 @@ pub fn reference(
     w: &BlockInputs,
     round: &dyn Fn(f64) -> f32,
 ) -> Vec<f64> {
-    let r = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(round).collect() };
     let (t, h, ff) = (b.tokens(), b.hidden, b.intermediate);
     let mm =
         |x: &[f32], w: &[f32], n: u64, k: u64| cpu::matmul(&Matmul::new(1, t, n, k, b.dtype), x, w);
-    let h1 = r(cpu::rmsnorm(x, &w.attn_norm, h as usize));
-    let qkv = r(mm(&h1, &w.qkv, b.qkv_width(), h));
-    let qk = r(cpu::rotary(&qkv, t as usize, &b.rotary_layout()));
-    let qk_row = b.q_width() + b.kv_width();
-    let q = gather_heads(&qk, b, qk_row, 0, b.heads);
-    let k = gather_heads(&qk, b, qk_row, b.q_width(), b.kv_heads);
-    let v = gather_heads(&qkv, b, b.qkv_width(), qk_row, b.kv_heads);
+    // Each op's output as the device stores it, in op order.
+    let mut outs: Vec<Vec<f32>> = Vec::with_capacity(b.ops.len());
+    let mut last = Vec::new();
+    let (qkv_at, first_residual) = (b.index("qkv"), b.index("residual"));
+    for (i, (name, _)) in b.ops.iter().enumerate() {
+        let prev: &[f32] = if i == 0 { x } else { &outs[i - 1] };
+        let exact = match name.as_str() {
+            "attn-norm" => cpu::rmsnorm(x, &w.attn_norm, h as usize),
+            "qkv" => mm(prev, &w.qkv, b.qkv_width(), h),
+            "qk-norm" => qk_norm(b, prev, &w.qk_norm, t as usize),
+            "rotary" => cpu::rotary(prev, t as usize, &b.rotary_layout()),
+            "attention" => attention(b, prev, &outs[qkv_at], round),
+            "attn-out" => mm(prev, &w.attn_out, h, b.q_width()),
+            "post-attn-norm" => cpu::rmsnorm(prev, &w.post_attn_norm, h as usize),
+            "residual" if i == first_residual => cpu::residual_add(x, prev),
+            "residual" => cpu::residual_add(&outs[first_residual], prev),
+            "mlp-norm" => cpu::rmsnorm(prev, &w.mlp_norm, h as usize),
+            "gate+up" => mm(prev, &w.gate_up, 2 * ff, h),
+            "gated-silu" => cpu::gated_silu(prev, ff as usize),
+            "gated-gelu" => cpu::gated_gelu(prev, ff as usize),
+            "down" => mm(prev, &w.down, h, ff),
+            "post-mlp-norm" => cpu::rmsnorm(prev, &w.post_mlp_norm, h as usize),
+            other => unreachable!("block_shape checked the op list: {other}"),
+        };
+        outs.push(exact.iter().map(|v| round(*v)).collect());
+        last = exact;
+    }
+    last
+}
+
+/// Attention in f64 over Q and K from the rotary output `qk` and V from the QKV output,
+/// token-major [tokens, heads · d] out (rounded, as the device stores it between kernels; the
+/// caller rounds again, which changes nothing).
+fn attention(b: &BlockShape, qk: &[f32], qkv: &[f32], round: &dyn Fn(f64) -> f32) -> Vec<f64> {
+    let qk_row = b.qk_width();
+    let q = gather_heads(qk, b, qk_row, 0, b.heads);
+    let k = gather_heads(qk, b, qk_row, b.q_width(), b.kv_heads);
+    let v = gather_heads(qkv, b, b.qkv_width(), qk_row, b.kv_heads);
     let o_head_major = cpu::attention(&b.attention(), &q, &k, &v);
-    // Back to token-major [tokens, heads · d].
-    let d = b.head_dim as usize;
-    let mut o = vec![0.0f32; (t * b.q_width()) as usize];
+    let (d, seq, heads) = (b.head_dim as usize, b.seq as usize, b.heads as usize);
+    let mut o = vec![0.0f64; (b.tokens() * b.q_width()) as usize];
     for (idx, value) in o_head_major.into_iter().enumerate() {
         let (c, rest) = (idx % d, idx / d);
-        let (i, rest) = (rest % b.seq as usize, rest / b.seq as usize);
-        let (head, z) = (rest % b.heads as usize, rest / b.heads as usize);
-        o[((z * b.seq as usize + i) * b.heads as usize + head) * d + c] = round(value);
+        let (i, rest) = (rest % seq, rest / seq);
+        let (head, z) = (rest % heads, rest / heads);
+        o[((z * seq + i) * heads + head) * d + c] = f64::from(round(value));
     }
-    let a = r(mm(&o, &w.attn_out, h, b.q_width()));
-    let x2 = r(cpu::residual_add(x, &a));
-    let h2 = r(cpu::rmsnorm(&x2, &w.mlp_norm, h as usize));
-    let gu = r(mm(&h2, &w.gate_up, 2 * ff, h));
-    let act = r(cpu::gated_silu(&gu, ff as usize));
-    let dn = r(mm(&act, &w.down, h, ff));
-    cpu::residual_add(&x2, &dn)
+    o
 }

@@ -1,5 +1,7 @@
 //! The f64 reference: what every kernel's output is checked against. Slow and exact enough.
 
+pub mod mla;
+
 use crate::model::ops::{Attention, Matmul};
 use rayon::prelude::*;
 
@@ -26,7 +28,8 @@ pub fn matmul(mm: &Matmul, a: &[f32], b: &[f32]) -> Vec<f64> {
 
 /// Attention forward in f64: softmax(scale·QKᵀ + mask)·V per (batch, query head), GQA by head
 /// groups, queries at the last `q_len` positions. Layouts as the kernels: Q [b, hq, q, d],
-/// K [b, hkv, kv, d], V [b, hkv, kv, dv], output [b, hq, q, dv].
+/// K [b, hkv, kv, d], V [b, hkv, kv, dv], output [b, hq, q, dv]. With `shared_kv` the values are
+/// the first dv columns of each key row and `v` is not read.
 pub fn attention(a: &Attention, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f64> {
     let rows = (a.batch * a.q_heads * a.q_len) as usize;
     let out: Vec<Vec<f64>> = (0..rows)
@@ -73,7 +76,11 @@ pub fn attention_row(a: &Attention, q: &[f32], k: &[f32], v: &[f32], row: usize)
         if *p == 0.0 {
             continue;
         }
-        let vrow = &v[(kv_base + j) * dv..][..dv];
+        let vrow = if a.shared_kv {
+            &k[(kv_base + j) * d..][..dv]
+        } else {
+            &v[(kv_base + j) * dv..][..dv]
+        };
         for (oc, vc) in o.iter_mut().zip(vrow) {
             *oc += p / sum * f64::from(*vc);
         }
@@ -136,6 +143,38 @@ mod tests {
         let w2 = 2.0f64.exp() / (1.0 + 2.0f64.exp());
         assert!((o[3] - (3.0 * (1.0 - w2) + 5.0 * w2)).abs() < 1e-12);
     }
+
+    #[test]
+    fn shared_kv_reads_the_values_from_the_keys() {
+        let shared = Attention {
+            batch: 2,
+            q_heads: 4,
+            kv_heads: 1,
+            q_len: 1,
+            kv_len: 5,
+            qk_head_dim: 6,
+            v_head_dim: 4,
+            causal: true,
+            window: None,
+            dtype: DType::Fp32,
+            kv_dtype: DType::Fp32,
+            fused: true,
+            pass: crate::model::ops::Pass::Forward,
+            shared_kv: true,
+        };
+        let q = crate::measure::harness::random_tensor(2 * 4 * 6, DType::Fp32, 1);
+        let k = crate::measure::harness::random_tensor(2 * 5 * 6, DType::Fp32, 2);
+        let v: Vec<f32> = k.chunks(6).flat_map(|row| row[..4].to_vec()).collect();
+        let separate = Attention {
+            shared_kv: false,
+            ..shared
+        };
+        let garbage = vec![f32::NAN; v.len()];
+        assert_eq!(
+            attention(&shared, &q, &k, &garbage),
+            attention(&separate, &q, &k, &v)
+        );
+    }
 }
 
 /// Epsilon of the RMSNorm kernels and reference (Llama's 1e-5).
@@ -163,6 +202,22 @@ pub fn gated_silu(gate_up: &[f32], cols: usize) -> Vec<f64> {
             g.iter().zip(u).map(|(g, u)| {
                 let g = f64::from(*g);
                 g / (1.0 + (-g).exp()) * f64::from(*u)
+            })
+        })
+        .collect()
+}
+
+/// GeGLU over rows of [gate (cols) | up (cols)]: gelu(gate) · up, GELU's tanh approximation
+/// (Gemma's gelu_pytorch_tanh).
+pub fn gated_gelu(gate_up: &[f32], cols: usize) -> Vec<f64> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    gate_up
+        .chunks(2 * cols)
+        .flat_map(|row| {
+            let (g, u) = row.split_at(cols);
+            g.iter().zip(u).map(move |(g, u)| {
+                let g = f64::from(*g);
+                0.5 * g * (1.0 + (c * (g + 0.044715 * g.powi(3))).tanh()) * f64::from(*u)
             })
         })
         .collect()

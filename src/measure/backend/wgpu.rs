@@ -17,9 +17,6 @@ mod specs;
 
 pub use specs::SPECS;
 
-/// Largest head dimension the attention kernels take.
-const MAX_HEAD_DIM: u64 = 256;
-
 /// How the wgpu backend runs a kernel: its dispatches, in order.
 #[derive(Clone, Copy)]
 pub struct Wgsl {
@@ -567,8 +564,6 @@ impl Backend for WgpuBackend {
                 dtype_ok(a.dtype)
                     && a.kv_dtype == a.dtype
                     && a.pass == crate::model::ops::Pass::Forward
-                    && a.qk_head_dim <= MAX_HEAD_DIM
-                    && a.v_head_dim <= MAX_HEAD_DIM
                     && a.qk_head_dim.is_multiple_of(4)
                     && a.v_head_dim.is_multiple_of(4)
             }
@@ -579,7 +574,7 @@ impl Backend for WgpuBackend {
                 let elems = s.batch * s.heads * s.seq * s.key_dim.max(s.value_dim);
                 dtype_ok(s.dtype)
                     && s.pass == crate::model::ops::Pass::Forward
-                    && s.key_dim <= MAX_HEAD_DIM
+                    && s.key_dim <= specs::MAX_HEAD_DIM
                     && s.batch * s.heads <= 65535
                     && specs::scan_workgroup_bytes(s)
                         <= u64::from(self.limits.max_compute_workgroup_storage_size)
@@ -773,6 +768,23 @@ mod tests {
                     shared_kv: false,
                 }));
             }
+            // Absorbed MLA decode: one query over a shared latent K/V head.
+            out.push(Op::Attention(Attention {
+                batch: 1,
+                q_heads: 8,
+                kv_heads: 1,
+                q_len: 1,
+                kv_len: 8,
+                qk_head_dim: 576,
+                v_head_dim: 512,
+                causal: true,
+                window: None,
+                dtype,
+                kv_dtype: dtype,
+                fused: true,
+                pass: Pass::Forward,
+                shared_kv: true,
+            }));
             for kind in [
                 MemoryKind::RmsNorm,
                 MemoryKind::GatedActivation(Activation::Silu),
@@ -799,6 +811,27 @@ mod tests {
             }));
         }
         out
+    }
+
+    /// The kernels only a transformer block runs (QK-norm, GeGLU) template and validate too.
+    #[test]
+    fn block_kernels_template_and_validate_with_naga() {
+        for (file, text) in [
+            (
+                "qk_norm.wgsl",
+                include_str!("../../../kernels/wgsl/qk_norm.wgsl"),
+            ),
+            (
+                "gated_gelu.wgsl",
+                include_str!("../../../kernels/wgsl/gated_gelu.wgsl"),
+            ),
+        ] {
+            for dtype in [DType::Fp32, DType::Fp16] {
+                let src = template(text, dtype, &[]).unwrap();
+                assert!(!src.contains("ELEM"), "{file}");
+                validate(&format!("{file} {dtype}"), &src);
+            }
+        }
     }
 
     fn validate(name: &str, src: &str) {

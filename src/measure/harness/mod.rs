@@ -97,11 +97,19 @@ pub fn inputs(op: &Op, seed: u64) -> Result<Vec<Vec<f32>>, BackendError> {
         Op::Matmul(mm) => Ok(matmul_inputs(mm, seed)),
         Op::Attention(a) => {
             let n = |heads: u64, len: u64, dim: u64| (a.batch * heads * len * dim) as usize;
-            Ok(vec![
-                random_tensor(n(a.q_heads, a.q_len, a.qk_head_dim), a.dtype, seed),
-                random_tensor(n(a.kv_heads, a.kv_len, a.qk_head_dim), a.dtype, seed ^ 0x51),
-                random_tensor(n(a.kv_heads, a.kv_len, a.v_head_dim), a.dtype, seed ^ 0xa3),
-            ])
+            let q = random_tensor(n(a.q_heads, a.q_len, a.qk_head_dim), a.dtype, seed);
+            let k = random_tensor(n(a.kv_heads, a.kv_len, a.qk_head_dim), a.dtype, seed ^ 0x51);
+            // Shared keys and values: V is the first v_head_dim columns of K, given as its own
+            // tensor too so that kernels reading a separate V compute the same attention.
+            let v = if a.shared_kv {
+                let (d, dv) = (a.qk_head_dim as usize, a.v_head_dim as usize);
+                k.chunks(d)
+                    .flat_map(|row| row[..dv].iter().copied())
+                    .collect()
+            } else {
+                random_tensor(n(a.kv_heads, a.kv_len, a.v_head_dim), a.dtype, seed ^ 0xa3)
+            };
+            Ok(vec![q, k, v])
         }
         Op::Memory(m) => {
             let (rows, cols) = (m.rows as usize, m.cols as usize);

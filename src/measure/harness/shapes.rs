@@ -56,6 +56,18 @@ fn matmul_sweep(max_bytes: f64, elem: f64) -> Vec<[u64; 4]> {
 /// Attention shapes: (batch, q heads, kv heads, q len, kv len, head dim, causal, window).
 type AttnDims = (u64, u64, u64, u64, u64, u64, bool, Option<u64>);
 
+/// What a shape file may add to `AttnDims`: the value head dim and shared keys and values.
+#[derive(Clone, Copy)]
+struct Values {
+    v_head_dim: Option<u64>,
+    shared_kv: bool,
+}
+
+const PLAIN_VALUES: Values = Values {
+    v_head_dim: None,
+    shared_kv: false,
+};
+
 /// Causal and not, GQA and MQA, head dims 64 and 128, odd lengths, decode (one query), a window.
 fn attention_smoke() -> Vec<AttnDims> {
     vec![
@@ -308,9 +320,14 @@ struct AttentionShape {
     seq_q: u64,
     seq_kv: Option<u64>,
     head_dim: u64,
+    /// Value head dim (default: `head_dim`).
+    v_head_dim: Option<u64>,
     #[serde(default)]
     causal: bool,
     window: Option<u64>,
+    /// Values are the first `v_head_dim` columns of the keys (absorbed MLA's latent).
+    #[serde(default)]
+    shared_kv: bool,
 }
 
 #[derive(Deserialize)]
@@ -360,9 +377,20 @@ pub fn matmul_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<M
 
 /// Attention shapes for a preset name or a TOML file with `[[attention]]` entries.
 pub fn attention_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Vec<Attention>> {
-    let dims = match preset {
-        "smoke" => attention_smoke(),
-        "sweep" => attention_sweep(max_bytes, dtype.bytes()),
+    let plain = |v: Vec<AttnDims>| v.into_iter().map(|d| (d, PLAIN_VALUES)).collect();
+    let dims: Vec<(AttnDims, Values)> = match preset {
+        "smoke" => {
+            let mut v: Vec<(AttnDims, Values)> = plain(attention_smoke());
+            // Absorbed MLA decode: 8 heads over one shared latent K/V head of 576 (values its
+            // first 512 columns), an odd context.
+            let shared = Values {
+                v_head_dim: Some(512),
+                shared_kv: true,
+            };
+            v.push(((2, 8, 1, 1, 77, 576, true, None), shared));
+            v
+        }
+        "sweep" => plain(attention_sweep(max_bytes, dtype.bytes())),
         path => {
             let text = crate::error::read_to_string(std::path::Path::new(path))?;
             let file: ShapeFile = parse_toml(path, &text)?;
@@ -381,8 +409,35 @@ pub fn attention_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Ve
                         "kv_heads must divide heads and seq_q must not exceed seq_kv",
                     ));
                 }
+                match s.v_head_dim {
+                    Some(0) => {
+                        return Err(Error::field(
+                            path,
+                            &format!("{field}.v_head_dim"),
+                            "must be positive",
+                        ));
+                    }
+                    Some(dv) if s.shared_kv && dv > s.head_dim => {
+                        return Err(Error::field(
+                            path,
+                            &format!("{field}.v_head_dim"),
+                            format!(
+                                "{dv} exceeds head_dim {} with shared_kv (the values are the first v_head_dim columns of the keys)",
+                                s.head_dim
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+                let values = Values {
+                    v_head_dim: s.v_head_dim,
+                    shared_kv: s.shared_kv,
+                };
                 v.push((
-                    s.batch, s.heads, kv_heads, s.seq_q, seq_kv, s.head_dim, s.causal, s.window,
+                    (
+                        s.batch, s.heads, kv_heads, s.seq_q, seq_kv, s.head_dim, s.causal, s.window,
+                    ),
+                    values,
                 ));
             }
             if v.is_empty() {
@@ -394,21 +449,21 @@ pub fn attention_shapes(preset: &str, dtype: DType, max_bytes: f64) -> Result<Ve
     Ok(dims
         .into_iter()
         .map(
-            |(batch, q_heads, kv_heads, q_len, kv_len, d, causal, window)| Attention {
+            |((batch, q_heads, kv_heads, q_len, kv_len, d, causal, window), values)| Attention {
                 batch,
                 q_heads,
                 kv_heads,
                 q_len,
                 kv_len,
                 qk_head_dim: d,
-                v_head_dim: d,
+                v_head_dim: values.v_head_dim.unwrap_or(d),
                 causal,
                 window,
                 dtype,
                 kv_dtype: dtype,
                 fused: true,
                 pass: Pass::Forward,
-                shared_kv: false,
+                shared_kv: values.shared_kv,
             },
         )
         .collect())
@@ -426,5 +481,42 @@ mod tests {
         let small = matmul_shapes("sweep", DType::Fp32, 64e6).unwrap();
         assert!(small.len() < all.len());
         assert!(small.iter().all(|m| m.min_bytes() <= 64e6));
+    }
+
+    /// The device check's MLA shape files: absorbed decode over a shared latent of 576, values
+    /// its first 512 columns; the targets are DeepSeek-V3's 128 heads at batch 1-64, 1k-32k.
+    #[test]
+    fn mla_shape_files_are_absorbed_decode() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        for file in ["mla_smoke.toml", "mla_targets.toml"] {
+            let path = format!("{dir}/scripts/{file}");
+            let shapes = attention_shapes(&path, DType::Bf16, f64::INFINITY).unwrap();
+            assert!(!shapes.is_empty());
+            for a in &shapes {
+                assert!(a.shared_kv && a.q_len == 1, "{file}: {a:?}");
+                assert_eq!((a.qk_head_dim, a.v_head_dim), (576, 512), "{file}");
+                assert!(
+                    crate::model::ops::Op::Attention(*a).check().is_ok(),
+                    "{file}: {a:?}"
+                );
+            }
+        }
+        let targets = attention_shapes(
+            &format!("{dir}/scripts/mla_targets.toml"),
+            DType::Bf16,
+            1e30,
+        )
+        .unwrap();
+        assert!(targets.iter().all(|a| a.q_heads == 128 && a.kv_heads == 1));
+        let batches: Vec<u64> = targets.iter().map(|a| a.batch).collect();
+        let contexts: Vec<u64> = targets.iter().map(|a| a.kv_len).collect();
+        assert_eq!(
+            (batches.iter().min(), batches.iter().max()),
+            (Some(&1), Some(&64))
+        );
+        assert_eq!(
+            (contexts.iter().min(), contexts.iter().max()),
+            (Some(&1024), Some(&32768))
+        );
     }
 }

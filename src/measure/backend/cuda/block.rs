@@ -1,13 +1,15 @@
 //! The transformer block on CUDA: every op of `BlockShape` launched in order on one stream —
 //! cuBLAS for the matmuls (what a training or serving run calls), the flash kernel on strided
-//! views of the projections, the memory-bound kernels — with an event between consecutive ops,
+//! views of the projections, the memory-bound kernels (QK-norm and GeGLU from the block's own
+//! table, `BLOCK_SPECS`) — with an event between consecutive ops,
 //! so each run gives the whole block's time and each op's. L2 is flushed before each run, not
 //! between the ops: inside the block, an op finds what the previous one left in L2, as it would
 //! in a model.
 
-use super::launch::{Buffers, Layouts};
+use super::launch::{Buffers, Layouts, QkNormLayout};
+use super::specs::BLOCK_SPECS;
 use super::{CudaBackend, drv, memory_elem, spec_for};
-use crate::measure::backend::block::{BlockInputs, BlockRun, BlockShape, Operand, operands};
+use crate::measure::backend::block::{BlockInputs, BlockRun, BlockShape, Operand};
 use crate::measure::backend::{BackendError, Result};
 use crate::model::ops::Op;
 use cudarc::driver::CudaSlice;
@@ -57,7 +59,7 @@ impl CudaBackend {
             );
         }
         let ptrs: Vec<CUdeviceptr> = buffers.iter().map(|b| self.ptr(b)).collect();
-        let wiring = operands();
+        let wiring = block.operands();
         let operand = |o: &Operand| match *o {
             Operand::Input(i) => ptrs[i],
             Operand::Op(j) => ptrs[inputs_len + j],
@@ -66,18 +68,31 @@ impl CudaBackend {
         let layouts = Layouts {
             attention: Some(block.attention_layout()),
             rotary: Some(block.rotary_layout()),
+            qk_norm: Some(QkNormLayout {
+                heads: (block.heads + block.kv_heads) as u32,
+                q_heads: block.heads as u32,
+                in_row: block.qkv_width() as u32,
+            }),
         };
         let mut steps = Vec::new();
         let mut implementations = Vec::new();
-        for (i, (_, op)) in block.ops.iter().enumerate() {
+        for (i, (name, op)) in block.ops.iter().enumerate() {
             // cuBLAS for the matmuls, as a training or serving run calls.
             let variant = match op {
                 Op::Matmul(_) => "cublas",
                 Op::Attention(_) => "flash",
                 _ => "elementwise",
             };
-            let spec = spec_for(variant, op)
-                .map_err(|e| BackendError::Unsupported(format!("cuda block: {e}")))?;
+            // QK-norm and GeGLU run the block's own kernels.
+            let spec = match name.as_str() {
+                "qk-norm" | "gated-gelu" => {
+                    BLOCK_SPECS.iter().find(|s| s.takes(op)).ok_or_else(|| {
+                        BackendError::Unsupported(format!("cuda block: no kernel for {op}"))
+                    })?
+                }
+                _ => spec_for(variant, op)
+                    .map_err(|e| BackendError::Unsupported(format!("cuda block: {e}")))?,
+            };
             let ins: Vec<CUdeviceptr> = wiring[i].iter().map(operand).collect();
             let bufs = Buffers {
                 ins: &ins,

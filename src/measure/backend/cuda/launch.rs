@@ -81,6 +81,17 @@ pub enum Buf {
 pub struct Layouts {
     pub attention: Option<AttentionLayout>,
     pub rotary: Option<RotaryLayout>,
+    /// A block's QK-norm: which heads of the QKV projection's rows it normalizes.
+    pub qk_norm: Option<QkNormLayout>,
+}
+
+/// QK-norm's view of the QKV projection: `heads` query and key heads per token (the first
+/// `q_heads` of them queries), rows `in_row` elements apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QkNormLayout {
+    pub heads: u32,
+    pub q_heads: u32,
+    pub in_row: u32,
 }
 
 /// A launch or library call resolved against device buffers.

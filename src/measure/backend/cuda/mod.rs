@@ -11,8 +11,8 @@ pub mod nvrtc;
 pub mod specs;
 pub mod telemetry;
 
-pub use launch::{Arg, Buf, Cuda, CudaSpec, Launch, Layouts, Library};
-pub use specs::SPECS;
+pub use launch::{Arg, Buf, Cuda, CudaSpec, Launch, Layouts, Library, QkNormLayout};
+pub use specs::{BLOCK_SPECS, SPECS};
 
 use super::spec::{self, Source};
 use super::{Backend, BackendError, Clock, DeviceInfo, Result, Telemetry, Variant, host};
@@ -345,8 +345,6 @@ impl Backend for CudaBackend {
                 attention_elem(a.dtype).is_some()
                     && a.pass == Pass::Forward
                     && a.kv_dtype == a.dtype
-                    && a.qk_head_dim == a.v_head_dim
-                    && matches!(a.qk_head_dim, 64 | 128)
                     && a.q_len <= a.kv_len
             }
             Op::Memory(m) => {
@@ -391,7 +389,7 @@ impl Backend for CudaBackend {
                 let out = (bh * a.q_len * a.v_head_dim) as usize;
                 // Decode: one block per chunk of keys of every sequence and head (split-KV).
                 let splits = if a.q_len == 1 {
-                    specs::decode_splits(a)
+                    specs::decode_splits(a).max(specs::mla_decode_split(a).0)
                 } else {
                     0
                 };
@@ -575,6 +573,40 @@ mod tests {
             .collect()
     }
 
+    /// The MLA decode split covers the context in whole tiles, fills about two waves of an
+    /// H100/H200 when the batch is small, and never splits below two tiles per block.
+    #[test]
+    fn mla_decode_splits_cover_the_context() {
+        for (batch, heads, ctx) in [
+            (1, 128, 1),
+            (1, 128, 1000),
+            (1, 128, 32768),
+            (64, 128, 32768),
+            (4, 16, 77),
+        ] {
+            let a = crate::model::ops::Attention {
+                batch,
+                q_heads: heads,
+                kv_heads: 1,
+                qk_head_dim: specs::MLA_QK_HEAD_DIM,
+                v_head_dim: specs::MLA_V_HEAD_DIM,
+                shared_kv: true,
+                ..attention(1, ctx, 128)
+            };
+            let (splits, chunk) = specs::mla_decode_split(&a);
+            assert!(chunk % 32 == 0 && u64::from(splits) * chunk >= ctx, "{a:?}");
+            assert!(u64::from(splits - 1) * chunk < ctx, "an empty split: {a:?}");
+            let blocks = u64::from(splits) * batch * heads.div_ceil(16);
+            assert!(
+                blocks <= 264 + batch * heads.div_ceil(16),
+                "{blocks} blocks for {a:?}"
+            );
+            if ctx >= 32768 && batch == 1 {
+                assert!(blocks >= 200, "{blocks} blocks for {a:?}");
+            }
+        }
+    }
+
     fn attention(q_len: u64, kv_len: u64, d: u64) -> crate::model::ops::Attention {
         crate::model::ops::Attention {
             batch: 2,
@@ -616,6 +648,20 @@ mod tests {
         assert_eq!(offered(&a(1, 4096)), ["naive", "flash", "decode"]);
         assert_eq!(offered(&a(512, 512)), ["naive", "flash"]);
         assert_eq!(offered(&a(1 << 17, 1 << 17)), ["flash"]);
+        // Absorbed MLA: only the MLA kernel takes a shared latent K/V head of 576 / 512.
+        let mla = |q_len, shared_kv| {
+            Op::Attention(crate::model::ops::Attention {
+                q_heads: 128,
+                kv_heads: 1,
+                qk_head_dim: specs::MLA_QK_HEAD_DIM,
+                v_head_dim: specs::MLA_V_HEAD_DIM,
+                shared_kv,
+                ..attention(q_len, 4096, 128)
+            })
+        };
+        assert_eq!(offered(&mla(1, true)), ["mla-decode"]);
+        assert!(offered(&mla(2, true)).is_empty());
+        assert!(offered(&mla(1, false)).is_empty());
         let rms = crate::model::ops::MemoryOp::new(
             crate::model::ops::MemoryKind::RmsNorm,
             Pass::Forward,

@@ -4,15 +4,53 @@
 //! gives the whole block's time and each op's.
 
 use super::{
-    Slot, Stage, WgpuBackend, attention_params, device_err, memory_params, stages, to_bytes,
+    Slot, Stage, WgpuBackend, attention_params, device_err, memory_params, split_groups, stages,
+    template, to_bytes,
 };
-use crate::measure::backend::block::{BlockInputs, BlockRun, BlockShape, Operand, operands};
+use crate::measure::backend::block::{BlockInputs, BlockRun, BlockShape, Operand};
 use crate::measure::backend::{BackendError, Result};
 use crate::model::ops::Op;
 use wgpu::util::DeviceExt;
 
 /// The matmul variant a block runs: the fastest WGSL matmul past tiny shapes.
 const MATMUL_VARIANT: &str = "regblock";
+
+/// A kernel only blocks run: its file and text.
+struct BlockKernel {
+    file: &'static str,
+    text: &'static str,
+    slots: &'static [Slot],
+}
+
+const QK_NORM: BlockKernel = BlockKernel {
+    file: "qk_norm.wgsl",
+    text: include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kernels/wgsl/qk_norm.wgsl"
+    )),
+    slots: &[Slot::Input(0), Slot::Input(1), Slot::Output, Slot::Params],
+};
+
+const GATED_GELU: BlockKernel = BlockKernel {
+    file: "gated_gelu.wgsl",
+    text: include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kernels/wgsl/gated_gelu.wgsl"
+    )),
+    slots: &[Slot::Input(0), Slot::Output, Slot::Params],
+};
+
+/// The stage of a block kernel over `[workgroups, 1]` (one per row) or `[items, 256]` (items
+/// over workgroups of 256), split over x and y as every kernel's dispatch is.
+fn block_stage(k: BlockKernel, dtype: crate::model::dtype::DType, work: [u64; 2]) -> Result<Stage> {
+    let [x, y] = split_groups(work[0].div_ceil(work[1]).max(1));
+    Ok(Stage {
+        key: format!("{}-{dtype}", k.file),
+        source: template(k.text, dtype, &[])?,
+        slots: k.slots,
+        groups: [x, y, 1],
+    })
+}
 
 /// One dispatch of the block: its stage, the buffers its inputs and output bind, its uniforms.
 struct Step {
@@ -62,7 +100,7 @@ impl WgpuBackend {
         };
         let mut steps = Vec::new();
         let mut outputs: Vec<(usize, u64)> = Vec::new();
-        for (i, ((name, op), operands)) in block.ops.iter().zip(operands()).enumerate() {
+        for (i, ((name, op), operands)) in block.ops.iter().zip(block.operands()).enumerate() {
             let out_elems = block.output_elems(i);
             let out = buffers.len();
             buffers.push(self.storage_buffer(
@@ -89,6 +127,27 @@ impl WgpuBackend {
                     let params = attention_params(a, &block.attention_layout());
                     (stage, params, "wgpu:fused".to_string())
                 }
+                // QK-norm reads its heads in place and GeGLU has no benchmarked kernel yet: both
+                // run block kernels of the elementwise family.
+                Op::Memory(m) if name == "qk-norm" => (
+                    block_stage(QK_NORM, dtype, [m.rows, 1])?,
+                    vec![
+                        m.rows as u32,
+                        block.head_dim as u32,
+                        (block.heads + block.kv_heads) as u32,
+                        block.heads as u32,
+                        block.qkv_width() as u32,
+                        (crate::measure::backend::cpu::RMSNORM_EPS as f32).to_bits(),
+                        0,
+                        0,
+                    ],
+                    "wgpu:elementwise".to_string(),
+                ),
+                Op::Memory(m) if name == "gated-gelu" => (
+                    block_stage(GATED_GELU, dtype, [m.rows * m.cols, 256])?,
+                    vec![m.rows as u32, m.cols as u32, 0, 0],
+                    "wgpu:elementwise".to_string(),
+                ),
                 Op::Memory(m) => (
                     stages(op, "elementwise")?
                         .pop()
