@@ -238,6 +238,11 @@ fn throttled_line(r: &ValidationReport) -> String {
 }
 
 fn report_table(r: &ValidationReport) -> String {
+    stats_table(r.groups.iter().chain([&r.implementations, &r.overall]))
+}
+
+/// Held-out error statistics, a row per group, beside the roofline's.
+fn stats_table<'a>(groups: impl Iterator<Item = &'a fit::GroupStats>) -> String {
     let mut b = Builder::default();
     b.push_record([
         "group",
@@ -248,7 +253,7 @@ fn report_table(r: &ValidationReport) -> String {
         "roofline median",
         "roofline p90",
     ]);
-    for g in r.groups.iter().chain([&r.implementations, &r.overall]) {
+    for g in groups {
         b.push_record([
             g.group.clone(),
             g.n.to_string(),
@@ -352,32 +357,12 @@ pub fn validate_transfer(a: CalibrateArgs, from: &str) -> Result<()> {
             measured.device,
             profile.name
         );
-        let mut b = Builder::default();
-        b.push_record([
-            "group",
-            "n",
-            "median APE",
-            "p90 APE",
-            "max APE",
-            "roofline median",
-            "roofline p90",
-        ]);
-        for g in report
-            .groups
-            .iter()
-            .chain([&report.same_shapes, &report.overall])
-        {
-            b.push_record([
-                g.group.clone(),
-                g.n.to_string(),
-                percent(g.median_ape),
-                percent(g.p90_ape),
-                percent(g.max_ape),
-                percent(g.roofline_median_ape),
-                percent(g.roofline_p90_ape),
-            ]);
-        }
-        outln!(out, "{}", b.build().with(Style::rounded()).to_string());
+        let groups = report.groups.iter();
+        outln!(
+            out,
+            "{}",
+            stats_table(groups.chain([&report.same_shapes, &report.overall]))
+        );
         let c = &report.coverage;
         outln!(
             out,

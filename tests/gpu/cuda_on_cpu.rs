@@ -16,11 +16,13 @@ pub fn compiler() -> Option<&'static str> {
     })
 }
 
-pub fn the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu() {
+/// Builds `scripts/<script>` into `dir`: the emulation's executable.
+pub fn build_emulation(dir: &tempfile::TempDir, script: &str) -> std::path::PathBuf {
     let cxx = compiler().expect("a C++ compiler");
-    let dir = tempfile::TempDir::new().unwrap();
-    let exe = dir.path().join("scan_emu");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/scan_cuda_on_cpu.cpp");
+    let exe = dir.path().join(script.trim_end_matches(".cpp"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
     let out = Command::new(cxx)
         .args(["-std=c++20", "-O2", "-pthread", "-o"])
         .arg(&exe)
@@ -32,6 +34,12 @@ pub fn the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    exe
+}
+
+pub fn the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let exe = build_emulation(&dir, "scan_cuda_on_cpu.cpp");
     // One token; a ragged last chunk with value columns that part-fill a block; a whole chunk
     // over two sequences; dk 128 over three chunks; gates fixed at 1.
     let shapes: [&[&str]; 5] = [

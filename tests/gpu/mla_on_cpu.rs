@@ -5,25 +5,11 @@
 //! this is what checks the kernel's indexing, fragments, synchronization and split merge between
 //! device runs).
 
-use std::path::Path;
 use std::process::Command;
 
 pub fn the_mla_decode_kernel_matches_attention_over_the_latent_on_the_cpu() {
-    let cxx = crate::cuda_on_cpu::compiler().expect("a C++ compiler");
     let dir = tempfile::TempDir::new().unwrap();
-    let exe = dir.path().join("mla_emu");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mla_cuda_on_cpu.cpp");
-    let out = Command::new(cxx)
-        .args(["-std=c++20", "-O2", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exe = crate::cuda_on_cpu::build_emulation(&dir, "mla_cuda_on_cpu.cpp");
     // (batch, heads, kv heads, context[, window]): one key; a partial tile; heads that leave a
     // block's mma rows part-filled over three splits; two latent heads with a window that
     // empties the first splits.
