@@ -33,6 +33,29 @@ fn list_names_every_catalog_gpu() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, CATALOG);
+    // What prices each GPU: its own calibration, or the H100's carried over.
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split('│').nth(1).is_some_and(|c| c.trim() == name))
+            .unwrap_or_else(|| panic!("no row for {name}"))
+            .to_string()
+    };
+    assert!(
+        row("h100-sxm").contains("│ measured"),
+        "{}",
+        row("h100-sxm")
+    );
+    assert!(
+        row("lavapipe").contains("│ measured"),
+        "{}",
+        row("lavapipe")
+    );
+    assert!(
+        row("a100-sxm-80gb").contains("│ from h100-sxm"),
+        "{}",
+        row("a100-sxm-80gb")
+    );
 }
 
 #[test]

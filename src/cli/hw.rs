@@ -57,6 +57,7 @@ fn list(format: Format) -> Result<()> {
         "memory",
         "bandwidth",
         "TDP",
+        "calibration",
     ]);
     let rate = |p: &HwProfile, d: DType| {
         p.peak_flops(d)
@@ -77,6 +78,7 @@ fn list(format: Format) -> Result<()> {
             p.tdp_w()
                 .map(|w| format!("{w} W"))
                 .unwrap_or_else(|| "-".into()),
+            calibration(p)?,
         ]);
     }
     outln!(out, "{}", b.build().with(Style::rounded()));
@@ -131,4 +133,17 @@ fn show(name: &str, format: Format) -> Result<()> {
         m.matmul_tiles
     );
     super::emit(&out)
+}
+
+/// What prices a catalog GPU by default: its own embedded calibration, another GPU's
+/// transferred to it, or the roofline alone.
+fn calibration(p: &HwProfile) -> Result<String> {
+    use crate::model::cost::{calibrated, transfer};
+    Ok(if calibrated::embedded(&p.name)?.is_some() {
+        "measured".into()
+    } else if let Some((c, _)) = transfer::nearest_source(p)? {
+        format!("from {}", c.profile)
+    } else {
+        "-".into()
+    })
 }

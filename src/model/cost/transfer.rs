@@ -217,9 +217,9 @@ fn distance(a: &HwProfile, b: &HwProfile) -> Option<f64> {
     )
 }
 
-/// The embedded calibration of the measured GPU nearest to `target` (same vendor), transferred
-/// to it; None where no GPU of its vendor was measured.
-pub fn nearest(target: &HwProfile) -> Result<Option<Calibration>> {
+/// The embedded calibration of the measured GPU nearest to `target` (same vendor), with that
+/// GPU's profile; None where no GPU of its vendor was measured.
+pub fn nearest_source(target: &HwProfile) -> Result<Option<(Calibration, HwProfile)>> {
     let mut best: Option<(f64, Calibration, HwProfile)> = None;
     for name in embedded_profiles() {
         let Some(cal) = embedded(name)? else { continue };
@@ -231,7 +231,12 @@ pub fn nearest(target: &HwProfile) -> Result<Option<Calibration>> {
             best = Some((d, cal, source_hw));
         }
     }
-    Ok(best.map(|(_, cal, source_hw)| transfer(&cal, &source_hw, target)))
+    Ok(best.map(|(_, cal, source_hw)| (cal, source_hw)))
+}
+
+/// The nearest measured GPU's calibration (`nearest_source`), transferred to `target`.
+pub fn nearest(target: &HwProfile) -> Result<Option<Calibration>> {
+    Ok(nearest_source(target)?.map(|(cal, source_hw)| transfer(&cal, &source_hw, target)))
 }
 
 #[cfg(test)]
