@@ -108,6 +108,30 @@ fn every_prediction_carries_a_finite_error_bar() {
     }
 }
 
+/// A validation document's headline figures, in percent: median and p90 |error|, the
+/// roofline's median on the same points, and the bars' coverage.
+#[cfg(feature = "measure")]
+fn headline_pct(doc: &Value) -> [f64; 4] {
+    [
+        num(doc, "median_ape") * 100.0,
+        num(doc, "p90_ape") * 100.0,
+        num(doc, "roofline_median_ape") * 100.0,
+        num(doc, "coverage.coverage") * 100.0,
+    ]
+}
+
+/// Figures reproduced to the documented rounding.
+#[cfg(feature = "measure")]
+fn assert_documented(what: &str, got: &[f64], documented: &[f64]) {
+    assert_eq!(got.len(), documented.len());
+    for (g, e) in got.iter().zip(documented) {
+        assert!(
+            (g - e).abs() < 0.006,
+            "{what}: {got:?}, documented {documented:?}"
+        );
+    }
+}
+
 /// The figures docs/calibration.md states for the committed data: held-out median and p90
 /// |error| of what predict answers, the roofline's on the same points, and the bars' coverage.
 #[cfg(feature = "measure")]
@@ -129,18 +153,7 @@ fn validation_reproduces_the_documented_figures() {
             "--format",
             "json",
         ]));
-        let got = [
-            num(&doc, "median_ape") * 100.0,
-            num(&doc, "p90_ape") * 100.0,
-            num(&doc, "roofline_median_ape") * 100.0,
-            num(&doc, "coverage.coverage") * 100.0,
-        ];
-        for (g, e) in got.iter().zip(expect) {
-            assert!(
-                (g - e).abs() < 0.006,
-                "{folder}: {got:?}, documented {expect:?}"
-            );
-        }
+        assert_documented(folder, &headline_pct(&doc), &expect);
     }
 }
 
@@ -165,12 +178,7 @@ fn transfer_check_reproduces_the_documented_figures() {
         "--format",
         "json",
     ]));
-    let got = [
-        num(&doc, "median_ape") * 100.0,
-        num(&doc, "p90_ape") * 100.0,
-        num(&doc, "roofline_median_ape") * 100.0,
-        num(&doc, "coverage.coverage") * 100.0,
-    ];
+    assert_documented("every point", &headline_pct(&doc), &EVERY);
     let matmul = doc["groups"]
         .as_array()
         .unwrap()
@@ -181,16 +189,7 @@ fn transfer_check_reproduces_the_documented_figures() {
         num(matmul, "median_ape") * 100.0,
         num(matmul, "p90_ape") * 100.0,
     ];
-    for (g, e) in got
-        .iter()
-        .chain(&got_matmul)
-        .zip(EVERY.iter().chain(&MATMUL))
-    {
-        assert!(
-            (g - e).abs() < 0.006,
-            "{got:?} {got_matmul:?}, documented {EVERY:?} {MATMUL:?}"
-        );
-    }
+    assert_documented("matmul fp32", &got_matmul, &MATMUL);
     // Every prediction is labelled as carried over, and carries a finite bar.
     for r in doc["residuals"].as_array().unwrap() {
         let p = r["provenance"].as_str().unwrap();

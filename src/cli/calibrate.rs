@@ -341,8 +341,9 @@ fn transfer_source(from: &str) -> Result<(Calibration, HwProfile), Error> {
 /// `validate --transfer-from`: the source's calibration carried to the results' GPU, checked
 /// on every point measured there.
 pub fn validate_transfer(a: CalibrateArgs, from: &str) -> Result<()> {
-    let (records, profile, sources) = load(&a)?;
-    let (measured, _) = fit::build(&records, &profile, &a.implementation, sources)?;
+    let (records, profile, _) = load(&a)?;
+    // The target's points only: its own validation and bars would go unused.
+    let (measured, _) = fit::measured_groups(&records, &profile, &a.implementation)?;
     let (source, source_hw) = transfer_source(from)?;
     let transferred = transfer::transfer(&source, &source_hw, &profile);
     let report = transfer_check::check(&measured, &transferred, &profile)?;
@@ -354,7 +355,7 @@ pub fn validate_transfer(a: CalibrateArgs, from: &str) -> Result<()> {
             out,
             "{} carried to {} ({}) by the datasheet ratios, predicting every point measured there",
             report.source,
-            measured.device,
+            records.first().map_or("", |r| r.device.name.as_str()),
             profile.name
         );
         let groups = report.groups.iter();

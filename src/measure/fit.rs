@@ -37,6 +37,39 @@ pub fn build(
     implementation_filter: &str,
     sources: Vec<String>,
 ) -> Result<(Calibration, ValidationReport)> {
+    let (groups, excluded_throttled) = measured_groups(records, hw, implementation_filter)?;
+    let first = records.first();
+    let mut revisions: Vec<String> = records.iter().map(|r| r.git_revision.clone()).collect();
+    revisions.sort();
+    revisions.dedup();
+    let mut cal = Calibration {
+        schema_version: CALIBRATION_SCHEMA_VERSION,
+        profile: hw.name.clone(),
+        device: first.map(|r| r.device.name.clone()).unwrap_or_default(),
+        driver: first.map(|r| r.device.driver.clone()).unwrap_or_default(),
+        implementation: implementation_filter.to_string(),
+        sources,
+        git_revisions: revisions,
+        groups,
+        error_pct: ErrorBars::default(),
+        interconnect: crate::measure::interconnect::fit(records, hw),
+        transferred_from: None,
+    };
+    // Error bars come from the predictions `predict` makes, held out.
+    let (mut report, bars) = crate::measure::validation::validate(&cal, hw)?;
+    report.excluded_throttled = excluded_throttled;
+    cal.error_pct = bars;
+    Ok((cal, report))
+}
+
+/// The records' measured points, one group per op kind × implementation, each with its time
+/// models fitted (correct, timed records only, less the throttled ones, whose count comes
+/// back too). `implementation_filter` as in `build`.
+pub fn measured_groups(
+    records: &[Record],
+    hw: &HwProfile,
+    implementation_filter: &str,
+) -> Result<(Vec<Group>, usize)> {
     // One (op, implementation) → the median of its records' medians, and the worst noise.
     let mut measured: Vec<(Op, String, Vec<f64>, f64)> = Vec::new();
     let mut excluded_throttled = 0;
@@ -114,28 +147,7 @@ pub fn build(
         g.points.sort_by(|a, b| a.sol_s.total_cmp(&b.sol_s));
         g.refit(hw);
     }
-    let first = records.first();
-    let mut revisions: Vec<String> = records.iter().map(|r| r.git_revision.clone()).collect();
-    revisions.sort();
-    revisions.dedup();
-    let mut cal = Calibration {
-        schema_version: CALIBRATION_SCHEMA_VERSION,
-        profile: hw.name.clone(),
-        device: first.map(|r| r.device.name.clone()).unwrap_or_default(),
-        driver: first.map(|r| r.device.driver.clone()).unwrap_or_default(),
-        implementation: implementation_filter.to_string(),
-        sources,
-        git_revisions: revisions,
-        groups,
-        error_pct: ErrorBars::default(),
-        interconnect: crate::measure::interconnect::fit(records, hw),
-        transferred_from: None,
-    };
-    // Error bars come from the predictions `predict` makes, held out.
-    let (mut report, bars) = crate::measure::validation::validate(&cal, hw)?;
-    report.excluded_throttled = excluded_throttled;
-    cal.error_pct = bars;
-    Ok((cal, report))
+    Ok((groups, excluded_throttled))
 }
 
 /// Validates a calibration (its error bars are recomputed, not read).

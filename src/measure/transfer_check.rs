@@ -4,9 +4,9 @@
 //! target's plain roofline; and how often the widened bars held.
 
 use crate::error::{Error, Result};
-use crate::measure::validation::{GroupStats, Residual, kind_and_regime, percentile, stats};
+use crate::measure::validation::{GroupStats, Residual, bar_coverage, kind_and_regime, stats};
 use crate::model::cost::calibrated::{
-    BarCoverage, CalibratedModel, Calibration, Stack, key_and_features,
+    BarCoverage, CalibratedModel, Calibration, Group, Stack, key_and_features,
 };
 use crate::model::cost::{CostModel, Provenance, Roofline};
 use crate::model::hw::HwProfile;
@@ -29,10 +29,10 @@ pub struct TransferReport {
     pub residuals: Vec<Residual>,
 }
 
-/// Predicts every point of `measured` (a calibration fitted to the target's own records, read
-/// only for its points) with `transferred` (a calibration carried over to `target`).
+/// Predicts every point of `measured` (the target's own measurements, grouped as a calibration
+/// groups them) with `transferred` (a calibration carried over to `target`).
 pub fn check(
-    measured: &Calibration,
+    measured: &[Group],
     transferred: &Calibration,
     target: &HwProfile,
 ) -> Result<TransferReport> {
@@ -43,7 +43,7 @@ pub fn check(
         .ok_or_else(|| Error::Unsupported("the calibration checked is not transferred".into()))?;
     let mut residuals = Vec::new();
     let mut same_shape = Vec::new();
-    for g in &measured.groups {
+    for g in measured {
         let model = CalibratedModel::new(
             transferred.clone(),
             Stack::Only(g.key.implementation.clone()),
@@ -113,38 +113,7 @@ pub fn check(
         overall: stats("every target point".into(), &all),
         same_shapes: stats("shapes the source measured".into(), &same),
         groups,
-        coverage: coverage(&all),
+        coverage: bar_coverage(&all),
         residuals,
     })
-}
-
-/// Share of predictions whose measured time lies inside their bar, and the bars' widths.
-fn coverage(rs: &[&Residual]) -> BarCoverage {
-    let barred: Vec<(f64, f64)> = rs
-        .iter()
-        .filter_map(|r| r.bar_pct.map(|b| (b, r.ape * 100.0)))
-        .collect();
-    let widths: Vec<f64> = barred.iter().map(|(b, _)| *b).collect();
-    let inside = barred.iter().filter(|(b, e)| e <= b).count();
-    let share = |x: usize| {
-        if barred.is_empty() {
-            0.0
-        } else {
-            x as f64 / barred.len() as f64
-        }
-    };
-    BarCoverage {
-        coverage: share(inside),
-        median_width_pct: if widths.is_empty() {
-            0.0
-        } else {
-            percentile(widths.clone(), 0.5)
-        },
-        p90_width_pct: if widths.is_empty() {
-            0.0
-        } else {
-            percentile(widths, 0.9)
-        },
-        n: barred.len(),
-    }
 }

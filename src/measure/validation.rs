@@ -395,6 +395,26 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// How the bars of held-out predictions held: the share whose measured time lay inside its bar,
+/// and the bars' median and p90 width, over the predictions that carry a bar.
+pub(crate) fn bar_coverage(rs: &[&Residual]) -> BarCoverage {
+    let barred: Vec<(f64, f64)> = rs
+        .iter()
+        .filter_map(|r| r.bar_pct.map(|b| (b, r.ape * 100.0)))
+        .collect();
+    if barred.is_empty() {
+        return BarCoverage::default();
+    }
+    let widths: Vec<f64> = barred.iter().map(|(b, _)| *b).collect();
+    let inside = barred.iter().filter(|(b, e)| e <= b).count();
+    BarCoverage {
+        coverage: inside as f64 / barred.len() as f64,
+        median_width_pct: percentile(widths.clone(), 0.5),
+        p90_width_pct: percentile(widths, 0.9),
+        n: barred.len(),
+    }
+}
+
 pub(crate) fn stats(group: String, rs: &[&Residual]) -> GroupStats {
     let ape: Vec<f64> = rs.iter().map(|r| r.ape).collect();
     let roof: Vec<f64> = rs.iter().map(|r| r.roofline_ape).collect();
@@ -447,8 +467,6 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<(ValidationReport, 
             .collect();
         judged.push(answered(r, &bars_from(&others, &noise)));
     }
-    let mut inside = 0usize;
-    let mut widths = Vec::new();
     for (r, (ape, provenance, bar)) in best.iter_mut().zip(judged) {
         if provenance == Provenance::Roofline && r.provenance != Provenance::Roofline {
             r.implementation = "roofline".into();
@@ -457,31 +475,8 @@ pub fn validate(cal: &Calibration, hw: &HwProfile) -> Result<(ValidationReport, 
         r.ape = ape;
         r.provenance = provenance;
         r.bar_pct = bar;
-        if let Some(b) = bar {
-            widths.push(b / 100.0);
-            if ape * 100.0 <= b {
-                inside += 1;
-            }
-        }
     }
-    let coverage = BarCoverage {
-        coverage: if widths.is_empty() {
-            0.0
-        } else {
-            inside as f64 / widths.len() as f64
-        },
-        median_width_pct: if widths.is_empty() {
-            0.0
-        } else {
-            percentile(widths.clone(), 0.5) * 100.0
-        },
-        p90_width_pct: if widths.is_empty() {
-            0.0
-        } else {
-            percentile(widths.clone(), 0.9) * 100.0
-        },
-        n: widths.len(),
-    };
+    let coverage = bar_coverage(&best.iter().collect::<Vec<_>>());
     bars.coverage = Some(coverage.clone());
 
     let mut groups = Vec::new();
