@@ -2415,58 +2415,36 @@ fn native_mixers(file: &str, n: &NativeArch) -> Result<NativeMixers> {
             layers: WindowLayers::All,
         }),
     };
-    let linear = match (&n.linear_attention, has_scan) {
-        (Some(l), true) => Some(LinearAttention {
-            key_heads: l.key_heads,
-            key_head_dim: l.key_head_dim,
-            value_heads: l.value_heads,
-            value_head_dim: l.value_head_dim,
-            conv_kernel: l.conv_kernel,
-            // A layer list says which layers scan.
-            layers: scan.unwrap_or(LayerMask { period: 1, bits: 0 }),
-        }),
-        (None, true) => {
-            return Err(Error::field(
-                file,
-                "linear_attention",
-                "missing while layer_pattern has linear-attention (S) layers",
-            ));
-        }
-        (Some(_), false) => {
-            return Err(Error::field(
-                file,
-                "layer_pattern",
-                "must mark the linear-attention layers (S) when [linear_attention] is given",
-            ));
-        }
-        (None, false) => None,
-    };
-    let mamba = match (&n.mamba, listed(LayerBlock::Mamba)) {
-        (Some(m), true) => Some(Mamba2 {
-            heads: m.heads,
-            head_dim: m.head_dim,
-            state_size: m.state_size,
-            groups: m.groups,
-            conv_kernel: m.conv_kernel,
-            conv_bias: m.conv_bias,
-            projection_bias: m.projection_bias,
-        }),
-        (None, true) => {
-            return Err(Error::field(
-                file,
-                "mamba",
-                "missing while layer_pattern has Mamba-2 (M) layers",
-            ));
-        }
-        (Some(_), false) => {
-            return Err(Error::field(
-                file,
-                "layer_pattern",
-                "must mark the Mamba-2 layers (M) when [mamba] is given",
-            ));
-        }
-        (None, false) => None,
-    };
+    let linear = paired_table(
+        file,
+        n.linear_attention.as_ref(),
+        has_scan,
+        ("linear_attention", "linear-attention", 'S'),
+    )?
+    .map(|l| LinearAttention {
+        key_heads: l.key_heads,
+        key_head_dim: l.key_head_dim,
+        value_heads: l.value_heads,
+        value_head_dim: l.value_head_dim,
+        conv_kernel: l.conv_kernel,
+        // A layer list says which layers scan.
+        layers: scan.unwrap_or(LayerMask { period: 1, bits: 0 }),
+    });
+    let mamba = paired_table(
+        file,
+        n.mamba.as_ref(),
+        listed(LayerBlock::Mamba),
+        ("mamba", "Mamba-2", 'M'),
+    )?
+    .map(|m| Mamba2 {
+        heads: m.heads,
+        head_dim: m.head_dim,
+        state_size: m.state_size,
+        groups: m.groups,
+        conv_kernel: m.conv_kernel,
+        conv_bias: m.conv_bias,
+        projection_bias: m.projection_bias,
+    });
     Ok(NativeMixers {
         window,
         linear,
@@ -2630,6 +2608,29 @@ pub fn load(name_or_path: &str) -> Result<Architecture> {
         from_native_toml(name_or_path, &text)
     } else {
         from_hf_config(name_or_path, &text)
+    }
+}
+
+/// A native table that goes with one kind of layer (`[mamba]` with `M` layers): given exactly
+/// when the layer pattern has such layers. `(table, name, letter)` name them in the errors.
+fn paired_table<'a, T>(
+    file: &str,
+    given: Option<&'a T>,
+    marked: bool,
+    (table, name, letter): (&str, &str, char),
+) -> Result<Option<&'a T>> {
+    match (given, marked) {
+        (None, true) => Err(Error::field(
+            file,
+            table,
+            format!("missing while layer_pattern has {name} ({letter}) layers"),
+        )),
+        (Some(_), false) => Err(Error::field(
+            file,
+            "layer_pattern",
+            format!("must mark the {name} layers ({letter}) when [{table}] is given"),
+        )),
+        (given, _) => Ok(given),
     }
 }
 
