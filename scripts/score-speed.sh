@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The speed check of the score stream (README, Speed): 300,000 seeded random candidates of
+# The speed check of the score stream (docs/frontier.md, Speed): 300,000 seeded random candidates of
 # examples/space-million.toml through `gpucost score`, timed. Usage: scripts/score-speed.sh [GPUCOST]
 set -euo pipefail
 cd "$(dirname "$0")/.."
