@@ -278,10 +278,11 @@ pub struct PassShape {
 }
 
 /// What a block of ops is: one layer of `kind` over `shape`, in `phase` (`attention_only`: the
-/// selective recomputation of the attention core).
+/// selective recomputation of the attention core), with the layer dimensions of its pass
+/// (`Plan::training_dims` and its siblings: kept out of the key, which is hashed and compared on
+/// every memo lookup, while the dimensions are the same for every block of a pass).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlockKey {
-    pub dims: LayerDims,
     pub shard: Shard,
     pub kind: LayerKind,
     pub shape: PassShape,
@@ -303,13 +304,17 @@ pub struct Plan {
     /// One training step.
     pub training: Vec<OpInstance>,
     pub training_blocks: Vec<Block>,
+    /// The layer dimensions of every training block.
+    pub training_dims: Option<LayerDims>,
     /// The prefill of the prompt: the time to first token.
     pub prefill: Vec<OpInstance>,
     pub prefill_blocks: Vec<Block>,
+    pub prefill_dims: Option<LayerDims>,
     /// One decode step at the first context of `decode_contexts`; only the attention ops depend
     /// on the context, so `price` moves their `kv_len` over the range.
     pub decode: Vec<OpInstance>,
     pub decode_blocks: Vec<Block>,
+    pub decode_dims: Option<LayerDims>,
     /// The contexts of the decode steps the time per output token averages.
     pub decode_contexts: RangeInclusive<u64>,
 }
@@ -319,10 +324,13 @@ impl Default for Plan {
         Plan {
             training: Vec::new(),
             training_blocks: Vec::new(),
+            training_dims: None,
             prefill: Vec::new(),
             prefill_blocks: Vec::new(),
+            prefill_dims: None,
             decode: Vec::new(),
             decode_blocks: Vec::new(),
+            decode_dims: None,
             decode_contexts: 1..=1,
         }
     }
@@ -343,26 +351,26 @@ pub fn plan_into(out: &mut Plan, arch: &Architecture, execution: &Execution) {
     out.prefill_blocks.clear();
     out.decode.clear();
     out.decode_blocks.clear();
-    training_ops_into(
+    out.training_dims = Some(training_ops_into(
         &mut out.training,
         &mut out.training_blocks,
         arch,
         &execution.training,
-    );
-    prefill_ops_into(
+    ));
+    out.prefill_dims = Some(prefill_ops_into(
         &mut out.prefill,
         &mut out.prefill_blocks,
         arch,
         &execution.serving,
-    );
+    ));
     out.decode_contexts = execution.serving.decode_contexts();
-    decode_ops_into(
+    out.decode_dims = Some(decode_ops_into(
         &mut out.decode,
         &mut out.decode_blocks,
         arch,
         &execution.serving,
         *out.decode_contexts.start(),
-    );
+    ));
 }
 
 /// Where op builders put their ops: the phase and count every op gets.
@@ -413,7 +421,6 @@ impl Ctx {
 
     fn key(&self, kind: LayerKind, phase: Phase, attention_only: bool) -> BlockKey {
         BlockKey {
-            dims: self.dims,
             shard: self.shard,
             kind,
             shape: self.shape,
@@ -1179,7 +1186,7 @@ fn training_ops_into(
     blocks: &mut Vec<Block>,
     arch: &Architecture,
     s: &TrainingSetup,
-) {
+) -> LayerDims {
     let p = &s.parallelism;
     // One microbatch on one rank: its sequences, its share of each sequence.
     let ctx = Ctx::new(
@@ -1295,6 +1302,7 @@ fn training_ops_into(
         }
     }
     step_ops(ops, arch, s);
+    ctx.dims
 }
 
 /// The once-per-step ops of the rank holding the most weights: the optimizer update of its
@@ -1380,7 +1388,7 @@ fn prefill_ops_into(
     blocks: &mut Vec<Block>,
     arch: &Architecture,
     s: &InferenceSetup,
-) {
+) -> LayerDims {
     let ctx = Ctx::new(
         arch,
         PassShape {
@@ -1395,6 +1403,7 @@ fn prefill_ops_into(
         &s.parallelism,
     );
     ctx.forward(ops, blocks, Phase::Prefill, s.batch, serving_sends(s));
+    ctx.dims
 }
 
 /// The forward ops of one layer of `kind` over `batch` sequences of `seq` tokens attending to
@@ -1452,7 +1461,7 @@ fn decode_ops_into(
     arch: &Architecture,
     s: &InferenceSetup,
     context: u64,
-) {
+) -> LayerDims {
     let drafts = speculative_drafts(arch, s);
     let shape = |q_len| PassShape {
         batch: s.batch,
@@ -1481,6 +1490,7 @@ fn decode_ops_into(
             count: drafts,
         });
     }
+    ctx.dims
 }
 
 /// Tokens drafted per decode step: one per multi-token-prediction module when decoding

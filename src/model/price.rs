@@ -19,8 +19,8 @@ use crate::model::memory::{self, InferenceMemory, TrainingMemory};
 use crate::model::ops::Op;
 use crate::model::parallel::{check_layout, stage_layers};
 use crate::model::plan::{
-    Block, BlockKey, CP_EXCHANGE, OpInstance, Phase, Place, Plan, ZERO3_GATHER, ZERO3_SCATTER,
-    at_context, plan_into,
+    Block, BlockKey, CP_EXCHANGE, LayerDims, OpInstance, Phase, Place, Plan, ZERO3_GATHER,
+    ZERO3_SCATTER, at_context, plan_into,
 };
 use crate::model::system::System;
 use rustc_hash::FxHashMap;
@@ -38,12 +38,18 @@ const MEMO_CAPACITY: usize = 1 << 20;
 const DECODE_MAX_DEPTH: u32 = 12;
 
 /// Prices ops on a system, remembering every shape it has priced, and every layer (a layer's
-/// ops are a function of its `BlockKey`, so a candidate that shares a layer with an earlier one
-/// prices it with one lookup).
+/// ops are a function of its dimensions and its `BlockKey`, so a candidate that shares a layer
+/// with an earlier one prices it with one lookup).
 pub struct Pricer<'s> {
     pub system: &'s System,
     memo: FxHashMap<Op, OpPrice>,
-    layers: FxHashMap<BlockKey, LayerPrice>,
+    /// Layers by the number of their dimensions in `dims` and their key.
+    layers: FxHashMap<(u32, BlockKey), LayerPrice>,
+    /// Every layer dimensions seen, numbered: a pass looks its dimensions up once, and its
+    /// blocks are then keyed by the number (the dimensions are large to hash and compare).
+    dims: FxHashMap<LayerDims, u32>,
+    /// The last dimensions looked up (the passes of one candidate mostly share them).
+    last_dims: Option<(LayerDims, u32)>,
 }
 
 /// One copy of a layer block: its cost, and its model FLOPs (forward matmuls and attention).
@@ -59,13 +65,33 @@ impl<'s> Pricer<'s> {
             system,
             memo: FxHashMap::default(),
             layers: FxHashMap::default(),
+            dims: FxHashMap::default(),
+            last_dims: None,
         }
+    }
+
+    /// The number of the layer dimensions `d`. Only here, between passes, are the numbers ever
+    /// reset (with the layers keyed by them), so no pass holds a number that changes meaning.
+    fn dims_id(&mut self, d: &LayerDims) -> u32 {
+        if let Some((last, id)) = &self.last_dims
+            && last == d
+        {
+            return *id;
+        }
+        if self.dims.len() >= MEMO_CAPACITY {
+            self.dims.clear();
+            self.layers.clear();
+        }
+        let next = self.dims.len() as u32;
+        let id = *self.dims.entry(*d).or_insert(next);
+        self.last_dims = Some((*d, id));
+        id
     }
 
     /// One copy of the layer `ops` (keyed by `key`). Decode layers leave out attention, which
     /// depends on the context and is priced apart.
-    fn layer(&mut self, key: &BlockKey, ops: &[OpInstance]) -> Result<LayerPrice> {
-        if let Some(p) = self.layers.get(key) {
+    fn layer(&mut self, dims: u32, key: &BlockKey, ops: &[OpInstance]) -> Result<LayerPrice> {
+        if let Some(p) = self.layers.get(&(dims, *key)) {
             return Ok(*p);
         }
         let mut p = LayerPrice {
@@ -95,7 +121,7 @@ impl<'s> Pricer<'s> {
         if self.layers.len() >= MEMO_CAPACITY {
             self.layers.clear();
         }
-        self.layers.insert(*key, p);
+        self.layers.insert((dims, *key), p);
         Ok(p)
     }
 
@@ -277,7 +303,13 @@ pub fn price(
         training,
         step,
         model_flops_per_token: 3.0 * (model_flops / microbatch_tokens),
-        prefill: sum_with_layers(&plan.prefill, &plan.prefill_blocks, pricer)?.0,
+        prefill: sum_with_layers(
+            &plan.prefill,
+            &plan.prefill_blocks,
+            plan.prefill_dims.as_ref(),
+            pricer,
+        )?
+        .0,
         // A speculative step yields `decode_tokens` tokens on average.
         decode: mean_decode_step(plan, pricer)?.scaled(1.0 / decode_tokens),
         training_memory: memory::training(arch, &execution.training, capacity),
@@ -309,27 +341,33 @@ fn training_step(
         mut dp,
         mut zero3,
     ] = [PhaseCost::default(); 6];
-    walk(ops, blocks, pricer, |item| match item {
-        Item::Layer(key, layer, count) => {
-            layers = layers.plus(layer.cost.scaled(count));
-            if key.phase == Phase::Backward {
-                layers_backward_s += layer.cost.seconds * count;
+    walk(
+        ops,
+        blocks,
+        plan.training_dims.as_ref(),
+        pricer,
+        |item| match item {
+            Item::Layer(key, layer, count) => {
+                layers = layers.plus(layer.cost.scaled(count));
+                if key.phase == Phase::Backward {
+                    layers_backward_s += layer.cost.seconds * count;
+                }
+                model_flops += layer.model_flops * count;
             }
-            model_flops += layer.model_flops * count;
-        }
-        Item::Op(o, price) => {
-            let into = match (o.place(), o.label.name) {
-                (Place::First, _) => &mut first,
-                (Place::Last, _) => &mut last,
-                (Place::EveryStage, _) => &mut every,
-                (Place::Step, ZERO3_GATHER | ZERO3_SCATTER) => &mut zero3,
-                (Place::Step, _) if o.phase == Phase::DataParallel => &mut dp,
-                (Place::Step, _) => &mut optimizer,
-            };
-            into.add(&o.op, &price, o.count as f64);
-            model_flops += forward_model_flops(o);
-        }
-    })?;
+            Item::Op(o, price) => {
+                let into = match (o.place(), o.label.name) {
+                    (Place::First, _) => &mut first,
+                    (Place::Last, _) => &mut last,
+                    (Place::EveryStage, _) => &mut every,
+                    (Place::Step, ZERO3_GATHER | ZERO3_SCATTER) => &mut zero3,
+                    (Place::Step, _) if o.phase == Phase::DataParallel => &mut dp,
+                    (Place::Step, _) => &mut optimizer,
+                };
+                into.add(&o.op, &price, o.count as f64);
+                model_flops += forward_model_flops(o);
+            }
+        },
+    )?;
 
     // Stage i: its share of the layers, plus the embedding (first), the head and loss (last) and
     // the hand-overs (all). One stage: everything, with no allocation.
@@ -469,9 +507,19 @@ enum Item<'a> {
 fn walk<'a>(
     ops: &'a [OpInstance],
     blocks: &'a [Block],
+    dims: Option<&LayerDims>,
     pricer: &mut Pricer,
     mut visit: impl FnMut(Item<'a>),
 ) -> Result<()> {
+    let dims = match (dims, blocks.is_empty()) {
+        (Some(d), _) => pricer.dims_id(d),
+        (None, true) => 0,
+        (None, false) => {
+            return Err(Error::Unsupported(
+                "a plan's layer blocks without their dimensions".into(),
+            ));
+        }
+    };
     let (mut i, mut next) = (0, blocks.iter().peekable());
     while i < ops.len() {
         if let Some(b) = next.next_if(|b| b.start == i) {
@@ -479,7 +527,7 @@ fn walk<'a>(
                 let count = ops[b.start].count as f64;
                 visit(Item::Layer(
                     &b.key,
-                    pricer.layer(&b.key, &ops[b.start..b.end])?,
+                    pricer.layer(dims, &b.key, &ops[b.start..b.end])?,
                     count,
                 ));
             }
@@ -508,11 +556,12 @@ fn forward_model_flops(o: &OpInstance) -> f64 {
 fn sum_with_layers(
     ops: &[OpInstance],
     blocks: &[Block],
+    dims: Option<&LayerDims>,
     pricer: &mut Pricer,
 ) -> Result<(PhaseCost, f64)> {
     let mut cost = PhaseCost::default();
     let mut model_flops = 0.0;
-    walk(ops, blocks, pricer, |item| match item {
+    walk(ops, blocks, dims, pricer, |item| match item {
         Item::Layer(_, layer, count) => {
             cost = cost.plus(layer.cost.scaled(count));
             model_flops += layer.model_flops * count;
@@ -547,7 +596,12 @@ fn attention_at(decode: &[OpInstance], context: u64, pricer: &mut Pricer) -> Res
 
 /// The mean decode step over `plan.decode_contexts`.
 fn mean_decode_step(plan: &Plan, pricer: &mut Pricer) -> Result<PhaseCost> {
-    let (fixed, _) = sum_with_layers(&plan.decode, &plan.decode_blocks, pricer)?;
+    let (fixed, _) = sum_with_layers(
+        &plan.decode,
+        &plan.decode_blocks,
+        plan.decode_dims.as_ref(),
+        pricer,
+    )?;
     let (first, last) = (*plan.decode_contexts.start(), *plan.decode_contexts.end());
     let steps = last - first + 1;
     let attention_total = if steps <= EXACT_DECODE_STEPS {
@@ -762,6 +816,30 @@ mod tests {
         assert_eq!(pricer.memo_len(), shapes);
         // A fresh pricer gives the same numbers.
         assert_eq!(price(&a, &e, &p, &mut Pricer::new(&system)).unwrap(), first);
+    }
+
+    /// Layers are remembered by their dimensions as well as their key: models that differ only
+    /// in a layer dimension (the key's shape and kind the same) priced by one pricer, in turns,
+    /// cost what fresh pricers say.
+    #[test]
+    fn one_pricer_keeps_apart_layers_of_different_dimensions() {
+        let system = System::load("h100-sxm", None, true).unwrap();
+        let base = arch::load("llama-2-7b").unwrap();
+        let wider = Architecture {
+            intermediate_size: base.intermediate_size + 1024,
+            ..base.clone()
+        };
+        let e = execution(2, 512, 16, DType::Bf16);
+        let mut shared = Pricer::new(&system);
+        for _ in 0..2 {
+            for a in [&base, &wider] {
+                let p = plan(a, &e);
+                let fresh = price(a, &e, &p, &mut Pricer::new(&system)).unwrap();
+                assert_eq!(price(a, &e, &p, &mut shared).unwrap(), fresh);
+            }
+        }
+        let mut cost = |a: &Architecture| price(a, &e, &plan(a, &e), &mut shared).unwrap();
+        assert!(cost(&wider).training.seconds > cost(&base).training.seconds);
     }
 
     /// Tensor parallelism halves each rank's layer FLOPs and adds the all-reduces; data
