@@ -1995,6 +1995,19 @@ fn cluster_cases() -> Vec<Case> {
         ("published: string size", table.replacen("\"hidden\": 2304", "\"hidden\": \"2304\"", 1), &["t.json", "hidden"]),
         ("published: heads do not divide", table.replacen("\"attention_heads_recalled\": 24", "\"attention_heads_recalled\": 23", 1), &["GPT-1.7B"]),
     ];
+    let serving = read("data/published/trtllm_perf_overview.json");
+    #[rustfmt::skip]
+    let tables: Vec<(&str, String, &[&str])> = tables.into_iter().chain([
+        ("serving table: no rows", "{\"kind\": \"offline-serving\", \"rows\": []}".into(), &["t.json", "rows", "no rows"][..]),
+        ("serving table: zero tensor parallel", serving.replacen("\"tensor_parallel\": 1", "\"tensor_parallel\": 0", 1), &["t.json", "rows[0].tensor_parallel", "positive"]),
+        ("serving table: huge layout", serving.replacen("\"tensor_parallel\": 1", "\"tensor_parallel\": 4294967296", 1), &["t.json", "rows[0].tensor_parallel", "limit"]),
+        ("serving table: unknown gpu", serving.replacen("H200 SXM 141GB", "MI300X", 1), &["t.json", "rows[0].gpu", "MI300X"]),
+        ("serving table: bad kv dtype", serving.replacen("\"kv_cache\": \"fp8\"", "\"kv_cache\": \"int3\"", 1), &["t.json", "rows[0].kv_cache"]),
+        ("serving table: zero throughput", serving.replacen("\"output_tokens_per_s\": 27911", "\"output_tokens_per_s\": 0", 1), &["t.json", "rows[0].output_tokens_per_s"]),
+        ("serving table: unknown field", serving.replacen("\"input_tokens\"", "\"isl\": 1, \"input_tokens\"", 1), &["t.json", "isl"]),
+        ("serving table: unknown config", serving.replacen("\"config\": \"llama-3.1-8b\"", "\"config\": \"none.json\"", 1), &["none.json"]),
+        ("serving table: does not fit", serving.replacen("\"tensor_parallel\": 8", "\"tensor_parallel\": 1", 1), &["Llama-3.1-405B", "fits"]),
+    ]).collect();
     for (name, body, needles) in tables {
         cases.push(case(
             name,

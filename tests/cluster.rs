@@ -213,3 +213,36 @@ fn validate_published_predicts_every_row() {
     let e = user_error(&["validate", "--published", "no-such-file.json"]);
     assert!(e.contains("no-such-file.json"), "{e}");
 }
+
+/// Every row of TensorRT-LLM's published offline throughput is predicted, at a concurrency the
+/// memory holds, with the figures docs/clusters.md states.
+#[test]
+fn validate_published_serving_predicts_every_row() {
+    let v = run_json(
+        gpucost()
+            .args([
+                "validate",
+                "--published",
+                "data/published/trtllm_perf_overview.json",
+                "--format",
+                "json",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+    );
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 60);
+    for r in rows {
+        let (p, q) = (
+            r["published_output_tokens_per_s"].as_f64().unwrap(),
+            r["predicted_output_tokens_per_s"].as_f64().unwrap(),
+        );
+        assert!(q.is_finite() && q > 0.0);
+        assert!((r["error_pct"].as_f64().unwrap() - 100.0 * (q - p) / p).abs() < 1e-9);
+        assert!(r["concurrency"].as_u64().unwrap() >= 1);
+    }
+    // The documented figures (docs/clusters.md, "Serving throughput").
+    let median = v["median_abs_error_pct"].as_f64().unwrap();
+    let max = v["max_abs_error_pct"].as_f64().unwrap();
+    assert!((median - 20.2).abs() < 0.05, "{median}");
+    assert!((max - 55.2).abs() < 0.05, "{max}");
+}

@@ -52,6 +52,28 @@ fn llama_family_total_and_non_embedding() {
     }
 }
 
+/// Llama 3.1 (and 3.3, the same architecture) totals as Meta's model cards give them; the short
+/// names read the same files.
+#[test]
+fn llama_3_1_totals() {
+    for (name, file, total) in [
+        ("llama-3.1-8b", "models/Llama-3.1-8B.json", 8_030_261_248.0),
+        (
+            "llama-3.1-70b",
+            "models/Llama-3.1-70B.json",
+            70_553_706_496.0,
+        ),
+        (
+            "llama-3.1-405b",
+            "models/Llama-3.1-405B.json",
+            405_853_388_800.0,
+        ),
+    ] {
+        assert_eq!(params(&path(file)).0, total, "{file}");
+        assert_eq!(params(name).0, total, "{name}");
+    }
+}
+
 #[test]
 fn mixtral_total_and_active() {
     let (t, a, _) = params(&path("models/Mixtral-8x7B-Instruct-v0.1.json"));

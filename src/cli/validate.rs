@@ -4,7 +4,7 @@
 
 use super::Format;
 use crate::Error;
-use crate::model::published;
+use crate::model::{published, published_serving};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -71,6 +71,9 @@ pub fn run(a: ValidateArgs) -> Result<()> {
 fn run_published(file: &std::path::Path, roofline: bool, format: Format) -> Result<()> {
     let name = file.display().to_string();
     let text = crate::error::read_to_string(file)?;
+    if published_serving::is_serving_table(&text) {
+        return run_published_serving(file, &text, roofline, format);
+    }
     let rows = published::parse(&name, &text)?;
     let predictions = published::predict(&rows, roofline)?;
     let (median, max) = published::summary(&predictions);
@@ -119,6 +122,75 @@ fn run_published(file: &std::path::Path, roofline: bool, format: Format) -> Resu
             out += &format!(
                 "\nmedian |error| {median:.1}%, largest {max:.1}% over {} rows; FLOPs counted with Megatron-LM's formula (recomputation included)\n",
                 predictions.len()
+            );
+            out
+        }
+    };
+    super::emit(&out)
+}
+
+/// A table of offline serving throughput (`"kind": "offline-serving"`), row by row.
+fn run_published_serving(
+    file: &std::path::Path,
+    text: &str,
+    roofline: bool,
+    format: Format,
+) -> Result<()> {
+    let name = file.display().to_string();
+    let rows = published_serving::parse(&name, text)?;
+    let folder = file.parent().unwrap_or(std::path::Path::new("."));
+    let predictions = published_serving::predict(&rows, folder, roofline)?;
+    let (median, max, covered) = published_serving::summary(&predictions);
+    let out = match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "schema_version": crate::model::schema::PUBLISHED,
+                "source": name,
+                "kind": published_serving::KIND,
+                "assumptions": published_serving::ASSUMPTIONS,
+                "rows": predictions,
+                "median_abs_error_pct": median,
+                "max_abs_error_pct": max,
+                "within_error_bar": covered,
+            });
+            serde_json::to_string_pretty(&doc)? + "\n"
+        }
+        Format::Table => {
+            let mut b = Builder::default();
+            b.push_record([
+                "model",
+                "GPU",
+                "TP x PP",
+                "dtype",
+                "in / out",
+                "concurrency",
+                "published tok/s",
+                "predicted",
+                "error",
+            ]);
+            for p in &predictions {
+                b.push_record([
+                    p.model.clone(),
+                    p.hw.clone(),
+                    format!("{} x {}", p.tp, p.pp),
+                    p.precision.to_string(),
+                    format!("{} / {}", p.input_tokens, p.output_tokens),
+                    p.concurrency.to_string(),
+                    format!("{:.0}", p.published_output_tokens_per_s),
+                    match p.predicted_error_pct {
+                        Some(e) => format!("{:.0} ±{e:.0}%", p.predicted_output_tokens_per_s),
+                        None => format!("{:.0}", p.predicted_output_tokens_per_s),
+                    },
+                    format!("{:+.1}%", p.error_pct),
+                ]);
+            }
+            let mut out =
+                format!("{name}: offline output throughput, predicted against published\n");
+            out += &b.build().with(Style::rounded()).to_string();
+            out += &format!(
+                "\nmedian |error| {median:.1}%, largest {max:.1}% over {} rows; published within the predicted bar for {:.0}% of rows\n",
+                predictions.len(),
+                100.0 * covered
             );
             out
         }

@@ -2563,6 +2563,30 @@ const NAMED: &[(&str, &str, &str)] = &[
         )),
     ),
     (
+        "llama-3.1-8b",
+        "models/Llama-3.1-8B.json",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/Llama-3.1-8B.json"
+        )),
+    ),
+    (
+        "llama-3.1-70b",
+        "models/Llama-3.1-70B.json",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/Llama-3.1-70B.json"
+        )),
+    ),
+    (
+        "llama-3.1-405b",
+        "models/Llama-3.1-405B.json",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/Llama-3.1-405B.json"
+        )),
+    ),
+    (
         "mistral-7b",
         "models/Mistral-7B-Instruct-v0.1.json",
         include_str!(concat!(

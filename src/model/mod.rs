@@ -17,6 +17,8 @@ pub mod parallel;
 pub mod plan;
 pub mod price;
 pub mod published;
+pub mod published_serving;
 pub mod report;
 pub mod schema;
 pub mod system;
+pub mod throughput;

@@ -143,7 +143,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Row>> {
 }
 
 /// The catalog profile for a GPU as a source names it.
-fn profile_for(gpu: &str) -> Option<&'static str> {
+pub(crate) fn profile_for(gpu: &str) -> Option<&'static str> {
     let g = gpu.to_ascii_uppercase();
     if g.contains("A100") {
         Some(if g.contains("40GB") || g.contains("40 GB") {
