@@ -588,6 +588,36 @@ impl PredictRequest {
     }
 }
 
+impl PredictRequest {
+    /// The serving layout's output throughput at full load with this request's prompt and gen
+    /// per request (`model::throughput`), as the versioned `offline` document.
+    pub fn offline_throughput(&self) -> Result<serde_json::Value> {
+        let (model, execution, system, _) = self.prepare()?;
+        let load = crate::model::throughput::OfflineLoad::new(
+            execution.serving.prompt,
+            execution.serving.generate,
+        );
+        let t = crate::model::throughput::offline_throughput(
+            &model,
+            &execution.serving,
+            &load,
+            &mut crate::model::price::Pricer::new(&system),
+        )?;
+        Ok(json!({
+            "schema_version": schema::OFFLINE,
+            "model": model.name,
+            "hardware": system.hw.name,
+            "cost_model": system.describe(),
+            "dtype": execution.serving.dtype,
+            "kv_dtype": execution.serving.kv_dtype,
+            "tp": execution.serving.parallelism.tp,
+            "pp": execution.serving.parallelism.pp,
+            "assumptions": crate::model::throughput::ASSUMPTIONS,
+            "offline": t,
+        }))
+    }
+}
+
 /// One line when a context runs past the positions the model was built for (its answers
 /// there describe a model that does not exist, but the arithmetic is still well defined).
 fn context_warning(model: &Architecture, e: &Execution) -> Option<String> {

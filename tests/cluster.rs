@@ -246,3 +246,50 @@ fn validate_published_serving_predicts_every_row() {
     assert!((median - 20.2).abs() < 0.05, "{median}");
     assert!((max - 55.2).abs() < 0.05, "{max}");
 }
+
+/// `predict --offline-throughput`: the serving layout at full load, more GPUs holding more
+/// sequences; a model that leaves no room for one sequence is refused in one line.
+#[test]
+fn offline_throughput_through_predict() {
+    let run = |tp: &str| {
+        run_json(gpucost().args([
+            "predict",
+            "--model",
+            "llama-3.1-70b",
+            "--hw",
+            "h100-sxm",
+            "--dtype",
+            "fp8",
+            "--kv-dtype",
+            "fp8",
+            "--prompt",
+            "1000",
+            "--gen",
+            "1000",
+            "--tp",
+            tp,
+            "--offline-throughput",
+            "--format",
+            "json",
+        ]))
+    };
+    let (two, four) = (run("2"), run("4"));
+    assert_eq!(two["schema_version"], 1);
+    let field = |d: &serde_json::Value, k: &str| d["offline"][k].as_f64().unwrap();
+    assert!(field(&four, "concurrency") > 2.0 * field(&two, "concurrency"));
+    assert!(field(&four, "output_tokens_per_s") > field(&two, "output_tokens_per_s"));
+    let rate = field(&two, "output_tokens_per_s");
+    let expected = 1000.0
+        / (field(&two, "prefill_s_per_request")
+            + 1000.0 * field(&two, "decode_step_s") / field(&two, "concurrency"));
+    assert!((rate - expected).abs() < 1e-9 * expected);
+    let e = user_error(&[
+        "predict",
+        "--model",
+        "llama-3.1-70b",
+        "--hw",
+        "h100-sxm",
+        "--offline-throughput",
+    ]);
+    assert!(e.contains("fits"), "{e}");
+}

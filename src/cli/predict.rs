@@ -83,6 +83,10 @@ pub struct PredictArgs {
         allow_negative_numbers = true
     )]
     top: i64,
+    /// The serving layout's output tokens per second at full load, requests of --prompt and --gen
+    /// tokens: as many sequences as the KV cache holds, prefills between decode steps.
+    #[arg(long, conflicts_with_all = ["search_parallelism", "breakdown", "speculative_acceptance"])]
+    offline_throughput: bool,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -125,6 +129,13 @@ pub fn run(a: PredictArgs) -> Result<()> {
             Format::Table => layouts_table(&doc),
         });
     }
+    if a.offline_throughput {
+        let doc = request.offline_throughput()?;
+        return super::emit(&match a.format {
+            Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
+            Format::Table => offline_table(&doc),
+        });
+    }
     let p = request.run()?;
     for w in &p.warnings {
         eprintln!("warning: {w}");
@@ -135,6 +146,48 @@ pub fn run(a: PredictArgs) -> Result<()> {
         Format::Table => out = render_tables(&p.estimate),
     }
     super::emit(&out)
+}
+
+/// The offline-throughput document as a table.
+fn offline_table(doc: &serde_json::Value) -> String {
+    let t = &doc["offline"];
+    let num = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+    let gpus = doc["tp"].as_u64().unwrap_or(1) * doc["pp"].as_u64().unwrap_or(1);
+    let rate = match t["error_pct"].as_f64() {
+        Some(e) => format!("{:.0} ±{e:.0}%", num("output_tokens_per_s")),
+        None => format!("{:.0}", num("output_tokens_per_s")),
+    };
+    let mut out = format!(
+        "{} on {} x {} ({}; {})\n",
+        doc["model"].as_str().unwrap_or(""),
+        gpus,
+        doc["hardware"].as_str().unwrap_or(""),
+        doc["dtype"].as_str().unwrap_or(""),
+        doc["cost_model"].as_str().unwrap_or("")
+    );
+    out += &key_values(&[
+        (
+            "requests",
+            format!(
+                "{} prompt + {} generated tokens each",
+                t["input"], t["output"]
+            ),
+        ),
+        ("concurrency", count(t["concurrency"].as_u64().unwrap_or(0))),
+        ("output tokens/s", rate),
+        (
+            "output tokens/s per GPU",
+            format!("{:.0}", num("output_tokens_per_s_per_gpu")),
+        ),
+        ("decode step", seconds(num("decode_step_s"))),
+        ("prefill per request", seconds(num("prefill_s_per_request"))),
+        ("KV cache per sequence", bytes(num("kv_bytes_per_sequence"))),
+    ]);
+    out += "\nassumed:\n";
+    for a in doc["assumptions"].as_array().into_iter().flatten() {
+        out += &format!("- {}\n", a.as_str().unwrap_or(""));
+    }
+    out
 }
 
 /// Where a multi-GPU step's time goes.

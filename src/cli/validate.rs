@@ -147,7 +147,10 @@ fn run_published_serving(
                 "schema_version": crate::model::schema::PUBLISHED,
                 "source": name,
                 "kind": published_serving::KIND,
-                "assumptions": published_serving::ASSUMPTIONS,
+                "assumptions": crate::model::throughput::ASSUMPTIONS
+                    .iter()
+                    .chain(published_serving::ASSUMPTIONS)
+                    .collect::<Vec<_>>(),
                 "rows": predictions,
                 "median_abs_error_pct": median,
                 "max_abs_error_pct": max,

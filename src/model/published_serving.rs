@@ -15,12 +15,10 @@ use crate::model::throughput::{OfflineLoad, offline_throughput};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// What every row is predicted under; the same for every row.
+/// What every row is predicted under beyond the engine (`throughput::ASSUMPTIONS`); the same
+/// for every row.
 pub const ASSUMPTIONS: &[&str] = &[
-    "the KV cache gets 90% of the memory left after the weights and the prefill workspace (TensorRT-LLM's default kv_cache_free_gpu_mem_fraction)",
-    "a request is admitted only with room for its whole context (TensorRT-LLM's default GUARANTEED_NO_EVICT scheduling); at most 8192 sequences together",
-    "prompts are prefilled whole, in chunks of up to 8192 tokens (TensorRT-LLM's default max_num_tokens), between decode steps",
-    "every matmul in the row's precision (the lm-head too, which the FP8 checkpoints keep in bf16); the KV cache in the row's kv_cache dtype; no overhead between steps (scheduling, sampling) is counted",
+    "every matmul in the row's precision (the lm-head too, which the FP8 checkpoints keep in bf16); the KV cache in the row's kv_cache dtype",
 ];
 
 /// One published measurement.

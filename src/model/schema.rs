@@ -21,3 +21,5 @@ pub const SCORE: u32 = 1;
 pub const PUBLISHED: u32 = 1;
 /// `gpucost predict --search-parallelism --format json`.
 pub const LAYOUTS: u32 = 1;
+/// `gpucost predict --offline-throughput --format json`.
+pub const OFFLINE: u32 = 1;

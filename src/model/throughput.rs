@@ -22,6 +22,14 @@ use crate::model::memory;
 use crate::model::price::{Pricer, price_candidate};
 use serde::Serialize;
 
+/// The engine the model stands for, one line each (reported beside every answer).
+pub const ASSUMPTIONS: &[&str] = &[
+    "the KV cache gets 90% of the memory left after the weights and the prefill workspace (TensorRT-LLM's default kv_cache_free_gpu_mem_fraction)",
+    "a request is admitted only with room for its whole context (TensorRT-LLM's default GUARANTEED_NO_EVICT scheduling); at most 8192 sequences together",
+    "prompts are prefilled whole, in chunks of up to 8192 tokens (TensorRT-LLM's default max_num_tokens), between decode steps",
+    "no overhead between steps (scheduling, sampling, detokenization) is counted",
+];
+
 /// The load and the engine's memory policy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OfflineLoad {
