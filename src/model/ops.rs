@@ -597,12 +597,17 @@ impl Attention {
         } else {
             b * prod(self.kv_heads, keys, self.v_head_dim)
         };
-        // Unfused: scores written by QKᵀ, read and probabilities written by softmax, read by PV
-        // (backward: probabilities read, their gradient written and read).
+        // Unfused, passes over the score square: forward, written by QKᵀ, read and written by
+        // the softmax, read by PV (4); backward, read by dV = PᵀdO, dP written by dO·Vᵀ, P and dP
+        // read and dS written by the softmax backward, dS read by dQ and by dK (7).
+        let passes = match self.pass {
+            Pass::Forward => 4.0,
+            Pass::Backward => 7.0,
+        };
         let scores = if self.fused {
             0.0
         } else {
-            4.0 * b * self.q_heads as f64 * self.executed_pairs() * e
+            passes * b * self.q_heads as f64 * self.executed_pairs() * e
         };
         match self.pass {
             Pass::Forward => (q + o) * e + (k + v) * kv_e + scores,
