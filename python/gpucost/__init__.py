@@ -1,13 +1,15 @@
 """gpucost from Python: what a transformer costs on a GPU.
 
-Three functions over the same Rust code as the ``gpucost`` command line, returning plain dicts
+Functions over the same Rust code as the ``gpucost`` command line, returning plain dicts
 equal to the JSON documents it prints:
 
 - ``score(candidates, space=PATH)``: one answer per candidate, like ``gpucost score``;
 - ``predict(model, hw, ...)``: like ``gpucost predict --format json``;
 - ``frontier(space=PATH)``: like ``gpucost frontier --format json``;
 - ``search_layouts(model, hw, gpus, ...)``: like ``gpucost predict --gpus N --search-parallelism
-  --format json``, the fastest layouts of N GPUs that fit.
+  --format json``, the fastest layouts of N GPUs that fit;
+- ``offline_throughput(model, hw, ...)``: like ``gpucost predict --offline-throughput --format
+  json``, the serving layout's output tokens per second at full load.
 
 A search space is given either as a path (``space=``) or as TOML text (``space_toml=``).
 Refusals (an unknown model, GPU or field, a bad size, a bad space) raise ``ValueError`` with the
@@ -25,7 +27,7 @@ from collections.abc import Mapping
 
 from . import _gpucost
 
-__all__ = ["score", "predict", "frontier", "search_layouts", "__version__"]
+__all__ = ["score", "predict", "frontier", "search_layouts", "offline_throughput", "__version__"]
 __version__ = _gpucost.__version__
 
 
@@ -238,6 +240,26 @@ def search_layouts(model, hw, gpus, top=10, **options):
     call.apply_defaults()
     request = _build_request(**call.arguments)
     return json.loads(_gpucost.search_layouts(_request_text(request), gpus, top))
+
+
+def offline_throughput(model, hw, **options):
+    """Output tokens per second of the serving layout at full load, as ``gpucost predict
+    --offline-throughput --format json`` gives it: every request ``prompt`` tokens in and ``gen``
+    out, as many sequences as the KV cache holds, prefills between decode steps.
+
+    model, hw and the keywords of ``predict`` (dtype, kv_dtype, prompt, gen, layout with tp and
+    pp, ...) set the serving side. Returns the document as a dict; its ``offline`` entry holds
+    ``concurrency``, ``output_tokens_per_s``, ``output_tokens_per_s_per_gpu``,
+    ``decode_step_s``, ``prefill_s_per_request``, ``kv_bytes_per_sequence`` and ``error_pct``.
+    Raises ValueError when not one sequence fits beside the weights.
+    """
+    try:
+        call = inspect.signature(predict).bind(model, hw, **options)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+    call.apply_defaults()
+    request = _build_request(**call.arguments)
+    return json.loads(_gpucost.offline_throughput(_request_text(request)))
 
 
 def frontier(space=None, hw=None, top=0, roofline=False, stack="production", *, space_toml=None):

@@ -95,6 +95,17 @@ fn search_layouts(py: Python<'_>, request: String, gpus: u64, top: usize) -> PyR
     })
 }
 
+/// The `gpucost predict --offline-throughput --format json` document, for a request (JSON text
+/// of `PredictRequest`).
+#[pyfunction]
+fn offline_throughput(py: Python<'_>, request: String) -> PyResult<String> {
+    py.detach(|| {
+        let request = PredictRequest::from_json(&request).map_err(refused)?;
+        let doc = request.offline_throughput().map_err(refused)?;
+        serde_json::to_string(&doc).map_err(internal)
+    })
+}
+
 /// The `gpucost frontier --format json` document: the first `top` candidates (0: all).
 #[pyfunction]
 #[pyo3(signature = (space_path, space_toml, hw, roofline, stack, top))]
@@ -120,6 +131,7 @@ fn _gpucost(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(predict, m)?)?;
     m.add_function(wrap_pyfunction!(frontier, m)?)?;
     m.add_function(wrap_pyfunction!(search_layouts, m)?)?;
+    m.add_function(wrap_pyfunction!(offline_throughput, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -231,6 +231,19 @@ def test_search_layouts_equals_the_command_line():
     assert "no layout of 1 GPUs fits" in message, message
 
 
+def test_offline_throughput_equals_the_command_line():
+    got = gpucost.offline_throughput("llama-3.1-70b", "h100-sxm", dtype="fp8", kv_dtype="fp8",
+                                     prompt=1000, gen=1000, layout={"tp": 2})
+    code, out, err = cli(["predict", "--model", "llama-3.1-70b", "--hw", "h100-sxm", "--dtype",
+                          "fp8", "--kv-dtype", "fp8", "--prompt", "1000", "--gen", "1000",
+                          "--tp", "2", "--offline-throughput", "--format", "json"])
+    assert code == 0, err
+    assert got == json.loads(out)
+    assert got["offline"]["concurrency"] > 1
+    message = raises_value_error(gpucost.offline_throughput, "llama-3.1-70b", "h100-sxm")
+    assert "fits" in message, message
+
+
 def test_a_context_past_the_models_positions_warns():
     import warnings
     with warnings.catch_warnings(record=True) as caught:
