@@ -330,7 +330,52 @@ pub fn rank_params(arch: &Architecture, p: &Parallelism, stage: u64) -> u64 {
         }
         (dense, share(experts))
     };
-    dense.div_ceil(p.tp) + expert.div_ceil(p.tp * p.ep)
+    // Held whole by every tensor rank: on one stage, its layers' share.
+    let replicated = if p.tp == 1 {
+        0
+    } else {
+        let all = tp_replicated_params(arch);
+        if p.pp == 1 {
+            all
+        } else {
+            let layers = stage_layers(arch.num_layers, p.pp)[stage as usize];
+            (u128::from(all) * u128::from(layers) / u128::from(arch.num_layers)) as u64
+        }
+    }
+    .min(dense);
+    (dense - replicated).div_ceil(p.tp) + replicated + expert.div_ceil(p.tp * p.ep)
+}
+
+/// Parameters of one latent-attention layer that every tensor rank holds whole: the down
+/// projections from the hidden state (the query latent; the key/value latent with the shared
+/// rotary key) and the two latent norms. Serving and training frameworks replicate them rather
+/// than split them (vLLM's DeepSeek-V2/V3 attention builds q_a_proj and kv_a_proj_with_mqa as
+/// ReplicatedLinear; Megatron-core's MLA builds its down projections duplicated).
+pub fn mla_replicated_layer_params(arch: &Architecture) -> u64 {
+    let Some(m) = arch.mla else { return 0 };
+    let h = arch.hidden_size;
+    let query = if m.q_lora_rank > 0 {
+        h * m.q_lora_rank + m.q_lora_rank
+    } else {
+        0
+    };
+    query + h * m.cache_width() + m.kv_lora_rank
+}
+
+/// The tensor-replicated parameters of the whole model (`mla_replicated_layer_params` over its
+/// attention layers).
+fn tp_replicated_params(arch: &Architecture) -> u64 {
+    let per_layer = mla_replicated_layer_params(arch);
+    if per_layer == 0 {
+        return 0;
+    }
+    let attending: u64 = arch
+        .layer_groups()
+        .into_iter()
+        .filter(|(kind, _)| kind.attends())
+        .map(|(_, count)| count)
+        .sum();
+    attending * per_layer
 }
 
 /// Parameters of the routed experts (what expert parallelism splits).
@@ -362,7 +407,12 @@ pub fn mtp_rank_params(arch: &Architecture, p: &Parallelism) -> u64 {
         _ => 0,
     }
     .min(total);
-    (total - experts).div_ceil(p.tp) + experts.div_ceil(p.tp * p.ep)
+    let replicated = if p.tp == 1 {
+        0
+    } else {
+        (arch.mtp_layers * mla_replicated_layer_params(arch)).min(total - experts)
+    };
+    (total - experts - replicated).div_ceil(p.tp) + replicated + experts.div_ceil(p.tp * p.ep)
 }
 
 /// Layers per pipeline stage: the first `layers mod pp` stages take one more.
@@ -470,5 +520,34 @@ mod tests {
         assert!(p.validate(Some((8, 64))).is_err());
         assert!(p.validate(None).is_err());
         assert!(Parallelism::default().validate(Some((8, 64))).is_ok());
+    }
+
+    /// DeepSeek-V3's latent down projections and norms stay whole on every tensor rank; the
+    /// rest of the dense weights split, the routed experts over tensor × expert ranks. A model
+    /// without latent attention splits as before.
+    #[test]
+    fn latent_down_projections_are_replicated_over_tensor_ranks() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/deepseek-v3.json"
+        ));
+        let a = crate::model::arch::from_hf_config("deepseek-v3.json", text).unwrap();
+        // 7168 x 1536 + 1536 + 7168 x (512 + 64) + 512 per layer, 61 layers.
+        assert_eq!(mla_replicated_layer_params(&a), 15_140_864);
+        let replicated = 61 * 15_140_864;
+        let p = Parallelism {
+            tp: 8,
+            ..Parallelism::default()
+        };
+        let (total, experts) = (a.params().total, expert_params(&a));
+        let dense = total - experts;
+        assert_eq!(
+            rank_params(&a, &p, 0),
+            (dense - replicated).div_ceil(8) + replicated + experts.div_ceil(8)
+        );
+        let one = Parallelism::default();
+        assert_eq!(rank_params(&a, &one, 0), total);
+        let llama = crate::model::arch::load("llama-3.1-70b").unwrap();
+        assert_eq!(rank_params(&llama, &p, 0), llama.params().total.div_ceil(8));
     }
 }
