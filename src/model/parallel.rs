@@ -330,20 +330,46 @@ pub fn rank_params(arch: &Architecture, p: &Parallelism, stage: u64) -> u64 {
         }
         (dense, share(experts))
     };
-    // Held whole by every tensor rank: on one stage, its layers' share.
-    let replicated = if p.tp == 1 {
-        0
-    } else {
-        let all = tp_replicated_params(arch);
+    // What a tensor rank holds beyond an even split (on one stage, its layers' share).
+    let (uneven, held) = tp_uneven_params(arch, p.tp);
+    let stage_share = |n: u64| {
         if p.pp == 1 {
-            all
+            n
         } else {
             let layers = stage_layers(arch.num_layers, p.pp)[stage as usize];
-            (u128::from(all) * u128::from(layers) / u128::from(arch.num_layers)) as u64
+            (u128::from(n) * u128::from(layers) / u128::from(arch.num_layers)) as u64
         }
+    };
+    let (uneven, held) = (stage_share(uneven).min(dense), stage_share(held));
+    (dense - uneven).div_ceil(p.tp) + held + expert.div_ceil(p.tp * p.ep)
+}
+
+/// The model's dense parameters that `tp` tensor ranks do not split evenly, and what one rank
+/// holds of them: latent attention's down projections and norms, held whole by every rank
+/// (`mla_replicated_layer_params`); key/value projections with fewer key/value heads than
+/// ranks, held a whole head at a time (each rank holds ⌈kv_heads/tp⌉ heads).
+fn tp_uneven_params(arch: &Architecture, tp: u64) -> (u64, u64) {
+    if tp == 1 {
+        return (0, 0);
     }
-    .min(dense);
-    (dense - replicated).div_ceil(p.tp) + replicated + expert.div_ceil(p.tp * p.ep)
+    let attending: u64 = arch
+        .layer_groups()
+        .into_iter()
+        .filter(|(kind, _)| kind.attends())
+        .map(|(_, count)| count)
+        .sum();
+    if arch.mla.is_some() {
+        let whole = attending * mla_replicated_layer_params(arch);
+        return (whole, whole);
+    }
+    let kv = arch.num_kv_heads;
+    if kv == 0 || kv % tp == 0 {
+        return (0, 0);
+    }
+    let bias = u64::from(arch.biases.qkv);
+    let per_head = 2 * arch.head_dim * (arch.hidden_size + bias);
+    let in_model = attending * kv * per_head;
+    (in_model, attending * kv.div_ceil(tp) * per_head)
 }
 
 /// Parameters of one latent-attention layer that every tensor rank holds whole: the down
@@ -360,22 +386,6 @@ pub fn mla_replicated_layer_params(arch: &Architecture) -> u64 {
         0
     };
     query + h * m.cache_width() + m.kv_lora_rank
-}
-
-/// The tensor-replicated parameters of the whole model (`mla_replicated_layer_params` over its
-/// attention layers).
-fn tp_replicated_params(arch: &Architecture) -> u64 {
-    let per_layer = mla_replicated_layer_params(arch);
-    if per_layer == 0 {
-        return 0;
-    }
-    let attending: u64 = arch
-        .layer_groups()
-        .into_iter()
-        .filter(|(kind, _)| kind.attends())
-        .map(|(_, count)| count)
-        .sum();
-    attending * per_layer
 }
 
 /// Parameters of the routed experts (what expert parallelism splits).
@@ -549,5 +559,25 @@ mod tests {
         assert_eq!(rank_params(&a, &one, 0), total);
         let llama = crate::model::arch::load("llama-3.1-70b").unwrap();
         assert_eq!(rank_params(&llama, &p, 0), llama.params().total.div_ceil(8));
+    }
+
+    /// With fewer key/value heads than tensor ranks, each rank holds one whole head's key and
+    /// value projections: Llama 3.1 405B (8 key/value heads) on 16 ranks.
+    #[test]
+    fn key_value_heads_are_held_whole_on_more_ranks_than_heads() {
+        let a = crate::model::arch::load("llama-3.1-405b").unwrap();
+        // k and v: 2 x 128 x 16384 per head, 8 heads, 126 layers.
+        let per_head = 2 * 128 * 16384;
+        let (in_model, held) = (126 * 8 * per_head, 126 * per_head);
+        let p = Parallelism {
+            tp: 16,
+            ..Parallelism::default()
+        };
+        let total = a.params().total;
+        assert_eq!(
+            rank_params(&a, &p, 0),
+            (total - in_model).div_ceil(16) + held
+        );
+        assert!(rank_params(&a, &p, 0) > total.div_ceil(16));
     }
 }
