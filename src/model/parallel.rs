@@ -363,7 +363,7 @@ fn tp_uneven_params(arch: &Architecture, tp: u64) -> (u64, u64) {
         return (whole, whole);
     }
     let kv = arch.num_kv_heads;
-    if kv == 0 || kv % tp == 0 {
+    if kv == 0 || kv.is_multiple_of(tp) {
         return (0, 0);
     }
     let bias = u64::from(arch.biases.qkv);
