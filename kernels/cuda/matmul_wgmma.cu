@@ -101,7 +101,9 @@ __device__ __forceinline__ unsigned long long wg_desc(unsigned addr, unsigned lb
 }
 
 #ifndef WGMMA_ON_CPU
-extern __shared__ __align__(1024) u8 wg_smem_raw[];
+// Declared 16-byte aligned only, so the compiler keeps the run-time rounding up to 1024 below
+// (the base is 1024-aligned in practice; the slack costs 1 KiB when it is).
+extern __shared__ __align__(16) u8 wg_smem_raw[];
 __device__ __forceinline__ u8* wg_smem() { return wg_smem_raw; }
 __device__ __forceinline__ unsigned wg_dynamic_smem() {
     unsigned r;
@@ -257,9 +259,13 @@ template <> __device__ __forceinline__ void wgmma_tile<WE4M3, 128>(float (&d)[64
 
 // Two outputs as one 32-bit word, the first in the low half.
 template <typename Out> __device__ __forceinline__ unsigned pack2(float lo, float hi) {
-    Out a = from_f32<Out>(lo), b = from_f32<Out>(hi);
-    return (unsigned)*reinterpret_cast<unsigned short*>(&a) |
-           ((unsigned)*reinterpret_cast<unsigned short*>(&b) << 16);
+    union Bits {
+        Out v;
+        unsigned short u;
+    } a, b;
+    a.v = from_f32<Out>(lo);
+    b.v = from_f32<Out>(hi);
+    return (unsigned)a.u | ((unsigned)b.u << 16);
 }
 
 // Tile t of the grouped raster: GROUP_M tile rows at a time, down each column of the group

@@ -145,7 +145,11 @@ impl TensorMap {
             "the buffer is not 16-byte aligned".to_string()
         } else if self.dims.iter().any(|&d| d == 0 || d > 1 << 32) {
             format!("extents {:?} must be 1 to 2^32", self.dims)
-        } else if self.strides.iter().any(|&s| !s.is_multiple_of(16) || s >= 1 << 40) {
+        } else if self
+            .strides
+            .iter()
+            .any(|&s| !s.is_multiple_of(16) || s >= 1 << 40)
+        {
             format!(
                 "byte strides {:?} must be multiples of 16 below 2^40",
                 self.strides
