@@ -884,6 +884,35 @@ mod tests {
         assert!(a.invalid(8).unwrap().contains("aligned"));
     }
 
+    /// The device check's Hopper shape files are shapes both wgmma variants take in every
+    /// dtype, and the smoke preset holds some, so their correctness runs before any timing.
+    #[test]
+    fn hopper_shape_files_are_wgmma_shapes() {
+        use crate::measure::harness::shapes::matmul_shapes;
+        let dir = env!("CARGO_MANIFEST_DIR");
+        for dtype in [DType::Bf16, DType::Fp16, DType::Fp8E4m3] {
+            for file in ["hopper_smoke.toml", "hopper_targets.toml"] {
+                let path = format!("{dir}/scripts/{file}");
+                let shapes = matmul_shapes(&path, dtype, f64::INFINITY).unwrap();
+                assert!(!shapes.is_empty(), "{file}");
+                for mm in shapes {
+                    let op = Op::Matmul(mm);
+                    let offered = offered(&op);
+                    assert!(
+                        offered.contains(&"wgmma") && offered.contains(&"wgmma-m64"),
+                        "{file}: {op}"
+                    );
+                }
+            }
+            let smoke = matmul_shapes("smoke", dtype, f64::INFINITY).unwrap();
+            let taken = smoke
+                .into_iter()
+                .filter(|mm| offered(&Op::Matmul(*mm)).contains(&"wgmma"))
+                .count();
+            assert!(taken >= 3, "{dtype}: {taken} smoke shapes");
+        }
+    }
+
     /// sm_90a kernels run on compute capability 9.0 only: elsewhere they are refused with the
     /// reason, not compiled and crashed.
     #[test]
