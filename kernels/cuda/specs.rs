@@ -23,8 +23,15 @@ macro_rules! cu {
 pub const SCAN_BV: u64 = 16;
 pub const SCAN_DK_MAX: u64 = 128;
 
-/// Keys per block of the split-KV decode kernel.
-pub const DECODE_CHUNK: u64 = 256;
+/// Blocks the split-KV decode kernel aims for over all sequences and heads: about two waves of
+/// eight resident 128-thread blocks on each of an H100's or H200's 132 SMs, so that the whole GPU
+/// streams the cache whatever the batch, heads and context.
+pub const DECODE_TARGET_BLOCKS: u64 = 2 * 8 * 132;
+/// The fewest keys a decode split takes (unless the context is shorter): below it the partials
+/// and their merge cost more than the parallelism gains.
+pub const DECODE_MIN_CHUNK: u64 = 64;
+/// Splits are whole steps of the kernel's key loop (4 warps × 4 keys at head dim 64).
+const DECODE_STEP: u64 = 16;
 /// Largest f32 score matrix the naive attention materializes.
 pub const MAX_SCORE_BYTES: u64 = 8 << 30;
 
@@ -372,11 +379,11 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
             ],
             launches: |op, _| {
                 let (a, s) = attention_scalars(op)?;
-                let splits = decode_splits(a);
+                let (splits, chunk) = decode_split(a);
                 let mut partial = [Buf::Input(0), Buf::Input(1), Buf::Input(2), Buf::Scratch]
                     .map(Arg::Buf)
                     .to_vec();
-                partial.extend([s.hq, s.hkv, s.skv, DECODE_CHUNK as i32, s.window].map(Arg::I32));
+                partial.extend([s.hq, s.hkv, s.skv, chunk as i32, s.window].map(Arg::I32));
                 partial.push(Arg::F32(s.scale));
                 Ok(vec![
                     Launch {
@@ -741,9 +748,27 @@ pub fn sources() -> Vec<Source> {
     }))
 }
 
-/// Blocks of the split-KV decode kernel per sequence and head.
-pub fn decode_splits(a: &Attention) -> u32 {
-    a.kv_len.div_ceil(DECODE_CHUNK).max(1) as u32
+/// The keys a decode query sees: the last `window` of the cache, or all of it (as
+/// attention_decode.cu reads its window argument).
+pub fn decode_keys(a: &Attention) -> u64 {
+    match a.window {
+        Some(w) if w > 0 => w.min(a.kv_len),
+        _ => a.kv_len,
+    }
+}
+
+/// The split-KV decode kernel's split of the keys a query sees: (splits, keys per split). Enough
+/// splits that the blocks over all sequences and heads number about `DECODE_TARGET_BLOCKS`, none
+/// under `DECODE_MIN_CHUNK` keys (unless the context is), each a whole number of the kernel's
+/// key steps: a batch of one with a few heads splits its context finely, a large batch keeps
+/// whole long slices (fewer partials to merge).
+pub fn decode_split(a: &Attention) -> (u32, u64) {
+    let keys = decode_keys(a).max(1);
+    let units = (a.batch * a.q_heads).max(1);
+    let max_splits = (keys / DECODE_MIN_CHUNK).max(1);
+    let want = DECODE_TARGET_BLOCKS.div_ceil(units).clamp(1, max_splits);
+    let chunk = keys.div_ceil(want).div_ceil(DECODE_STEP) * DECODE_STEP;
+    (keys.div_ceil(chunk) as u32, chunk)
 }
 
 /// Equal query and value head dims of 64 or 128, keys and values apart: what the naive, flash

@@ -396,7 +396,7 @@ impl Backend for CudaBackend {
                 let out = (bh * a.q_len * a.v_head_dim) as usize;
                 // Decode: one block per chunk of keys of every sequence and head (split-KV).
                 let splits = if a.q_len == 1 {
-                    specs::decode_splits(a).max(specs::mla_decode_split(a).0)
+                    specs::decode_split(a).0.max(specs::mla_decode_split(a).0)
                 } else {
                     0
                 };
@@ -614,6 +614,53 @@ mod tests {
         }
     }
 
+    /// The split-KV decode split covers exactly the keys the query sees in whole 16-key steps,
+    /// leaves no split empty, fills about two waves of an H100/H200 when the batch and heads are
+    /// few, and keeps long slices (few partials) when they are many.
+    #[test]
+    fn decode_splits_fill_the_gpu_and_cover_the_keys() {
+        for (batch, heads, ctx, window) in [
+            (1, 1, 1, None),
+            (1, 8, 1000, None),
+            (1, 32, 4096, None),
+            (8, 32, 8192, None),
+            (64, 64, 32768, None),
+            (2, 8, 300, Some(100)),
+            (1, 4, 500, Some(130)),
+            (1, 32, 32768, Some(4096)),
+            (1, 32, 50, Some(4096)),
+        ] {
+            let a = crate::model::ops::Attention {
+                batch,
+                q_heads: heads,
+                window,
+                ..attention(1, ctx, 128)
+            };
+            let keys = specs::decode_keys(&a);
+            assert_eq!(keys, window.map_or(ctx, |w| w.min(ctx)));
+            let (splits, chunk) = specs::decode_split(&a);
+            let splits = u64::from(splits);
+            assert!(chunk % 16 == 0 && splits * chunk >= keys, "{a:?}");
+            assert!((splits - 1) * chunk < keys, "an empty split: {a:?}");
+            assert!(chunk >= specs::DECODE_MIN_CHUNK.min(keys), "{a:?}");
+            let blocks = splits * batch * heads;
+            assert!(
+                blocks <= specs::DECODE_TARGET_BLOCKS + batch * heads,
+                "{blocks} blocks for {a:?}"
+            );
+            if keys >= 32768 || (batch * heads >= 32 && keys >= 4096) {
+                assert!(blocks >= 2000, "{blocks} blocks for {a:?}");
+            }
+        }
+        // A large batch keeps whole long slices: 2048 sequence-heads need one split per 8k keys.
+        let big = crate::model::ops::Attention {
+            batch: 64,
+            q_heads: 32,
+            ..attention(1, 8192, 128)
+        };
+        assert_eq!(specs::decode_split(&big), (2, 4096));
+    }
+
     fn attention(q_len: u64, kv_len: u64, d: u64) -> crate::model::ops::Attention {
         crate::model::ops::Attention {
             batch: 2,
@@ -774,7 +821,7 @@ mod tests {
         assert_eq!(
             launches.iter().map(geometry).collect::<Vec<_>>(),
             [
-                ("attn_decode_f16_d64".into(), (2, 16, 1), (128, 1, 1), 0),
+                ("attn_decode_f16_d64".into(), (4, 16, 1), (128, 1, 1), 0),
                 (
                     "attn_decode_combine_f16_d64".into(),
                     (16, 1, 1),
@@ -783,7 +830,9 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(launches[1].args.last(), Some(&Arg::I32(2)));
+        // Four splits of 80 keys (the chunk is the partial kernel's eighth argument).
+        assert_eq!(launches[0].args[7], Arg::I32(80));
+        assert_eq!(launches[1].args.last(), Some(&Arg::I32(4)));
         use crate::model::ops::{Activation, MemoryKind, MemoryOp};
         for (kind, grid) in [
             (MemoryKind::RmsNorm, 5),
