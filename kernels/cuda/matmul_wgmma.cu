@@ -358,7 +358,10 @@ __device__ __forceinline__ void wgmma_gemm(const TmaMap* ta, const TmaMap* tb, O
         int m0, n0, z;
         tile_at(t, tiles_m, tiles_n, T::BM, BN, m0, n0, z);
 #pragma unroll
-        for (int i = 0; i < BN / 2; ++i) d[i] = 0.0f;
+        for (int i = 0; i < BN / 2; ++i) {
+            d[i] = 0.0f;
+            acc_fence(d[i]);  // the zeros are written before the first wgmma.fence
+        }
         int prev = -1;
         for (int kb = 0; kb < kblocks; ++kb) {
             mbar_wait(&full[s], phase);
