@@ -56,8 +56,8 @@
 // one.
 //
 // Launch: grid (min(tiles, SMs), 1, 1), block 128·(1 + CONSUMERS), dynamic shared memory
-// smem_bytes() (the spec computes the same; a launch with less returns without writing, so the
-// correctness gate fails instead of memory being overrun).
+// WgTile::SMEM (specs.rs, WgmmaTile::smem, computes the same; a launch with less returns without
+// writing, so the correctness gate fails instead of memory being overrun).
 // Entry points wgmma_{f16,bf16,e4m3}_m{BM}n{BN}: (map A, map B, C, m, n, k, batch).
 
 #define WG_THREADS 128
