@@ -17,6 +17,11 @@
 # MLA=1: the absorbed MLA decode kernel alone: smoke shapes in bf16 and fp16, then the targets
 # beside PyTorch SDPA over the same latent, within about 3.5 minutes (the full run checks its
 # smoke shapes only).
+# HOPPER=1: the sm_90a GEMM alone (cuda:wgmma, cuda:wgmma-m64): its correctness in bf16, fp16 and
+# fp8 on the smoke shapes and on the ragged aligned shapes of scripts/hopper_smoke.toml first,
+# then scripts/hopper_targets.toml (4096³, 8192³, a small m) beside mma and cuBLAS / cuBLASLt,
+# within about 5 minutes. QUICK=1 checks the new variants the same way before timing anything,
+# the full run on the smoke shapes only.
 # CALIBRATION=1: correctness on the smoke shapes, the composition check, then the bf16 and fp16
 # calibration sweeps with long limits (no wgpu, no criterion), within about 6.5 minutes.
 # SWEEP=1: the dense calibration sweep within 7 minutes (SWEEP_BUDGET_S), vendors first: cuBLAS /
@@ -208,6 +213,25 @@ run() {
     step 90 $bin/gpucost bench --backend cuda --op attention --dtype bf16 --shapes scripts/mla_targets.toml "${fast[@]}"
     step 60 python3 scripts/reference_torch.py --shapes scripts/mla_targets.toml --dtype bf16 --out "$res" --budget-s 0.25
   }
+  # The sm_90a GEMM's correctness, before any timing: the smoke shapes it takes, and with
+  # `ragged` the aligned ragged shapes of scripts/hopper_smoke.toml (the new variants only; the
+  # others keep their own smoke steps).
+  hopper_smoke() {
+    local dt shapes
+    for dt in bf16 fp16 fp8-e4m3; do
+      for shapes in smoke ${1:+scripts/hopper_smoke.toml}; do
+        step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes "$shapes" --variant wgmma,wgmma-m64 "${quick[@]}"
+      done
+    done
+  }
+  if [ -n "${HOPPER:-}" ]; then
+    hopper_smoke ragged
+    for dt in bf16 fp16 fp8-e4m3; do
+      step 50 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/hopper_targets.toml "${fast[@]}"
+    done
+    $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
+    return
+  fi
   if [ -n "${MLA:-}" ]; then
     mla_decode
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
@@ -236,6 +260,7 @@ run() {
   if [ -n "${QUICK:-}" ]; then
     # A short rerun after a fix: every matmul dtype on the smoke shapes and the target, the
     # attention smoke and targets, with the vendor attention beside them.
+    hopper_smoke ragged
     for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
       step 10 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes smoke "${quick[@]}"
       step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
@@ -249,7 +274,9 @@ run() {
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
     return
   fi
-  # The issue's target shapes first, every dtype, next to the vendor.
+  # The new sm_90a kernels' correctness before anything is timed, then the issue's target
+  # shapes, every dtype, next to the vendor.
+  hopper_smoke
   for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
     step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
   done

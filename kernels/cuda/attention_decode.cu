@@ -1,7 +1,10 @@
 // Decode attention: one new query token per (batch, head) against a long KV cache, as serving
 // systems run it. The cache is split across blocks (split-KV, "flash-decoding") so that a batch
-// of a few sequences still fills the GPU: each block reduces its slice of keys (256) to a partial
-// (max, sum, output) with 16-byte coalesced loads, and a second kernel merges the partials.
+// of a few sequences still fills the GPU: each block reduces its slice of `chunk` keys to a
+// partial (max, sum, output) with 16-byte coalesced loads, and a second kernel merges the
+// partials. The splits tile the keys the query sees ([skv − window, skv) with a window); the spec
+// sizes them from batch × heads × context so that about two waves of blocks stream the cache
+// (specs.rs, decode_split).
 // Memory-bound by design: expect a large fraction of the HBM bandwidth at long contexts.
 // Layout: Q [b, hq, 1, D], K/V [b, hkv, skv, D], O [b, hq, 1, D]; partials f32
 // [b·hq, splits, D + 2]. Grid (splits, b·hq), block 128 (4 warps); combine: grid b·hq, block D.
@@ -41,7 +44,7 @@ __device__ void decode_partial(const T* __restrict__ q, const T* __restrict__ k,
     const int grp = lane / G, gl = lane % G;
     const int pos = skv - 1;
     const int first = window > 0 ? max(0, pos + 1 - window) : 0;
-    const int j_begin = max(first, split * chunk), j_end = min(skv, (split + 1) * chunk);
+    const int j_begin = first + split * chunk, j_end = min(skv, j_begin + chunk);
 
     float qv[8];
     load8(q + (size_t)bh * D + gl * 8, qv);

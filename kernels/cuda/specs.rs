@@ -4,7 +4,7 @@
 //! the output tiles the cost model pads to, and the NVRTC tests all read this table: a new kernel
 //! is its `.cu` file and one entry here.
 
-use super::launch::{Arg, Buf, Cuda, Launch, Layouts, Library};
+use super::launch::{Arg, Buf, Cuda, Launch, Layouts, Library, Target, TensorMap, TmaElem};
 use crate::measure::backend::spec::{KernelSpec, Serves, Source, any_shape};
 use crate::measure::backend::{AttentionLayout, BackendError, Result, Variant};
 use crate::model::dtype::DType;
@@ -23,8 +23,15 @@ macro_rules! cu {
 pub const SCAN_BV: u64 = 16;
 pub const SCAN_DK_MAX: u64 = 128;
 
-/// Keys per block of the split-KV decode kernel.
-pub const DECODE_CHUNK: u64 = 256;
+/// Blocks the split-KV decode kernel aims for over all sequences and heads: about two waves of
+/// eight resident 128-thread blocks on each of an H100's or H200's 132 SMs, so that the whole GPU
+/// streams the cache whatever the batch, heads and context.
+pub const DECODE_TARGET_BLOCKS: u64 = 2 * 8 * 132;
+/// The fewest keys a decode split takes (unless the context is shorter): below it the partials
+/// and their merge cost more than the parallelism gains.
+pub const DECODE_MIN_CHUNK: u64 = 64;
+/// Splits are whole steps of the kernel's key loop (4 warps × 4 keys at head dim 64).
+const DECODE_STEP: u64 = 16;
 /// Largest f32 score matrix the naive attention materializes.
 pub const MAX_SCORE_BYTES: u64 = 8 << 30;
 
@@ -43,6 +50,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: &[DType::Fp32],
         accepts: any_shape,
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("matmul_fp32_naive.cu"),
             entries: &["matmul_fp32_naive"],
             launches: |op, _| matmul_launch(op, "matmul_fp32_naive".into(), 16, (16, 16, 1), 0),
@@ -60,6 +68,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: &[DType::Fp32],
         accepts: any_shape,
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("matmul_fp32_tiled.cu"),
             entries: &["matmul_fp32_tiled"],
             launches: |op, _| matmul_launch(op, "matmul_fp32_tiled".into(), 32, (32, 32, 1), 0),
@@ -77,6 +86,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: &[DType::Fp32],
         accepts: any_shape,
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("matmul_fp32_regblock.cu"),
             entries: &["matmul_fp32_regblock"],
             launches: |op, _| matmul_launch(op, "matmul_fp32_regblock".into(), 128, (256, 1, 1), 0),
@@ -113,6 +123,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         ],
         accepts: any_shape,
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("matmul_mma.cu"),
             entries: &["mma_tf32", "mma_f16", "mma_bf16", "mma_i8", "mma_e4m3"],
             launches: |op, _| {
@@ -136,6 +147,50 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
                 let smem = 2 * (a_bytes + b_bytes);
                 matmul_launch(op, format!("mma_{suffix}"), 128, (256, 1, 1), smem)
             },
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "wgmma",
+            idea: "Hopper (sm_90a): TMA into 128B-swizzled shared memory, mbarrier pipeline, producer and two consumer warpgroups on wgmma, persistent 128x256 tiles",
+            vendor: false,
+            tile: Some((128, 256)),
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: WGMMA_DTYPES,
+        accepts: wgmma_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("matmul_wgmma.cu"),
+            entries: &[
+                "wgmma_f16_m128n256",
+                "wgmma_bf16_m128n256",
+                "wgmma_e4m3_m128n256",
+            ],
+            launches: |op, layouts| wgmma_launch(op, layouts, &WGMMA_LARGE),
+            target: Target::Sm90a,
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "wgmma-m64",
+            idea: "the wgmma kernel with 64x128 tiles and one consumer warpgroup, 8 stages: for small m",
+            vendor: false,
+            tile: Some((64, 128)),
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: WGMMA_DTYPES,
+        accepts: wgmma_shape,
+        kernel: Cuda::Nvrtc {
+            source: cu!("matmul_wgmma.cu"),
+            entries: &[
+                "wgmma_f16_m64n128",
+                "wgmma_bf16_m64n128",
+                "wgmma_e4m3_m64n128",
+            ],
+            launches: |op, layouts| wgmma_launch(op, layouts, &WGMMA_NARROW),
+            target: Target::Sm90a,
         },
     },
     KernelSpec {
@@ -204,6 +259,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
             })
         },
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("attention_naive.cu"),
             entries: &[
                 "attn_naive_scores_f16",
@@ -269,6 +325,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: HALF,
         accepts: |op| attention(op).is_some_and(standard_heads),
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("attention_flash.cu"),
             entries: &[
                 "attn_flash_f16_d64",
@@ -308,6 +365,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: HALF,
         accepts: |op| attention(op).is_some_and(|a| a.q_len == 1 && standard_heads(a)),
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("attention_decode.cu"),
             entries: &[
                 "attn_decode_f16_d64",
@@ -321,11 +379,11 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
             ],
             launches: |op, _| {
                 let (a, s) = attention_scalars(op)?;
-                let splits = decode_splits(a);
+                let (splits, chunk) = decode_split(a);
                 let mut partial = [Buf::Input(0), Buf::Input(1), Buf::Input(2), Buf::Scratch]
                     .map(Arg::Buf)
                     .to_vec();
-                partial.extend([s.hq, s.hkv, s.skv, DECODE_CHUNK as i32, s.window].map(Arg::I32));
+                partial.extend([s.hq, s.hkv, s.skv, chunk as i32, s.window].map(Arg::I32));
                 partial.push(Arg::F32(s.scale));
                 Ok(vec![
                     Launch {
@@ -362,6 +420,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: HALF,
         accepts: |op| attention(op).is_some_and(mla_decode_shape),
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("attention_mla_decode.cu"),
             entries: &[
                 "attn_mla_decode_f16",
@@ -420,6 +479,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: &[DType::Fp32, DType::Fp16, DType::Bf16],
         accepts: any_shape,
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("memory.cu"),
             entries: &[
                 "rmsnorm_f32",
@@ -452,6 +512,7 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
             scan(op).is_some_and(|s| s.key_dim <= SCAN_DK_MAX && s.batch * s.heads <= 65535)
         },
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("scan_gated_delta.cu"),
             entries: &[
                 "scan_gated_delta_f32",
@@ -479,6 +540,7 @@ pub static BLOCK_SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: HALF,
         accepts: any_shape,
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("block.cu"),
             entries: &["qk_norm_f16", "qk_norm_bf16"],
             launches: |op, layouts| {
@@ -519,6 +581,7 @@ pub static BLOCK_SPECS: &[KernelSpec<Cuda>] = &[
         dtypes: HALF,
         accepts: any_shape,
         kernel: Cuda::Nvrtc {
+            target: Target::Any,
             source: cu!("block.cu"),
             entries: &["gated_gelu_f16", "gated_gelu_bf16"],
             launches: |op, _| {
@@ -551,6 +614,130 @@ fn half_suffix(op: &Op) -> Result<&'static str> {
     }
 }
 
+/// The Hopper GEMM's types: fp16 and bf16 (fp32 accumulate), fp8 e4m3 (bf16 out).
+const WGMMA_DTYPES: &[DType] = &[DType::Fp16, DType::Bf16, DType::Fp8E4m3];
+
+/// Multiprocessors a persistent kernel's grid assumes when the device's count is not given: an
+/// H100 SXM's or an H200's.
+pub const DEFAULT_SMS: u32 = 132;
+
+/// One tile configuration of matmul_wgmma.cu (its `WG_LARGE` / `WG_NARROW`).
+pub struct WgmmaTile {
+    /// Consumer warpgroups, 64 rows of the tile each.
+    pub consumers: u32,
+    pub bn: u32,
+    pub stages: u32,
+    /// The entry-point suffix, "m{BM}n{BN}".
+    pub name: &'static str,
+}
+
+impl WgmmaTile {
+    pub fn bm(&self) -> u32 {
+        64 * self.consumers
+    }
+
+    /// Dynamic shared memory, as the kernel's `WgTile::SMEM` lays it out: alignment slack for
+    /// the 1024-byte swizzle atom, the stages (128 bytes of K per row of A and of B), the
+    /// epilogue slabs (64 rows of 144 bytes per consumer) and two 8-byte barriers per stage.
+    pub fn smem(&self) -> u32 {
+        1024 + self.stages * (self.bm() + self.bn) * 128
+            + self.consumers * 64 * 144
+            + self.stages * 16
+    }
+}
+
+pub const WGMMA_LARGE: WgmmaTile = WgmmaTile {
+    consumers: 2,
+    bn: 256,
+    stages: 4,
+    name: "m128n256",
+};
+pub const WGMMA_NARROW: WgmmaTile = WgmmaTile {
+    consumers: 1,
+    bn: 128,
+    stages: 8,
+    name: "m64n128",
+};
+
+/// What the wgmma kernel takes: TMA's 16-byte aligned row strides (k · element bytes, and for
+/// 16-bit B, stored k×n, n · 2), n a multiple of 8 for the 16-byte output stores, and tile
+/// counts and extents within the kernel's 32-bit integers.
+fn wgmma_shape(op: &Op) -> bool {
+    matmul(op).is_some_and(|mm| {
+        let k_align = if mm.input == DType::Fp8E4m3 { 16 } else { 8 };
+        let small = |x: u64| x <= i32::MAX as u64;
+        mm.k.is_multiple_of(k_align)
+            && mm.n.is_multiple_of(8)
+            && [mm.m, mm.n, mm.k, mm.batch].into_iter().all(small)
+            && small(mm.batch * mm.m.div_ceil(64) * mm.n.div_ceil(128))
+    })
+}
+
+/// matmul_wgmma.cu: TMA maps over A (k, m, batch) and B ((n, k, batch) for 16-bit types, k×n
+/// row-major; (k, n, batch) for fp8, stored n×k), one persistent CTA per multiprocessor (fewer
+/// when there are fewer tiles), 128 threads per warpgroup. Takes (map A, map B, c, m, n, k,
+/// batch).
+fn wgmma_launch(op: &Op, layouts: &Layouts, t: &WgmmaTile) -> Result<Vec<Launch>> {
+    let mm = matmul(op).ok_or_else(|| wrong_op(op))?;
+    let (suffix, elem, b_mn) = match mm.input {
+        DType::Fp16 => ("f16", TmaElem::F16, true),
+        DType::Bf16 => ("bf16", TmaElem::Bf16, true),
+        DType::Fp8E4m3 => ("e4m3", TmaElem::U8, false),
+        _ => return Err(wrong_op(op)),
+    };
+    let e = elem.bytes();
+    let (m, n, k, batch) = (mm.m, mm.n, mm.k, mm.batch);
+    // 128 bytes of K per stage: one swizzle span.
+    let bk = (128 / e) as u32;
+    let a = TensorMap {
+        buf: Buf::Input(0),
+        elem,
+        dims: [k, m, batch],
+        strides: [k * e, m * k * e],
+        boxed: [bk, t.bm(), 1],
+    };
+    let b = if b_mn {
+        TensorMap {
+            buf: Buf::Input(1),
+            elem,
+            dims: [n, k, batch],
+            strides: [n * e, k * n * e],
+            boxed: [64, bk, 1],
+        }
+    } else {
+        TensorMap {
+            buf: Buf::Input(1),
+            elem,
+            dims: [k, n, batch],
+            strides: [k * e, n * k * e],
+            boxed: [bk, t.bn, 1],
+        }
+    };
+    let tiles = batch * m.div_ceil(u64::from(t.bm())) * n.div_ceil(u64::from(t.bn));
+    let sms = u64::from(layouts.sms.unwrap_or(DEFAULT_SMS).max(1));
+    let mut args = vec![Arg::TensorMap(a), Arg::TensorMap(b), Arg::Buf(Buf::Output)];
+    args.extend([m, n, k, batch].map(|x| Arg::I32(x as i32)));
+    Ok(vec![Launch {
+        entry: format!("wgmma_{suffix}_{}", t.name),
+        grid: (tiles.min(sms) as u32, 1, 1),
+        block: (128 * (1 + t.consumers), 1, 1),
+        smem: t.smem(),
+        args,
+    }])
+}
+
+/// Which devices kernel file `file` is built for: its specs' target.
+pub fn target_of(file: &str) -> Target {
+    SPECS
+        .iter()
+        .chain(BLOCK_SPECS)
+        .find_map(|s| match s.kernel {
+            Cuda::Nvrtc { source, target, .. } if source.file == file => Some(target),
+            _ => None,
+        })
+        .unwrap_or(Target::Any)
+}
+
 /// Every kernel file of the table and of the block's, each once.
 pub fn sources() -> Vec<Source> {
     crate::measure::backend::spec::unique_sources(SPECS.iter().chain(BLOCK_SPECS).filter_map(|s| {
@@ -561,9 +748,27 @@ pub fn sources() -> Vec<Source> {
     }))
 }
 
-/// Blocks of the split-KV decode kernel per sequence and head.
-pub fn decode_splits(a: &Attention) -> u32 {
-    a.kv_len.div_ceil(DECODE_CHUNK).max(1) as u32
+/// The keys a decode query sees: the last `window` of the cache, or all of it (as
+/// attention_decode.cu reads its window argument).
+pub fn decode_keys(a: &Attention) -> u64 {
+    match a.window {
+        Some(w) if w > 0 => w.min(a.kv_len),
+        _ => a.kv_len,
+    }
+}
+
+/// The split-KV decode kernel's split of the keys a query sees: (splits, keys per split). Enough
+/// splits that the blocks over all sequences and heads number about `DECODE_TARGET_BLOCKS`, none
+/// under `DECODE_MIN_CHUNK` keys (unless the context is), each a whole number of the kernel's
+/// key steps: a batch of one with a few heads splits its context finely, a large batch keeps
+/// whole long slices (fewer partials to merge).
+pub fn decode_split(a: &Attention) -> (u32, u64) {
+    let keys = decode_keys(a).max(1);
+    let units = (a.batch * a.q_heads).max(1);
+    let max_splits = (keys / DECODE_MIN_CHUNK).max(1);
+    let want = DECODE_TARGET_BLOCKS.div_ceil(units).clamp(1, max_splits);
+    let chunk = keys.div_ceil(want).div_ceil(DECODE_STEP) * DECODE_STEP;
+    (keys.div_ceil(chunk) as u32, chunk)
 }
 
 /// Equal query and value head dims of 64 or 128, keys and values apart: what the naive, flash

@@ -1,15 +1,23 @@
-//! Every CUDA kernel file of the spec table compiles with NVRTC for sm_80, sm_89 and sm_90a
-//! through the same code path the program uses, defines every entry point its spec declares, and
-//! takes the arguments its spec's launches pass.
+//! Every CUDA kernel file of the spec table compiles with NVRTC through the same code path the
+//! program uses — for sm_80, sm_89 and sm_90a, or for sm_90a alone where its target is Hopper's
+//! architecture-specific instructions — defines every entry point its spec declares, and takes
+//! the arguments its spec's launches pass.
 
 use gpucost::measure::backend::cuda::{
-    Arg, BLOCK_SPECS, Cuda, Layouts, QkNormLayout, SPECS, nvrtc, specs,
+    Arg, BLOCK_SPECS, Cuda, Launch, Layouts, QkNormLayout, SPECS, Target, nvrtc, specs,
 };
 use gpucost::model::dtype::DType;
 use gpucost::model::ops::{Activation, Attention, Matmul, MemoryKind, MemoryOp, Op, Pass};
 use std::collections::{BTreeSet, HashMap};
 
-const ARCHS: [&str; 3] = ["compute_80", "compute_89", "compute_90a"];
+/// The architecture a file's PTX signatures are read from: sm_89 (fp8 MMA) for files every
+/// device runs, sm_90a for Hopper-only files.
+fn signature_arch(file: &str) -> &'static str {
+    match specs::target_of(file) {
+        Target::Any => "compute_89",
+        Target::Sm90a => "compute_90a",
+    }
+}
 
 /// Ops of every class and dtype the CUDA kernels serve, enough for every entry point to be
 /// launched by one.
@@ -127,6 +135,8 @@ fn arg_kind(a: &Arg) -> (&'static str, usize) {
         Arg::F32(_) => ("float", 4),
         // The kernel's AttnLayout: four structs of four long longs.
         Arg::Layout(_) => ("aggregate", 128),
+        // A CUtensorMap: sixteen 64-bit words.
+        Arg::TensorMap(_) => ("aggregate", 128),
     }
 }
 
@@ -163,7 +173,7 @@ pub fn every_kernel_file_compiles_for_ampere_ada_and_hopper_with_its_entry_point
             .flatten()
             .copied()
             .collect();
-        for arch in ARCHS {
+        for arch in specs::target_of(source.file).archs() {
             match nvrtc::compile(source.file, source.text, arch) {
                 Ok(ptx) => {
                     let ptx = ptx.to_src();
@@ -189,6 +199,7 @@ pub fn every_declared_entry_point_is_launched_and_every_launch_is_declared() {
             source,
             entries,
             launches,
+            ..
         } = spec.kernel
         else {
             assert!(spec.variant.vendor, "{}: no source", spec.variant.name);
@@ -231,7 +242,7 @@ pub fn every_launch_matches_its_kernel_signature() {
                 continue;
             };
             let text = ptx.entry(source.file).or_insert_with(|| {
-                nvrtc::compile(source.file, source.text, "compute_89")
+                nvrtc::compile(source.file, source.text, signature_arch(source.file))
                     .unwrap()
                     .to_src()
             });
@@ -267,6 +278,7 @@ pub fn block_kernels_launch_what_they_declare_with_matching_signatures() {
             source,
             entries,
             launches,
+            ..
         } = spec.kernel
         else {
             panic!("{}: a block kernel is ours", spec.variant.name);
@@ -364,4 +376,138 @@ pub fn mma_kernels_emit_mma_instructions() {
             "{instance}: {shared} bytes of shared memory"
         );
     }
+}
+
+fn source_named(file: &str) -> gpucost::measure::backend::spec::Source {
+    specs::sources()
+        .into_iter()
+        .find(|s| s.file == file)
+        .unwrap()
+}
+
+/// The PTX of entry `name`: from its `.entry` line to the next one.
+fn entry_body<'a>(ptx: &'a str, name: &str) -> &'a str {
+    let start = ptx
+        .find(&format!(".entry {name}("))
+        .unwrap_or_else(|| panic!("no entry {name}"));
+    let rest = &ptx[start + 1..];
+    &ptx[start..start + 1 + rest.find(".entry ").unwrap_or(rest.len())]
+}
+
+/// The Hopper GEMM is one: compiled for compute_90a alone, each entry point's PTX holds the
+/// wgmma of its type and tile, TMA tensor loads, the mbarrier pipeline and the register
+/// hand-over between producer and consumers, and the file holds no mma.sync or ldmatrix it could
+/// have fallen back to.
+pub fn wgmma_kernels_emit_hopper_instructions() {
+    let source = source_named("matmul_wgmma.cu");
+    assert_eq!(specs::target_of(source.file), Target::Sm90a);
+    assert_eq!(Target::Sm90a.archs(), ["compute_90a"]);
+    let ptx = nvrtc::compile(source.file, source.text, "compute_90a")
+        .unwrap()
+        .to_src();
+    for (ty, k) in [("f16", 16), ("bf16", 16), ("e4m3", 32)] {
+        for (tile, n) in [("m128n256", 256), ("m64n128", 128)] {
+            let entry = format!("wgmma_{ty}_{tile}");
+            let body = entry_body(&ptx, &entry);
+            for needle in [
+                format!("wgmma.mma_async.sync.aligned.m64n{n}k{k}.f32.{ty}.{ty}"),
+                "wgmma.fence.sync.aligned".into(),
+                "wgmma.commit_group.sync.aligned".into(),
+                "wgmma.wait_group.sync.aligned".into(),
+                "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                    .into(),
+                "mbarrier.init.shared::cta.b64".into(),
+                "mbarrier.arrive.expect_tx.shared::cta.b64".into(),
+                "mbarrier.try_wait.parity.shared::cta.b64".into(),
+                "setmaxnreg.dec.sync.aligned.u32 40".into(),
+                "setmaxnreg.inc.sync.aligned.u32 232".into(),
+            ] {
+                assert!(body.contains(&needle), "{entry}: PTX lacks {needle}");
+            }
+        }
+    }
+    for absent in ["mma.sync", "ldmatrix", "cp.async.cg"] {
+        assert!(!ptx.contains(absent), "matmul_wgmma.cu emits {absent}");
+    }
+}
+
+/// Every sm_90a kernel, compiled to a CUBIN by NVRTC with ptxas verbose: no spills, no ptxas
+/// warning (a serialized wgmma among them), registers × threads within the SM's 64K, the
+/// producer's released registers enough for the consumers' setmaxnreg.inc, and static plus
+/// dynamic shared memory within the 227 KiB a Hopper block may have. Prints the table
+/// docs/hopper-kernels.md quotes (`cargo test --test gpu -- hopper_kernels --nocapture`).
+pub fn hopper_kernels_fit_the_sm() {
+    const REGISTERS: u32 = 64 * 1024;
+    const SMEM_PER_BLOCK: u32 = 227 * 1024;
+    // Each Hopper entry point's launch for the sample ops: threads per block, dynamic smem.
+    let mut launched: HashMap<String, Launch> = HashMap::new();
+    let mut files = BTreeSet::new();
+    for op in sample_ops() {
+        for spec in SPECS.iter().filter(|s| s.takes(&op)) {
+            if let Cuda::Nvrtc {
+                source,
+                launches,
+                target: Target::Sm90a,
+                ..
+            } = spec.kernel
+            {
+                files.insert(source.file);
+                for l in launches(&op, &Layouts::default()).unwrap() {
+                    launched.insert(l.entry.clone(), l);
+                }
+            }
+        }
+    }
+    assert!(!files.is_empty());
+    let mut failures = Vec::new();
+    eprintln!(
+        "{:<22} {:>7} {:>5} {:>6} {:>7} {:>11} {:>12}",
+        "entry (sm_90a)", "threads", "regs", "spills", "stack", "static smem", "dynamic smem"
+    );
+    for file in files {
+        let source = source_named(file);
+        let (entries, warnings) = nvrtc::resources(file, source.text, "sm_90a").unwrap();
+        failures.extend(warnings.iter().map(|w| format!("{file}: {w}")));
+        for r in entries {
+            let Some(l) = launched.get(&r.entry) else {
+                failures.push(format!("{file}: {} is never launched", r.entry));
+                continue;
+            };
+            let threads = l.block.0 * l.block.1 * l.block.2;
+            eprintln!(
+                "{:<22} {threads:>7} {:>5} {:>6} {:>7} {:>11} {:>12}",
+                r.entry,
+                r.registers,
+                r.spill_stores_bytes + r.spill_loads_bytes,
+                r.stack_bytes,
+                r.static_smem_bytes,
+                l.smem
+            );
+            if r.spill_stores_bytes + r.spill_loads_bytes > 0 {
+                failures.push(format!("{}: spills {r:?}", r.entry));
+            }
+            if r.registers * threads > REGISTERS {
+                failures.push(format!(
+                    "{}: {} registers × {threads}",
+                    r.entry, r.registers
+                ));
+            }
+            // One producer warpgroup drops to 40 registers; the consumers rise to 232.
+            let consumers = threads - 128;
+            if 128 * r.registers.saturating_sub(40) < consumers * 232u32.saturating_sub(r.registers)
+            {
+                failures.push(format!(
+                    "{}: {} registers leave too few for setmaxnreg.inc 232",
+                    r.entry, r.registers
+                ));
+            }
+            if r.static_smem_bytes + l.smem > SMEM_PER_BLOCK {
+                failures.push(format!(
+                    "{}: {} + {} bytes of shared memory",
+                    r.entry, r.static_smem_bytes, l.smem
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -73,6 +73,7 @@ impl CudaBackend {
                 q_heads: block.heads as u32,
                 in_row: block.qkv_width() as u32,
             }),
+            sms: self.info.compute_units,
         };
         let mut steps = Vec::new();
         let mut implementations = Vec::new();

@@ -11,7 +11,9 @@ pub mod nvrtc;
 pub mod specs;
 pub mod telemetry;
 
-pub use launch::{Arg, Buf, Cuda, CudaSpec, Launch, Layouts, Library, QkNormLayout};
+pub use launch::{
+    Arg, Buf, Cuda, CudaSpec, Launch, Layouts, Library, QkNormLayout, Target, TensorMap, TmaElem,
+};
 pub use specs::{BLOCK_SPECS, SPECS};
 
 use super::spec::{self, Source};
@@ -315,7 +317,11 @@ impl CudaBackend {
             out,
             scratch,
         };
-        self.prepare(spec, &op, &Layouts::default(), &bufs)
+        let layouts = Layouts {
+            sms: self.info.compute_units,
+            ..Layouts::default()
+        };
+        self.prepare(spec, &op, &layouts, &bufs)
     }
 }
 
@@ -368,7 +374,8 @@ impl Backend for CudaBackend {
             .filter(|s| match s.kernel {
                 Cuda::Library(Library::Cublas) => self.blas.is_some(),
                 Cuda::Library(Library::CublasLt) => self.lt.is_some(),
-                Cuda::Nvrtc { .. } => true,
+                // An sm_90a kernel elsewhere: not offered (asking for it by name says why).
+                Cuda::Nvrtc { target, .. } => target.refusal(self.cc).is_none(),
             })
             .map(|s| s.variant)
             .collect()
@@ -389,7 +396,7 @@ impl Backend for CudaBackend {
                 let out = (bh * a.q_len * a.v_head_dim) as usize;
                 // Decode: one block per chunk of keys of every sequence and head (split-KV).
                 let splits = if a.q_len == 1 {
-                    specs::decode_splits(a).max(specs::mla_decode_split(a).0)
+                    specs::decode_split(a).0.max(specs::mla_decode_split(a).0)
                 } else {
                     0
                 };
@@ -607,6 +614,53 @@ mod tests {
         }
     }
 
+    /// The split-KV decode split covers exactly the keys the query sees in whole 16-key steps,
+    /// leaves no split empty, fills about two waves of an H100/H200 when the batch and heads are
+    /// few, and keeps long slices (few partials) when they are many.
+    #[test]
+    fn decode_splits_fill_the_gpu_and_cover_the_keys() {
+        for (batch, heads, ctx, window) in [
+            (1, 1, 1, None),
+            (1, 8, 1000, None),
+            (1, 32, 4096, None),
+            (8, 32, 8192, None),
+            (64, 64, 32768, None),
+            (2, 8, 300, Some(100)),
+            (1, 4, 500, Some(130)),
+            (1, 32, 32768, Some(4096)),
+            (1, 32, 50, Some(4096)),
+        ] {
+            let a = crate::model::ops::Attention {
+                batch,
+                q_heads: heads,
+                window,
+                ..attention(1, ctx, 128)
+            };
+            let keys = specs::decode_keys(&a);
+            assert_eq!(keys, window.map_or(ctx, |w| w.min(ctx)));
+            let (splits, chunk) = specs::decode_split(&a);
+            let splits = u64::from(splits);
+            assert!(chunk % 16 == 0 && splits * chunk >= keys, "{a:?}");
+            assert!((splits - 1) * chunk < keys, "an empty split: {a:?}");
+            assert!(chunk >= specs::DECODE_MIN_CHUNK.min(keys), "{a:?}");
+            let blocks = splits * batch * heads;
+            assert!(
+                blocks <= specs::DECODE_TARGET_BLOCKS + batch * heads,
+                "{blocks} blocks for {a:?}"
+            );
+            if keys >= 32768 || (batch * heads >= 32 && keys >= 4096) {
+                assert!(blocks >= 2000, "{blocks} blocks for {a:?}");
+            }
+        }
+        // A large batch keeps whole long slices: 2048 sequence-heads need one split per 8k keys.
+        let big = crate::model::ops::Attention {
+            batch: 64,
+            q_heads: 32,
+            ..attention(1, 8192, 128)
+        };
+        assert_eq!(specs::decode_split(&big), (2, 4096));
+    }
+
     fn attention(q_len: u64, kv_len: u64, d: u64) -> crate::model::ops::Attention {
         crate::model::ops::Attention {
             batch: 2,
@@ -636,13 +690,33 @@ mod tests {
             ["naive", "tiled", "regblock", "cublas"]
         );
         assert_eq!(offered(&square(DType::Tf32)), ["mma", "cublas-tf32"]);
-        for d in [DType::Fp16, DType::Bf16, DType::Int8] {
-            assert_eq!(offered(&square(d)), ["mma", "cublas"], "{d}");
+        for d in [DType::Fp16, DType::Bf16] {
+            assert_eq!(
+                offered(&square(d)),
+                ["mma", "wgmma", "wgmma-m64", "cublas"],
+                "{d}"
+            );
+            // TMA's 16-byte row strides: k and n multiples of 8.
+            assert_eq!(offered(&mm(d, 1, 64, 64, 60)), ["mma", "cublas"], "{d}");
+            assert_eq!(offered(&mm(d, 1, 64, 60, 64)), ["mma", "cublas"], "{d}");
+            assert_eq!(offered(&mm(d, 3, 1, 8, 8)).len(), 4, "{d}");
         }
+        assert_eq!(offered(&square(DType::Int8)), ["mma", "cublas"]);
         assert_eq!(offered(&mm(DType::Int8, 1, 64, 6, 64)), ["mma"]);
-        assert_eq!(offered(&square(DType::Fp8E4m3)), ["mma", "cublaslt"]);
-        assert_eq!(offered(&mm(DType::Fp8E4m3, 2, 64, 64, 64)), ["mma"]);
-        assert_eq!(offered(&mm(DType::Fp8E4m3, 1, 8, 64, 64)), ["mma"]);
+        let hopper = ["mma", "wgmma", "wgmma-m64"];
+        assert_eq!(
+            offered(&square(DType::Fp8E4m3)),
+            ["mma", "wgmma", "wgmma-m64", "cublaslt"]
+        );
+        assert_eq!(offered(&mm(DType::Fp8E4m3, 2, 64, 64, 64)), hopper);
+        assert_eq!(offered(&mm(DType::Fp8E4m3, 1, 8, 64, 64)), hopper);
+        // fp8 rows of k bytes: k a multiple of 16.
+        assert_eq!(offered(&mm(DType::Fp8E4m3, 1, 64, 64, 40)), ["mma"]);
+        assert!(
+            offered(&square(DType::Tf32))
+                .iter()
+                .all(|v| !v.starts_with("wgmma"))
+        );
         assert!(offered(&square(DType::Fp8E5m2)).is_empty());
         let a = |q, kv| Op::Attention(attention(q, kv, 128));
         assert_eq!(offered(&a(1, 4096)), ["naive", "flash", "decode"]);
@@ -747,7 +821,7 @@ mod tests {
         assert_eq!(
             launches.iter().map(geometry).collect::<Vec<_>>(),
             [
-                ("attn_decode_f16_d64".into(), (2, 16, 1), (128, 1, 1), 0),
+                ("attn_decode_f16_d64".into(), (4, 16, 1), (128, 1, 1), 0),
                 (
                     "attn_decode_combine_f16_d64".into(),
                     (16, 1, 1),
@@ -756,7 +830,9 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(launches[1].args.last(), Some(&Arg::I32(2)));
+        // Four splits of 80 keys (the chunk is the partial kernel's eighth argument).
+        assert_eq!(launches[0].args[7], Arg::I32(80));
+        assert_eq!(launches[1].args.last(), Some(&Arg::I32(4)));
         use crate::model::ops::{Activation, MemoryKind, MemoryOp};
         for (kind, grid) in [
             (MemoryKind::RmsNorm, 5),
@@ -771,12 +847,143 @@ mod tests {
         }
     }
 
+    /// The Hopper GEMM's launches: one persistent CTA per multiprocessor (fewer with fewer
+    /// tiles), a producer and one or two consumer warpgroups, the shared memory its stages,
+    /// epilogue slabs and barriers take, and TMA maps whose boxes are the stages' halves.
+    #[test]
+    fn wgmma_launches_persistent_ctas_with_tma_maps() {
+        let layouts = |sms| Layouts {
+            sms: Some(sms),
+            ..Layouts::default()
+        };
+        let launch = |v: &str, op: &Op, sms| match spec_for(v, op).unwrap().kernel {
+            Cuda::Nvrtc { launches, .. } => launches(op, &layouts(sms)).unwrap().remove(0),
+            Cuda::Library(_) => unreachable!(),
+        };
+        let big = Op::Matmul(Matmul::new(1, 4096, 4096, 4096, DType::Bf16));
+        let l = launch("wgmma", &big, 132);
+        assert_eq!(
+            (l.entry.as_str(), l.grid, l.block, l.smem),
+            ("wgmma_bf16_m128n256", (132, 1, 1), (384, 1, 1), 216_128)
+        );
+        // A: (k, m, batch), boxes of 64 k × 128 rows; B (k×n): (n, k, batch), boxes of 64 n × 64 k.
+        let a = TensorMap {
+            buf: Buf::Input(0),
+            elem: TmaElem::Bf16,
+            dims: [4096, 4096, 1],
+            strides: [8192, 4096 * 8192],
+            boxed: [64, 128, 1],
+        };
+        let b = TensorMap {
+            buf: Buf::Input(1),
+            dims: [4096, 4096, 1],
+            boxed: [64, 64, 1],
+            ..a
+        };
+        assert_eq!(
+            l.args[..3],
+            [Arg::TensorMap(a), Arg::TensorMap(b), Arg::Buf(Buf::Output)]
+        );
+        assert_eq!(l.args[3..], [4096, 4096, 4096, 1].map(Arg::I32));
+        // Few tiles: one CTA each; the narrow tile's one consumer, 8 stages.
+        let small = Op::Matmul(Matmul::new(3, 100, 264, 40, DType::Fp16));
+        assert_eq!(launch("wgmma", &small, 132).grid, (3 * 2, 1, 1));
+        let l = launch("wgmma-m64", &small, 4);
+        assert_eq!(
+            (l.entry.as_str(), l.grid, l.block, l.smem),
+            ("wgmma_f16_m64n128", (4, 1, 1), (256, 1, 1), 206_976)
+        );
+        // fp8: B stored n×k, one box of 128 k × 256 n rows; A boxes of 128 k.
+        let fp8 = Op::Matmul(Matmul::new(2, 300, 520, 1008, DType::Fp8E4m3));
+        let l = launch("wgmma", &fp8, 132);
+        assert_eq!(l.entry, "wgmma_e4m3_m128n256");
+        let Arg::TensorMap(b) = l.args[1] else {
+            panic!("{:?}", l.args[1])
+        };
+        assert_eq!(
+            (b.elem, b.dims, b.strides, b.boxed),
+            (
+                TmaElem::U8,
+                [1008, 520, 2],
+                [1008, 520 * 1008],
+                [128, 256, 1]
+            )
+        );
+        // Every stage is one expect_tx: A's box plus B's boxes, 128 bytes of K per row.
+        for (tile, stage) in [
+            (&specs::WGMMA_LARGE, 48 << 10),
+            (&specs::WGMMA_NARROW, 24 << 10),
+        ] {
+            assert_eq!((tile.bm() + tile.bn) * 128, stage);
+            assert!(tile.smem() <= 227 << 10);
+        }
+        // Every map the launches make is one TMA takes.
+        for op in [big, small, fp8] {
+            for v in ["wgmma", "wgmma-m64"] {
+                for a in launch(v, &op, 132).args {
+                    if let Arg::TensorMap(t) = a {
+                        assert_eq!(t.invalid(256), None, "{v} {op}");
+                    }
+                }
+            }
+        }
+        let mut bad = a;
+        bad.strides[0] = 8190;
+        assert!(bad.invalid(256).unwrap().contains("multiples of 16"));
+        assert!(a.invalid(8).unwrap().contains("aligned"));
+    }
+
+    /// The device check's Hopper shape files are shapes both wgmma variants take in every
+    /// dtype, and the smoke preset holds some, so their correctness runs before any timing.
+    #[test]
+    fn hopper_shape_files_are_wgmma_shapes() {
+        use crate::measure::harness::shapes::matmul_shapes;
+        let dir = env!("CARGO_MANIFEST_DIR");
+        for dtype in [DType::Bf16, DType::Fp16, DType::Fp8E4m3] {
+            for file in ["hopper_smoke.toml", "hopper_targets.toml"] {
+                let path = format!("{dir}/scripts/{file}");
+                let shapes = matmul_shapes(&path, dtype, f64::INFINITY).unwrap();
+                assert!(!shapes.is_empty(), "{file}");
+                for mm in shapes {
+                    let op = Op::Matmul(mm);
+                    let offered = offered(&op);
+                    assert!(
+                        offered.contains(&"wgmma") && offered.contains(&"wgmma-m64"),
+                        "{file}: {op}"
+                    );
+                }
+            }
+            let smoke = matmul_shapes("smoke", dtype, f64::INFINITY).unwrap();
+            let taken = smoke
+                .into_iter()
+                .filter(|mm| offered(&Op::Matmul(*mm)).contains(&"wgmma"))
+                .count();
+            assert!(taken >= 3, "{dtype}: {taken} smoke shapes");
+        }
+    }
+
+    /// sm_90a kernels run on compute capability 9.0 only: elsewhere they are refused with the
+    /// reason, not compiled and crashed.
+    #[test]
+    fn hopper_kernels_are_refused_off_hopper() {
+        assert_eq!(Target::Sm90a.refusal((9, 0)), None);
+        for cc in [(8, 0), (8, 9), (10, 0), (12, 0)] {
+            let why = Target::Sm90a.refusal(cc).unwrap();
+            assert!(why.contains("9.0") && why.contains(&format!("sm_{}{}", cc.0, cc.1)));
+            assert_eq!(Target::Any.refusal(cc), None);
+        }
+        assert_eq!(specs::target_of("matmul_wgmma.cu"), Target::Sm90a);
+        assert_eq!(specs::target_of("matmul_mma.cu"), Target::Any);
+    }
+
     /// The tiles the cost model pads to come from the table.
     #[test]
     fn output_tiles_come_from_the_table() {
         use crate::model::ops::OpClass;
         let tile = crate::measure::backend::output_tile;
         assert_eq!(tile("cuda:mma", OpClass::Matmul), Some((128, 128)));
+        assert_eq!(tile("cuda:wgmma", OpClass::Matmul), Some((128, 256)));
+        assert_eq!(tile("cuda:wgmma-m64", OpClass::Matmul), Some((64, 128)));
         assert_eq!(tile("cuda:naive", OpClass::Matmul), Some((16, 16)));
         assert_eq!(tile("cuda:tiled", OpClass::Matmul), Some((32, 32)));
         assert_eq!(tile("cuda:cublas", OpClass::Matmul), None);
