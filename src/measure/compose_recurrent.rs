@@ -171,11 +171,7 @@ pub fn inputs(b: &RecurrentShape, seed: u64) -> RecurrentInputs {
         } else {
             Vec::new()
         },
-        down: if mlp {
-            weight(ff, h, 0x77)
-        } else {
-            Vec::new()
-        },
+        down: if mlp { weight(ff, h, 0x77) } else { Vec::new() },
     }
 }
 
@@ -184,9 +180,7 @@ pub fn inputs(b: &RecurrentShape, seed: u64) -> RecurrentInputs {
 /// over the tokens and state), as for the dense block.
 pub fn tolerance_of(b: &RecurrentShape) -> f64 {
     let scan = match b.mixer {
-        Mixer::Mamba2(m) => {
-            2.0 * tolerance(b.dtype, b.seq * m.state_size.max(m.head_dim))
-        }
+        Mixer::Mamba2(m) => 2.0 * tolerance(b.dtype, b.seq * m.state_size.max(m.head_dim)),
         Mixer::GatedDeltaNet(_) => 0.0,
     };
     4.0 * b

@@ -118,10 +118,7 @@ impl RecurrentShape {
                 used[i] = true;
                 priced_by.push(i);
             }
-            steps.push(Step {
-                name,
-                priced_by,
-            });
+            steps.push(Step { name, priced_by });
         }
         if used.iter().any(|u| !u) {
             return Err(mismatch());
@@ -328,7 +325,11 @@ fn softplus(v: f64) -> f64 {
 /// sequence's start): out[t, c] = silu(Σⱼ w[c, j] · x[t − (K−1) + j, c] + bias[c]).
 pub fn causal_conv_silu(b: &RecurrentShape, x: &[f32], w: &[f32]) -> Vec<f64> {
     let (c_n, k) = (b.conv_width() as usize, b.conv_kernel() as usize);
-    let (row, offset, seq) = (b.in_width() as usize, b.conv_offset() as usize, b.seq as usize);
+    let (row, offset, seq) = (
+        b.in_width() as usize,
+        b.conv_offset() as usize,
+        b.seq as usize,
+    );
     let bias = b.conv_bias().then(|| &w[c_n * k..c_n * k + c_n]);
     let mut out = Vec::with_capacity(b.tokens() as usize * c_n);
     for tok in 0..b.tokens() as usize {
@@ -494,16 +495,35 @@ pub fn reference(
     w: &RecurrentInputs,
     round: &dyn Fn(f64) -> f32,
 ) -> Vec<f64> {
+    reference_steps(b, x, w, round).pop().unwrap_or_default()
+}
+
+/// Every step's output in f64, in `steps()` order (the prep's parts and the scan's output and
+/// final states concatenated, as the device lays them out), each computed from the previous
+/// steps' outputs rounded to the dtype: what each kernel alone is checked against.
+pub fn reference_steps(
+    b: &RecurrentShape,
+    x: &[f32],
+    w: &RecurrentInputs,
+    round: &dyn Fn(f64) -> f32,
+) -> Vec<Vec<f64>> {
     let (t, h) = (b.tokens(), b.hidden);
     let mm =
         |x: &[f32], w: &[f32], n: u64, k: u64| cpu::matmul(&Matmul::new(1, t, n, k, b.dtype), x, w);
     let stored = |v: &[f64]| -> Vec<f32> { v.iter().map(|v| round(*v)).collect() };
-    let normed = stored(&cpu::rmsnorm(x, &w.norm, h as usize));
-    let proj = stored(&mm(&normed, &w.in_proj, b.in_width(), h));
-    let conv = stored(&causal_conv_silu(b, &proj, &w.conv));
+    let mut outs: Vec<Vec<f64>> = Vec::new();
+    // Records a step's exact output and gives it back as the device stores it.
+    let mut step = |exact: Vec<f64>| -> Vec<f32> {
+        let kept = stored(&exact);
+        outs.push(exact);
+        kept
+    };
+    let normed = step(cpu::rmsnorm(x, &w.norm, h as usize));
+    let proj = step(mm(&normed, &w.in_proj, b.in_width(), h));
+    let conv = step(causal_conv_silu(b, &proj, &w.conv));
     let gated = match b.mixer {
         Mixer::GatedDeltaNet(l) => {
-            let prep = stored(&gdn_prep(b, &conv, &proj, &w.heads));
+            let prep = step(gdn_prep(b, &conv, &proj, &w.heads));
             let parts = b.prep_parts().map(|n| n as usize);
             let mut at = 0;
             let mut part = |n: usize| {
@@ -518,8 +538,10 @@ pub fn reference(
                 part(parts[3]),
                 part(parts[4]),
             );
-            let scan = b.scan().unwrap_or_else(|| unreachable!("a Gated DeltaNet scans"));
-            let o = stored(&cpu::scan(
+            let scan = b
+                .scan()
+                .unwrap_or_else(|| unreachable!("a Gated DeltaNet scans"));
+            let o = step(cpu::scan(
                 &scan,
                 &cpu::ScanInputs {
                     q,
@@ -530,17 +552,17 @@ pub fn reference(
                 },
             ));
             let rows = (t * l.value_width()) as usize;
-            let normed = stored(&cpu::rmsnorm(
+            let normed = step(cpu::rmsnorm(
                 &o[..rows],
                 &w.gated_norm,
                 l.value_head_dim as usize,
             ));
-            stored(&output_gate(b, &normed, &proj, true))
+            step(output_gate(b, &normed, &proj, true))
         }
         Mixer::Mamba2(m) => {
-            let y = stored(&ssd_scan(b, &conv, &proj, &w.heads));
-            let gated = stored(&output_gate(b, &y, &proj, false));
-            stored(&group_rmsnorm(
+            let y = step(ssd_scan(b, &conv, &proj, &w.heads));
+            let gated = step(output_gate(b, &y, &proj, false));
+            step(group_rmsnorm(
                 &gated,
                 &w.gated_norm,
                 m.inner_width() as usize,
@@ -548,18 +570,17 @@ pub fn reference(
             ))
         }
     };
-    let mixed = stored(&mm(&gated, &w.out_proj, h, b.mixer_width()));
-    let residual = cpu::residual_add(x, &mixed);
-    let Mixer::GatedDeltaNet(_) = b.mixer else {
-        return residual;
-    };
-    let ff = b.intermediate;
-    let first = stored(&residual);
-    let normed = stored(&cpu::rmsnorm(&first, &w.mlp_norm, h as usize));
-    let up = stored(&mm(&normed, &w.gate_up, 2 * ff, h));
-    let act = stored(&cpu::gated_silu(&up, ff as usize));
-    let down = stored(&mm(&act, &w.down, h, ff));
-    cpu::residual_add(&first, &down)
+    let mixed = step(mm(&gated, &w.out_proj, h, b.mixer_width()));
+    let first = step(cpu::residual_add(x, &mixed));
+    if let Mixer::GatedDeltaNet(_) = b.mixer {
+        let ff = b.intermediate;
+        let normed = step(cpu::rmsnorm(&first, &w.mlp_norm, h as usize));
+        let up = step(mm(&normed, &w.gate_up, 2 * ff, h));
+        let act = step(cpu::gated_silu(&up, ff as usize));
+        let down = step(mm(&act, &w.down, h, ff));
+        step(cpu::residual_add(&first, &down));
+    }
+    outs
 }
 
 #[cfg(test)]
@@ -597,16 +618,18 @@ mod tests {
         };
         // conv rows: [x | B (2) | C (2)]; proj rows: [z | conv (5) | dt].
         let conv = [0.5, 1.0, 2.0, 3.0, -1.0, 2.0, 0.5, 1.0, 1.0, 1.0];
-        let proj = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.2];
+        let proj = [
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.2,
+        ];
         let heads = [0.4f32, 0.1, 0.7];
         let y = ssd_scan(&b, &conv, &proj, &heads);
-        let a = -(0.4f64).exp();
+        let a = -f64::from(0.4f32).exp();
         let dt0 = softplus(f64::from(0.3f32) + f64::from(0.1f32));
         let dt1 = softplus(f64::from(-0.2f32) + f64::from(0.1f32));
         let d = f64::from(0.7f32);
         // Step 0: S = dt0·x0·B0; y0 = S·C0 + D·x0.
         let s0 = [dt0 * 0.5 * 1.0, dt0 * 0.5 * 2.0];
-        let y0 = s0[0] * 3.0 + s0[1] * -1.0 + d * 0.5;
+        let y0 = s0[0] * 3.0 - s0[1] + d * 0.5;
         // Step 1: S = e^{dt1·A}·S + dt1·x1·B1.
         let e = (dt1 * a).exp();
         let s1 = [e * s0[0] + dt1 * 2.0 * 0.5, e * s0[1] + dt1 * 2.0 * 1.0];

@@ -121,6 +121,29 @@ impl WgpuBackend {
         inputs: &RecurrentInputs,
         runs: usize,
     ) -> Result<BlockRun> {
+        self.run_layer(b, inputs, runs, false).map(|(run, _)| run)
+    }
+
+    /// Every step's output after one run with every buffer poisoned (a step's parts
+    /// concatenated), in `steps()` order: each kernel checked on its own against
+    /// `block_recurrent::reference_steps`.
+    pub fn recurrent_step_outputs(
+        &mut self,
+        b: &RecurrentShape,
+        inputs: &RecurrentInputs,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.run_layer(b, inputs, 0, true).map(|(_, steps)| steps)
+    }
+
+    /// The checked run (every step's outputs read back when `every_step`, else the last), then
+    /// `runs` timed runs.
+    fn run_layer(
+        &mut self,
+        b: &RecurrentShape,
+        inputs: &RecurrentInputs,
+        runs: usize,
+        every_step: bool,
+    ) -> Result<(BlockRun, Vec<Vec<f32>>)> {
         let dtype = b.dtype;
         let steps = b.steps().map_err(BackendError::Unsupported)?;
         let t = b.tokens();
@@ -183,10 +206,17 @@ impl WgpuBackend {
                     }
                     "in-proj" => {
                         let (s, p, m) = matmul(b.in_width(), h)?;
-                        (s, p, m, vec![prev, At::Input(input::IN_PROJ)], vec![t * b.in_width()])
+                        (
+                            s,
+                            p,
+                            m,
+                            vec![prev, At::Input(input::IN_PROJ)],
+                            vec![t * b.in_width()],
+                        )
                     }
                     "short-conv" | "conv" => {
-                        let stage = layer_stage(&CAUSAL_CONV, dtype, &[], items(t * b.conv_width()))?;
+                        let stage =
+                            layer_stage(&CAUSAL_CONV, dtype, &[], items(t * b.conv_width()))?;
                         let params = vec![
                             t as u32,
                             b.seq as u32,
@@ -348,7 +378,13 @@ impl WgpuBackend {
                     }
                     "gate+up" => {
                         let (s, p, m) = matmul(2 * ff, h)?;
-                        (s, p, m, vec![prev, At::Input(input::GATE_UP)], vec![t * 2 * ff])
+                        (
+                            s,
+                            p,
+                            m,
+                            vec![prev, At::Input(input::GATE_UP)],
+                            vec![t * 2 * ff],
+                        )
                     }
                     "gated-silu" => (
                         elementwise(plan_op(i)?)?,
@@ -450,18 +486,43 @@ impl WgpuBackend {
             let poison = to_bytes(&vec![f32::NAN; elems as usize], dtype);
             self.queue.write_buffer(&buffers[buffer], 0, &poison);
         }
-        let (last, last_elems) = *outputs.last().ok_or_else(|| device_err("empty layer"))?;
-        let out_bytes = dtype.bytes_for(last_elems).div_ceil(4) * 4;
-        let staging = self.storage_buffer(
-            "layer-read",
-            out_bytes,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
+        let last = *outputs.last().ok_or_else(|| device_err("empty layer"))?;
+        let read: Vec<(usize, u64)> = if every_step {
+            outputs.clone()
+        } else {
+            vec![last]
+        };
+        let staged: Vec<(wgpu::Buffer, u64, u64)> = read
+            .iter()
+            .map(|&(_, elems)| {
+                let bytes = dtype.bytes_for(elems).div_ceil(4) * 4;
+                let staging = self.storage_buffer(
+                    "layer-read",
+                    bytes,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                );
+                (staging, bytes, elems)
+            })
+            .collect();
         let mut encoder = self.encode_layer(&dispatches, &pipelines, &groups, None);
-        encoder.copy_buffer_to_buffer(&buffers[last], 0, &staging, 0, out_bytes);
+        for (&(buffer, _), (staging, bytes, _)) in read.iter().zip(&staged) {
+            encoder.copy_buffer_to_buffer(&buffers[buffer], 0, staging, 0, *bytes);
+        }
         self.queue.submit([encoder.finish()]);
-        let bytes = self.read_buffer(&staging, out_bytes)?;
-        let output = super::from_bytes(&bytes, dtype, last_elems as usize);
+        let mut values = Vec::new();
+        for (staging, bytes, elems) in &staged {
+            let raw = self.read_buffer(staging, *bytes)?;
+            values.push(super::from_bytes(&raw, dtype, *elems as usize));
+        }
+        let output = values.last().cloned().unwrap_or_default();
+        // Each step's parts, concatenated.
+        let mut per_step = Vec::new();
+        if every_step {
+            let mut parts_read = values.into_iter();
+            for outs in &parts {
+                per_step.push(parts_read.by_ref().take(outs.len()).flatten().collect());
+            }
+        }
 
         // Timed runs: a begin and an end timestamp per step.
         let n = dispatches.len() as u32;
@@ -509,12 +570,13 @@ impl WgpuBackend {
             }
         }
         self.take_error()?;
-        Ok(BlockRun {
+        let run = BlockRun {
             output,
             block_s,
             op_s,
             implementations: dispatches.into_iter().map(|d| d.implementation).collect(),
-        })
+        };
+        Ok((run, per_step))
     }
 
     /// Every dispatch in its own compute pass (timestamps at each pass's start and end when
@@ -562,7 +624,11 @@ mod tests {
                 for state in [4, 64] {
                     let src = template(k.text, dtype, &ssd_subs(state)).unwrap();
                     assert!(!src.contains("ELEM"), "{}", k.file);
-                    assert!(!src.contains("_u;") && !src.contains("SSD_STEP"), "{}", k.file);
+                    assert!(
+                        !src.contains("_u;") && !src.contains("SSD_STEP"),
+                        "{}",
+                        k.file
+                    );
                     let module = naga::front::wgsl::parse_str(&src)
                         .unwrap_or_else(|e| panic!("{}: {}", k.file, e.emit_to_string(&src)));
                     naga::valid::Validator::new(
