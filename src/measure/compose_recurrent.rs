@@ -110,18 +110,30 @@ pub fn priced_steps(b: &RecurrentShape) -> Vec<(String, Vec<Op>)> {
 
 /// What the layer runs differently from what the plan prices, one line each.
 pub fn notes(b: &RecurrentShape) -> Vec<String> {
+    // One token per sequence: the plan prices a single state update (`scan-state`).
+    let priced_as = if b.seq == 1 {
+        "one state update per head (scan-state)"
+    } else {
+        "the chunked algorithm"
+    };
     match b.mixer {
         Mixer::GatedDeltaNet(_) => vec![
             format!(
                 "{GDN_PREP} (q and k L2-normalized per head, q scaled by 1/sqrt(key head dim), q, k and v gathered head-major, each value head's decay and write strength from the projection) runs as its own kernel that no plan op prices: its time is in the measured layer, not in the sum of predictions"
             ),
-            "scan runs the gated delta rule token by token (the recurrent kernel); the plan prices the chunked algorithm's FLOPs".to_string(),
+            format!("scan runs the gated delta rule token by token (the recurrent kernel); the plan prices {priced_as}"),
             "the input projection's columns are laid out [q | k | v | z | b | a] (Qwen3-Next groups them per key head: a permutation of the same matmul)".to_string(),
         ],
         Mixer::Mamba2(_) => vec![
-            format!(
-                "{SSD_SCAN} runs Mamba-2's scan as one recurrent kernel (step size, decay and the D skip inside it), compared with the sum of the plan's four SSD matmuls (ssd-scores, ssd-intra, ssd-state, ssd-inter)"
-            ),
+            if b.seq == 1 {
+                format!(
+                    "{SSD_SCAN} runs Mamba-2's scan as one recurrent kernel (step size, decay and the D skip inside it); the plan prices {priced_as}"
+                )
+            } else {
+                format!(
+                    "{SSD_SCAN} runs Mamba-2's scan as one recurrent kernel (step size, decay and the D skip inside it), compared with the sum of the plan's four SSD matmuls (ssd-scores, ssd-intra, ssd-state, ssd-inter)"
+                )
+            },
             "output-gate runs before gated-norm, as Mamba-2's gated RMSNorm gates its input; the plan lists the norm first (the same traffic)".to_string(),
         ],
     }
