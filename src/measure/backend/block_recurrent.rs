@@ -210,14 +210,6 @@ impl RecurrentShape {
         }
     }
 
-    /// Per-head parameters: A_log and dt_bias, and Mamba-2's skip D.
-    pub fn head_params(&self) -> u64 {
-        match self.mixer {
-            Mixer::GatedDeltaNet(l) => 2 * l.value_heads,
-            Mixer::Mamba2(m) => 3 * m.heads,
-        }
-    }
-
     /// Width of the gated norm's weight: one value head (shared by all), or Mamba-2's whole
     /// inner width (one norm per group of it).
     pub fn gated_norm_width(&self) -> u64 {
