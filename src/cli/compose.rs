@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::measure::backend::Backend;
 use crate::measure::backend::cuda::CudaBackend;
 use crate::measure::backend::wgpu::WgpuBackend;
-use crate::measure::compose;
+use crate::measure::{compose, compose_recurrent};
 use crate::model::cost::calibrated::{CalibratedModel, Stack};
 use crate::model::cost::{CostModel, Prediction, Provenance, Roofline};
 use crate::model::dtype::DType;
@@ -26,8 +26,9 @@ use tabled::settings::Style;
 #[derive(Debug, Args)]
 pub struct ComposeArgs {
     /// The layer to run: a catalog model, a config.json or a native .toml (dense, RMSNorm,
-    /// rotary, SwiGLU or GeGLU, no biases; QK-norm and sliding windows run), e.g.
-    /// examples/tiny-block.toml or examples/compose/*.toml.
+    /// rotary, SwiGLU or GeGLU, no biases; QK-norm and sliding windows run; a model with
+    /// linear-attention or Mamba-2 layers runs one of those), e.g. examples/tiny-block.toml or
+    /// examples/compose/*.toml.
     #[arg(long)]
     model: String,
     /// Which layer: a global (full-attention) one, or a local (sliding-window) one of a
@@ -87,7 +88,8 @@ pub struct ComposedOp {
     /// Median of the op's own time across the timed runs (null without per-op timestamps).
     pub measured_s: Option<f64>,
     pub predicted_s: f64,
-    pub provenance: Provenance,
+    /// The (first) pricing op's provenance; null for a step no plan op prices.
+    pub provenance: Option<Provenance>,
     pub error_pct: Option<f64>,
 }
 
@@ -103,7 +105,8 @@ pub struct CompositionReport {
     pub dtype: DType,
     pub batch: u64,
     pub tokens: u64,
-    /// "global" or "local" (a sliding-window layer).
+    /// "global" or "local" (a sliding-window layer); "linear-attention" or "mamba" for the
+    /// recurrent families.
     pub layer: &'static str,
     /// What the block runs differently from the model, one line each.
     pub notes: Vec<String>,
@@ -208,8 +211,29 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         LayerArg::Global => compose::Layer::Global,
         LayerArg::Local => compose::Layer::Local,
     };
-    let block =
-        compose::block_shape_of(&arch, layer, batch, tokens, dtype).map_err(Error::Unsupported)?;
+    // Models with linear-attention or Mamba-2 layers run one of those instead.
+    let recurrent = if compose_recurrent::applies(&arch) {
+        if a.layer == LayerArg::Local {
+            return Err(Error::Unsupported(format!(
+                "{}: --layer local: compose runs its linear-attention or Mamba-2 layer",
+                arch.name
+            ))
+            .into());
+        }
+        Some(
+            compose_recurrent::layer_shape(&arch, batch, tokens, dtype)
+                .map_err(Error::Unsupported)?,
+        )
+    } else {
+        None
+    };
+    let block = match recurrent {
+        Some(_) => None,
+        None => Some(
+            compose::block_shape_of(&arch, layer, batch, tokens, dtype)
+                .map_err(Error::Unsupported)?,
+        ),
+    };
     let mut backend: Box<dyn Backend> = match a.backend {
         BackendName::Wgpu => Box::new(WgpuBackend::open(a.adapter)?),
         BackendName::Cuda => Box::new(CudaBackend::open(a.adapter)?),
@@ -237,8 +261,18 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         Some(m) => m,
         None => &Roofline,
     };
-    let m = compose::measure(backend.as_mut(), &block, a.runs, a.seed)
-        .with_context(|| format!("running the {} block", arch.name))?;
+    let m = match (&block, &recurrent) {
+        (Some(b), _) => compose::measure(backend.as_mut(), b, a.runs, a.seed),
+        (None, Some(r)) => compose_recurrent::measure(backend.as_mut(), r, a.runs, a.seed),
+        (None, None) => unreachable!("one of the two shapes was built"),
+    }
+    .with_context(|| format!("running the {} block", arch.name))?;
+    // Each step the device ran, with the plan ops that price it.
+    let steps: Vec<(String, Vec<crate::model::ops::Op>)> = match (&block, &recurrent) {
+        (Some(b), _) => b.ops.iter().map(|(n, op)| (n.clone(), vec![*op])).collect(),
+        (None, Some(r)) => compose_recurrent::priced_steps(r),
+        (None, None) => Vec::new(),
+    };
     let Some(total) = m.block else {
         return Err(Error::Unsupported(format!(
             "the {} block's output is wrong on {}: max relative error {:.2e} > {:.2e}{}",
@@ -254,17 +288,35 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         .into());
     };
     let mut ops = Vec::new();
-    for (i, (name, op)) in block.ops.iter().enumerate() {
+    for (i, (name, priced)) in steps.iter().enumerate() {
         let implementation = m.implementations.get(i).cloned().unwrap_or_default();
-        let p = predict_for(calibrated.as_ref(), model, op, &implementation, &profile)?;
+        let predictions = priced
+            .iter()
+            .map(|op| predict_for(calibrated.as_ref(), model, op, &implementation, &profile))
+            .collect::<Result<Vec<_>>>()?;
+        let predicted_s: f64 = predictions.iter().map(|p| p.seconds).sum();
+        let barred: Vec<(f64, f64)> = predictions
+            .iter()
+            .filter_map(|p| p.error_pct.map(|e| (p.seconds, e)))
+            .collect();
+        let barred_s: f64 = barred.iter().map(|(s, _)| s).sum();
         ops.push(ComposedOp {
             name: name.clone(),
-            op: op.to_string(),
+            op: if priced.is_empty() {
+                "(not in the plan)".to_string()
+            } else {
+                priced
+                    .iter()
+                    .map(|op| op.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            },
             implementation,
             measured_s: m.ops.get(i).map(|s| s.median_s),
-            predicted_s: p.seconds,
-            provenance: p.provenance,
-            error_pct: p.error_pct,
+            predicted_s,
+            provenance: predictions.first().map(|p| p.provenance),
+            error_pct: (barred_s > 0.0)
+                .then(|| barred.iter().map(|(s, e)| s * e).sum::<f64>() / barred_s),
         });
     }
     let predicted_s: f64 = ops.iter().map(|o| o.predicted_s).sum();
@@ -285,11 +337,15 @@ pub fn run(a: ComposeArgs) -> Result<()> {
         dtype,
         batch,
         tokens,
-        layer: match a.layer {
-            LayerArg::Global => "global",
-            LayerArg::Local => "local",
+        layer: match (&recurrent, a.layer) {
+            (Some(r), _) => compose_recurrent::layer_name(r),
+            (None, LayerArg::Global) => "global",
+            (None, LayerArg::Local) => "local",
         },
-        notes: compose::notes(&arch),
+        notes: match &recurrent {
+            Some(r) => compose_recurrent::notes(r),
+            None => compose::notes(&arch),
+        },
         cost_model: model.describe(&profile),
         max_rel_error: m.correctness.max_rel_error,
         tolerance: m.correctness.tolerance,
@@ -359,7 +415,9 @@ pub fn run(a: ComposeArgs) -> Result<()> {
                     Some(e) => format!("{} ±{e:.0}%", seconds(o.predicted_s)),
                     None => seconds(o.predicted_s),
                 },
-                format!("{:?}", o.provenance).to_lowercase(),
+                o.provenance
+                    .map(|p| format!("{p:?}").to_lowercase())
+                    .unwrap_or_else(|| "-".into()),
                 o.measured_s
                     .map(|t| percent((o.predicted_s - t) / t))
                     .unwrap_or_else(|| "-".into()),

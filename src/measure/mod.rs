@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod compose;
+pub mod compose_recurrent;
 pub mod fit;
 pub mod harness;
 pub mod interconnect;

@@ -9,6 +9,7 @@ mod common;
 mod bench_cli;
 mod calibration;
 mod compose;
+mod compose_recurrent;
 mod cuda_compile;
 mod cuda_on_cpu;
 mod decode_on_cpu;
@@ -108,6 +109,12 @@ const CASES: &[Case] = &[
     case!(Nothing, compose::each_familys_block_is_its_workloads_layer),
     case!(Wgpu, compose::each_familys_block_matches_its_reference_and_its_features_are_wired),
     case!(Wgpu, compose::compose_runs_one_layer_of_each_family),
+    case!(Nothing, compose_recurrent::recurrent_layers_are_the_workloads_layers),
+    case!(Nothing, compose_recurrent::a_recurrent_prefix_gives_the_first_rows_of_every_sequence),
+    case!(Wgpu, compose_recurrent::each_recurrent_step_matches_its_reference),
+    case!(Wgpu, compose_recurrent::recurrent_layers_match_their_reference_and_their_features_are_wired),
+    case!(Wgpu, compose_recurrent::f16_recurrent_layers_match_their_reference),
+    case!(Wgpu, compose_recurrent::compose_runs_a_linear_attention_and_a_mamba_layer),
     case!(Wgpu, calibration::a_fresh_lavapipe_sweep_calibrates_better_than_the_roofline),
 ];
 

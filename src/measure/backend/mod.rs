@@ -5,6 +5,7 @@
 //! table beside their sources (`spec`); `host` rounds and packs values for device buffers.
 
 pub mod block;
+pub mod block_recurrent;
 pub mod cpu;
 pub mod cuda;
 pub mod host;
@@ -223,6 +224,19 @@ pub trait Backend {
     ) -> Result<block::BlockRun> {
         Err(BackendError::Unsupported(format!(
             "{}: no transformer-block runner for this backend",
+            self.device().backend
+        )))
+    }
+    /// Runs a recurrent layer (Gated DeltaNet and its MLP, or a Mamba-2 mixer) forward: once
+    /// with poisoned buffers (output returned), then `runs` timed times.
+    fn run_recurrent_block(
+        &mut self,
+        _layer: &block_recurrent::RecurrentShape,
+        _inputs: &block_recurrent::RecurrentInputs,
+        _runs: usize,
+    ) -> Result<block::BlockRun> {
+        Err(BackendError::Unsupported(format!(
+            "{}: no recurrent-layer runner for this backend",
             self.device().backend
         )))
     }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use wgpu::util::DeviceExt;
 
 mod block;
+mod block_recurrent;
 #[path = "../../../kernels/wgsl/specs.rs"]
 mod specs;
 
@@ -737,6 +738,15 @@ impl Backend for WgpuBackend {
         runs: usize,
     ) -> Result<super::block::BlockRun> {
         self.block_forward(block, inputs, runs)
+    }
+
+    fn run_recurrent_block(
+        &mut self,
+        layer: &super::block_recurrent::RecurrentShape,
+        inputs: &super::block_recurrent::RecurrentInputs,
+        runs: usize,
+    ) -> Result<super::block::BlockRun> {
+        self.recurrent_forward(layer, inputs, runs)
     }
 }
 
