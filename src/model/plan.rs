@@ -892,6 +892,13 @@ impl Ctx {
                     m.kv_lora_rank,
                 ),
             );
+            // Each head's key is its kv-up part followed by the one rotary key the heads share
+            // (the concatenation of vLLM's and transformers' MLA prefill): a copy, priced as a
+            // gather — each key element read once and written once, no arithmetic.
+            s.push(
+                Label::new("k-assemble"),
+                self.memory(MemoryKind::EmbeddingLookup, keys, heads * m.qk_head_dim()),
+            );
             s.push(
                 Label::new("attention"),
                 self.attention_over(

@@ -5,6 +5,7 @@
 //! table beside their sources (`spec`); `host` rounds and packs values for device buffers.
 
 pub mod block;
+pub mod block_mla;
 pub mod cpu;
 pub mod cuda;
 pub mod host;
