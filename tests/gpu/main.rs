@@ -9,6 +9,7 @@ mod common;
 mod bench_cli;
 mod calibration;
 mod compose;
+mod compose_mla;
 mod cuda_compile;
 mod cuda_on_cpu;
 mod mla_on_cpu;
@@ -102,6 +103,9 @@ const CASES: &[Case] = &[
     case!(Nothing, compose::each_familys_block_is_its_workloads_layer),
     case!(Wgpu, compose::each_familys_block_matches_its_reference_and_its_features_are_wired),
     case!(Wgpu, compose::compose_runs_one_layer_of_each_family),
+    case!(Nothing, compose_mla::the_mla_block_is_the_workloads_prefill_layer),
+    case!(Wgpu, compose_mla::fused_attention_takes_keys_wider_than_values),
+    case!(Wgpu, compose_mla::the_mla_block_matches_its_reference_and_each_part_is_wired),
     case!(Wgpu, calibration::a_fresh_lavapipe_sweep_calibrates_better_than_the_roofline),
 ];
 
