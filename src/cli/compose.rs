@@ -26,9 +26,9 @@ use tabled::settings::Style;
 #[derive(Debug, Args)]
 pub struct ComposeArgs {
     /// The layer to run: a catalog model, a config.json or a native .toml (dense, RMSNorm,
-    /// rotary, SwiGLU or GeGLU, no biases; QK-norm and sliding windows run; a model with
-    /// linear-attention or Mamba-2 layers runs one of those), e.g. examples/tiny-block.toml or
-    /// examples/compose/*.toml.
+    /// rotary, SwiGLU or GeGLU, no biases; QK-norm, sliding windows and multi-head latent
+    /// attention run; a model with linear-attention or Mamba-2 layers runs one of those), e.g.
+    /// examples/tiny-block.toml or examples/compose/*.toml.
     #[arg(long)]
     model: String,
     /// Which layer: a global (full-attention) one, or a local (sliding-window) one of a

@@ -3,6 +3,7 @@
 //! the statistics of the whole block's and each op's time.
 
 use crate::measure::backend::block::{self, BlockInputs, BlockShape};
+use crate::measure::backend::block_mla;
 use crate::measure::backend::{Backend, BackendError};
 use crate::measure::harness::stats::Summary;
 use crate::measure::harness::{self, Correctness, compare, random_tensor, round_to, tolerance};
@@ -31,7 +32,8 @@ pub fn block_shape(
 
 /// The block of one of `arch`'s dense layers, or why the runner cannot build it: it has kernels
 /// for RMSNorm (QK-norm and Gemma's norms after attention and the MLP included), rotary
-/// positions, attention with a sliding window, SwiGLU and GeGLU, and no biases.
+/// positions, attention with a sliding window, multi-head latent attention's prefill
+/// (`block_mla`), SwiGLU and GeGLU, and no biases.
 pub fn block_shape_of(
     arch: &Architecture,
     layer: Layer,
@@ -39,11 +41,7 @@ pub fn block_shape_of(
     seq: u64,
     dtype: DType,
 ) -> Result<BlockShape, String> {
-    let why = if arch.mla.is_some() {
-        Some(
-            "no kernel for its multi-head latent attention: the decompressed prefill builds each head's key from kv-up's per-head part and the shared rotary key, an assembly the block runner cannot run yet",
-        )
-    } else if arch.linear_attention.is_some() {
+    let why = if arch.linear_attention.is_some() {
         Some("no kernel for its linear-attention (Gated DeltaNet) layers")
     } else if arch.attention_output_gate {
         Some("no kernel for its attention output gate")
@@ -64,6 +62,10 @@ pub fn block_shape_of(
         Some("no biases")
     } else if !arch.head_dim.is_multiple_of(4) {
         Some("a head dim that is a multiple of 4")
+    } else if let Some(m) = arch.mla
+        && (!m.v_head_dim.is_multiple_of(4) || !m.qk_rope_head_dim.is_multiple_of(2))
+    {
+        Some("a v head dim that is a multiple of 4 and an even rotary head dim")
     } else {
         None
     };
@@ -92,11 +94,14 @@ pub fn block_shape_of(
     };
     let ops = crate::model::plan::layer_forward_ops(arch, kind, batch, seq, dtype);
     let names: Vec<&str> = ops.iter().map(|(n, _)| n.as_str()).collect();
-    let expected = block::block_ops(
-        names.contains(&"qk-norm"),
-        names.contains(&"post-attn-norm"),
-        arch.mlp.activation,
-    );
+    let expected = match arch.mla {
+        Some(m) => block_mla::block_ops(m.q_lora_rank > 0, arch.mlp.activation),
+        None => block::block_ops(
+            names.contains(&"qk-norm"),
+            names.contains(&"post-attn-norm"),
+            arch.mlp.activation,
+        ),
+    };
     if names != expected {
         return Err(format!(
             "{}: its layer runs {} — the block runner runs {}",
@@ -114,9 +119,11 @@ pub fn block_shape_of(
         hidden: arch.hidden_size,
         heads: arch.num_heads,
         kv_heads: arch.num_kv_heads,
-        head_dim: arch.head_dim,
+        // With latent attention, what each head's attention writes (see `BlockShape`).
+        head_dim: arch.mla.map_or(arch.head_dim, |m| m.v_head_dim),
         intermediate: arch.intermediate_size,
         activation: arch.mlp.activation,
+        mla: arch.mla,
     })
 }
 
@@ -147,7 +154,12 @@ pub fn inputs(b: &BlockShape, seed: u64) -> BlockInputs {
     BlockInputs {
         x: random_tensor((b.tokens() * h) as usize, d, seed),
         attn_norm: random_tensor(h as usize, d, seed ^ 0x11),
-        qkv: weight(h, b.qkv_width(), 0x22),
+        // A latent-attention layer has no QKV projection: its own weights are in `mla`.
+        qkv: if b.mla.is_some() {
+            Vec::new()
+        } else {
+            weight(h, b.qkv_width(), 0x22)
+        },
         attn_out: weight(b.q_width(), h, 0x33),
         mlp_norm: random_tensor(h as usize, d, seed ^ 0x44),
         gate_up: weight(h, 2 * ff, 0x55),
@@ -155,6 +167,7 @@ pub fn inputs(b: &BlockShape, seed: u64) -> BlockInputs {
         qk_norm: random_tensor(2 * b.head_dim as usize, d, seed ^ 0x77),
         post_attn_norm: random_tensor(h as usize, d, seed ^ 0x88),
         post_mlp_norm: random_tensor(h as usize, d, seed ^ 0x99),
+        mla: b.mla.map(|m| block_mla::weights(b, &m, seed)),
     }
 }
 

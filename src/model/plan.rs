@@ -899,6 +899,13 @@ impl Ctx {
                     m.kv_lora_rank,
                 ),
             );
+            // Each head's key is its kv-up part followed by the one rotary key the heads share
+            // (the concatenation of vLLM's and transformers' MLA prefill): a copy, priced as a
+            // gather — each key element read once and written once, no arithmetic.
+            s.push(
+                Label::new("k-assemble"),
+                self.memory(MemoryKind::EmbeddingLookup, keys, heads * m.qk_head_dim()),
+            );
             s.push(
                 Label::new("attention"),
                 self.attention_over(
@@ -1650,6 +1657,16 @@ mod tests {
         let has = |ops: &[OpInstance], name: &str| ops.iter().any(|o| o.label.name == name);
         assert!(has(&decode, "q-absorb") && !has(&decode, "kv-up"));
         assert!(has(&prefill, "kv-up") && !has(&prefill, "q-absorb"));
+        // Prefill assembles each head's key: 1024 tokens × 128 heads × 192, read and written.
+        assert!(!has(&decode, "k-assemble"));
+        let assemble = prefill
+            .iter()
+            .find(|o| o.label.name == "k-assemble")
+            .unwrap();
+        assert_eq!(
+            assemble.op.min_bytes(),
+            1024.0 * 128.0 * 192.0 * 2.0 * 2.0 + 1024.0 * 4.0
+        );
         let attention = |ops: &[OpInstance]| {
             ops.iter()
                 .find_map(|o| match o.op {

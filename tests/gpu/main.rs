@@ -10,6 +10,7 @@ mod bench_cli;
 mod calibration;
 mod compose;
 mod compose_recurrent;
+mod compose_mla;
 mod cuda_compile;
 mod cuda_on_cpu;
 mod decode_on_cpu;
@@ -115,6 +116,9 @@ const CASES: &[Case] = &[
     case!(Wgpu, compose_recurrent::recurrent_layers_match_their_reference_and_their_features_are_wired),
     case!(Wgpu, compose_recurrent::f16_recurrent_layers_match_their_reference),
     case!(Wgpu, compose_recurrent::compose_runs_a_linear_attention_and_a_mamba_layer),
+    case!(Nothing, compose_mla::the_mla_block_is_the_workloads_prefill_layer),
+    case!(Wgpu, compose_mla::fused_attention_takes_keys_wider_than_values),
+    case!(Wgpu, compose_mla::the_mla_block_matches_its_reference_and_each_part_is_wired),
     case!(Wgpu, calibration::a_fresh_lavapipe_sweep_calibrates_better_than_the_roofline),
 ];
 

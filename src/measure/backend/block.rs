@@ -6,6 +6,7 @@
 
 use super::cpu::{self, RotaryLayout};
 use super::{AttentionLayout, Strided};
+use crate::model::arch::Mla;
 use crate::model::dtype::DType;
 use crate::model::ops::{Activation, Attention, Matmul, MemoryOp, Op};
 
@@ -62,11 +63,15 @@ pub struct BlockShape {
     pub hidden: u64,
     pub heads: u64,
     pub kv_heads: u64,
+    /// Width of each head's attention output (with multi-head latent attention, its v head
+    /// dim: its queries and keys are wider, `mla`).
     pub head_dim: u64,
     /// Width of the MLP.
     pub intermediate: u64,
     /// The MLP's gated activation: SiLU (SwiGLU) or GELU (GeGLU).
     pub activation: Activation,
+    /// Multi-head latent attention's dimensions, for a DeepSeek-style layer (`block_mla`).
+    pub mla: Option<Mla>,
 }
 
 impl BlockShape {
@@ -179,6 +184,9 @@ impl BlockShape {
     /// Attention reads Q and K from the rotary output and V from the QKV output, token-major,
     /// and writes O token-major, ready for the output projection.
     pub fn attention_layout(&self) -> AttentionLayout {
+        if self.mla.is_some() {
+            return super::block_mla::attention_layout(self);
+        }
         let d = self.head_dim;
         let qk_row = self.q_width() + self.kv_width();
         let token_major = |row: u64, offset: u64| Strided {
@@ -210,6 +218,9 @@ impl BlockShape {
     /// before it; attention reads Q and K from the rotary output and V from the QKV projection,
     /// and the second residual adds the MLP branch to the first residual's output.
     pub fn operands(&self) -> Vec<Vec<Operand>> {
+        if self.mla.is_some() {
+            return super::block_mla::operands(self);
+        }
         use Operand::{Input, Op};
         let (qkv, first_residual) = (self.index("qkv"), self.index("residual"));
         self.ops
@@ -241,6 +252,9 @@ impl BlockShape {
 impl BlockShape {
     /// Elements of op `i`'s output.
     pub fn output_elems(&self, i: usize) -> u64 {
+        if self.mla.is_some() && self.ops[i].0 == "rotary" {
+            return super::block_mla::rotary_output_elems(self);
+        }
         match &self.ops[i].1 {
             Op::Matmul(m) => m.batch * m.m * m.n,
             Op::Attention(_) => self.tokens() * self.q_width(),
@@ -264,13 +278,15 @@ pub struct BlockInputs {
     pub qk_norm: Vec<f32>,
     pub post_attn_norm: Vec<f32>,
     pub post_mlp_norm: Vec<f32>,
+    /// Multi-head latent attention's weights, for a DeepSeek-style layer.
+    pub mla: Option<super::block_mla::MlaWeights>,
 }
 
 impl BlockInputs {
-    /// The tensors in `Operand::Input` order (the last three read only by the layers that have
-    /// those norms).
-    pub fn tensors(&self) -> [&[f32]; 10] {
-        [
+    /// The tensors in `Operand::Input` order (the last three of the first ten read only by the
+    /// layers that have those norms; then the latent attention's, where the layer has it).
+    pub fn tensors(&self) -> Vec<&[f32]> {
+        let dense: [&[f32]; 10] = [
             &self.x,
             &self.attn_norm,
             &self.qkv,
@@ -281,7 +297,9 @@ impl BlockInputs {
             &self.qk_norm,
             &self.post_attn_norm,
             &self.post_mlp_norm,
-        ]
+        ];
+        let latent = self.mla.iter().flat_map(|m| m.tensors());
+        dense.into_iter().chain(latent).collect()
     }
 }
 
@@ -342,6 +360,9 @@ pub fn reference(
     w: &BlockInputs,
     round: &dyn Fn(f64) -> f32,
 ) -> Vec<f64> {
+    if b.mla.is_some() {
+        return super::block_mla::reference(b, x, w, round);
+    }
     let (t, h, ff) = (b.tokens(), b.hidden, b.intermediate);
     let mm =
         |x: &[f32], w: &[f32], n: u64, k: u64| cpu::matmul(&Matmul::new(1, t, n, k, b.dtype), x, w);

@@ -6,6 +6,7 @@
 
 pub mod block;
 pub mod block_recurrent;
+pub mod block_mla;
 pub mod cpu;
 pub mod cuda;
 pub mod host;

@@ -24,6 +24,11 @@ impl CudaBackend {
         inputs: &BlockInputs,
         runs: usize,
     ) -> Result<BlockRun> {
+        if block.mla.is_some() {
+            return Err(BackendError::Unsupported(
+                "cuda block: no kernels for multi-head latent attention's prefill (its in-place query rotary and key assembly): run it with --backend wgpu".into(),
+            ));
+        }
         let (elem, _) = memory_elem(block.dtype)
             .filter(|_| {
                 matches!(

@@ -12,6 +12,8 @@ use crate::measure::backend::{BackendError, Result};
 use crate::model::ops::Op;
 use wgpu::util::DeviceExt;
 
+mod mla;
+
 /// The matmul variant a block runs: the fastest WGSL matmul past tiny shapes.
 const MATMUL_VARIANT: &str = "regblock";
 
@@ -113,6 +115,10 @@ impl WgpuBackend {
             outputs.push((out, out_elems));
             let ins: Vec<usize> = operands.iter().map(buffer_of).collect();
             let (stage, params, implementation) = match op {
+                // Multi-head latent attention's own memory-bound ops (`mla`).
+                Op::Memory(m) if block.mla.is_some() && mla::runs(name) => {
+                    mla::step(block, name, m)?
+                }
                 Op::Matmul(mm) => {
                     let stage = stages(op, MATMUL_VARIANT)?
                         .pop()
