@@ -5,8 +5,8 @@
 //! table beside their sources (`spec`); `host` rounds and packs values for device buffers.
 
 pub mod block;
-pub mod block_recurrent;
 pub mod block_mla;
+pub mod block_recurrent;
 pub mod cpu;
 pub mod cuda;
 pub mod host;
