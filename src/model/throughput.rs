@@ -11,9 +11,12 @@
 //!   is the mean decode step over the contexts `input+1 ..= input+output−1` at that batch.
 //! - **Prefill** runs in chunks of about `prefill_chunk_tokens` tokens (whole prompts), once per
 //!   request, between the decode steps.
+//! - **Pipeline stages** (`pp`) keep `pp` microbatches under way, one in each stage: the
+//!   sequences decode in `pp` microbatches, and `pp` prefill chunks overlap the same way.
 //!
 //! Over N requests the group spends N·prefill + (N/concurrency)·output·step, so
-//! throughput = output / (prefill + output·step / concurrency).
+//! throughput = output / (prefill + output·step / concurrency), with prefill and step divided by
+//! `pp` under a pipeline (the step then of one microbatch).
 
 use crate::error::{Error, Result};
 use crate::model::arch::Architecture;
@@ -69,7 +72,8 @@ pub struct OfflineThroughput {
     pub output_tokens_per_s: f64,
     /// The same over the group's GPUs.
     pub output_tokens_per_s_per_gpu: f64,
-    /// The mean decode step at `concurrency`.
+    /// The mean decode step at `concurrency` (with pipeline stages: of one of the `pp`
+    /// microbatches the sequences go round in, across every stage).
     pub decode_step_s: f64,
     /// Prefill time per request (its chunk's time over the prompts in it).
     pub prefill_s_per_request: f64,
@@ -125,10 +129,14 @@ pub fn offline_throughput(
     }
     let concurrency = (fitting.min(load.max_concurrency as f64) as u64).max(1);
 
-    let decode = price_candidate(arch, &serving_only(setup(concurrency)), pricer)?.decode;
+    // With pipeline stages, the sequences go round in `pp` microbatches, one in each stage: a
+    // microbatch's step crosses every stage, and `pp` of them are under way at once.
+    let pp = serving.parallelism.pp;
+    let micro = concurrency.div_ceil(pp);
+    let decode = price_candidate(arch, &serving_only(setup(micro)), pricer)?.decode;
     let prefill = price_candidate(arch, &serving_only(setup(chunk)), pricer)?.prefill;
-    let prefill_per_request = prefill.seconds / chunk as f64;
-    let decode_per_request = load.output as f64 * decode.seconds / concurrency as f64;
+    let prefill_per_request = prefill.seconds / (chunk * pp) as f64;
+    let decode_per_request = load.output as f64 * decode.seconds / (micro * pp) as f64;
     let per_request = prefill_per_request + decode_per_request;
     let gpus = serving
         .parallelism
@@ -215,6 +223,26 @@ mod tests {
         assert_eq!(t.kv_bytes_per_sequence, 2000.0 * 131_072.0);
         // About 8 GB of fp8 weights on 80 GB: some 60 GB of cache.
         assert!((200..300).contains(&t.concurrency), "{}", t.concurrency);
+    }
+
+    /// Pipeline stages keep one microbatch in each stage: the step is a microbatch's, and `pp` of
+    /// them overlap.
+    #[test]
+    fn pipeline_stages_overlap_their_microbatches() {
+        let system = System::load("h100-sxm", None, true).unwrap();
+        let a = arch::load("llama-3.1-70b").unwrap();
+        let mut pricer = Pricer::new(&system);
+        let mut s = serving(DType::Fp8E4m3, 2);
+        s.parallelism.pp = 2;
+        let load = OfflineLoad::new(1000, 1000);
+        let t = offline_throughput(&a, &s, &load, &mut pricer).unwrap();
+        let micro = t.concurrency.div_ceil(2) as f64;
+        let expected =
+            1000.0 / (t.prefill_s_per_request + 1000.0 * t.decode_step_s / (2.0 * micro));
+        assert!((t.output_tokens_per_s - expected).abs() < 1e-9 * expected);
+        // Four GPUs as 2 x 2 sustain more than the same two tensor ranks alone.
+        let two = offline_throughput(&a, &serving(DType::Fp8E4m3, 2), &load, &mut pricer).unwrap();
+        assert!(t.output_tokens_per_s > 1.5 * two.output_tokens_per_s);
     }
 
     /// More memory holds more sequences and sustains more tokens; a model that does not fit
