@@ -66,9 +66,9 @@ impl OfflineLoad {
 pub struct OfflineThroughput {
     pub input: u64,
     pub output: u64,
-    /// Sequences decoded together.
+    /// Sequences decoded together (on one replica).
     pub concurrency: u64,
-    /// Output tokens per second of the whole serving group.
+    /// Output tokens per second of the whole serving group, every replica.
     pub output_tokens_per_s: f64,
     /// The same over the group's GPUs.
     pub output_tokens_per_s_per_gpu: f64,
@@ -138,11 +138,10 @@ pub fn offline_throughput(
     let prefill_per_request = prefill.seconds / (chunk * pp) as f64;
     let decode_per_request = load.output as f64 * decode.seconds / (micro * pp) as f64;
     let per_request = prefill_per_request + decode_per_request;
-    let gpus = serving
-        .parallelism
-        .tp
-        .saturating_mul(serving.parallelism.pp);
-    let output_tokens_per_s = load.output as f64 / per_request;
+    // Data-parallel replicas each serve their own share of the requests.
+    let replicas = serving.parallelism.dp;
+    let gpus = serving.parallelism.gpus();
+    let output_tokens_per_s = replicas as f64 * load.output as f64 / per_request;
     let error_pct = match (prefill.error_pct(), decode.error_pct()) {
         (Some(p), Some(d)) => {
             Some((p * prefill_per_request + d * decode_per_request) / per_request)
@@ -243,6 +242,15 @@ mod tests {
         // Four GPUs as 2 x 2 sustain more than the same two tensor ranks alone.
         let two = offline_throughput(&a, &serving(DType::Fp8E4m3, 2), &load, &mut pricer).unwrap();
         assert!(t.output_tokens_per_s > 1.5 * two.output_tokens_per_s);
+        // Two replicas of those two tensor ranks serve twice as much, at the same rate per GPU.
+        let mut replicas = serving(DType::Fp8E4m3, 2);
+        replicas.parallelism.dp = 2;
+        let r = offline_throughput(&a, &replicas, &load, &mut pricer).unwrap();
+        assert_eq!(r.output_tokens_per_s, 2.0 * two.output_tokens_per_s);
+        assert_eq!(
+            r.output_tokens_per_s_per_gpu,
+            two.output_tokens_per_s_per_gpu
+        );
     }
 
     /// More memory holds more sequences and sustains more tokens; a model that does not fit
