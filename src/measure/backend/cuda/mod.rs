@@ -687,7 +687,7 @@ mod tests {
         let square = |d| mm(d, 1, 64, 64, 64);
         assert_eq!(
             offered(&square(DType::Fp32)),
-            ["naive", "tiled", "regblock", "cublas"]
+            ["naive", "tiled", "regblock", "simt", "simt-64", "cublas"]
         );
         assert_eq!(offered(&square(DType::Tf32)), ["mma", "cublas-tf32"]);
         for d in [DType::Fp16, DType::Bf16] {
@@ -789,6 +789,14 @@ mod tests {
         assert_eq!(
             one("regblock", &mm(DType::Fp32)),
             ("matmul_fp32_regblock".into(), (4, 3, 3), (256, 1, 1), 0)
+        );
+        assert_eq!(
+            one("simt", &mm(DType::Fp32)),
+            ("matmul_fp32_simt".into(), (4, 3, 3), (256, 1, 1), 0)
+        );
+        assert_eq!(
+            one("simt-64", &mm(DType::Fp32)),
+            ("matmul_fp32_simt_64".into(), (8, 5, 3), (64, 1, 1), 0)
         );
         for (d, entry, smem) in [
             (DType::Tf32, "mma_tf32", 37376),
