@@ -970,6 +970,28 @@ mod tests {
         }
     }
 
+    /// The device check's SIMT GEMM shape files are fp32 shapes both simt variants take beside
+    /// regblock and cuBLAS, and the targets hold the 4096³ GEMM the H100 record compares.
+    #[test]
+    fn sgemm_shape_files_are_simt_shapes() {
+        use crate::measure::harness::shapes::matmul_shapes;
+        let dir = env!("CARGO_MANIFEST_DIR");
+        for file in ["sgemm_smoke.toml", "sgemm_targets.toml"] {
+            let path = format!("{dir}/scripts/{file}");
+            let shapes = matmul_shapes(&path, DType::Fp32, f64::INFINITY).unwrap();
+            assert!(shapes.len() >= 3, "{file}");
+            for mm in &shapes {
+                let offered = offered(&Op::Matmul(*mm));
+                for v in ["regblock", "simt", "simt-64", "cublas"] {
+                    assert!(offered.contains(&v), "{file}: {mm:?} lacks {v}");
+                }
+            }
+            if file == "sgemm_targets.toml" {
+                assert!(shapes.contains(&Matmul::new(1, 4096, 4096, 4096, DType::Fp32)));
+            }
+        }
+    }
+
     /// sm_90a kernels run on compute capability 9.0 only: elsewhere they are refused with the
     /// reason, not compiled and crashed.
     #[test]
