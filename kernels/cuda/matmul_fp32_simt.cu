@@ -17,7 +17,7 @@
 // Grid (ceil(n/BN), ceil(m/BM), batch), block WARPS_M·WARPS_N·32.
 
 #ifndef SIMT_CHECK_ALIGN16
-#define SIMT_CHECK_ALIGN16(p)  // the CPU emulation checks every vector access's alignment
+#define SIMT_CHECK_ALIGN16(p)  // a hook: the CPU emulation defines it to check alignment
 #endif
 
 namespace simt {
