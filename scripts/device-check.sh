@@ -22,6 +22,12 @@
 # then scripts/hopper_targets.toml (4096³, 8192³, a small m) beside mma and cuBLAS / cuBLASLt,
 # within about 5 minutes. QUICK=1 checks the new variants the same way before timing anything,
 # the full run on the smoke shapes only.
+# SGEMM=1: the fp32 SIMT GEMM alone (cuda:simt, cuda:simt-64): correctness of every fp32
+# variant on the smoke shapes and of regblock, the simt variants and cuBLAS on the ragged shapes
+# of scripts/sgemm_smoke.toml first, then scripts/sgemm_targets.toml (4096³, 1024³, a small m)
+# beside regblock and cuBLAS sgemm, within about 2 minutes. The full run checks the simt
+# variants on the smoke shapes before its fp32 targets, which time them beside cuBLAS (both
+# steps together add at most 25 s to it).
 # CALIBRATION=1: correctness on the smoke shapes, the composition check, then the bf16 and fp16
 # calibration sweeps with long limits (no wgpu, no criterion), within about 6.5 minutes.
 # SWEEP=1: the dense calibration sweep within 7 minutes (SWEEP_BUDGET_S), vendors first: cuBLAS /
@@ -232,6 +238,19 @@ run() {
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
     return
   fi
+  # The fp32 SIMT GEMM's correctness on the smoke shapes, before any timing.
+  sgemm_smoke() {
+    step 15 $bin/gpucost bench --backend cuda --op matmul --dtype fp32 --shapes smoke --variant simt,simt-64 "${quick[@]}"
+  }
+  if [ -n "${SGEMM:-}" ]; then
+    step 15 $bin/gpucost bench --backend cuda --op matmul --dtype fp32 --shapes smoke "${quick[@]}"
+    step 30 $bin/gpucost bench --backend cuda --op matmul --dtype fp32 --shapes scripts/sgemm_smoke.toml \
+      --variant regblock,simt,simt-64,cublas "${quick[@]}"
+    step 60 $bin/gpucost bench --backend cuda --op matmul --dtype fp32 --shapes scripts/sgemm_targets.toml \
+      --variant regblock,simt,simt-64,cublas "${fast[@]}"
+    $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
+    return
+  fi
   if [ -n "${MLA:-}" ]; then
     mla_decode
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
@@ -274,11 +293,13 @@ run() {
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
     return
   fi
-  # The new sm_90a kernels' correctness before anything is timed, then the issue's target
-  # shapes, every dtype, next to the vendor.
+  # The new sm_90a and SIMT kernels' correctness before anything is timed, then the issue's
+  # target shapes, every dtype, next to the vendor.
   hopper_smoke
+  sgemm_smoke
   for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
-    step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
+    # fp32 times six variants at 4096³ (naive to simt-64, then cuBLAS sgemm): a longer limit.
+    step "$([ "$dt" = fp32 ] && echo 30 || echo 20)" $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
   done
   for dt in bf16 fp16; do
     step 25 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"

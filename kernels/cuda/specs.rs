@@ -94,6 +94,42 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
     },
     KernelSpec {
         variant: Variant {
+            name: "simt",
+            idea: "128x128 block, 8x8 micro-tiles, conflict-free warp tiling, double-buffered smem",
+            vendor: false,
+            tile: Some((128, 128)),
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Fp32],
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            target: Target::Any,
+            source: cu!("matmul_fp32_simt.cu"),
+            entries: &["matmul_fp32_simt"],
+            launches: |op, _| matmul_launch(op, "matmul_fp32_simt".into(), 128, (256, 1, 1), 0),
+        },
+    },
+    KernelSpec {
+        variant: Variant {
+            name: "simt-64",
+            idea: "the simt kernel on 64x64 blocks of 64 threads, for small and skinny problems",
+            vendor: false,
+            tile: Some((64, 64)),
+            baseline: false,
+        },
+        serves: Serves::Matmul,
+        dtypes: &[DType::Fp32],
+        accepts: any_shape,
+        kernel: Cuda::Nvrtc {
+            target: Target::Any,
+            source: cu!("matmul_fp32_simt.cu"),
+            entries: &["matmul_fp32_simt_64"],
+            launches: |op, _| matmul_launch(op, "matmul_fp32_simt_64".into(), 64, (64, 1, 1), 0),
+        },
+    },
+    KernelSpec {
+        variant: Variant {
             name: "cublas",
             idea: "cuBLAS sgemm (plain fp32 math)",
             vendor: true,

@@ -511,3 +511,69 @@ pub fn hopper_kernels_fit_the_sm() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The fp32 SIMT GEMM (matmul_fp32_simt.cu), compiled to a CUBIN for sm_80 and sm_90a with
+/// ptxas verbose: no spills, no stack, no ptxas warning, and registers low enough that two
+/// 128×128 blocks (four 64×64 ones) share an SM, so one block's loads overlap another's math;
+/// the static shared memory (two stages of A and B) within the 48 KiB a block has without
+/// opting in. Prints the table docs/measurements.md quotes
+/// (`cargo test --test gpu -- simt_gemm --nocapture`).
+pub fn simt_gemm_fits_the_sm() {
+    const REGISTERS: u32 = 64 * 1024;
+    const STATIC_SMEM: u32 = 48 * 1024;
+    let op = Op::Matmul(Matmul::new(1, 256, 256, 256, DType::Fp32));
+    // Each entry's launch, and how many of its blocks must fit an SM's registers at once.
+    let mut launched: HashMap<String, (Launch, u32)> = HashMap::new();
+    for (variant, resident) in [("simt", 2), ("simt-64", 4)] {
+        let spec = SPECS.iter().find(|s| s.variant.name == variant).unwrap();
+        let Cuda::Nvrtc {
+            source, launches, ..
+        } = spec.kernel
+        else {
+            panic!("{variant} is ours")
+        };
+        assert_eq!(source.file, "matmul_fp32_simt.cu");
+        for l in launches(&op, &Layouts::default()).unwrap() {
+            launched.insert(l.entry.clone(), (l, resident));
+        }
+    }
+    let source = source_named("matmul_fp32_simt.cu");
+    let mut failures = Vec::new();
+    eprintln!(
+        "{:<22} {:>6} {:>7} {:>5} {:>6} {:>6} {:>12}",
+        "entry", "arch", "threads", "regs", "spills", "stack", "static smem"
+    );
+    for arch in ["sm_80", "sm_90a"] {
+        let (entries, warnings) = nvrtc::resources(source.file, source.text, arch).unwrap();
+        failures.extend(warnings.iter().map(|w| format!("{arch}: {w}")));
+        assert_eq!(entries.len(), launched.len(), "{arch}: {entries:?}");
+        for r in entries {
+            let (l, resident) = &launched[&r.entry];
+            let threads = l.block.0 * l.block.1 * l.block.2;
+            eprintln!(
+                "{:<22} {arch:>6} {threads:>7} {:>5} {:>6} {:>6} {:>12}",
+                r.entry,
+                r.registers,
+                r.spill_stores_bytes + r.spill_loads_bytes,
+                r.stack_bytes,
+                r.static_smem_bytes
+            );
+            if r.spill_stores_bytes + r.spill_loads_bytes > 0 || r.stack_bytes > 0 {
+                failures.push(format!("{} {arch}: spills or stack {r:?}", r.entry));
+            }
+            if r.registers * threads * resident > REGISTERS {
+                failures.push(format!(
+                    "{} {arch}: {} registers × {threads} threads × {resident} blocks",
+                    r.entry, r.registers
+                ));
+            }
+            if r.static_smem_bytes == 0 || r.static_smem_bytes > STATIC_SMEM {
+                failures.push(format!(
+                    "{} {arch}: {} bytes of static shared memory",
+                    r.entry, r.static_smem_bytes
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

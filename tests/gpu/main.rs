@@ -15,6 +15,7 @@ mod cuda_compile;
 mod cuda_on_cpu;
 mod decode_on_cpu;
 mod mla_on_cpu;
+mod sgemm_on_cpu;
 mod wgmma_on_cpu;
 mod wgpu_kernels;
 
@@ -88,11 +89,13 @@ const CASES: &[Case] = &[
     case!(Nvrtc, cuda_compile::mma_kernels_emit_mma_instructions),
     case!(Nvrtc, cuda_compile::wgmma_kernels_emit_hopper_instructions),
     case!(Nvrtc, cuda_compile::hopper_kernels_fit_the_sm),
+    case!(Nvrtc, cuda_compile::simt_gemm_fits_the_sm),
     case!(Nvrtc, cuda_compile::block_kernels_launch_what_they_declare_with_matching_signatures),
     case!(Cxx, cuda_on_cpu::the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu),
     case!(Cxx, mla_on_cpu::the_mla_decode_kernel_matches_attention_over_the_latent_on_the_cpu),
     case!(Cxx, wgmma_on_cpu::the_wgmma_kernels_match_the_reference_on_the_cpu),
     case!(Cxx, decode_on_cpu::the_decode_kernel_matches_attention_on_the_cpu),
+    case!(Cxx, sgemm_on_cpu::the_simt_gemm_matches_the_reference_on_the_cpu),
     case!(Nothing, bench_cli::devices_lists_every_backend_and_why_one_is_missing),
     case!(Wgpu, bench_cli::bench_writes_one_record_per_variant_and_shape),
     case!(Wgpu, bench_cli::bench_skips_shapes_a_named_variant_cannot_run),

@@ -687,7 +687,7 @@ mod tests {
         let square = |d| mm(d, 1, 64, 64, 64);
         assert_eq!(
             offered(&square(DType::Fp32)),
-            ["naive", "tiled", "regblock", "cublas"]
+            ["naive", "tiled", "regblock", "simt", "simt-64", "cublas"]
         );
         assert_eq!(offered(&square(DType::Tf32)), ["mma", "cublas-tf32"]);
         for d in [DType::Fp16, DType::Bf16] {
@@ -789,6 +789,14 @@ mod tests {
         assert_eq!(
             one("regblock", &mm(DType::Fp32)),
             ("matmul_fp32_regblock".into(), (4, 3, 3), (256, 1, 1), 0)
+        );
+        assert_eq!(
+            one("simt", &mm(DType::Fp32)),
+            ("matmul_fp32_simt".into(), (4, 3, 3), (256, 1, 1), 0)
+        );
+        assert_eq!(
+            one("simt-64", &mm(DType::Fp32)),
+            ("matmul_fp32_simt_64".into(), (8, 5, 3), (64, 1, 1), 0)
         );
         for (d, entry, smem) in [
             (DType::Tf32, "mma_tf32", 37376),
@@ -959,6 +967,28 @@ mod tests {
                 .filter(|mm| offered(&Op::Matmul(*mm)).contains(&"wgmma"))
                 .count();
             assert!(taken >= 3, "{dtype}: {taken} smoke shapes");
+        }
+    }
+
+    /// The device check's SIMT GEMM shape files are fp32 shapes both simt variants take beside
+    /// regblock and cuBLAS, and the targets hold the 4096³ GEMM the H100 record compares.
+    #[test]
+    fn sgemm_shape_files_are_simt_shapes() {
+        use crate::measure::harness::shapes::matmul_shapes;
+        let dir = env!("CARGO_MANIFEST_DIR");
+        for file in ["sgemm_smoke.toml", "sgemm_targets.toml"] {
+            let path = format!("{dir}/scripts/{file}");
+            let shapes = matmul_shapes(&path, DType::Fp32, f64::INFINITY).unwrap();
+            assert!(shapes.len() >= 3, "{file}");
+            for mm in &shapes {
+                let offered = offered(&Op::Matmul(*mm));
+                for v in ["regblock", "simt", "simt-64", "cublas"] {
+                    assert!(offered.contains(&v), "{file}: {mm:?} lacks {v}");
+                }
+            }
+            if file == "sgemm_targets.toml" {
+                assert!(shapes.contains(&Matmul::new(1, 4096, 4096, 4096, DType::Fp32)));
+            }
         }
     }
 
