@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod attention_wgmma_on_cpu;
 mod bench_cli;
 mod calibration;
 mod compose;
@@ -92,6 +93,7 @@ const CASES: &[Case] = &[
     case!(Cxx, cuda_on_cpu::the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu),
     case!(Cxx, mla_on_cpu::the_mla_decode_kernel_matches_attention_over_the_latent_on_the_cpu),
     case!(Cxx, wgmma_on_cpu::the_wgmma_kernels_match_the_reference_on_the_cpu),
+    case!(Cxx, attention_wgmma_on_cpu::the_wgmma_attention_kernel_matches_attention_on_the_cpu),
     case!(Cxx, decode_on_cpu::the_decode_kernel_matches_attention_on_the_cpu),
     case!(Nothing, bench_cli::devices_lists_every_backend_and_why_one_is_missing),
     case!(Wgpu, bench_cli::bench_writes_one_record_per_variant_and_shape),
