@@ -88,6 +88,7 @@ const CASES: &[Case] = &[
     case!(Nvrtc, cuda_compile::every_launch_matches_its_kernel_signature),
     case!(Nvrtc, cuda_compile::mma_kernels_emit_mma_instructions),
     case!(Nvrtc, cuda_compile::wgmma_kernels_emit_hopper_instructions),
+    case!(Nvrtc, cuda_compile::attention_wgmma_kernel_emits_hopper_instructions),
     case!(Nvrtc, cuda_compile::hopper_kernels_fit_the_sm),
     case!(Nvrtc, cuda_compile::block_kernels_launch_what_they_declare_with_matching_signatures),
     case!(Cxx, cuda_on_cpu::the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu),
