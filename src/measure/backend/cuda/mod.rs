@@ -719,9 +719,12 @@ mod tests {
         );
         assert!(offered(&square(DType::Fp8E5m2)).is_empty());
         let a = |q, kv| Op::Attention(attention(q, kv, 128));
-        assert_eq!(offered(&a(1, 4096)), ["naive", "flash", "decode"]);
-        assert_eq!(offered(&a(512, 512)), ["naive", "flash"]);
-        assert_eq!(offered(&a(1 << 17, 1 << 17)), ["flash"]);
+        assert_eq!(
+            offered(&a(1, 4096)),
+            ["naive", "flash", "flash-wgmma", "decode"]
+        );
+        assert_eq!(offered(&a(512, 512)), ["naive", "flash", "flash-wgmma"]);
+        assert_eq!(offered(&a(1 << 17, 1 << 17)), ["flash", "flash-wgmma"]);
         // Absorbed MLA: only the MLA kernel takes a shared latent K/V head of 576 / 512.
         let mla = |q_len, shared_kv| {
             Op::Attention(crate::model::ops::Attention {
@@ -765,6 +768,28 @@ mod tests {
         assert_eq!((l[0].grid, l[0].block), ((3, 8, 1), (128, 1, 1)));
     }
 
+    /// flash-wgmma reads Q, K and V through one TMA map each: a view one map cannot express
+    /// (here K starting past the buffer's start) is refused with the reason, not launched.
+    #[test]
+    fn flash_wgmma_refuses_layouts_one_tensor_map_cannot_view() {
+        let op = Op::Attention(attention(100, 300, 128));
+        let Op::Attention(a) = &op else {
+            unreachable!()
+        };
+        let mut layout = crate::measure::backend::AttentionLayout::head_major(a);
+        let Cuda::Nvrtc { launches, .. } = spec_for("flash-wgmma", &op).unwrap().kernel else {
+            panic!("flash-wgmma is ours")
+        };
+        let with = |layout| Layouts {
+            attention: Some(layout),
+            ..Layouts::default()
+        };
+        assert!(launches(&op, &with(layout)).is_ok());
+        layout.k.offset = 8;
+        let err = launches(&op, &with(layout)).unwrap_err().to_string();
+        assert!(err.contains("the K layout"), "{err}");
+    }
+
     fn launch_of(variant: &str, op: &Op) -> Vec<Launch> {
         match spec_for(variant, op).unwrap().kernel {
             Cuda::Nvrtc { launches, .. } => launches(op, &Layouts::default()).unwrap(),
@@ -806,6 +831,11 @@ mod tests {
         assert_eq!(
             one("flash", &flash),
             ("attn_flash_f16_d128".into(), (2, 16, 1), (128, 1, 1), 34816)
+        );
+        // 128 queries per CTA, three warpgroups; Q and two stages of K and V at d = 128.
+        assert_eq!(
+            one("flash-wgmma", &flash),
+            ("attn_wgmma_f16_d128".into(), (1, 16, 1), (384, 1, 1), 164904)
         );
         let naive: Vec<_> = launch_of("naive", &flash).iter().map(geometry).collect();
         assert_eq!(
