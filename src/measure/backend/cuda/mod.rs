@@ -992,6 +992,35 @@ mod tests {
         }
     }
 
+    /// The device check's Hopper attention shape files are shapes flash-wgmma takes in both
+    /// dtypes (and flash beside it), with GQA, ragged and causal ones among them.
+    #[test]
+    fn hopper_attention_shape_files_are_flash_wgmma_shapes() {
+        use crate::measure::harness::shapes::attention_shapes;
+        let dir = env!("CARGO_MANIFEST_DIR");
+        for dtype in [DType::Bf16, DType::Fp16] {
+            for file in ["hopper_attention_smoke.toml", "hopper_attention_targets.toml"] {
+                let path = format!("{dir}/scripts/{file}");
+                let shapes = attention_shapes(&path, dtype, f64::INFINITY).unwrap();
+                assert!(!shapes.is_empty(), "{file}");
+                for a in shapes {
+                    let op = Op::Attention(a);
+                    let offered = offered(&op);
+                    assert!(
+                        offered.contains(&"flash-wgmma") && offered.contains(&"flash"),
+                        "{file}: {op}"
+                    );
+                }
+            }
+            let smoke = attention_shapes("smoke", dtype, f64::INFINITY).unwrap();
+            let taken = smoke
+                .into_iter()
+                .filter(|a| offered(&Op::Attention(*a)).contains(&"flash-wgmma"))
+                .count();
+            assert!(taken >= 3, "{dtype}: {taken} smoke shapes");
+        }
+    }
+
     /// sm_90a kernels run on compute capability 9.0 only: elsewhere they are refused with the
     /// reason, not compiled and crashed.
     #[test]
