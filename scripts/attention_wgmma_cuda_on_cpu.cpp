@@ -26,6 +26,8 @@
 
 #define NEG_INF (-INFINITY)
 
+static void reg_fence(unsigned&) {}
+
 // ---- warp shuffles ----------------------------------------------------------------------------
 static float shfl_val[12][32];
 static std::barrier<>* warp_bars[12];

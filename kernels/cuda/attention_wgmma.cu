@@ -164,6 +164,8 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 }
 // Keeps the compiler from moving accumulator reads or writes across a wgmma wait.
 __device__ __forceinline__ void acc_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+// Keeps P's registers alive until a wgmma that reads them is waited for.
+__device__ __forceinline__ void reg_fence(unsigned& r) { asm volatile("" : "+r"(r)::"memory"); }
 
 template <int N> __device__ __forceinline__ void setmaxnreg_dec() {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
@@ -258,7 +260,71 @@ __device__ __forceinline__ void key_range(int q0, int sq, int skv, int causal, i
     if (end < first) end = first;
 }
 
-template <typename T, int D, int STAGES>
+// One thread's online-softmax state for its two rows (g and g + 8 of its warp's 16).
+struct RowState {
+    int pos_lo, pos_hi;  // the rows' positions in the context
+    float sl2;           // scale · log2(e)
+    float m_lo = NEG_INF, m_hi = NEG_INF, l_lo = 0.f, l_hi = 0.f;  // running max (base 2), sum
+};
+
+// The online softmax of one tile of scores (the accumulator fragments of S = Q·Kᵀ): scaled, and
+// masked when `edge`, the running maxima and sums updated; leaves P = exp2(S − max) in s and the
+// factors the running output must be rescaled by in corr_lo / corr_hi.
+__device__ __forceinline__ void softmax_tile(float (&s)[AW_BN / 2], RowState& st, int j0, int skv,
+                                             int causal, int window, bool edge, int q,
+                                             float& corr_lo, float& corr_hi) {
+    float tmax_lo = NEG_INF, tmax_hi = NEG_INF;
+#pragma unroll
+    for (int i = 0; i < AW_BN / 2; ++i) {
+        float x = s[i] * st.sl2;
+        if (edge) {
+            const int key = j0 + 8 * (i / 4) + 2 * q + (i % 2);
+            const int pos = (i / 2) % 2 ? st.pos_hi : st.pos_lo;
+            const bool ok = key < skv &&
+                            (!causal || (key <= pos && (window == 0 || pos - key < window)));
+            if (!ok) x = NEG_INF;
+        }
+        s[i] = x;
+        if ((i / 2) % 2) tmax_hi = fmaxf(tmax_hi, x);
+        else tmax_lo = fmaxf(tmax_lo, x);
+    }
+    // A row's 128 keys lie over the 4 threads of a quad.
+#pragma unroll
+    for (int sh = 1; sh <= 2; sh *= 2) {
+        tmax_lo = fmaxf(tmax_lo, __shfl_xor_sync(0xffffffff, tmax_lo, sh));
+        tmax_hi = fmaxf(tmax_hi, __shfl_xor_sync(0xffffffff, tmax_hi, sh));
+    }
+    const float mn_lo = fmaxf(st.m_lo, tmax_lo), mn_hi = fmaxf(st.m_hi, tmax_hi);
+    // A row that has seen no key yet keeps a finite reference, avoiding inf − inf.
+    const float ref_lo = mn_lo == NEG_INF ? 0.f : mn_lo;
+    const float ref_hi = mn_hi == NEG_INF ? 0.f : mn_hi;
+    corr_lo = exp2f(st.m_lo - ref_lo);
+    corr_hi = exp2f(st.m_hi - ref_hi);
+    st.m_lo = mn_lo;
+    st.m_hi = mn_hi;
+    float sum_lo = 0.f, sum_hi = 0.f;
+#pragma unroll
+    for (int i = 0; i < AW_BN / 2; ++i) {
+        const bool hi = (i / 2) % 2;
+        s[i] = exp2f(s[i] - (hi ? ref_hi : ref_lo));
+        if (hi) sum_hi += s[i];
+        else sum_lo += s[i];
+    }
+    st.l_lo = st.l_lo * corr_lo + sum_lo;
+    st.l_hi = st.l_hi * corr_hi + sum_hi;
+}
+
+// Issues O += P·V over a tile's 128 keys (8 k16 steps), V's tile at shared address va.
+template <typename T, int D>
+__device__ __forceinline__ void pv_tile(float (&o)[D / 2], const unsigned (&pa)[AW_BN / 16][4],
+                                        unsigned va) {
+    wgmma_fence();
+#pragma unroll
+    for (int j = 0; j < AW_BN / 16; ++j)
+        wgmma_pv<T, D>(o, pa[j], wg_desc(va + j * 16 * 128, AW_BLOCK, 1024));
+}
+
+template <typename T, int D, int STAGES, bool OVERLAP>
 __device__ __forceinline__ void attention_wgmma(const TmaMap* tq, const TmaMap* tk,
                                                 const TmaMap* tv, T* __restrict__ o, int hq,
                                                 int hkv, int sq, int skv, int causal, int window,
@@ -326,10 +392,12 @@ __device__ __forceinline__ void attention_wgmma(const TmaMap* tq, const TmaMap* 
     const int tid = threadIdx.x % AW_THREADS;
     const int warp = tid / 32, lane = tid % 32, g = lane / 4, q = lane % 4;
     const int r_lo = q0 + cw * 64 + warp * 16 + g, r_hi = r_lo + 8;  // this thread's two rows
-    const int offset = skv - sq;
-    const int pos_lo = offset + r_lo, pos_hi = offset + r_hi;
-    const float sl2 = scale * 1.4426950408889634f;  // scale · log2(e): softmax in base 2
+    RowState st;
+    st.pos_lo = skv - sq + r_lo;
+    st.pos_hi = st.pos_lo + 8;
+    st.sl2 = scale * 1.4426950408889634f;  // scale · log2(e): softmax in base 2
     const unsigned qa = smem_u32(qs + cw * 64 * 128);
+    const int diagonal = skv - sq + q0;  // the CTA's first query's position
 
     float oacc[D / 2];
 #pragma unroll
@@ -337,19 +405,16 @@ __device__ __forceinline__ void attention_wgmma(const TmaMap* tq, const TmaMap* 
         oacc[i] = 0.0f;
         acc_fence(oacc[i]);
     }
-    float m_lo = NEG_INF, m_hi = NEG_INF, l_lo = 0.f, l_hi = 0.f;
+    float sacc[AW_BN / 2];
+    unsigned pa[AW_BN / 16][4];  // P of the previous tile, the A operand of its P·V
 
     mbar_wait(qbar, 0);
-    int s = 0;
+    int s = 0, prev = 0;
     unsigned phase = 0;
-    for (int t = 0; t < tiles; ++t) {
-        const int j0 = kv_first + t * AW_BN;
+    // The stage of tile t: waited for, S = Q·Kᵀ(t) issued into sacc (not waited for).
+    auto issue_qk = [&](int t) {
         mbar_wait(&full[s], phase);
         const unsigned ka = smem_u32(stages + s * L::STAGE_BYTES);
-        const unsigned va = ka + L::TILE_BYTES;
-
-        // S = Q·Kᵀ over d/16 k-steps.
-        float sacc[AW_BN / 2];
 #pragma unroll
         for (int i = 0; i < AW_BN / 2; ++i) {
             sacc[i] = 0.0f;
@@ -362,82 +427,85 @@ __device__ __forceinline__ void attention_wgmma(const TmaMap* tq, const TmaMap* 
             wgmma_qk<T>(sacc, wg_desc(qa + step, 16, 1024), wg_desc(ka + step, 16, 1024));
         }
         wgmma_commit();
-        wgmma_wait<0>();
+    };
+    // The softmax of tile t's scores (S waited for), masked where some key of the tile may be
+    // hidden from some row of the CTA: past kv_len, at or past the first query's diagonal, or
+    // under a window.
+    auto softmax = [&](int t, float& corr_lo, float& corr_hi) {
 #pragma unroll
         for (int i = 0; i < AW_BN / 2; ++i) acc_fence(sacc[i]);
-
-        // Scale, and mask where some key of the tile may be hidden from some row of the CTA:
-        // past kv_len, or at or past the first query's diagonal, or under a window.
-        const bool edge = j0 + AW_BN > skv ||
-                          (causal && (j0 + AW_BN - 1 > offset + q0 || window > 0));
-        float tmax_lo = NEG_INF, tmax_hi = NEG_INF;
-#pragma unroll
-        for (int i = 0; i < AW_BN / 2; ++i) {
-            float x = sacc[i] * sl2;
-            if (edge) {
-                const int key = j0 + 8 * (i / 4) + 2 * q + (i % 2);
-                const int pos = (i / 2) % 2 ? pos_hi : pos_lo;
-                const bool ok = key < skv &&
-                                (!causal || (key <= pos && (window == 0 || pos - key < window)));
-                if (!ok) x = NEG_INF;
-            }
-            sacc[i] = x;
-            if ((i / 2) % 2) tmax_hi = fmaxf(tmax_hi, x);
-            else tmax_lo = fmaxf(tmax_lo, x);
-        }
-        // A row's 128 keys lie over the 4 threads of a quad.
-#pragma unroll
-        for (int sh = 1; sh <= 2; sh *= 2) {
-            tmax_lo = fmaxf(tmax_lo, __shfl_xor_sync(0xffffffff, tmax_lo, sh));
-            tmax_hi = fmaxf(tmax_hi, __shfl_xor_sync(0xffffffff, tmax_hi, sh));
-        }
-        const float mn_lo = fmaxf(m_lo, tmax_lo), mn_hi = fmaxf(m_hi, tmax_hi);
-        // A row that has seen no key yet keeps a finite reference, avoiding inf − inf.
-        const float ref_lo = mn_lo == NEG_INF ? 0.f : mn_lo;
-        const float ref_hi = mn_hi == NEG_INF ? 0.f : mn_hi;
-        const float corr_lo = exp2f(m_lo - ref_lo), corr_hi = exp2f(m_hi - ref_hi);
-        m_lo = mn_lo;
-        m_hi = mn_hi;
-        l_lo *= corr_lo;
-        l_hi *= corr_hi;
+        const int j0 = kv_first + t * AW_BN;
+        const bool edge = j0 + AW_BN > skv || (causal && (j0 + AW_BN - 1 > diagonal || window > 0));
+        softmax_tile(sacc, st, j0, skv, causal, window, edge, q, corr_lo, corr_hi);
+    };
+    // O rescaled, then P in the input type as wgmma A fragments (keys 16j..16j+15 are
+    // s[8j..8j+7]); the stage moves on.
+    auto rescale_and_pack = [&](float corr_lo, float corr_hi) {
 #pragma unroll
         for (int i = 0; i < D / 2; ++i) oacc[i] *= (i / 2) % 2 ? corr_hi : corr_lo;
-
-        // P = exp2(S − max), summed per row, packed in the input type as wgmma A fragments.
-        unsigned pa[AW_BN / 16][4];
 #pragma unroll
         for (int j = 0; j < AW_BN / 16; ++j) {
-            float p[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                const bool hi = (e / 2) % 2;
-                p[e] = exp2f(sacc[8 * j + e] - (hi ? ref_hi : ref_lo));
-                if (hi) l_hi += p[e];
-                else l_lo += p[e];
-            }
-            pa[j][0] = pack2<T>(p[0], p[1]);
-            pa[j][1] = pack2<T>(p[2], p[3]);
-            pa[j][2] = pack2<T>(p[4], p[5]);
-            pa[j][3] = pack2<T>(p[6], p[7]);
+            pa[j][0] = pack2<T>(sacc[8 * j], sacc[8 * j + 1]);
+            pa[j][1] = pack2<T>(sacc[8 * j + 2], sacc[8 * j + 3]);
+            pa[j][2] = pack2<T>(sacc[8 * j + 4], sacc[8 * j + 5]);
+            pa[j][3] = pack2<T>(sacc[8 * j + 6], sacc[8 * j + 7]);
         }
-
-        // O += P·V over the tile's 128 keys.
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) acc_fence(oacc[i]);
-        wgmma_fence();
-#pragma unroll
-        for (int j = 0; j < AW_BN / 16; ++j)
-            wgmma_pv<T, D>(oacc, pa[j], wg_desc(va + j * 16 * 128, AW_BLOCK, 1024));
-        wgmma_commit();
-        wgmma_wait<0>();
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) acc_fence(oacc[i]);
-        mbar_arrive(&empty[s]);
+        prev = s;
         if (++s == STAGES) {
             s = 0;
             phase ^= 1;
         }
+    };
+    // After P·V of the tile in stage `prev` is waited for: its registers read, its stage released.
+    auto retire_pv = [&]() {
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) acc_fence(oacc[i]);
+#pragma unroll
+        for (int j = 0; j < AW_BN / 16; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) reg_fence(pa[j][e]);
+        mbar_arrive(&empty[prev]);
+    };
+    const unsigned v_of = smem_u32(stages) + L::TILE_BYTES;  // V of stage 0
+    float corr_lo, corr_hi;
+    if (OVERLAP) {
+        // S = Q·Kᵀ(t) is issued, then P·V(t − 1) behind it; the softmax of S(t) runs while
+        // P·V(t − 1) is still on the tensor cores (the FlashAttention-3 paper's intra-warpgroup
+        // overlap). Holds S, P and O at once: d = 64 only, in the registers ptxas gives.
+        if (tiles > 0) {
+            issue_qk(0);
+            wgmma_wait<0>();
+            softmax(0, corr_lo, corr_hi);
+            rescale_and_pack(corr_lo, corr_hi);
+            for (int t = 1; t < tiles; ++t) {
+                issue_qk(t);
+                pv_tile<T, D>(oacc, pa, v_of + prev * L::STAGE_BYTES);
+                wgmma_commit();
+                wgmma_wait<1>();  // S(t) is done; P·V(t − 1) may still run
+                softmax(t, corr_lo, corr_hi);
+                wgmma_wait<0>();
+                retire_pv();
+                rescale_and_pack(corr_lo, corr_hi);
+            }
+            pv_tile<T, D>(oacc, pa, v_of + prev * L::STAGE_BYTES);
+            wgmma_commit();
+            wgmma_wait<0>();
+            retire_pv();
+        }
+    } else {
+        // One tile at a time: S, softmax, P·V, release.
+        for (int t = 0; t < tiles; ++t) {
+            issue_qk(t);
+            wgmma_wait<0>();
+            softmax(t, corr_lo, corr_hi);
+            rescale_and_pack(corr_lo, corr_hi);
+            pv_tile<T, D>(oacc, pa, v_of + prev * L::STAGE_BYTES);
+            wgmma_commit();
+            wgmma_wait<0>();
+            retire_pv();
+        }
     }
+    float l_lo = st.l_lo, l_hi = st.l_hi;
 
     // The row sums over the quad, then O / l out through the layout (rows past q_len dropped).
 #pragma unroll
@@ -459,17 +527,21 @@ __device__ __forceinline__ void attention_wgmma(const TmaMap* tq, const TmaMap* 
     }
 }
 
-// Stages per head dim: two of 64 KiB at d = 128 (Q 32 KiB, 161 KiB in all), four of 32 KiB at
-// d = 64 (Q 16 KiB, 145 KiB).
+// Stages per head dim: three of 64 KiB at d = 128 (Q 32 KiB, 225 KiB in all: the next tile
+// loads while one is read and the previous one's P·V drains), four of 32 KiB at d = 64 (Q 16 KiB,
+// 145 KiB).
 #define AW_STAGES_64 4
-#define AW_STAGES_128 2
+#define AW_STAGES_128 3
+// Whether S(t) overlaps P·V(t − 1): at d = 128, S, P and O together spill.
+#define AW_OVERLAP_64 true
+#define AW_OVERLAP_128 false
 
 #define ATTN_WGMMA(NAME, T, D)                                                                  \
     extern "C" __global__ void __launch_bounds__(3 * AW_THREADS, 1) attn_wgmma_##NAME##_d##D(   \
         const __grid_constant__ TmaMap tq, const __grid_constant__ TmaMap tk,                   \
         const __grid_constant__ TmaMap tv, T* o, int hq, int hkv, int sq, int skv, int causal,  \
         int window, float scale, AttnLayout lay) {                                              \
-        attention_wgmma<T, D, AW_STAGES_##D>(&tq, &tk, &tv, o, hq, hkv, sq, skv, causal, window, \
+        attention_wgmma<T, D, AW_STAGES_##D, AW_OVERLAP_##D>(&tq, &tk, &tv, o, hq, hkv, sq, skv, causal, window, \
                                              scale, lay);                                       \
     }
 ATTN_WGMMA(f16, __half, 64)

@@ -1014,7 +1014,7 @@ pub const ATTENTION_WGMMA_ROWS: u32 = 128;
 /// 1024-byte swizzle atom, the Q tile, the K and V tiles of each stage (128 rows × d 16-bit
 /// values each) and 8 bytes per barrier (a full and an empty one per stage, and Q's).
 pub fn attention_wgmma_smem(d: u32) -> u32 {
-    let stages = if d == 64 { 4 } else { 2 };
+    let stages = if d == 64 { 4 } else { 3 };
     let tile = 128 * d * 2;
     1024 + tile + stages * 2 * tile + (2 * stages + 1) * 8
 }
