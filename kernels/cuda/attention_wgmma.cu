@@ -33,13 +33,17 @@
 // ---- Pipeline -------------------------------------------------------------------------------------
 // Warpgroup 0 (setmaxnreg.dec 40): one thread loads Q once (its own barrier), then per key tile
 // waits for the stage to be empty, arms its full barrier with the K and V bytes and issues the
-// TMA loads. Warpgroups 1 and 2 (setmaxnreg.inc 232): per key tile, wait for the stage, S = Q·Kᵀ
-// (d/16 wgmma, then wait), mask where the tile needs it (keys past kv_len, the causal diagonal,
-// the window), online softmax in base 2 (row max over the 4 threads of a row by shuffles,
-// rescale O and the row sum), P·V (8 wgmma), wait, release the stage (every consumer thread
-// arrives on its empty barrier). Both consumers walk the CTA's whole key range, so a stage is
-// released once by 256 threads; key tiles no query of the CTA sees are skipped, and query tiles
-// are handed out longest-first (causal) by reversing blockIdx.x.
+// TMA loads. Warpgroups 1 and 2 (setmaxnreg.inc 232), per key tile: wait for the stage, S = Q·Kᵀ
+// (d/16 wgmma), mask where the tile needs it (keys past kv_len, the causal diagonal, the
+// window), online softmax in base 2 (row max over the 4 threads of a row by shuffles), rescale O,
+// pack P, P·V (8 wgmma), release the stage (every consumer thread arrives on its empty barrier).
+// At d = 64, S(t) is issued before P·V(t − 1) and the softmax of S(t) runs while P·V(t − 1) is
+// still on the tensor cores (the FlashAttention-3 paper's intra-warpgroup overlap); at d = 128,
+// S, P and O together do not fit the 168 registers ptxas allocates, so the tiles run one after
+// another. Both consumers walk the CTA's whole key range, so a stage is released once by 256
+// threads; key tiles no query of the CTA sees are skipped, and query tiles are handed out
+// longest-first (causal) by reversing blockIdx.x. Stages: 4 of 32 KiB at d = 64, 3 of 64 KiB at
+// d = 128.
 //
 // Launch: grid (ceil(q_len / 128), batch·q_heads, 1), block 384, dynamic shared memory
 // AwTile::SMEM (specs.rs `attention_wgmma_smem` computes the same; a launch with less returns

@@ -1043,7 +1043,11 @@ fn attention_tensor_map(
 ) -> Result<TensorMap> {
     let e = elem.bytes();
     // The stride from one (batch, head) pair to the next, in elements.
-    let pair = if batch * heads == 1 { len * s.row } else { s.head };
+    let pair = if batch * heads == 1 {
+        len * s.row
+    } else {
+        s.head
+    };
     let uniform = (batch == 1 || s.batch == heads * s.head) && pair >= len * s.row;
     if !uniform || s.offset != 0 || !(s.row * e).is_multiple_of(16) {
         return Err(BackendError::Unsupported(format!(

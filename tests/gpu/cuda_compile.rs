@@ -449,12 +449,18 @@ pub fn attention_wgmma_kernel_emits_hopper_instructions() {
             let qk = body
                 .lines()
                 .any(|l| l.contains(&wgmma("m64n128k16")) && l.contains("}, %rd"));
-            assert!(qk, "{entry}: PTX lacks Q·Kᵀ as m64n128k16 from shared memory");
+            assert!(
+                qk,
+                "{entry}: PTX lacks Q·Kᵀ as m64n128k16 from shared memory"
+            );
             // P·V: A as four 32-bit registers, B a descriptor.
             let pv = body
                 .lines()
                 .any(|l| l.contains(&wgmma(&format!("m64n{d}k16"))) && l.contains("}, {%r"));
-            assert!(pv, "{entry}: PTX lacks P·V as m64n{d}k16 with A in registers");
+            assert!(
+                pv,
+                "{entry}: PTX lacks P·V as m64n{d}k16 with A in registers"
+            );
             for needle in [
                 "wgmma.fence.sync.aligned",
                 "wgmma.commit_group.sync.aligned",

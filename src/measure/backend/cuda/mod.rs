@@ -835,7 +835,12 @@ mod tests {
         // 128 queries per CTA, three warpgroups; Q and three stages of K and V at d = 128.
         assert_eq!(
             one("flash-wgmma", &flash),
-            ("attn_wgmma_f16_d128".into(), (1, 16, 1), (384, 1, 1), 230456)
+            (
+                "attn_wgmma_f16_d128".into(),
+                (1, 16, 1),
+                (384, 1, 1),
+                230456
+            )
         );
         let naive: Vec<_> = launch_of("naive", &flash).iter().map(geometry).collect();
         assert_eq!(
@@ -999,7 +1004,10 @@ mod tests {
         use crate::measure::harness::shapes::attention_shapes;
         let dir = env!("CARGO_MANIFEST_DIR");
         for dtype in [DType::Bf16, DType::Fp16] {
-            for file in ["hopper_attention_smoke.toml", "hopper_attention_targets.toml"] {
+            for file in [
+                "hopper_attention_smoke.toml",
+                "hopper_attention_targets.toml",
+            ] {
                 let path = format!("{dir}/scripts/{file}");
                 let shapes = attention_shapes(&path, dtype, f64::INFINITY).unwrap();
                 assert!(!shapes.is_empty(), "{file}");
