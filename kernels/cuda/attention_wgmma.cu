@@ -415,8 +415,8 @@ __device__ __forceinline__ void attention_wgmma(const TmaMap* tq, const TmaMap* 
     mbar_wait(qbar, 0);
     int s = 0, prev = 0;
     unsigned phase = 0;
-    // The stage of tile t: waited for, S = Q·Kᵀ(t) issued into sacc (not waited for).
-    auto issue_qk = [&](int t) {
+    // The next tile's stage waited for, S = Q·Kᵀ issued into sacc (not waited for).
+    auto issue_qk = [&]() {
         mbar_wait(&full[s], phase);
         const unsigned ka = smem_u32(stages + s * L::STAGE_BYTES);
 #pragma unroll
@@ -477,12 +477,12 @@ __device__ __forceinline__ void attention_wgmma(const TmaMap* tq, const TmaMap* 
         // P·V(t − 1) is still on the tensor cores (the FlashAttention-3 paper's intra-warpgroup
         // overlap). Holds S, P and O at once: d = 64 only, in the registers ptxas gives.
         if (tiles > 0) {
-            issue_qk(0);
+            issue_qk();
             wgmma_wait<0>();
             softmax(0, corr_lo, corr_hi);
             rescale_and_pack(corr_lo, corr_hi);
             for (int t = 1; t < tiles; ++t) {
-                issue_qk(t);
+                issue_qk();
                 pv_tile<T, D>(oacc, pa, v_of + prev * L::STAGE_BYTES);
                 wgmma_commit();
                 wgmma_wait<1>();  // S(t) is done; P·V(t − 1) may still run
@@ -499,7 +499,7 @@ __device__ __forceinline__ void attention_wgmma(const TmaMap* tq, const TmaMap* 
     } else {
         // One tile at a time: S, softmax, P·V, release.
         for (int t = 0; t < tiles; ++t) {
-            issue_qk(t);
+            issue_qk();
             wgmma_wait<0>();
             softmax(t, corr_lo, corr_hi);
             rescale_and_pack(corr_lo, corr_hi);

@@ -17,7 +17,9 @@ pub fn the_wgmma_attention_kernel_matches_attention_on_the_cpu() {
     // (batch, q heads, kv heads, q_len, kv_len, head dim, causal, window): grouped heads over
     // three ragged query tiles and three key tiles, causal (diagonal tiles masked, later ones
     // skipped) and not; one query over a long context; more queries than keys (rows that see
-    // no key); a window that starts the key range past the first tile; a tile of a few keys.
+    // no key); a window that starts the key range past the first tile; a tile of a few keys;
+    // more key tiles than stages (6 at d 128 over 3 stages, 9 at d 64 over 4), so the ring's
+    // phases wrap.
     let shapes = [
         (2, 4, 2, 300, 300, 128, true, None),
         (2, 4, 2, 200, 300, 64, false, None),
@@ -25,6 +27,8 @@ pub fn the_wgmma_attention_kernel_matches_attention_on_the_cpu() {
         (1, 2, 2, 300, 130, 64, true, None),
         (1, 2, 1, 290, 290, 64, true, Some(100)),
         (1, 1, 1, 5, 7, 128, false, None),
+        (1, 2, 1, 130, 700, 128, true, None),
+        (1, 2, 1, 70, 1100, 64, false, None),
     ];
     let mut failures = Vec::new();
     for dtype in [DType::Bf16, DType::Fp16] {
