@@ -1019,15 +1019,16 @@ pub fn attention_wgmma_smem(d: u32) -> u32 {
     1024 + tile + stages * 2 * tile + (2 * stages + 1) * 8
 }
 
-/// What attention_wgmma.cu is written for: the standard heads (64 or 128), lengths and head
-/// counts within TMA's 32-bit extents and the kernel's integers.
+/// What attention_wgmma.cu is written for: the standard heads (64 or 128), lengths within TMA's
+/// 32-bit extents and the kernel's integers, and sequences × query heads within the grid's y
+/// (65,535).
 fn attention_wgmma_shape(a: &Attention) -> bool {
     let small = |x: u64| x <= i32::MAX as u64;
     standard_heads(a)
         && a.kv_heads > 0
         && a.q_heads.is_multiple_of(a.kv_heads)
         && [a.q_len, a.kv_len].into_iter().all(small)
-        && small(a.batch * a.q_heads)
+        && a.batch * a.q_heads <= 65535
 }
 
 /// A TMA map {d, len, batch·heads} over one of Q, K, V, or why the layout has none: the (batch,

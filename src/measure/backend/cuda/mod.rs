@@ -725,6 +725,15 @@ mod tests {
         );
         assert_eq!(offered(&a(512, 512)), ["naive", "flash", "flash-wgmma"]);
         assert_eq!(offered(&a(1 << 17, 1 << 17)), ["flash", "flash-wgmma"]);
+        // flash-wgmma's grid y is sequences × query heads.
+        let Op::Attention(wide) = a(512, 512) else {
+            unreachable!()
+        };
+        let wide = Op::Attention(crate::model::ops::Attention {
+            batch: 65536,
+            ..wide
+        });
+        assert!(!offered(&wide).contains(&"flash-wgmma"));
         // Absorbed MLA: only the MLA kernel takes a shared latent K/V head of 576 / 512.
         let mla = |q_len, shared_kv| {
             Op::Attention(crate::model::ops::Attention {
