@@ -17,10 +17,13 @@
 # MLA=1: the absorbed MLA decode kernel alone: smoke shapes in bf16 and fp16, then the targets
 # beside PyTorch SDPA over the same latent, within about 3.5 minutes (the full run checks its
 # smoke shapes only).
-# HOPPER=1: the sm_90a GEMM alone (cuda:wgmma, cuda:wgmma-m64): its correctness in bf16, fp16 and
-# fp8 on the smoke shapes and on the ragged aligned shapes of scripts/hopper_smoke.toml first,
-# then scripts/hopper_targets.toml (4096³, 8192³, a small m) beside mma and cuBLAS / cuBLASLt,
-# within about 5 minutes. QUICK=1 checks the new variants the same way before timing anything,
+# HOPPER=1: the sm_90a kernels alone: the GEMM (cuda:wgmma, cuda:wgmma-m64) in bf16, fp16 and
+# fp8 on the smoke shapes and on the ragged aligned shapes of scripts/hopper_smoke.toml, and the
+# attention (cuda:flash-wgmma) in bf16 and fp16 on the smoke shapes and
+# scripts/hopper_attention_smoke.toml, correctness first; then scripts/hopper_targets.toml
+# (4096³, 8192³, a small m) beside mma and cuBLAS / cuBLASLt, and
+# scripts/hopper_attention_targets.toml (bf16 d128 s4096, causal and not) beside flash and
+# PyTorch SDPA, within about 7 minutes. QUICK=1 checks the new variants the same way before timing anything,
 # the full run on the smoke shapes only.
 # SGEMM=1: the fp32 SIMT GEMM alone (cuda:simt, cuda:simt-64): correctness of every fp32
 # variant on the smoke shapes and of regblock, the simt variants and cuBLAS on the ragged shapes
@@ -230,11 +233,25 @@ run() {
       done
     done
   }
+  # The sm_90a attention's correctness, before any timing: the smoke shapes it takes, and with
+  # `ragged` the shapes of scripts/hopper_attention_smoke.toml (the new variant only).
+  hopper_attention_smoke() {
+    local dt shapes
+    for dt in bf16 fp16; do
+      for shapes in smoke ${1:+scripts/hopper_attention_smoke.toml}; do
+        step 20 $bin/gpucost bench --backend cuda --op attention --dtype "$dt" --shapes "$shapes" --variant flash-wgmma "${quick[@]}"
+      done
+    done
+  }
   if [ -n "${HOPPER:-}" ]; then
     hopper_smoke ragged
+    hopper_attention_smoke ragged
     for dt in bf16 fp16 fp8-e4m3; do
       step 50 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/hopper_targets.toml "${fast[@]}"
     done
+    # The sm_90a attention beside flash, then PyTorch SDPA on the same shapes.
+    step 40 $bin/gpucost bench --backend cuda --op attention --dtype bf16 --shapes scripts/hopper_attention_targets.toml --variant flash,flash-wgmma "${fast[@]}"
+    step 40 python3 scripts/reference_torch.py --shapes scripts/hopper_attention_targets.toml --dtype bf16 --out "$res" --budget-s 0.25
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
     return
   fi
@@ -280,6 +297,7 @@ run() {
     # A short rerun after a fix: every matmul dtype on the smoke shapes and the target, the
     # attention smoke and targets, with the vendor attention beside them.
     hopper_smoke ragged
+    hopper_attention_smoke ragged
     for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
       step 10 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes smoke "${quick[@]}"
       step 20 $bin/gpucost bench --backend cuda --op matmul --dtype "$dt" --shapes scripts/targets.toml "${fast[@]}"
@@ -296,6 +314,7 @@ run() {
   # The new sm_90a and SIMT kernels' correctness before anything is timed, then the issue's
   # target shapes, every dtype, next to the vendor.
   hopper_smoke
+  hopper_attention_smoke
   sgemm_smoke
   for dt in fp32 tf32 fp16 bf16 fp8-e4m3 int8; do
     # fp32 times six variants at 4096³ (naive to simt-64, then cuBLAS sgemm): a longer limit.

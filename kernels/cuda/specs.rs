@@ -391,6 +391,29 @@ pub static SPECS: &[KernelSpec<Cuda>] = &[
     },
     KernelSpec {
         variant: Variant {
+            name: "flash-wgmma",
+            idea: "Hopper (sm_90a) FlashAttention-3-style forward: TMA K/V ring on mbarriers, producer warpgroup, two consumer warpgroups on wgmma (P from registers), 128-query tiles",
+            vendor: false,
+            tile: Some((128, 1)),
+            baseline: false,
+        },
+        serves: Serves::Attention,
+        dtypes: HALF,
+        accepts: |op| attention(op).is_some_and(attention_wgmma_shape),
+        kernel: Cuda::Nvrtc {
+            target: Target::Sm90a,
+            source: cu!("attention_wgmma.cu"),
+            entries: &[
+                "attn_wgmma_f16_d64",
+                "attn_wgmma_f16_d128",
+                "attn_wgmma_bf16_d64",
+                "attn_wgmma_bf16_d128",
+            ],
+            launches: attention_wgmma_launch,
+        },
+    },
+    KernelSpec {
+        variant: Variant {
             name: "decode",
             idea: "one query token, KV cache split across blocks, partials merged",
             vendor: false,
@@ -1016,6 +1039,99 @@ fn memory_launch(op: &Op, layouts: &Layouts) -> Result<Vec<Launch>> {
         grid: (grid, 1, 1),
         block: (256, 1, 1),
         smem: 0,
+        args,
+    }])
+}
+
+/// Query rows per CTA and keys per tile of attention_wgmma.cu (`AW_BM`, `AW_BN`).
+pub const ATTENTION_WGMMA_ROWS: u32 = 128;
+
+/// attention_wgmma.cu's dynamic shared memory (its `AwTile::SMEM`): alignment slack for the
+/// 1024-byte swizzle atom, the Q tile, the K and V tiles of each stage (128 rows × d 16-bit
+/// values each) and 8 bytes per barrier (a full and an empty one per stage, and Q's).
+pub fn attention_wgmma_smem(d: u32) -> u32 {
+    let stages = if d == 64 { 4 } else { 3 };
+    let tile = 128 * d * 2;
+    1024 + tile + stages * 2 * tile + (2 * stages + 1) * 8
+}
+
+/// What attention_wgmma.cu is written for: the standard heads (64 or 128), lengths within TMA's
+/// 32-bit extents and the kernel's integers, and sequences × query heads within the grid's y
+/// (65,535).
+fn attention_wgmma_shape(a: &Attention) -> bool {
+    let small = |x: u64| x <= i32::MAX as u64;
+    standard_heads(a)
+        && a.kv_heads > 0
+        && a.q_heads.is_multiple_of(a.kv_heads)
+        && [a.q_len, a.kv_len].into_iter().all(small)
+        && a.batch * a.q_heads <= 65535
+}
+
+/// A TMA map {d, len, batch·heads} over one of Q, K, V, or why the layout has none: the (batch,
+/// head) pairs must be equally spaced and apart (batch stride = heads · head stride, or one
+/// sequence; head stride ≥ len · row stride), rows 16-byte aligned, and the view start at the
+/// buffer (the map's base is the buffer's).
+fn attention_tensor_map(
+    which: &str,
+    buf: Buf,
+    elem: TmaElem,
+    s: &crate::measure::backend::Strided,
+    (batch, heads, len, d): (u64, u64, u64, u64),
+) -> Result<TensorMap> {
+    let e = elem.bytes();
+    // The stride from one (batch, head) pair to the next, in elements.
+    let pair = if batch * heads == 1 {
+        len * s.row
+    } else {
+        s.head
+    };
+    let uniform = (batch == 1 || s.batch == heads * s.head) && pair >= len * s.row;
+    if !uniform || s.offset != 0 || !(s.row * e).is_multiple_of(16) {
+        return Err(BackendError::Unsupported(format!(
+            "cuda flash-wgmma: the {which} layout {s:?} is not one TMA map (batch stride = heads x head stride, 16-byte rows, no offset)"
+        )));
+    }
+    Ok(TensorMap {
+        buf,
+        elem,
+        dims: [d, len, batch * heads],
+        strides: [s.row * e, pair * e],
+        boxed: [64, ATTENTION_WGMMA_ROWS, 1],
+    })
+}
+
+/// attention_wgmma.cu: TMA maps over Q, K and V, one CTA of three warpgroups per 128 queries of
+/// each sequence and query head. Takes (map Q, map K, map V, o, hq, hkv, sq, skv, causal,
+/// window, scale, layout).
+fn attention_wgmma_launch(op: &Op, layouts: &Layouts) -> Result<Vec<Launch>> {
+    let (a, s) = attention_scalars(op)?;
+    let layout = layouts
+        .attention
+        .unwrap_or_else(|| AttentionLayout::head_major(a));
+    let elem = if a.dtype == DType::Bf16 {
+        TmaElem::Bf16
+    } else {
+        TmaElem::F16
+    };
+    let d = a.qk_head_dim;
+    let maps = [
+        ("Q", Buf::Input(0), &layout.q, a.q_heads, a.q_len),
+        ("K", Buf::Input(1), &layout.k, a.kv_heads, a.kv_len),
+        ("V", Buf::Input(2), &layout.v, a.kv_heads, a.kv_len),
+    ];
+    let mut args = Vec::new();
+    for (which, buf, strided, heads, len) in maps {
+        let map = attention_tensor_map(which, buf, elem, strided, (a.batch, heads, len, d))?;
+        args.push(Arg::TensorMap(map));
+    }
+    args.push(Arg::Buf(Buf::Output));
+    args.extend([s.hq, s.hkv, s.sq, s.skv, s.causal, s.window].map(Arg::I32));
+    args.extend([Arg::F32(s.scale), Arg::Layout(layout)]);
+    Ok(vec![Launch {
+        entry: format!("attn_wgmma_{}_d{}", s.suffix, s.d),
+        grid: ((a.q_len as u32).div_ceil(ATTENTION_WGMMA_ROWS), s.bh, 1),
+        block: (384, 1, 1),
+        smem: attention_wgmma_smem(d as u32),
         args,
     }])
 }

@@ -431,6 +431,56 @@ pub fn wgmma_kernels_emit_hopper_instructions() {
     }
 }
 
+/// The Hopper attention kernel too: compiled for compute_90a alone, each entry point's PTX holds
+/// Q·Kᵀ as m64n128k16 wgmma from shared memory, P·V as m64n{d}k16 wgmma with A in registers,
+/// TMA tensor loads, the mbarrier ring and the register hand-over; no mma.sync or ldmatrix.
+pub fn attention_wgmma_kernel_emits_hopper_instructions() {
+    let source = source_named("attention_wgmma.cu");
+    assert_eq!(specs::target_of(source.file), Target::Sm90a);
+    let ptx = nvrtc::compile(source.file, source.text, "compute_90a")
+        .unwrap()
+        .to_src();
+    for ty in ["f16", "bf16"] {
+        for d in [64, 128] {
+            let entry = format!("attn_wgmma_{ty}_d{d}");
+            let body = entry_body(&ptx, &entry);
+            let wgmma = |shape: &str| format!("wgmma.mma_async.sync.aligned.{shape}.f32.{ty}.{ty}");
+            // Q·Kᵀ: both operands descriptors (two 64-bit registers after the accumulators).
+            let qk = body
+                .lines()
+                .any(|l| l.contains(&wgmma("m64n128k16")) && l.contains("}, %rd"));
+            assert!(
+                qk,
+                "{entry}: PTX lacks Q·Kᵀ as m64n128k16 from shared memory"
+            );
+            // P·V: A as four 32-bit registers, B a descriptor.
+            let pv = body
+                .lines()
+                .any(|l| l.contains(&wgmma(&format!("m64n{d}k16"))) && l.contains("}, {%r"));
+            assert!(
+                pv,
+                "{entry}: PTX lacks P·V as m64n{d}k16 with A in registers"
+            );
+            for needle in [
+                "wgmma.fence.sync.aligned",
+                "wgmma.commit_group.sync.aligned",
+                "wgmma.wait_group.sync.aligned",
+                "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes",
+                "mbarrier.init.shared::cta.b64",
+                "mbarrier.arrive.expect_tx.shared::cta.b64",
+                "mbarrier.try_wait.parity.shared::cta.b64",
+                "setmaxnreg.dec.sync.aligned.u32 40",
+                "setmaxnreg.inc.sync.aligned.u32 232",
+            ] {
+                assert!(body.contains(needle), "{entry}: PTX lacks {needle}");
+            }
+        }
+    }
+    for absent in ["mma.sync", "ldmatrix", "cp.async.cg"] {
+        assert!(!ptx.contains(absent), "attention_wgmma.cu emits {absent}");
+    }
+}
+
 /// Every sm_90a kernel, compiled to a CUBIN by NVRTC with ptxas verbose: no spills, no ptxas
 /// warning (a serialized wgmma among them), registers × threads within the SM's 64K, the
 /// producer's released registers enough for the consumers' setmaxnreg.inc, and static plus

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod attention_wgmma_on_cpu;
 mod bench_cli;
 mod calibration;
 mod compose;
@@ -88,12 +89,14 @@ const CASES: &[Case] = &[
     case!(Nvrtc, cuda_compile::every_launch_matches_its_kernel_signature),
     case!(Nvrtc, cuda_compile::mma_kernels_emit_mma_instructions),
     case!(Nvrtc, cuda_compile::wgmma_kernels_emit_hopper_instructions),
+    case!(Nvrtc, cuda_compile::attention_wgmma_kernel_emits_hopper_instructions),
     case!(Nvrtc, cuda_compile::hopper_kernels_fit_the_sm),
     case!(Nvrtc, cuda_compile::simt_gemm_fits_the_sm),
     case!(Nvrtc, cuda_compile::block_kernels_launch_what_they_declare_with_matching_signatures),
     case!(Cxx, cuda_on_cpu::the_chunked_cuda_scan_matches_the_recurrence_on_the_cpu),
     case!(Cxx, mla_on_cpu::the_mla_decode_kernel_matches_attention_over_the_latent_on_the_cpu),
     case!(Cxx, wgmma_on_cpu::the_wgmma_kernels_match_the_reference_on_the_cpu),
+    case!(Cxx, attention_wgmma_on_cpu::the_wgmma_attention_kernel_matches_attention_on_the_cpu),
     case!(Cxx, decode_on_cpu::the_decode_kernel_matches_attention_on_the_cpu),
     case!(Cxx, sgemm_on_cpu::the_simt_gemm_matches_the_reference_on_the_cpu),
     case!(Nothing, bench_cli::devices_lists_every_backend_and_why_one_is_missing),

@@ -719,9 +719,21 @@ mod tests {
         );
         assert!(offered(&square(DType::Fp8E5m2)).is_empty());
         let a = |q, kv| Op::Attention(attention(q, kv, 128));
-        assert_eq!(offered(&a(1, 4096)), ["naive", "flash", "decode"]);
-        assert_eq!(offered(&a(512, 512)), ["naive", "flash"]);
-        assert_eq!(offered(&a(1 << 17, 1 << 17)), ["flash"]);
+        assert_eq!(
+            offered(&a(1, 4096)),
+            ["naive", "flash", "flash-wgmma", "decode"]
+        );
+        assert_eq!(offered(&a(512, 512)), ["naive", "flash", "flash-wgmma"]);
+        assert_eq!(offered(&a(1 << 17, 1 << 17)), ["flash", "flash-wgmma"]);
+        // flash-wgmma's grid y is sequences × query heads.
+        let Op::Attention(wide) = a(512, 512) else {
+            unreachable!()
+        };
+        let wide = Op::Attention(crate::model::ops::Attention {
+            batch: 65536,
+            ..wide
+        });
+        assert!(!offered(&wide).contains(&"flash-wgmma"));
         // Absorbed MLA: only the MLA kernel takes a shared latent K/V head of 576 / 512.
         let mla = |q_len, shared_kv| {
             Op::Attention(crate::model::ops::Attention {
@@ -763,6 +775,28 @@ mod tests {
         // One block per 16 value columns of each sequence and head.
         let l = launch_of("chunked", &scan(DType::Fp16, 128));
         assert_eq!((l[0].grid, l[0].block), ((3, 8, 1), (128, 1, 1)));
+    }
+
+    /// flash-wgmma reads Q, K and V through one TMA map each: a view one map cannot express
+    /// (here K starting past the buffer's start) is refused with the reason, not launched.
+    #[test]
+    fn flash_wgmma_refuses_layouts_one_tensor_map_cannot_view() {
+        let op = Op::Attention(attention(100, 300, 128));
+        let Op::Attention(a) = &op else {
+            unreachable!()
+        };
+        let mut layout = crate::measure::backend::AttentionLayout::head_major(a);
+        let Cuda::Nvrtc { launches, .. } = spec_for("flash-wgmma", &op).unwrap().kernel else {
+            panic!("flash-wgmma is ours")
+        };
+        let with = |layout| Layouts {
+            attention: Some(layout),
+            ..Layouts::default()
+        };
+        assert!(launches(&op, &with(layout)).is_ok());
+        layout.k.offset = 8;
+        let err = launches(&op, &with(layout)).unwrap_err().to_string();
+        assert!(err.contains("the K layout"), "{err}");
     }
 
     fn launch_of(variant: &str, op: &Op) -> Vec<Launch> {
@@ -814,6 +848,16 @@ mod tests {
         assert_eq!(
             one("flash", &flash),
             ("attn_flash_f16_d128".into(), (2, 16, 1), (128, 1, 1), 34816)
+        );
+        // 128 queries per CTA, three warpgroups; Q and three stages of K and V at d = 128.
+        assert_eq!(
+            one("flash-wgmma", &flash),
+            (
+                "attn_wgmma_f16_d128".into(),
+                (1, 16, 1),
+                (384, 1, 1),
+                230456
+            )
         );
         let naive: Vec<_> = launch_of("naive", &flash).iter().map(geometry).collect();
         assert_eq!(
@@ -989,6 +1033,38 @@ mod tests {
             if file == "sgemm_targets.toml" {
                 assert!(shapes.contains(&Matmul::new(1, 4096, 4096, 4096, DType::Fp32)));
             }
+        }
+    }
+
+    /// The device check's Hopper attention shape files are shapes flash-wgmma takes in both
+    /// dtypes (and flash beside it), with GQA, ragged and causal ones among them.
+    #[test]
+    fn hopper_attention_shape_files_are_flash_wgmma_shapes() {
+        use crate::measure::harness::shapes::attention_shapes;
+        let dir = env!("CARGO_MANIFEST_DIR");
+        for dtype in [DType::Bf16, DType::Fp16] {
+            for file in [
+                "hopper_attention_smoke.toml",
+                "hopper_attention_targets.toml",
+            ] {
+                let path = format!("{dir}/scripts/{file}");
+                let shapes = attention_shapes(&path, dtype, f64::INFINITY).unwrap();
+                assert!(!shapes.is_empty(), "{file}");
+                for a in shapes {
+                    let op = Op::Attention(a);
+                    let offered = offered(&op);
+                    assert!(
+                        offered.contains(&"flash-wgmma") && offered.contains(&"flash"),
+                        "{file}: {op}"
+                    );
+                }
+            }
+            let smoke = attention_shapes("smoke", dtype, f64::INFINITY).unwrap();
+            let taken = smoke
+                .into_iter()
+                .filter(|a| offered(&Op::Attention(*a)).contains(&"flash-wgmma"))
+                .count();
+            assert!(taken >= 3, "{dtype}: {taken} smoke shapes");
         }
     }
 
