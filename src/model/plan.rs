@@ -351,16 +351,19 @@ pub fn plan_into(out: &mut Plan, arch: &Architecture, execution: &Execution) {
     out.prefill_blocks.clear();
     out.decode.clear();
     out.decode_blocks.clear();
+    let groups = arch.layer_groups();
     out.training_dims = Some(training_ops_into(
         &mut out.training,
         &mut out.training_blocks,
         arch,
+        groups,
         &execution.training,
     ));
     out.prefill_dims = Some(prefill_ops_into(
         &mut out.prefill,
         &mut out.prefill_blocks,
         arch,
+        groups,
         &execution.serving,
     ));
     out.decode_contexts = execution.serving.decode_contexts();
@@ -368,6 +371,7 @@ pub fn plan_into(out: &mut Plan, arch: &Architecture, execution: &Execution) {
         &mut out.decode,
         &mut out.decode_blocks,
         arch,
+        groups,
         &execution.serving,
         *out.decode_contexts.start(),
     ));
@@ -408,13 +412,24 @@ struct Ctx {
 
 impl Ctx {
     fn new(arch: &Architecture, shape: PassShape, p: &Parallelism) -> Ctx {
+        Ctx::with_groups(arch, shape, p, arch.layer_groups())
+    }
+
+    /// `new`, with the model's layer groups already counted (a plan counts them once for its
+    /// three passes).
+    fn with_groups(
+        arch: &Architecture,
+        shape: PassShape,
+        p: &Parallelism,
+        groups: LayerGroups,
+    ) -> Ctx {
         Ctx {
             dims: LayerDims::sharded(arch, p.tp),
             shard: Shard::of(p),
             shape,
             vocab: arch.vocab_size.div_ceil(p.tp),
             learned_positions: arch.positions == Positions::Learned,
-            groups: arch.layer_groups(),
+            groups,
             mtp: (arch.mtp_layers, arch.layer_kind(arch.num_layers)),
         }
     }
@@ -1184,7 +1199,7 @@ pub fn backward_of(op: &Op, mut emit: impl FnMut(Grad, Op)) {
 /// The ops of one training step: forward, backward, recomputation and the optimizer update.
 pub fn training_ops(arch: &Architecture, s: &TrainingSetup) -> Vec<OpInstance> {
     let mut ops = Vec::new();
-    training_ops_into(&mut ops, &mut Vec::new(), arch, s);
+    training_ops_into(&mut ops, &mut Vec::new(), arch, arch.layer_groups(), s);
     ops
 }
 
@@ -1192,11 +1207,12 @@ fn training_ops_into(
     ops: &mut Vec<OpInstance>,
     blocks: &mut Vec<Block>,
     arch: &Architecture,
+    groups: LayerGroups,
     s: &TrainingSetup,
 ) -> LayerDims {
     let p = &s.parallelism;
     // One microbatch on one rank: its sequences, its share of each sequence.
-    let ctx = Ctx::new(
+    let ctx = Ctx::with_groups(
         arch,
         PassShape {
             batch: p.micro_batch_size(s.batch),
@@ -1208,6 +1224,7 @@ fn training_ops_into(
             dropout: s.dropout,
         },
         p,
+        groups,
     );
     let t = ctx.tokens();
     let sends = u64::from(p.pp > 1);
@@ -1386,7 +1403,7 @@ fn step_ops(ops: &mut Vec<OpInstance>, arch: &Architecture, s: &TrainingSetup) {
 /// (what serving engines compute to sample the first token).
 pub fn prefill_ops(arch: &Architecture, s: &InferenceSetup) -> Vec<OpInstance> {
     let mut ops = Vec::new();
-    prefill_ops_into(&mut ops, &mut Vec::new(), arch, s);
+    prefill_ops_into(&mut ops, &mut Vec::new(), arch, arch.layer_groups(), s);
     ops
 }
 
@@ -1394,9 +1411,10 @@ fn prefill_ops_into(
     ops: &mut Vec<OpInstance>,
     blocks: &mut Vec<Block>,
     arch: &Architecture,
+    groups: LayerGroups,
     s: &InferenceSetup,
 ) -> LayerDims {
-    let ctx = Ctx::new(
+    let ctx = Ctx::with_groups(
         arch,
         PassShape {
             batch: s.batch,
@@ -1408,6 +1426,7 @@ fn prefill_ops_into(
             dropout: false,
         },
         &s.parallelism,
+        groups,
     );
     ctx.forward(ops, blocks, Phase::Prefill, s.batch, serving_sends(s));
     ctx.dims
@@ -1458,7 +1477,14 @@ fn serving_sends(s: &InferenceSetup) -> (u64, u64) {
 /// The ops of one decode step: one new token per sequence attending to `context` positions.
 pub fn decode_ops(arch: &Architecture, s: &InferenceSetup, context: u64) -> Vec<OpInstance> {
     let mut ops = Vec::new();
-    decode_ops_into(&mut ops, &mut Vec::new(), arch, s, context);
+    decode_ops_into(
+        &mut ops,
+        &mut Vec::new(),
+        arch,
+        arch.layer_groups(),
+        s,
+        context,
+    );
     ops
 }
 
@@ -1466,6 +1492,7 @@ fn decode_ops_into(
     ops: &mut Vec<OpInstance>,
     blocks: &mut Vec<Block>,
     arch: &Architecture,
+    groups: LayerGroups,
     s: &InferenceSetup,
     context: u64,
 ) -> LayerDims {
@@ -1480,7 +1507,7 @@ fn decode_ops_into(
         dropout: false,
     };
     // Speculatively, one step verifies the drafted tokens and the next one together.
-    let ctx = Ctx::new(arch, shape(1 + drafts), &s.parallelism);
+    let ctx = Ctx::with_groups(arch, shape(1 + drafts), &s.parallelism, groups);
     ctx.forward(
         ops,
         blocks,
@@ -1490,7 +1517,7 @@ fn decode_ops_into(
     );
     if drafts > 0 {
         // The modules then draft the next tokens, one token per sequence each.
-        let drafter = Ctx::new(arch, shape(1), &s.parallelism);
+        let drafter = Ctx::with_groups(arch, shape(1), &s.parallelism, groups);
         drafter.mtp_module(&mut Sink {
             out: ops,
             phase: Phase::Decode,
