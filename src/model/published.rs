@@ -273,7 +273,15 @@ pub fn predict(rows: &[Row], roofline: bool) -> Result<Vec<Prediction>> {
 
 /// Median and largest absolute error, percent.
 pub fn summary(p: &[Prediction]) -> (f64, f64) {
-    let mut errors: Vec<f64> = p.iter().map(|r| r.error_pct.abs()).collect();
+    median_and_max(p.iter().map(|r| r.error_pct))
+}
+
+/// Median and largest absolute value of signed errors (percent); both 0 without any.
+pub fn median_and_max(errors: impl Iterator<Item = f64>) -> (f64, f64) {
+    let mut errors: Vec<f64> = errors.map(f64::abs).collect();
+    if errors.is_empty() {
+        return (0.0, 0.0);
+    }
     errors.sort_by(f64::total_cmp);
     let n = errors.len();
     let median = if n % 2 == 1 {

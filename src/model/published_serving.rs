@@ -198,14 +198,7 @@ pub fn predict(rows: &[Row], folder: &Path, roofline: bool) -> Result<Vec<Predic
 /// Median and largest absolute error, percent, and the share of rows whose published figure
 /// lies within the prediction's own error bar.
 pub fn summary(p: &[Prediction]) -> (f64, f64, f64) {
-    let mut errors: Vec<f64> = p.iter().map(|r| r.error_pct.abs()).collect();
-    errors.sort_by(f64::total_cmp);
-    let n = errors.len();
-    let median = if n % 2 == 1 {
-        errors[n / 2]
-    } else {
-        (errors[n / 2 - 1] + errors[n / 2]) / 2.0
-    };
+    let (median, max) = crate::model::published::median_and_max(p.iter().map(|r| r.error_pct));
     let covered = p
         .iter()
         .filter(|r| {
@@ -216,7 +209,7 @@ pub fn summary(p: &[Prediction]) -> (f64, f64, f64) {
             })
         })
         .count();
-    (median, errors[n - 1], covered as f64 / n as f64)
+    (median, max, covered as f64 / p.len().max(1) as f64)
 }
 
 #[cfg(test)]
