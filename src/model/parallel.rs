@@ -311,12 +311,12 @@ pub fn check_layout(arch: &Architecture, p: &Parallelism) -> Result<()> {
 pub fn rank_params(arch: &Architecture, p: &Parallelism, stage: u64) -> u64 {
     let params = arch.params();
     let experts = expert_params(arch);
+    // The stage's share of what the layers hold (all of it without a pipeline).
+    let layers = stage_layer_count(arch.num_layers, p.pp, stage);
+    let share = |n: u64| (u128::from(n) * u128::from(layers) / u128::from(arch.num_layers)) as u64;
     let (dense, expert) = if p.pp == 1 {
         (params.total - experts, experts)
     } else {
-        let layers = stage_layers(arch.num_layers, p.pp)[stage as usize];
-        let share =
-            |n: u64| (u128::from(n) * u128::from(layers) / u128::from(arch.num_layers)) as u64;
         let mut dense = share(params.non_embedding - experts);
         if stage == 0 {
             dense += params.embedding;
@@ -330,17 +330,9 @@ pub fn rank_params(arch: &Architecture, p: &Parallelism, stage: u64) -> u64 {
         }
         (dense, share(experts))
     };
-    // What a tensor rank holds beyond an even split (on one stage, its layers' share).
+    // What a tensor rank holds beyond an even split.
     let (uneven, held) = tp_uneven_params(arch, p.tp);
-    let stage_share = |n: u64| {
-        if p.pp == 1 {
-            n
-        } else {
-            let layers = stage_layers(arch.num_layers, p.pp)[stage as usize];
-            (u128::from(n) * u128::from(layers) / u128::from(arch.num_layers)) as u64
-        }
-    };
-    let (uneven, held) = (stage_share(uneven).min(dense), stage_share(held));
+    let (uneven, held) = (share(uneven).min(dense), share(held));
     (dense - uneven).div_ceil(p.tp) + held + expert.div_ceil(p.tp * p.ep)
 }
 
@@ -390,9 +382,7 @@ pub fn mla_replicated_layer_params(arch: &Architecture) -> u64 {
 
 /// Parameters of the routed experts (what expert parallelism splits).
 pub fn expert_params(arch: &Architecture) -> u64 {
-    let Some(m) = arch.moe else { return 0 };
-    let matrices = if arch.mlp.gated { 3 } else { 2 };
-    let per_layer = m.num_experts * matrices * arch.hidden_size * m.expert_intermediate_size;
+    let per_layer = routed_expert_layer_params(arch);
     arch.layer_groups()
         .into_iter()
         .filter(|(kind, _)| kind.moe)
@@ -400,21 +390,22 @@ pub fn expert_params(arch: &Architecture) -> u64 {
         .sum()
 }
 
+/// Parameters of one MoE layer's routed experts (0 without experts).
+fn routed_expert_layer_params(arch: &Architecture) -> u64 {
+    let Some(m) = arch.moe else { return 0 };
+    let matrices = if arch.mlp.gated { 3 } else { 2 };
+    m.num_experts * matrices * arch.hidden_size * m.expert_intermediate_size
+}
+
 /// Parameters of the multi-token-prediction modules on one rank of the last pipeline stage,
 /// where they run: split like a layer (routed experts over the tensor and expert ranks, the
 /// rest over the tensor ranks).
 pub fn mtp_rank_params(arch: &Architecture, p: &Parallelism) -> u64 {
     let total = arch.params().mtp;
-    let experts = match arch.moe {
-        Some(m) if arch.layer_kind(arch.num_layers).moe => {
-            let matrices = if arch.mlp.gated { 3 } else { 2 };
-            arch.mtp_layers
-                * m.num_experts
-                * matrices
-                * arch.hidden_size
-                * m.expert_intermediate_size
-        }
-        _ => 0,
+    let experts = if arch.layer_kind(arch.num_layers).moe {
+        arch.mtp_layers * routed_expert_layer_params(arch)
+    } else {
+        0
     }
     .min(total);
     let replicated = if p.tp == 1 {
@@ -427,8 +418,12 @@ pub fn mtp_rank_params(arch: &Architecture, p: &Parallelism) -> u64 {
 
 /// Layers per pipeline stage: the first `layers mod pp` stages take one more.
 pub fn stage_layers(layers: u64, pp: u64) -> Vec<u64> {
-    let (base, extra) = (layers / pp, layers % pp);
-    (0..pp).map(|i| base + u64::from(i < extra)).collect()
+    (0..pp).map(|i| stage_layer_count(layers, pp, i)).collect()
+}
+
+/// Layers on pipeline stage `stage` of `pp` (`stage_layers` without the list).
+pub fn stage_layer_count(layers: u64, pp: u64, stage: u64) -> u64 {
+    layers / pp + u64::from(stage < layers % pp)
 }
 
 /// The time of one step of a pipeline whose stage `i` takes `stage_s[i]` per microbatch (forward
