@@ -1025,6 +1025,10 @@ fn profile_cases() -> Vec<Case> {
         ("tdp_w", "0", "tdp_w.value", "must be a positive number"),
         ("tdp_w", "1e25", "tdp_w.value", "outside"),
         ("price_usd_per_hour", "2e6", "price_usd_per_hour.value", "outside"),
+        ("sustained_compute_fraction", "1.2", "sustained_compute_fraction.value", "must be in"),
+        ("sustained_compute_fraction", "1e-9", "sustained_compute_fraction.value", "outside"),
+        ("sustained_compute_fraction", "0", "sustained_compute_fraction.value", "must be a positive number"),
+        ("sustained_compute_fraction", "nan", "sustained_compute_fraction.value", "must be a positive number"),
         ("fp32", "0", "peak_flops.fp32.value", "must be a positive number"),
         ("bf16", "1e30", "peak_flops.bf16.value", "outside"),
         ("bf16", "-5", "peak_flops.bf16.value", "must be a positive number"),
@@ -1055,12 +1059,10 @@ fn profile_cases() -> Vec<Case> {
         ));
     };
     for (key, value, field, message) in figures {
-        let body = if key == "price_usd_per_hour" {
+        let body = if key == "price_usd_per_hour" || key == "sustained_compute_fraction" {
             good.replacen(
                 "\n[peak_flops]",
-                &format!(
-                    "\nprice_usd_per_hour = {{ value = {value}, source = \"a quote\" }}\n[peak_flops]"
-                ),
+                &format!("\n{key} = {{ value = {value}, source = \"a quote\" }}\n[peak_flops]"),
                 1,
             )
         } else {

@@ -705,12 +705,17 @@ proptest! {
         if let Ok(rows) = published::parse("fuzz.json", &v.to_string())
             && let Ok(predictions) = published::predict(&rows, true)
         {
-            for p in predictions {
+            for p in &predictions.rows {
                 prop_assert!(
                     p.predicted_tflops_per_gpu.is_finite() && p.predicted_tflops_per_gpu > 0.0,
                     "{}: {}", p.model, p.predicted_tflops_per_gpu
                 );
                 prop_assert!(p.step_time_s.is_finite() && p.step_time_s > 0.0);
+                prop_assert!(p.held_out_error_pct.is_none_or(f64::is_finite));
+            }
+            for f in &predictions.fits {
+                let (lo, hi) = published::FRACTION_RANGE;
+                prop_assert!((lo..=hi).contains(&f.fitted_fraction), "{}", f.fitted_fraction);
             }
         }
     }

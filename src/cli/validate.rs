@@ -75,8 +75,9 @@ fn run_published(file: &std::path::Path, roofline: bool, format: Format) -> Resu
         return run_published_serving(file, &text, roofline, format);
     }
     let rows = published::parse(&name, &text)?;
-    let predictions = published::predict(&rows, roofline)?;
-    let (median, max) = published::summary(&predictions);
+    let validation = published::predict(&rows, roofline)?;
+    let predictions = &validation.rows;
+    let (median, max) = published::summary(predictions);
     let out = match format {
         Format::Json => {
             let doc = serde_json::json!({
@@ -87,6 +88,7 @@ fn run_published(file: &std::path::Path, roofline: bool, format: Format) -> Resu
                 "rows": predictions,
                 "median_abs_error_pct": median,
                 "max_abs_error_pct": max,
+                "sustained_fraction_fits": validation.fits,
             });
             serde_json::to_string_pretty(&doc)? + "\n"
         }
@@ -99,10 +101,11 @@ fn run_published(file: &std::path::Path, roofline: bool, format: Format) -> Resu
                 "published TFLOP/s/GPU",
                 "predicted",
                 "error",
+                "held out",
                 "bubble",
                 "comm",
             ]);
-            for p in &predictions {
+            for p in predictions {
                 b.push_record([
                     p.model.clone(),
                     p.gpus.to_string(),
@@ -110,19 +113,34 @@ fn run_published(file: &std::path::Path, roofline: bool, format: Format) -> Resu
                     format!("{:.0}", p.published_tflops_per_gpu),
                     format!("{:.0}", p.predicted_tflops_per_gpu),
                     format!("{:+.1}%", p.error_pct),
+                    p.held_out_error_pct
+                        .map_or("-".into(), |e| format!("{e:+.1}%")),
                     format!("{:.1}%", 100.0 * p.pipeline_bubble_fraction),
                     format!("{:.1}%", 100.0 * p.communication_fraction),
                 ]);
             }
+            let gpus: Vec<&str> = validation.fits.iter().map(|f| f.hw.as_str()).collect();
             let mut out = format!(
                 "{name}: predicted against published, on {}\n",
-                predictions[0].hw
+                gpus.join(", ")
             );
             out += &b.build().with(Style::rounded()).to_string();
             out += &format!(
                 "\nmedian |error| {median:.1}%, largest {max:.1}% over {} rows; FLOPs counted with Megatron-LM's formula (recomputation included)\n",
                 predictions.len()
             );
+            for f in &validation.fits {
+                out += &format!(
+                    "{}: sustained compute fraction {:.3} in the profile, {:.3} fitted to these {} rows",
+                    f.hw, f.profile_fraction, f.fitted_fraction, f.rows
+                );
+                if let (Some(m), Some(x)) = (f.held_out_median_pct, f.held_out_max_pct) {
+                    out += &format!(
+                        "; held out (each row with the fraction fitted to the others): median |error| {m:.1}%, largest {x:.1}%"
+                    );
+                }
+                out += "\n";
+            }
             out
         }
     };

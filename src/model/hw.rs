@@ -40,6 +40,12 @@ pub struct HwProfile {
     pub tdp_w: Option<Sourced<f64>>,
     #[serde(default)]
     pub price_usd_per_hour: Option<Sourced<f64>>,
+    /// Fraction of its short-run compute rate the GPU keeps through a long step held at its power
+    /// limit: kernel benchmarks run for milliseconds at the boost clock, a training step runs for
+    /// seconds at the clock the board's power limit allows. Absent: not derated, for want of a
+    /// figure.
+    #[serde(default)]
+    pub sustained_compute_fraction: Option<Sourced<f64>>,
     /// Dense (no 2:4 sparsity) peak rates, FLOP/s (OP/s for integers).
     pub peak_flops: PeakFlops,
     #[serde(default)]
@@ -152,6 +158,13 @@ impl Default for ModelDefaults {
 }
 
 impl HwProfile {
+    /// The sustained fraction of the compute rate (1 where the profile gives none).
+    pub fn sustained_fraction(&self) -> f64 {
+        self.sustained_compute_fraction
+            .as_ref()
+            .map_or(1.0, |f| f.value)
+    }
+
     /// Dense peak for matmuls in `dtype`, or `None` where the device has no such rate.
     pub fn peak_flops(&self, dtype: DType) -> Option<f64> {
         let p = &self.peak_flops;
@@ -219,7 +232,7 @@ impl HwProfile {
         let p = &self.peak_flops;
         let i = &self.interconnect;
         // compute_units is the one integer figure; the rest are f64, some optional.
-        let rest: [(&str, Option<&Sourced<f64>>); 18] = [
+        let rest: [(&str, Option<&Sourced<f64>>); 19] = [
             ("boost_clock_hz", Some(&self.boost_clock_hz)),
             ("memory_bytes", Some(&self.memory_bytes)),
             (
@@ -229,6 +242,10 @@ impl HwProfile {
             ("l2_bytes", Some(&self.l2_bytes)),
             ("tdp_w", self.tdp_w.as_ref()),
             ("price_usd_per_hour", self.price_usd_per_hour.as_ref()),
+            (
+                "sustained_compute_fraction",
+                self.sustained_compute_fraction.as_ref(),
+            ),
             ("peak_flops.fp32", Some(&p.fp32)),
             ("peak_flops.tf32", p.tf32.as_ref()),
             ("peak_flops.fp16", p.fp16.as_ref()),
@@ -321,6 +338,16 @@ impl HwProfile {
                     "every figure needs a source",
                 ));
             }
+        }
+        // A fraction: positive and within the figures' range is checked above.
+        if let Some(f) = &self.sustained_compute_fraction
+            && f.value > 1.0
+        {
+            return Err(Error::field(
+                file,
+                "sustained_compute_fraction.value",
+                format!("must be in (0, 1], got {}", f.value),
+            ));
         }
         let m = &self.model;
         for (field, v) in [

@@ -669,7 +669,8 @@ pub enum MemoryKind {
     Rotary,
     /// Row softmax (e.g. the MoE router).
     Softmax,
-    /// Softmax cross-entropy over the vocabulary; `cols` is the vocabulary size.
+    /// Softmax cross-entropy over the vocabulary on logits upcast to fp32; `cols` is the
+    /// vocabulary size.
     CrossEntropy,
     /// Gather `rows` rows of a `cols`-wide embedding table.
     EmbeddingLookup,
@@ -776,10 +777,31 @@ impl MemoryOp {
             MemoryKind::Rotary => t(1.0, 1.0, 0.0, 0.0, 3.0),
             MemoryKind::Softmax if fwd => t(1.0, 1.0, 0.0, 0.0, 5.0),
             MemoryKind::Softmax => t(2.0, 1.0, 0.0, 0.0, 4.0),
-            // Forward reads the logits and an int32 label, writes an fp32 loss per row.
-            MemoryKind::CrossEntropy if fwd => t(1.0, 0.0, 0.0, 8.0, 5.0),
-            // Backward reads the logits, writes their gradient (softmax minus one-hot).
-            MemoryKind::CrossEntropy => t(1.0, 1.0, 0.0, 4.0, 3.0),
+            // The loss is taken on logits upcast to fp32, as Megatron-LM (`output.float()` before
+            // its vocab-parallel cross-entropy) and Hugging Face (`logits.float()`) do: forward
+            // reads the logits once and writes the fp32 copy, then the row max (read 4 B), the
+            // subtraction and the exponential in place (read and write 4 B each), the row sum
+            // (read 4 B) and the division that keeps the softmax for the backward (read and
+            // write 4 B): 36 fp32 bytes per logit, plus an int32 label and an fp32 loss per row.
+            MemoryKind::CrossEntropy if fwd => Traffic {
+                tensor_reads: 1.0,
+                tensor_writes: 0.0,
+                param_vectors: 0.0,
+                bytes_per_row: 8.0,
+                fixed_bytes_per_element: 36.0,
+                flops_per_element: 5.0,
+            },
+            // Backward subtracts the one-hot from the kept softmax and scales it by the loss
+            // gradient in place (read and write 4 B), then casts it back to the logits' dtype
+            // (read 4 B, write the gradient).
+            MemoryKind::CrossEntropy => Traffic {
+                tensor_reads: 0.0,
+                tensor_writes: 1.0,
+                param_vectors: 0.0,
+                bytes_per_row: 4.0,
+                fixed_bytes_per_element: 12.0,
+                flops_per_element: 3.0,
+            },
             // Forward gathers rows through int32 indices.
             MemoryKind::EmbeddingLookup if fwd => t(1.0, 1.0, 0.0, 4.0, 0.0),
             // Backward reads dy and read-modify-writes the gathered table rows.

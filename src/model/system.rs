@@ -7,6 +7,7 @@ pub use crate::model::cost::calibrated::Stack;
 use crate::model::cost::calibrated::{
     CalibratedModel, Calibration, ErrorBars, RooflineWithBars, embedded, embedded_profiles,
 };
+use crate::model::cost::sustained::Sustained;
 use crate::model::cost::{CostModel, transfer};
 use crate::model::hw::{self, HwProfile};
 use std::path::Path;
@@ -52,6 +53,16 @@ impl System {
                 bars: c.error_pct,
             }),
             (None, _) => Box::new(borrowed_roofline_bars()?),
+        };
+        // Predictions are of steps that hold the GPU at its power limit for seconds.
+        let fraction = hw.sustained_fraction();
+        let cost_model: Box<dyn CostModel> = if fraction < 1.0 {
+            Box::new(Sustained {
+                inner: cost_model,
+                fraction,
+            })
+        } else {
+            cost_model
         };
         let hardware_origin = format!("{} (embedded catalog)", hw.name);
         Ok(System {

@@ -4,6 +4,7 @@
 //! trait and reports a different `Provenance` and an error bar.
 
 pub mod calibrated;
+pub mod sustained;
 pub mod transfer;
 
 use crate::error::{Error, Result};
