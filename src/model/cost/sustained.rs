@@ -27,12 +27,8 @@ impl Sustained {
 
 impl CostModel for Sustained {
     fn describe(&self, hw: &HwProfile) -> String {
-        let source = hw
-            .sustained_compute_fraction
-            .as_ref()
-            .map_or("", |f| f.source.as_str());
         format!(
-            "{}; compute-bound ops at {:.3} of their short-run rate, sustained at the power limit ({source})",
+            "{}; compute-bound ops at {:.3} of their short-run rate, sustained at the power limit (the profile's sustained_compute_fraction)",
             self.inner.describe(hw),
             self.fraction
         )
