@@ -31,6 +31,9 @@
 # beside regblock and cuBLAS sgemm, within about 2 minutes. The full run checks the simt
 # variants on the smoke shapes before its fp32 targets, which time them beside cuBLAS (both
 # steps together add at most 25 s to it).
+# SUSTAINED=1: the sustained compute fraction (scripts/sustained_torch.py): an 8192³ bf16 matmul
+# timed as the calibration times it, then back to back for 60 s at the power limit, with the SM
+# clock and power; writes $OUT/sustained-bf16-8192x8192x8192.json, about 1.5 minutes.
 # CALIBRATION=1: correctness on the smoke shapes, the composition check, then the bf16 and fp16
 # calibration sweeps with long limits (no wgpu, no criterion), within about 6.5 minutes.
 # SWEEP=1: the dense calibration sweep within 7 minutes (SWEEP_BUDGET_S), vendors first: cuBLAS /
@@ -266,6 +269,10 @@ run() {
     step 60 $bin/gpucost bench --backend cuda --op matmul --dtype fp32 --shapes scripts/sgemm_targets.toml \
       --variant regblock,simt,simt-64,cublas "${fast[@]}"
     $bin/gpucost report --results "$res" > "$OUT/report.txt" 2>&1
+    return
+  fi
+  if [ -n "${SUSTAINED:-}" ]; then
+    step 100 python3 scripts/sustained_torch.py --out "$OUT" --seconds 60
     return
   fi
   if [ -n "${MLA:-}" ]; then

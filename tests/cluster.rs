@@ -306,3 +306,19 @@ fn offline_throughput_through_predict() {
     ]);
     assert!(e.contains("fits"), "{e}");
 }
+
+/// The sustained-fraction device script's arithmetic (scripts/sustained_torch.py; the GPU part
+/// runs in `SUSTAINED=1 scripts/device-check.sh run`).
+#[test]
+fn the_sustained_fraction_script_computes_its_figures() {
+    let out = std::process::Command::new("python3")
+        .args(["scripts/sustained_torch.py", "--self-test"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
