@@ -2,7 +2,9 @@
 //! layer ops), measured with seeded inputs and weights, checked against the f64 reference, with
 //! the statistics of the whole block's and each op's time.
 
-use crate::measure::backend::block::{self, BlockInputs, BlockShape};
+use std::cell::LazyCell;
+
+use crate::measure::backend::block::{self, BlockInputs, BlockRun, BlockShape};
 use crate::measure::backend::block_mla;
 use crate::measure::backend::{Backend, BackendError};
 use crate::measure::harness::stats::Summary;
@@ -222,26 +224,46 @@ pub fn measure_with(
     let run = backend.run_block(b, &inputs, runs)?;
     let dtype: DType = b.dtype;
     let round = |v: f64| round_to(dtype, v as f32);
-    let correctness = if b.flops() <= full_reference_max_flops {
-        compare(
-            &run.output,
-            &block::reference(b, &inputs.x, &inputs, &round),
-            tolerance_of(b),
-        )
+    // The prefix block is built only when the check samples prefixes.
+    let prefix_block = LazyCell::new(|| b.prefix(PREFIX));
+    Ok(check_and_summarize(
+        run,
+        &inputs.x,
+        (b.batch, b.seq, b.hidden),
+        b.ops.len(),
+        b.flops() <= full_reference_max_flops,
+        tolerance_of(b),
+        |x, prefix| block::reference(if prefix { &prefix_block } else { b }, x, &inputs, &round),
+    ))
+}
+
+/// Checks a block's device run against the f64 reference and, if it passes, summarises the
+/// time of the whole block and of each of its first `steps` steps. `reference(x, prefix)` is the
+/// output for activations `x` of the whole block, or with `prefix` of the one-sequence block of
+/// the first `PREFIX` tokens. With `full_reference` the whole output is compared; otherwise the
+/// first `PREFIX` tokens of the first and the last sequence, which causality lets the prefix
+/// block compute exactly, while the whole output is still scanned for NaN.
+pub(crate) fn check_and_summarize(
+    run: BlockRun,
+    x: &[f32],
+    (batch, seq, hidden): (u64, u64, u64),
+    steps: usize,
+    full_reference: bool,
+    tolerance: f64,
+    reference: impl Fn(&[f32], bool) -> Vec<f64>,
+) -> BlockMeasurement {
+    let correctness = if full_reference {
+        compare(&run.output, &reference(x, false), tolerance)
     } else {
-        // Large blocks: the first PREFIX tokens of the first and the last sequence, which
-        // causality lets a one-sequence block of PREFIX tokens compute exactly; the whole output
-        // is still scanned for NaN.
-        let p = b.prefix(PREFIX);
-        let (rows, h) = (p.tokens() as usize, b.hidden as usize);
+        // The prefix block's tokens: one sequence of at most PREFIX.
+        let (rows, h) = (PREFIX.min(seq) as usize, hidden as usize);
         let mut indices = Vec::new();
         let mut values = Vec::new();
-        for z in [0, b.batch - 1] {
-            let start = (z * b.seq) as usize * h;
-            let x = &inputs.x[start..start + rows * h];
+        for z in [0, batch - 1] {
+            let start = (z * seq) as usize * h;
             indices.extend(start..start + rows * h);
-            values.extend(block::reference(&p, x, &inputs, &round));
-            if b.batch == 1 {
+            values.extend(reference(&x[start..start + rows * h], true));
+            if batch == 1 {
                 break;
             }
         }
@@ -250,11 +272,11 @@ pub fn measure_with(
             indices,
             values,
         };
-        harness::check(&run.output, &expected, tolerance_of(b))
+        harness::check(&run.output, &expected, tolerance)
     };
     let ok = correctness.pass;
     let ops = if ok && !run.op_s.is_empty() {
-        (0..b.ops.len())
+        (0..steps)
             .filter_map(|i| {
                 let column: Vec<f64> = run.op_s.iter().map(|r| r[i]).collect();
                 Summary::of(&column)
@@ -263,10 +285,10 @@ pub fn measure_with(
     } else {
         Vec::new()
     };
-    Ok(BlockMeasurement {
+    BlockMeasurement {
         block: if ok { Summary::of(&run.block_s) } else { None },
         correctness,
         ops,
         implementations: run.implementations,
-    })
+    }
 }

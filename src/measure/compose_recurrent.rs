@@ -3,13 +3,16 @@
 //! workload's own layer ops, run on a device, checked against the f64 reference and timed
 //! step by step (`compose` does the same for dense layers).
 
+use std::cell::LazyCell;
+
 use crate::measure::backend::block_recurrent::{
     self, GDN_PREP, Mixer, RecurrentInputs, RecurrentShape, SSD_SCAN,
 };
 use crate::measure::backend::{Backend, BackendError};
-use crate::measure::compose::{BlockMeasurement, FULL_BLOCK_REFERENCE_MAX_FLOPS, PREFIX};
-use crate::measure::harness::stats::Summary;
-use crate::measure::harness::{self, compare, random_tensor, round_to, tolerance};
+use crate::measure::compose::{
+    BlockMeasurement, FULL_BLOCK_REFERENCE_MAX_FLOPS, PREFIX, check_and_summarize,
+};
+use crate::measure::harness::{self, random_tensor, round_to, tolerance};
 use crate::model::arch::{Architecture, Block, LayerKind, Norm};
 use crate::model::dtype::DType;
 use crate::model::ops::{Activation, Op};
@@ -226,49 +229,18 @@ pub fn measure_with(
     let run = backend.run_recurrent_block(b, &inputs, runs)?;
     let dtype = b.dtype;
     let round = |v: f64| round_to(dtype, v as f32);
-    let correctness = if b.flops() <= full_reference_max_flops {
-        compare(
-            &run.output,
-            &block_recurrent::reference(b, &inputs.x, &inputs, &round),
-            tolerance_of(b),
-        )
-    } else {
-        let p = b.prefix(PREFIX);
-        let (rows, h) = (p.tokens() as usize, b.hidden as usize);
-        let mut indices = Vec::new();
-        let mut values = Vec::new();
-        for z in [0, b.batch - 1] {
-            let start = (z * b.seq) as usize * h;
-            let x = &inputs.x[start..start + rows * h];
-            indices.extend(start..start + rows * h);
-            values.extend(block_recurrent::reference(&p, x, &inputs, &round));
-            if b.batch == 1 {
-                break;
-            }
-        }
-        let expected = harness::Expected::Sampled {
-            len: run.output.len(),
-            indices,
-            values,
-        };
-        harness::check(&run.output, &expected, tolerance_of(b))
-    };
-    let ok = correctness.pass;
     let steps = run.implementations.len();
-    let ops = if ok && !run.op_s.is_empty() {
-        (0..steps)
-            .filter_map(|i| {
-                let column: Vec<f64> = run.op_s.iter().map(|r| r[i]).collect();
-                Summary::of(&column)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(BlockMeasurement {
-        block: if ok { Summary::of(&run.block_s) } else { None },
-        correctness,
-        ops,
-        implementations: run.implementations,
-    })
+    // The prefix block is built only when the check samples prefixes.
+    let prefix_block = LazyCell::new(|| b.prefix(PREFIX));
+    Ok(check_and_summarize(
+        run,
+        &inputs.x,
+        (b.batch, b.seq, b.hidden),
+        steps,
+        b.flops() <= full_reference_max_flops,
+        tolerance_of(b),
+        |x, prefix| {
+            block_recurrent::reference(if prefix { &prefix_block } else { b }, x, &inputs, &round)
+        },
+    ))
 }
