@@ -13,6 +13,7 @@ use wgpu::util::DeviceExt;
 
 mod block;
 mod block_recurrent;
+mod passes;
 #[path = "../../../kernels/wgsl/specs.rs"]
 mod specs;
 

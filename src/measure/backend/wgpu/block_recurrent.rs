@@ -4,7 +4,8 @@
 //! the output gate, Mamba-2's scan and its per-group norm) — each in its own compute pass
 //! between timestamps, so one submission gives the layer's time and each step's.
 
-use super::{Stage, WgpuBackend, device_err, split_groups, stages, template, to_bytes};
+use super::passes::{Bind, Dispatch, Passes};
+use super::{Stage, WgpuBackend, device_err, split_groups, stages, template};
 use crate::measure::backend::block::BlockRun;
 use crate::measure::backend::block_recurrent::{
     GDN_PREP, Mixer, RecurrentInputs, RecurrentShape, SSD_SCAN, input,
@@ -13,7 +14,6 @@ use crate::measure::backend::cpu::{RMSNORM_EPS, scan_output_len};
 use crate::measure::backend::{BackendError, Result};
 use crate::model::dtype::DType;
 use crate::model::ops::{Matmul, Op};
-use wgpu::util::DeviceExt;
 
 /// The matmul variant the layer runs, as the dense block does.
 const MATMUL_VARIANT: &str = "regblock";
@@ -93,15 +93,6 @@ fn items(n: u64) -> [u32; 3] {
 fn rows(n: u64) -> [u32; 3] {
     let [x, y] = split_groups(n.max(1));
     [x, y, 1]
-}
-
-/// One dispatch: its stage, the storage buffers it binds in binding order (inputs, then
-/// outputs), its uniforms.
-struct Dispatch {
-    stage: Stage,
-    binds: Vec<usize>,
-    params: Vec<u32>,
-    implementation: String,
 }
 
 /// Where a step's operands live: a layer input, or an output of an earlier step.
@@ -415,106 +406,38 @@ impl WgpuBackend {
             ));
         }
 
-        let largest = inputs
-            .tensors()
-            .iter()
-            .map(|t| t.len() as u64)
-            .chain(parts.iter().flatten().copied())
-            .max()
-            .unwrap_or(0);
-        if !self.fits(dtype.bytes_for(largest)) {
-            return Err(BackendError::Unsupported(format!(
-                "the layer's largest tensor ({} bytes) exceeds what {} can bind ({} bytes): \
-                 use fewer tokens or a smaller model",
-                dtype.bytes_for(largest),
-                self.info.name,
-                self.limits.max_storage_buffer_binding_size
-            )));
-        }
+        let tensors = inputs.tensors();
+        self.check_fits("layer", dtype, &tensors, parts.iter().flatten().copied())?;
         // The inputs' buffers first, then each step's outputs, in step order.
-        let mut buffers: Vec<wgpu::Buffer> = inputs
-            .tensors()
-            .iter()
-            .map(|v| self.upload(v, dtype))
-            .collect();
         let mut first_output = Vec::new();
-        let mut outputs: Vec<(usize, u64)> = Vec::new();
+        let mut outputs = Vec::new();
         for (step, outs) in steps.iter().zip(&parts) {
-            first_output.push(buffers.len());
-            for &elems in outs {
-                outputs.push((buffers.len(), elems));
-                buffers.push(self.storage_buffer(
-                    step.name,
-                    dtype.bytes_for(elems),
-                    wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                ));
-            }
+            first_output.push(tensors.len() + outputs.len());
+            outputs.extend(outs.iter().map(|&elems| (step.name, elems)));
         }
         for (i, (d, ins)) in dispatches.iter_mut().enumerate() {
             let buffer_of = |a: &At| match *a {
                 At::Input(j) => j,
                 At::Step(s, part) => first_output[s] + part,
             };
-            d.binds = ins.iter().map(buffer_of).collect();
-            d.binds
-                .extend((0..parts[i].len()).map(|part| first_output[i] + part));
+            // Its inputs, then its outputs, then its uniforms.
+            d.binds = ins
+                .iter()
+                .map(buffer_of)
+                .chain((0..parts[i].len()).map(|part| first_output[i] + part))
+                .map(Bind::Buffer)
+                .chain([Bind::Params])
+                .collect();
         }
-        let dispatches: Vec<Dispatch> = dispatches.into_iter().map(|(d, _)| d).collect();
-        let pipelines = dispatches
-            .iter()
-            .map(|d| self.pipeline(&d.stage))
-            .collect::<Result<Vec<_>>>()?;
-        let mut groups = Vec::new();
-        for (d, pipeline) in dispatches.iter().zip(&pipelines) {
-            let params = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("params"),
-                    contents: bytemuck::cast_slice(&d.params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-            let mut bound: Vec<&wgpu::Buffer> = d.binds.iter().map(|&i| &buffers[i]).collect();
-            bound.push(&params);
-            groups.push(self.bind_group(pipeline, &bound));
-        }
-        self.take_error()?;
-
-        // Checked run: every intermediate and the output poisoned first.
-        for &(buffer, elems) in &outputs {
-            let poison = to_bytes(&vec![f32::NAN; elems as usize], dtype);
-            self.queue.write_buffer(&buffers[buffer], 0, &poison);
-        }
-        let last = *outputs.last().ok_or_else(|| device_err("empty layer"))?;
-        let read: Vec<(usize, u64)> = if every_step {
-            outputs.clone()
-        } else {
-            vec![last]
+        let dispatches = dispatches.into_iter().map(|(d, _)| d).collect();
+        let passes = Passes {
+            what: "layer",
+            dtype,
+            inputs: &tensors,
+            outputs,
+            dispatches,
         };
-        let staged: Vec<(wgpu::Buffer, u64, u64)> = read
-            .iter()
-            .map(|&(_, elems)| {
-                let bytes = dtype.bytes_for(elems).div_ceil(4) * 4;
-                let staging = self.storage_buffer(
-                    "layer-read",
-                    bytes,
-                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                );
-                (staging, bytes, elems)
-            })
-            .collect();
-        let mut encoder = self.encode_layer(&dispatches, &pipelines, &groups, None);
-        for (&(buffer, _), (staging, bytes, _)) in read.iter().zip(&staged) {
-            encoder.copy_buffer_to_buffer(&buffers[buffer], 0, staging, 0, *bytes);
-        }
-        self.queue.submit([encoder.finish()]);
-        let mut values = Vec::new();
-        for (staging, bytes, elems) in &staged {
-            let raw = self.read_buffer(staging, *bytes)?;
-            values.push(super::from_bytes(&raw, dtype, *elems as usize));
-        }
-        let output = values.last().cloned().unwrap_or_default();
+        let (run, values) = self.run_passes(passes, every_step, runs)?;
         // Each step's parts, concatenated.
         let mut per_step = Vec::new();
         if every_step {
@@ -523,91 +446,7 @@ impl WgpuBackend {
                 per_step.push(parts_read.by_ref().take(outs.len()).flatten().collect());
             }
         }
-
-        // Timed runs: a begin and an end timestamp per step.
-        let n = dispatches.len() as u32;
-        let mut block_s = Vec::new();
-        let mut op_s = Vec::new();
-        if self.timestamps.is_some() {
-            let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("layer-timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2 * n,
-            });
-            let size = 16 * u64::from(n);
-            let resolve = self.storage_buffer(
-                "layer-resolve",
-                size,
-                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            );
-            let read = self.storage_buffer(
-                "layer-ticks",
-                size,
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            );
-            let tick_s = self.info.timer_resolution_ns.unwrap_or(1.0) * 1e-9;
-            for _ in 0..runs {
-                let mut encoder = self.encode_layer(&dispatches, &pipelines, &groups, Some(&set));
-                encoder.resolve_query_set(&set, 0..2 * n, &resolve, 0);
-                encoder.copy_buffer_to_buffer(&resolve, 0, &read, 0, size);
-                self.queue.submit([encoder.finish()]);
-                let bytes = self.read_buffer(&read, size)?;
-                let ticks: Vec<u64> = bytes
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect();
-                let span = |a: u64, b: u64| b.saturating_sub(a) as f64 * tick_s;
-                block_s.push(span(ticks[0], ticks[2 * n as usize - 1]));
-                op_s.push(ticks.chunks_exact(2).map(|p| span(p[0], p[1])).collect());
-            }
-        } else {
-            for _ in 0..runs {
-                let encoder = self.encode_layer(&dispatches, &pipelines, &groups, None);
-                let start = std::time::Instant::now();
-                self.queue.submit([encoder.finish()]);
-                self.wait()?;
-                block_s.push(start.elapsed().as_secs_f64());
-            }
-        }
-        self.take_error()?;
-        let run = BlockRun {
-            output,
-            block_s,
-            op_s,
-            implementations: dispatches.into_iter().map(|d| d.implementation).collect(),
-        };
         Ok((run, per_step))
-    }
-
-    /// Every dispatch in its own compute pass (timestamps at each pass's start and end when
-    /// given).
-    fn encode_layer(
-        &self,
-        dispatches: &[Dispatch],
-        pipelines: &[wgpu::ComputePipeline],
-        groups: &[wgpu::BindGroup],
-        timestamps: Option<&wgpu::QuerySet>,
-    ) -> wgpu::CommandEncoder {
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        for (i, ((d, pipeline), group)) in dispatches.iter().zip(pipelines).zip(groups).enumerate()
-        {
-            let writes = timestamps.map(|set| wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(2 * i as u32),
-                end_of_pass_write_index: Some(2 * i as u32 + 1),
-            });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&d.stage.key),
-                timestamp_writes: writes,
-            });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, group, &[]);
-            let [x, y, z] = d.stage.groups;
-            pass.dispatch_workgroups(x, y, z);
-        }
-        encoder
     }
 }
 
