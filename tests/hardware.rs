@@ -96,3 +96,47 @@ fn a_profile_file_works_like_a_catalog_name() {
             .contains("file")
     );
 }
+
+/// A profile's sustained compute fraction slows its compute-bound ops and nothing else, and the
+/// JSON says which fraction priced the figures.
+#[test]
+fn a_sustained_fraction_slows_compute_bound_work_only() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("held.toml");
+    let text = std::fs::read_to_string(common::path("hw_profiles/h100-sxm.toml"))
+        .unwrap()
+        .replace("name = \"h100-sxm\"", "name = \"held\"")
+        .replacen(
+            "\n[peak_flops]",
+            "\nsustained_compute_fraction = { value = 0.8, source = \"a test\" }\n[peak_flops]",
+            1,
+        );
+    std::fs::write(&file, text).unwrap();
+    let plain = dir.path().join("plain.toml");
+    let text = std::fs::read_to_string(common::path("hw_profiles/h100-sxm.toml"))
+        .unwrap()
+        .replace("name = \"h100-sxm\"", "name = \"plain\"");
+    std::fs::write(&plain, text).unwrap();
+    let args = |hw: &std::path::Path| {
+        common::predict_json(&[
+            "--model",
+            "llama-3-8b",
+            "--hw",
+            hw.to_str().unwrap(),
+            "--batch",
+            "8",
+        ])
+    };
+    let (held, base) = (args(&file), args(&plain));
+    assert_eq!(held["provenance"]["sustained_compute_fraction"], 0.8);
+    assert_eq!(base["provenance"]["sustained_compute_fraction"], 1.0);
+    let ratio = |key: &str, field: &str| {
+        held[key][field].as_f64().unwrap() / base[key][field].as_f64().unwrap()
+    };
+    // A training step is mostly compute-bound matmuls: close to 1/0.8 longer, never more.
+    let step = ratio("training", "step_time_s");
+    assert!(step > 1.15 && step <= 1.25 + 1e-12, "{step}");
+    // A decode step at batch 8 streams the weights: memory-bound, unchanged.
+    let tpot = ratio("inference", "tpot_s");
+    assert!((tpot - 1.0).abs() < 0.01, "{tpot}");
+}

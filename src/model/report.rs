@@ -149,6 +149,8 @@ pub struct ProvenanceInfo {
     /// "roofline"), in the order they first appear.
     pub implementations: Vec<String>,
     pub hardware_profile: String,
+    /// The share of their short-run rate compute-bound ops were priced at (1: not derated).
+    pub sustained_compute_fraction: f64,
     pub energy_basis: String,
     pub price_basis: Option<String>,
     /// Conventions a reader needs to compare these figures with other tools.
@@ -362,6 +364,7 @@ pub fn report(
             op_provenance,
             implementations,
             hardware_profile: pricer.system.hardware_origin.clone(),
+            sustained_compute_fraction: pricer.system.hw.sustained_fraction(),
             energy_basis: match tdp {
                 Some(w) => format!("board power limit (TDP) {w} W for the whole time; not measured"),
                 None => "no power figure in the profile: energy not estimated".into(),
