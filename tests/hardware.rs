@@ -80,11 +80,7 @@ fn show_gives_each_figure_with_its_source() {
 #[test]
 fn a_profile_file_works_like_a_catalog_name() {
     let dir = tempfile::TempDir::new().unwrap();
-    let file = dir.path().join("my-gpu.toml");
-    let text = std::fs::read_to_string(common::path("hw_profiles/h100-sxm.toml"))
-        .unwrap()
-        .replace("name = \"h100-sxm\"", "name = \"my-gpu\"");
-    std::fs::write(&file, text).unwrap();
+    let file = h100_profile_as(&dir, "my-gpu", "");
     let table = stdout(&["hw", "show", file.to_str().unwrap()]);
     assert!(table.contains("my-gpu"), "{table}");
     let p = common::predict_json(&["--model", "gpt2", "--hw", file.to_str().unwrap()]);
@@ -102,21 +98,12 @@ fn a_profile_file_works_like_a_catalog_name() {
 #[test]
 fn a_sustained_fraction_slows_compute_bound_work_only() {
     let dir = tempfile::TempDir::new().unwrap();
-    let file = dir.path().join("held.toml");
-    let text = std::fs::read_to_string(common::path("hw_profiles/h100-sxm.toml"))
-        .unwrap()
-        .replace("name = \"h100-sxm\"", "name = \"held\"")
-        .replacen(
-            "\n[peak_flops]",
-            "\nsustained_compute_fraction = { value = 0.8, source = \"a test\" }\n[peak_flops]",
-            1,
-        );
-    std::fs::write(&file, text).unwrap();
-    let plain = dir.path().join("plain.toml");
-    let text = std::fs::read_to_string(common::path("hw_profiles/h100-sxm.toml"))
-        .unwrap()
-        .replace("name = \"h100-sxm\"", "name = \"plain\"");
-    std::fs::write(&plain, text).unwrap();
+    let file = h100_profile_as(
+        &dir,
+        "held",
+        "sustained_compute_fraction = { value = 0.8, source = \"a test\" }\n",
+    );
+    let plain = h100_profile_as(&dir, "plain", "");
     let args = |hw: &std::path::Path| {
         common::predict_json(&[
             "--model",
@@ -139,4 +126,16 @@ fn a_sustained_fraction_slows_compute_bound_work_only() {
     // A decode step at batch 8 streams the weights: memory-bound, unchanged.
     let tpot = ratio("inference", "tpot_s");
     assert!((tpot - 1.0).abs() < 0.01, "{tpot}");
+}
+
+/// The H100's catalog profile written to `dir` as `name`.toml under another name, with `lines`
+/// added before its peak rates.
+fn h100_profile_as(dir: &tempfile::TempDir, name: &str, lines: &str) -> std::path::PathBuf {
+    let file = dir.path().join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(common::path("hw_profiles/h100-sxm.toml"))
+        .unwrap()
+        .replace("name = \"h100-sxm\"", &format!("name = \"{name}\""))
+        .replacen("\n[peak_flops]", &format!("\n{lines}[peak_flops]"), 1);
+    std::fs::write(&file, text).unwrap();
+    file
 }
