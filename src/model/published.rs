@@ -236,15 +236,12 @@ pub fn execution(r: &Row) -> Result<Execution> {
     })
 }
 
-/// The system a row is priced on: its GPU's catalog profile, with the sustained compute fraction
-/// replaced by `fraction` where one is given.
-fn system_for(hw: &str, roofline: bool, fraction: Option<f64>) -> Result<System> {
-    let Some(f) = fraction else {
-        return System::load(hw, None, roofline);
-    };
+/// The system a row is priced on with its GPU's catalog profile's sustained compute fraction
+/// replaced by `fraction`.
+fn system_with_fraction(hw: &str, roofline: bool, fraction: f64) -> Result<System> {
     let mut profile = hw::load(hw)?;
     profile.sustained_compute_fraction = Some(Sourced {
-        value: f,
+        value: fraction,
         source: "fitted to a published table".into(),
     });
     let calibration = calibration_for(hw, None, roofline, &profile)?;
@@ -267,6 +264,11 @@ fn step(r: &Row, system: &System) -> Result<(f64, f64, f64)> {
 /// A row's step time as the paper's FLOPs at the published rate.
 fn published_step(r: &Row) -> f64 {
     row_flops(r) / (r.num_gpus as f64 * r.achieved_tflops_per_gpu * 1e12)
+}
+
+/// A step of `seconds` as the paper's TFLOP/s per GPU.
+fn tflops_per_gpu(r: &Row, seconds: f64) -> f64 {
+    row_flops(r) / seconds / r.num_gpus as f64 / 1e12
 }
 
 fn row_flops(r: &Row) -> f64 {
@@ -346,28 +348,43 @@ pub struct Validation {
 /// table's rows, and predicts each row held out: with the fraction fitted to the other rows
 /// of its GPU, never to itself.
 pub fn predict(rows: &[Row], roofline: bool) -> Result<Validation> {
+    /// A GPU's systems, built once for all its rows: at the profile's own fraction, and at
+    /// another, whose second price of each row splits its step into what the fraction stretches
+    /// and what it does not.
+    struct Gpu {
+        hw: &'static str,
+        own: (f64, System),
+        other: (f64, System),
+    }
+    let mut gpus: Vec<Gpu> = Vec::new();
     let mut out = Vec::with_capacity(rows.len());
-    let mut profiles: Vec<&'static str> = Vec::new();
     let mut splits = Vec::with_capacity(rows.len());
     for r in rows {
         let hw = profile_for(&r.gpu)
             .ok_or_else(|| Error::Unsupported(format!("{}: unknown GPU '{}'", r.model, r.gpu)))?;
-        if !profiles.contains(&hw) {
-            profiles.push(hw);
-        }
-        let system = System::load(hw, None, roofline)?;
-        let (seconds, bubble, comm) = step(r, &system)?;
-        // A second price at another fraction splits the step into what the fraction stretches
-        // and what it does not.
-        let own = system.hw.sustained_fraction();
-        let other = if own > 0.75 { 0.5 } else { 1.0 };
-        let (stretched, _, _) = step(r, &system_for(hw, roofline, Some(other))?)?;
+        let at = match gpus.iter().position(|g| g.hw == hw) {
+            Some(at) => at,
+            None => {
+                let system = System::load(hw, None, roofline)?;
+                let own = system.hw.sustained_fraction();
+                let other = if own > 0.75 { 0.5 } else { 1.0 };
+                gpus.push(Gpu {
+                    hw,
+                    own: (own, system),
+                    other: (other, system_with_fraction(hw, roofline, other)?),
+                });
+                gpus.len() - 1
+            }
+        };
+        let gpu = &gpus[at];
+        let (seconds, bubble, comm) = step(r, &gpu.own.1)?;
+        let (stretched, _, _) = step(r, &gpu.other.1)?;
         splits.push(Split::of(
             published_step(r),
-            (own, seconds),
-            (other, stretched),
+            (gpu.own.0, seconds),
+            (gpu.other.0, stretched),
         ));
-        let predicted = row_flops(r) / seconds / r.num_gpus as f64 / 1e12;
+        let predicted = tflops_per_gpu(r, seconds);
         out.push(Prediction {
             model: r.model.clone(),
             gpus: r.num_gpus,
@@ -384,8 +401,9 @@ pub fn predict(rows: &[Row], roofline: bool) -> Result<Validation> {
             communication_fraction: comm,
         });
     }
-    let mut fits = Vec::with_capacity(profiles.len());
-    for hw in profiles {
+    let mut fits = Vec::with_capacity(gpus.len());
+    for gpu in &gpus {
+        let hw = gpu.hw;
         let mine: Vec<usize> = (0..rows.len()).filter(|&i| out[i].hw == hw).collect();
         let all: Vec<Split> = mine.iter().map(|&i| splits[i]).collect();
         if mine.len() > 1 {
@@ -396,16 +414,17 @@ pub fn predict(rows: &[Row], roofline: bool) -> Result<Validation> {
                     .map(|&j| splits[j])
                     .collect();
                 let f = fit_fraction(&others);
-                let (seconds, _, _) = step(&rows[i], &system_for(hw, roofline, Some(f))?)?;
-                let held_out = row_flops(&rows[i]) / seconds / rows[i].num_gpus as f64 / 1e12;
-                out[i].held_out_error_pct =
-                    Some(error_pct(held_out, rows[i].achieved_tflops_per_gpu));
+                let (seconds, _, _) = step(&rows[i], &system_with_fraction(hw, roofline, f)?)?;
+                out[i].held_out_error_pct = Some(error_pct(
+                    tflops_per_gpu(&rows[i], seconds),
+                    rows[i].achieved_tflops_per_gpu,
+                ));
             }
         }
         let (median, max) = median_and_max(mine.iter().filter_map(|&i| out[i].held_out_error_pct));
         fits.push(FractionFit {
             hw: hw.to_string(),
-            profile_fraction: hw::load(hw)?.sustained_fraction(),
+            profile_fraction: gpu.own.0,
             fitted_fraction: fit_fraction(&all),
             rows: mine.len(),
             held_out_median_pct: (mine.len() > 1).then_some(median),
